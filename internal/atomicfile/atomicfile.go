@@ -1,0 +1,83 @@
+// Package atomicfile writes files so that a reader, or berthd after a crash at
+// any instant, sees either the old content or the new one, never a mix.
+package atomicfile
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Write replaces path with data: temp file in the same directory, fsync,
+// rename, fsync of the directory (so the rename itself survives a power cut).
+func Write(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	return SyncDir(dir)
+}
+
+// WriteJSON is Write of v encoded as indented JSON.
+func WriteJSON(path string, v any, perm os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return Write(path, append(data, '\n'), perm)
+}
+
+// SyncDir fsyncs a directory, making renames and unlinks in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// IsTemp reports whether name is a leftover temp file of Write (a crash
+// between create and rename); start-up reconciliation removes those.
+func IsTemp(name string) bool {
+	base := filepath.Base(name)
+	return len(base) > 1 && base[0] == '.' && containsTmp(base)
+}
+
+func containsTmp(s string) bool {
+	for i := 0; i+5 <= len(s); i++ {
+		if s[i:i+5] == ".tmp-" {
+			return true
+		}
+	}
+	return false
+}
