@@ -1,0 +1,111 @@
+// Package v1 is the schema of berthd's TOML configuration file, version 1.
+// Every key is documented in docs/config.md; default.toml holds the embedded
+// defaults that `berthd config default` prints.
+package v1
+
+import (
+	_ "embed"
+	"fmt"
+	"time"
+)
+
+// DefaultTOML is the embedded default configuration.
+//
+//go:embed default.toml
+var DefaultTOML string
+
+// Version is the only config schema version this berthd reads.
+const Version = 1
+
+// Config is the whole berthd configuration after defaults and drop-ins are merged.
+type Config struct {
+	// Version of the schema; 0 (absent) means Version.
+	Version int `toml:"version" json:"version"`
+	// Listen is the path of the CRI unix socket.
+	Listen string `toml:"listen" json:"listen"`
+	// SocketGroup, when set, is the group (name or numeric gid) that owns the
+	// socket; the socket mode is 0660 either way.
+	SocketGroup string `toml:"socket_group" json:"socket_group"`
+	// RootDir holds persistent data: content store, snapshots, metadata.
+	RootDir string `toml:"root_dir" json:"root_dir"`
+	// StateDir holds runtime state: netns pins, supervisor socket, locks.
+	StateDir string `toml:"state_dir" json:"state_dir"`
+	// LogLevel is a logrus level: trace, debug, info, warn, error.
+	LogLevel string `toml:"log_level" json:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `toml:"log_format" json:"log_format"`
+	// SandboxImage is the pause image that holds a pod's namespaces.
+	SandboxImage string `toml:"sandbox_image" json:"sandbox_image"`
+	// DefaultRuntime names the [runtimes.<handler>] used for the empty
+	// RuntimeClass handler.
+	DefaultRuntime string `toml:"default_runtime" json:"default_runtime"`
+
+	Registry Registry `toml:"registry" json:"registry"`
+	CNI      CNI      `toml:"cni" json:"cni"`
+	// Runtimes maps a RuntimeClass handler name (a DNS label) to its runtime.
+	Runtimes map[string]Runtime `toml:"runtimes" json:"runtimes"`
+}
+
+// Registry configures image pulls.
+type Registry struct {
+	// ConfigPath is a directory of per-host hosts.toml files in containerd's
+	// format (<host>/hosts.toml, _default/hosts.toml).
+	ConfigPath string `toml:"config_path" json:"config_path"`
+	// AuthFile is a Docker config.json with node-level credentials.
+	AuthFile string `toml:"auth_file" json:"auth_file"`
+	// MaxConcurrentDownloads bounds layer downloads across all pulls.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" json:"max_concurrent_downloads"`
+	// ImagePullProgressTimeout cancels a pull that moves no byte for this long.
+	ImagePullProgressTimeout Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout"`
+}
+
+// CNI configures pod networking.
+type CNI struct {
+	// ConfDir is watched for network configs; the first in lexical order is
+	// the default pod network.
+	ConfDir string `toml:"conf_dir" json:"conf_dir"`
+	// BinDirs are searched for plugin binaries, in order.
+	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
+}
+
+// Runtime types.
+const (
+	RuntimeLibcontainer = "libcontainer"
+	RuntimeOCI          = "oci"
+)
+
+// Runtime is one RuntimeClass handler.
+type Runtime struct {
+	// Type is "libcontainer" (in-process, the default) or "oci" (an external
+	// runc-compatible binary).
+	Type string `toml:"type" json:"type"`
+	// RuntimePath is the binary of an "oci" runtime.
+	RuntimePath string `toml:"runtime_path" json:"runtime_path,omitempty"`
+	// RuntimeRoot is the runtime's state directory; empty means
+	// <state_dir>/runtimes/<handler>.
+	RuntimeRoot string `toml:"runtime_root" json:"runtime_root,omitempty"`
+	// SandboxImage overrides the global sandbox_image for this handler.
+	SandboxImage string `toml:"sandbox_image" json:"sandbox_image,omitempty"`
+	// PrivilegedWithoutHostDevices keeps host devices out of privileged
+	// containers of this handler.
+	PrivilegedWithoutHostDevices bool `toml:"privileged_without_host_devices" json:"privileged_without_host_devices"`
+	// AllowedAnnotations are annotation keys (a trailing * matches a prefix)
+	// passed from the pod or container config into the OCI spec.
+	AllowedAnnotations []string `toml:"allowed_annotations" json:"allowed_annotations,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5m", "30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like \"30s\" or \"5m\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }

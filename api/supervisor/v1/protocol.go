@@ -1,0 +1,218 @@
+// Package v1 is the wire contract between berthd and the berth supervisor.
+//
+// Transport: a unix stream socket at <stateDir>/supervisor/supervisor.sock.
+// Each call is one connection: the client writes one Request as a JSON line,
+// the server answers one Response as a JSON line and closes. One connection
+// per call keeps both sides free of multiplexing, lets a blocking Wait simply
+// hold its own connection, and costs ~20µs on loopback.
+//
+// Versioning: every Request carries the client's protocol Version
+// ("major.minor"). The server refuses a different major with
+// CodeIncompatibleVersion; a newer minor may only add optional fields and
+// operations, so both sides ignore unknown JSON fields.
+package v1
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Version is the protocol version spoken by this package.
+const Version = "1.0"
+
+// Major returns the major number of a "major.minor" version, or -1.
+func Major(v string) int {
+	s, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Op names an operation.
+type Op string
+
+const (
+	OpVersion         Op = "version"
+	OpCreate          Op = "create"
+	OpStart           Op = "start"
+	OpKill            Op = "kill"
+	OpState           Op = "state"
+	OpList            Op = "list"
+	OpDelete          Op = "delete"
+	OpWait            Op = "wait"
+	OpReopenLog       Op = "reopen_log"
+	OpCloseStdin      Op = "close_stdin"
+	OpUpdateResources Op = "update_resources"
+	OpUpgrade         Op = "upgrade"
+	OpStats           Op = "stats"
+)
+
+// Request is one call. Only the field matching Op is read.
+type Request struct {
+	Version string `json:"version"`
+	Op      Op     `json:"op"`
+	// ID names the container for every per-container operation.
+	ID string `json:"id,omitempty"`
+
+	Create *CreateRequest        `json:"create,omitempty"`
+	Kill   *KillRequest          `json:"kill,omitempty"`
+	Update *specs.LinuxResources `json:"update,omitempty"`
+}
+
+// RuntimeKind selects how the supervisor runs a container.
+type RuntimeKind string
+
+const (
+	// RuntimeLibcontainer runs the container in-process with runc's
+	// libcontainer: the container init is the supervisor's child.
+	RuntimeLibcontainer RuntimeKind = "libcontainer"
+	// RuntimeOCI execs a runc-compatible binary (runc, crun, runsc…); the
+	// supervisor is a child subreaper and adopts the container init.
+	RuntimeOCI RuntimeKind = "oci"
+)
+
+// CreateRequest creates a container whose init waits for Start.
+type CreateRequest struct {
+	// Bundle is a directory holding config.json (an OCI runtime spec whose
+	// root.path is absolute and whose linux.cgroupsPath is absolute).
+	Bundle string      `json:"bundle"`
+	Kind   RuntimeKind `json:"kind"`
+	// RuntimePath is the OCI runtime binary (kind oci only).
+	RuntimePath string `json:"runtime_path,omitempty"`
+	// RuntimeRoot is the runtime's state root (--root for oci, the
+	// libcontainer root for libcontainer). Empty: a default under the
+	// supervisor's state dir.
+	RuntimeRoot string `json:"runtime_root,omitempty"`
+	// LogPath is the CRI log file; empty discards the output.
+	LogPath string `json:"log_path,omitempty"`
+	Stdin   bool   `json:"stdin,omitempty"`
+	// StdinOnce: berthd calls CloseStdin after the first attach detaches.
+	StdinOnce bool `json:"stdin_once,omitempty"`
+	// Terminal is not supported yet (CreateRequest is refused with
+	// CodeUnimplemented).
+	Terminal bool `json:"terminal,omitempty"`
+	// MaxLogLineSize splits longer lines into partial (P) records; 0 means
+	// the default of 16 KiB.
+	MaxLogLineSize int `json:"max_log_line_size,omitempty"`
+}
+
+// KillRequest sends Signal (a number) to the container init, or to every
+// process of the container when All is set.
+type KillRequest struct {
+	Signal int  `json:"signal"`
+	All    bool `json:"all,omitempty"`
+}
+
+// Status is a container's lifecycle state:
+// created -> running -> stopped, created -> stopped, and unknown while the
+// supervisor cannot tell (never persisted).
+type Status string
+
+const (
+	StatusCreated Status = "created"
+	StatusRunning Status = "running"
+	StatusStopped Status = "stopped"
+	StatusUnknown Status = "unknown"
+)
+
+// Exit reasons, as kubelet shows them.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonUnknown: the exit happened while no supervisor could observe it
+	// (the supervisor was down, or the container's parent changed); the
+	// exit code is then 255, never 0.
+	ReasonUnknown = "Unknown"
+)
+
+// ExitStatus is what the supervisor records (durably, before publishing) when
+// a container init ends.
+type ExitStatus struct {
+	// ExitCode is the exit code, or 128+signal for a signal death.
+	ExitCode int32 `json:"exit_code"`
+	// Signal is the signal number that killed the init, 0 otherwise.
+	Signal     int    `json:"signal,omitempty"`
+	FinishedAt int64  `json:"finished_at"` // unix nanoseconds
+	OOMKilled  bool   `json:"oom_killed,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// State describes one container.
+type State struct {
+	ID        string      `json:"id"`
+	Status    Status      `json:"status"`
+	Kind      RuntimeKind `json:"kind"`
+	Pid       int         `json:"pid,omitempty"`
+	CreatedAt int64       `json:"created_at,omitempty"` // unix nanoseconds
+	StartedAt int64       `json:"started_at,omitempty"`
+	// Exit is set once Status is stopped.
+	Exit    *ExitStatus `json:"exit,omitempty"`
+	LogPath string      `json:"log_path,omitempty"`
+	// StdinPath is a FIFO an attach writes the container's stdin to (set
+	// when the container was created with Stdin).
+	StdinPath string `json:"stdin_path,omitempty"`
+	// LogError is the last error writing or reopening the log, if any.
+	LogError string `json:"log_error,omitempty"`
+}
+
+// VersionInfo answers OpVersion.
+type VersionInfo struct {
+	Protocol string `json:"protocol"`
+	Binary   string `json:"binary"` // build version of the supervisor
+	Pid      int    `json:"pid"`
+	// BootID changes with every start and every in-place upgrade.
+	BootID string `json:"boot_id"`
+}
+
+// Stats answers OpStats (health and leak checks).
+type Stats struct {
+	Containers int `json:"containers"`
+	Goroutines int `json:"goroutines"`
+	OpenFDs    int `json:"open_fds"`
+}
+
+// Response is the answer to one Request. Error is nil on success.
+type Response struct {
+	Error   *Error       `json:"error,omitempty"`
+	Version *VersionInfo `json:"version,omitempty"`
+	State   *State       `json:"state,omitempty"`
+	List    []State      `json:"list,omitempty"`
+	Stats   *Stats       `json:"stats,omitempty"`
+	// Upgrading is the first of two answers to OpUpgrade: the server is
+	// about to exec. The connection then closes on success (EOF), or a
+	// second Response carries the exec error.
+	Upgrading bool `json:"upgrading,omitempty"`
+}
+
+// Code classifies an Error; the client maps codes to internal/errdefs.
+type Code string
+
+const (
+	CodeInvalidArgument     Code = "invalid_argument"
+	CodeNotFound            Code = "not_found"
+	CodeAlreadyExists       Code = "already_exists"
+	CodeFailedPrecondition  Code = "failed_precondition"
+	CodeUnavailable         Code = "unavailable"
+	CodeUnimplemented       Code = "unimplemented"
+	CodeIncompatibleVersion Code = "incompatible_version"
+	CodeInternal            Code = "internal"
+)
+
+// Error is a failed call.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf builds an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

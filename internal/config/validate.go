@@ -1,0 +1,94 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+)
+
+// dnsLabel is RFC 1123's label, which Kubernetes requires of RuntimeClass
+// handler names.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// IsDNSLabel reports whether s may name a runtime handler.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
+func (l *Loaded) validate() error {
+	c := l.Config
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config %s: key %q: %s", l.Origin(key), key, fmt.Sprintf(format, args...))
+	}
+	if c.Version != 0 && c.Version != configv1.Version {
+		return bad("version", "version %d is not supported (this berthd reads version %d)", c.Version, configv1.Version)
+	}
+	for key, p := range map[string]string{"listen": c.Listen, "root_dir": c.RootDir, "state_dir": c.StateDir} {
+		if !filepath.IsAbs(p) {
+			return bad(key, "must be an absolute path, got %q", p)
+		}
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		return bad("log_level", "%q is not one of trace, debug, info, warn, error, fatal, panic", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return bad("log_format", "%q is neither text nor json", c.LogFormat)
+	}
+	if c.SandboxImage == "" {
+		return bad("sandbox_image", "must not be empty")
+	}
+	if c.Registry.MaxConcurrentDownloads < 1 {
+		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)
+	}
+	if c.Registry.ImagePullProgressTimeout.Duration < 0 {
+		return bad("registry.image_pull_progress_timeout", "must not be negative")
+	}
+	if c.CNI.ConfDir == "" {
+		return bad("cni.conf_dir", "must not be empty")
+	}
+	if len(c.Runtimes) == 0 {
+		return bad("runtimes", "at least one runtime handler must be configured")
+	}
+	for _, name := range sortedKeys(c.Runtimes) {
+		key := "runtimes." + name
+		if !IsDNSLabel(name) {
+			return bad(key, "handler name %q is not a DNS label (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit)", name)
+		}
+		rt := c.Runtimes[name]
+		switch rt.Type {
+		case configv1.RuntimeLibcontainer:
+			if rt.RuntimePath != "" {
+				return bad(key+".runtime_path", "only a runtime of type %q takes a runtime_path", configv1.RuntimeOCI)
+			}
+		case configv1.RuntimeOCI:
+			if !filepath.IsAbs(rt.RuntimePath) {
+				return bad(key+".runtime_path", "a runtime of type %q needs the absolute path of its binary, got %q", configv1.RuntimeOCI, rt.RuntimePath)
+			}
+		default:
+			return bad(key+".type", "%q is not a runtime type (want %q or %q)", rt.Type, configv1.RuntimeLibcontainer, configv1.RuntimeOCI)
+		}
+		if rt.RuntimeRoot != "" && !filepath.IsAbs(rt.RuntimeRoot) {
+			return bad(key+".runtime_root", "must be an absolute path, got %q", rt.RuntimeRoot)
+		}
+	}
+	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
+		return bad("default_runtime", "%q names no configured handler (configured: %s)", c.DefaultRuntime, strings.Join(sortedKeys(c.Runtimes), ", "))
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// HandlerNames lists the configured handlers, sorted, for error messages.
+func HandlerNames(c *configv1.Config) []string { return sortedKeys(c.Runtimes) }

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+type requestIDKey struct{}
+
+// RequestID is the id the interceptor gave the request in ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// Log returns the request's logger, with its request id.
+func Log(ctx context.Context, log logrus.FieldLogger) logrus.FieldLogger {
+	if id := RequestID(ctx); id != "" {
+		return log.WithField("req", id)
+	}
+	return log
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// interceptor is the one place for cross-cutting work on every CRI call:
+// request id, the readiness gate, logging (credentials redacted) and the
+// mapping of domain errors to gRPC codes.
+type interceptor struct {
+	log   logrus.FieldLogger
+	ready *Readiness
+}
+
+func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	id := newRequestID()
+	ctx = context.WithValue(ctx, requestIDKey{}, id)
+	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
+	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
+		return nil, status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
+	}
+	start := time.Now()
+	if logrus.IsLevelEnabled(logrus.TraceLevel) {
+		log.WithField("request", marshalForLog(req)).Trace("request")
+	}
+	resp, err := handler(ctx, req)
+	err = errdefs.ToGRPC(err)
+	code := status.Code(err)
+	entry := log.WithFields(logrus.Fields{"code": code.String(), "took": time.Since(start).Round(time.Microsecond)})
+	switch {
+	case code == codes.OK:
+		entry.Debug("done")
+	case code == codes.NotFound || code == codes.Canceled:
+		// Races kubelet expects (an object removed meanwhile): not an error of ours.
+		entry.WithError(err).Debug("done")
+	default:
+		entry.WithError(err).Warn("failed")
+	}
+	return resp, err
+}
+
+func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	id := newRequestID()
+	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
+	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
+		return status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
+	}
+	start := time.Now()
+	err := errdefs.ToGRPC(handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)}))
+	entry := log.WithFields(logrus.Fields{"code": status.Code(err).String(), "took": time.Since(start).Round(time.Microsecond)})
+	if err != nil && status.Code(err) != codes.Canceled {
+		entry.WithError(err).Warn("stream failed")
+	} else {
+		entry.Debug("stream done")
+	}
+	return err
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }
+
+func marshalForLog(req any) string {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return ""
+	}
+	b, err := protojson.Marshal(redacted(m))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}

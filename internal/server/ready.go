@@ -1,0 +1,24 @@
+package server
+
+import "sync/atomic"
+
+// Readiness gates the CRI until start-up recovery is done: until then only
+// the methods kubelet needs to decide whether to wait (Version, Status,
+// RuntimeConfig) answer, and the rest get Unavailable. kubelet aborts its
+// own start if Version fails, so Version must never wait.
+type Readiness struct {
+	ready atomic.Bool
+}
+
+// SetReady opens the gate. It never closes again.
+func (r *Readiness) SetReady() { r.ready.Store(true) }
+
+// Ready reports whether recovery is done.
+func (r *Readiness) Ready() bool { return r.ready.Load() }
+
+// alwaysOpen are the full gRPC method names served before recovery ends.
+var alwaysOpen = map[string]bool{
+	"/runtime.v1.RuntimeService/Version":       true,
+	"/runtime.v1.RuntimeService/Status":        true,
+	"/runtime.v1.RuntimeService/RuntimeConfig": true,
+}

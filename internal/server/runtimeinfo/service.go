@@ -1,0 +1,28 @@
+// Package runtimeinfo serves the CRI calls about the runtime itself:
+// Version, Status and RuntimeConfig.
+package runtimeinfo
+
+import (
+	"github.com/berth-cri/berth/internal/config"
+)
+
+// NetworkStatus is what Status needs of the pod network manager.
+type NetworkStatus interface {
+	// Status reports whether a usable network config is loaded, and why not.
+	Status() (ready bool, reason, message string)
+}
+
+// Readiness tells whether start-up recovery is done.
+type Readiness interface{ Ready() bool }
+
+// Service serves Version, Status and RuntimeConfig.
+type Service struct {
+	cfg     *config.Holder
+	network NetworkStatus
+	ready   Readiness
+}
+
+// New returns the service.
+func New(cfg *config.Holder, network NetworkStatus, ready Readiness) *Service {
+	return &Service{cfg: cfg, network: network, ready: ready}
+}
