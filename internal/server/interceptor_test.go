@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+func TestRedactedClearsCredentials(t *testing.T) {
+	req := &runtimeapi.PullImageRequest{
+		Image: &runtimeapi.ImageSpec{Image: "busybox"},
+		Auth: &runtimeapi.AuthConfig{
+			Username: "alice", Password: "s3cret-pw", Auth: "YWxpY2U6czNjcmV0",
+			IdentityToken: "id-tok", RegistryToken: "reg-tok", ServerAddress: "example.com",
+		},
+	}
+	got := marshalForLog(req)
+	for _, secret := range []string{"s3cret-pw", "YWxpY2U6czNjcmV0", "id-tok", "reg-tok"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("logged request %s contains %q", got, secret)
+		}
+	}
+	if !strings.Contains(got, "busybox") {
+		t.Errorf("logged request %s lost the image", got)
+	}
+	if req.Auth.Password != "s3cret-pw" {
+		t.Error("redaction modified the request itself")
+	}
+}
+
+func TestInterceptorGateAndCodes(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.TraceLevel)
+	ready := &Readiness{}
+	i := &interceptor{log: log, ready: ready}
+	call := func(method string, err error) error {
+		_, e := i.unary(context.Background(), &runtimeapi.PullImageRequest{Auth: &runtimeapi.AuthConfig{Password: "pw-123"}},
+			&grpc.UnaryServerInfo{FullMethod: method},
+			func(ctx context.Context, req any) (any, error) {
+				if RequestID(ctx) == "" {
+					t.Error("no request id in the handler's context")
+				}
+				return nil, err
+			})
+		return e
+	}
+	for _, tc := range []struct {
+		name   string
+		ready  bool
+		method string
+		err    error
+		want   codes.Code
+	}{
+		{"version before ready", false, "/runtime.v1.RuntimeService/Version", nil, codes.OK},
+		{"status before ready", false, "/runtime.v1.RuntimeService/Status", nil, codes.OK},
+		{"pull before ready", false, "/runtime.v1.ImageService/PullImage", nil, codes.Unavailable},
+		{"pull after ready", true, "/runtime.v1.ImageService/PullImage", nil, codes.OK},
+		{"domain error mapped", true, "/runtime.v1.ImageService/PullImage", fmt.Errorf("x: %w", errdefs.ErrNotFound), codes.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.ready {
+				ready.SetReady()
+			}
+			if got := status.Code(call(tc.method, tc.err)); got != tc.want {
+				t.Fatalf("code %v, want %v", got, tc.want)
+			}
+		})
+	}
+	for _, e := range hook.AllEntries() {
+		if s, err := e.String(); err == nil && strings.Contains(s, "pw-123") {
+			t.Fatalf("a log line carries the password: %s", s)
+		}
+	}
+}
