@@ -1,0 +1,115 @@
+// Package store keeps berthd's metadata records (sandboxes, containers) on
+// disk, one JSON file per object, each written atomically before the RPC
+// that changed it answers.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Records is a directory of JSON records of type T keyed by id.
+type Records[T any] struct {
+	dir string
+}
+
+// Open creates dir if needed and removes temp files a crash left mid-write.
+func Open[T any](dir string) (*Records[T], error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if atomicfile.IsTemp(e.Name()) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return &Records[T]{dir: dir}, nil
+}
+
+func (r *Records[T]) path(id string) (string, error) {
+	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." || strings.HasPrefix(id, ".") {
+		return "", fmt.Errorf("record id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return filepath.Join(r.dir, id+".json"), nil
+}
+
+// Put writes v as the record id, atomically and durably.
+func (r *Records[T]) Put(id string, v *T) error {
+	p, err := r.path(id)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteJSON(p, v, 0o600)
+}
+
+// Get reads one record; ErrNotFound if absent.
+func (r *Records[T]) Get(id string) (*T, error) {
+	p, err := r.path(id)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("record %s: %w", id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", id, err)
+	}
+	v := new(T)
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("record %s is corrupt: %w", id, err)
+	}
+	return v, nil
+}
+
+// Delete removes the record; an absent record is not an error.
+func (r *Records[T]) Delete(id string) error {
+	p, err := r.path(id)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete record %s: %w", id, err)
+	}
+	return atomicfile.SyncDir(r.dir)
+}
+
+// Damaged is a record file that could not be read at load.
+type Damaged struct {
+	ID  string
+	Err error
+}
+
+// LoadAll reads every record. A corrupt or truncated file does not stop
+// the load: it is returned in damaged for the caller to report and clean.
+func (r *Records[T]) LoadAll() (records map[string]*T, damaged []Damaged, err error) {
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load store %s: %w", r.dir, err)
+	}
+	records = map[string]*T{}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() || atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		v, err := r.Get(id)
+		if err != nil {
+			damaged = append(damaged, Damaged{ID: id, Err: err})
+			continue
+		}
+		records[id] = v
+	}
+	return records, damaged, nil
+}
