@@ -1,0 +1,57 @@
+# Berth. `make run` serves the CRI with the embedded default config;
+# `make test` runs everything CI runs. See README.md.
+
+GO        ?= go
+PREFIX    ?= /usr/local
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]+\.' || echo 0.1.0-dev)
+REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+TAGS      := seccomp
+LDFLAGS   := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION) \
+             -X github.com/berth-cri/berth/internal/version.Revision=$(REVISION)
+export CGO_ENABLED := 1
+
+# Binaries: berthd, and the supervisor once it exists.
+CMDS := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.go))))
+
+.PHONY: all deps build run install test test-unit test-integration critest vet fmt clean
+
+all: build
+
+deps:
+	@hack/install-deps.sh
+
+build: deps
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# Serves in the foreground with the embedded defaults (or CONFIG=file).
+run: build
+	$(BIN)/berthd $(if $(CONFIG),--config $(CONFIG))
+
+install: build
+	install -D -m 0755 $(addprefix $(BIN)/,$(CMDS)) -t $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)/etc/berth/berth.d $(DESTDIR)/etc/berth/certs.d
+	test -e $(DESTDIR)/etc/berth/berth.toml || $(BIN)/berthd config default > $(DESTDIR)/etc/berth/berth.toml
+	install -D -m 0644 hack/systemd/berthd.service hack/systemd/berthd.socket -t $(DESTDIR)/etc/systemd/system/
+	sed -i 's#/usr/local/bin#$(PREFIX)/bin#' $(DESTDIR)/etc/systemd/system/berthd.service
+
+vet:
+	$(GO) vet -tags '$(TAGS)' ./...
+
+fmt:
+	@out=$$(gofmt -l cmd internal api pkg test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: build fmt vet test-unit test-integration
+
+test-unit:
+	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+
+test-integration:
+	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
+
+clean:
+	rm -rf $(BIN)
+
+# critest against a fresh berthd, the offline test registry as mirror.
+critest: build
+	hack/critest.sh $(CRITEST_ARGS)

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/server"
+	"github.com/berth-cri/berth/internal/server/runtimeinfo"
+	"github.com/berth-cri/berth/internal/version"
+)
+
+// daemonParts are the pieces serve builds and wires; each gets only the few
+// dependencies it needs.
+type daemonParts struct {
+	log     *logrus.Logger
+	cfg     *config.Holder
+	ready   *server.Readiness
+	network *network.Manager
+}
+
+// serve runs berthd until SIGTERM or SIGINT.
+func serve(configPath string, loaded *config.Loaded) error {
+	cfg := loaded.Config
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	applyLogSettings(log, cfg)
+	log.WithFields(logrus.Fields{"version": version.Version, "config": append([]string{config.DefaultSource}, loaded.Files...)}).Info("berthd starting")
+
+	for _, dir := range []string{cfg.RootDir, cfg.StateDir} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	p := &daemonParts{log: log, cfg: config.NewHolder(cfg), ready: &server.Readiness{}}
+	net, err := network.New(network.Options{
+		ConfDir:  cfg.CNI.ConfDir,
+		BinDirs:  cfg.CNI.BinDirs,
+		CacheDir: filepath.Join(cfg.StateDir, "cni", "cache"),
+		// The first config in lexical order is the pod network, as in containerd.
+		PluginMaxConfNum: 1,
+	}, log.WithField("part", "network"))
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	p.network = net
+	go net.Watch(ctx)
+
+	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready))
+	img := newImageServer()
+	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
+
+	lis, activated, err := server.Listen(cfg.Listen, cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- grpcServer.Serve(lis) }()
+	log.WithFields(logrus.Fields{"socket": cfg.Listen, "socket_activated": activated}).Info("serving the CRI")
+
+	// Version and Status answer from here on; the rest waits for recovery.
+	if err := p.recover(ctx); err != nil {
+		grpcServer.Stop()
+		return fmt.Errorf("start-up recovery: %w", err)
+	}
+	p.ready.SetReady()
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	log.Info("ready")
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	for {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("grpc server: %w", err)
+		case sig := <-sigs:
+			if sig == unix.SIGHUP {
+				p.reload(configPath)
+				continue
+			}
+			log.WithField("signal", sig.String()).Info("stopping")
+			daemon.SdNotify(false, daemon.SdNotifyStopping)
+			stopGracefully(grpcServer, 10*time.Second)
+			return nil
+		}
+	}
+}
+
+// recover brings berthd's view of the world back in line with what is on
+// disk and running, before any RPC but Version/Status is served.
+func (p *daemonParts) recover(ctx context.Context) error {
+	return nil
+}
+
+// reload re-reads the configuration on SIGHUP and applies what can change
+// live: log settings, runtime handlers, registry settings. An invalid new
+// config is logged and the old one kept.
+func (p *daemonParts) reload(configPath string) {
+	loaded, err := config.Load(configPath)
+	if err != nil {
+		p.log.WithError(err).Error("reload: keeping the current config")
+		return
+	}
+	old, cfg := p.cfg.Get(), loaded.Config
+	for key, changed := range map[string]bool{
+		"listen":       old.Listen != cfg.Listen,
+		"socket_group": old.SocketGroup != cfg.SocketGroup,
+		"root_dir":     old.RootDir != cfg.RootDir,
+		"state_dir":    old.StateDir != cfg.StateDir,
+		"cni.conf_dir": old.CNI.ConfDir != cfg.CNI.ConfDir,
+	} {
+		if changed {
+			p.log.WithField("key", key).Warn("reload: this key changes only at restart; keeping the old value until then")
+		}
+	}
+	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
+	applyLogSettings(p.log, cfg)
+	p.cfg.Set(cfg)
+	p.log.WithField("config", loaded.Files).Info("reloaded the config")
+}
+
+func applyLogSettings(log *logrus.Logger, cfg *configv1.Config) {
+	level, err := logrus.ParseLevel(cfg.LogLevel)
+	if err == nil {
+		log.SetLevel(level)
+	}
+	if cfg.LogFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
+	} else {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
+	}
+}
+
+// stopGracefully lets calls in flight finish, up to timeout, then cuts them.
+func stopGracefully(s interface {
+	GracefulStop()
+	Stop()
+}, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.Stop()
+	}
+}

@@ -1,0 +1,187 @@
+// Package integration starts real berthd binaries and drives them through
+// kubelet's own CRI client (k8s.io/cri-client), as kubelet would.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
+	remote "k8s.io/cri-client/pkg"
+)
+
+var (
+	buildOnce sync.Once
+	berthdBin string
+	buildErr  error
+)
+
+// binary returns the berthd under test: $BERTHD_BIN (the Makefile passes
+// bin/berthd), else one built once for this test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("BERTHD_BIN"); b != "" {
+		return b
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berthd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		berthdBin = filepath.Join(dir, "berthd")
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", berthdBin, "github.com/berth-cri/berth/cmd/berthd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build berthd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return berthdBin
+}
+
+// daemon is one running berthd with private directories.
+type daemon struct {
+	t      *testing.T
+	dir    string
+	socket string
+	config string
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	exited chan struct{}
+}
+
+// newDaemon writes a config using private paths under a temp dir, plus
+// extra TOML appended to it, without starting berthd.
+func newDaemon(t *testing.T, extra string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "berth.sock"), config: filepath.Join(dir, "berth.toml")}
+	cfg := fmt.Sprintf(`listen = %q
+root_dir = %q
+state_dir = %q
+log_level = "debug"
+[cni]
+conf_dir = %q
+[registry]
+config_path = %q
+`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
+	if err := os.WriteFile(d.config, []byte(cfg+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// start runs berthd and waits until its socket answers Version.
+func (d *daemon) start() {
+	d.t.Helper()
+	d.logs = &syncBuffer{}
+	d.cmd = exec.Command(binary(d.t), "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	d.t.Cleanup(d.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-d.exited:
+			d.t.Fatalf("berthd exited at start: %v\n%s", d.cmd.ProcessState, d.logs)
+		default:
+		}
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("berthd did not listen on %s\n%s", d.socket, d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("berthd ignored SIGTERM for 15s\n%s", d.logs)
+	}
+}
+
+func (d *daemon) endpoint() string { return "unix://" + d.socket }
+
+// runtimeClient is kubelet's CRI runtime client, which validates replies.
+func (d *daemon) runtimeClient() internalapi.RuntimeService {
+	d.t.Helper()
+	c, err := remote.NewRemoteRuntimeService(context.Background(), d.endpoint(), 10*time.Second, nil, false)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return c
+}
+
+func (d *daemon) imageClient() internalapi.ImageManagerService {
+	d.t.Helper()
+	c, err := remote.NewRemoteImageService(context.Background(), d.endpoint(), 10*time.Second, nil, false)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }

@@ -1,0 +1,201 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestVersionAndStatus(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start()
+	rt := d.runtimeClient()
+	ctx := context.Background()
+
+	v, err := rt.Version(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != "0.1.0" || v.RuntimeName != "berth" || v.RuntimeApiVersion != "v1" || v.RuntimeVersion == "" {
+		t.Errorf("version %+v", v)
+	}
+
+	waitFor(t, "RuntimeReady", 10*time.Second, func() bool {
+		st, err := rt.Status(ctx, false)
+		return err == nil && condition(st.Status, runtimeapi.RuntimeReady).Status
+	})
+	st, err := rt.Status(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No CNI config in the private conf dir: the network is not ready, and says why.
+	netCond := condition(st.Status, runtimeapi.NetworkReady)
+	if netCond.Status || netCond.Reason == "" || netCond.Message == "" {
+		t.Errorf("NetworkReady %+v, want false with a reason and message", netCond)
+	}
+	names := []string{}
+	for _, h := range st.RuntimeHandlers {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != ",runc" {
+		t.Errorf("runtime handlers %q, want the default \"\" and runc", names)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil {
+		t.Fatalf("verbose info[config] is not JSON: %v", err)
+	}
+	if cfg["state_dir"] != filepath.Join(d.dir, "run") {
+		t.Errorf("verbose config state_dir %v", cfg["state_dir"])
+	}
+
+	rc, err := rt.RuntimeConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
+		t.Errorf("cgroup driver %v", rc.GetLinux().GetCgroupDriver())
+	}
+}
+
+func TestNetworkReadyFollowsConfDir(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start()
+	rt := d.runtimeClient()
+	ctx := context.Background()
+	netReady := func() bool {
+		st, err := rt.Status(ctx, false)
+		return err == nil && condition(st.Status, runtimeapi.NetworkReady).Status
+	}
+	confDir := filepath.Join(d.dir, "net.d")
+	os.MkdirAll(confDir, 0o755)
+	conf := `{"cniVersion":"1.0.0","name":"itest","plugins":[{"type":"bridge","bridge":"berthitest0","ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}]}`
+	if err := os.WriteFile(filepath.Join(confDir, "10-itest.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "NetworkReady=true after a config appears", 10*time.Second, netReady)
+	os.Remove(filepath.Join(confDir, "10-itest.conflist"))
+	waitFor(t, "NetworkReady=false after the config goes", 10*time.Second, func() bool { return !netReady() })
+}
+
+func TestSocketModeStaleAndSecondDaemon(t *testing.T) {
+	d := newDaemon(t, "")
+	// A stale socket left by a dead berthd is replaced.
+	os.MkdirAll(filepath.Dir(d.socket), 0o755)
+	l, err := net.Listen("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	d.start()
+	st, err := os.Stat(d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o660 || st.Mode()&os.ModeSocket == 0 {
+		t.Errorf("socket mode %v, want srw-rw----", st.Mode())
+	}
+
+	// A second berthd on the same socket is refused with a clear error and
+	// does not disturb the first.
+	out, err := exec.Command(binary(t), "--config", d.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another berthd") {
+		t.Errorf("second berthd: err=%v output=%s", err, out)
+	}
+	if _, err := d.runtimeClient().Version(context.Background(), "v1"); err != nil {
+		t.Errorf("first berthd disturbed: %v", err)
+	}
+}
+
+func TestBadConfigRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		want        []string
+	}{
+		{"typo", "lsiten = \"x\"\n", []string{"lsiten", "unknown key"}},
+		{"handler name", "[runtimes.\"Bad_Name\"]\ntype = \"libcontainer\"\n", []string{"Bad_Name", "DNS label"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDaemon(t, tc.extra)
+			out, err := exec.Command(binary(t), "--config", d.config).CombinedOutput()
+			if err == nil {
+				t.Fatalf("berthd started with a bad config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output %q lacks %q", out, w)
+				}
+			}
+			if !strings.Contains(string(out), d.config) {
+				t.Errorf("output %q does not name the file", out)
+			}
+		})
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	out, err := exec.Command(binary(t), "config", "default").Output()
+	if err != nil || !strings.Contains(string(out), `listen = "/run/berth/berth.sock"`) {
+		t.Fatalf("config default: %v\n%s", err, out)
+	}
+	d := newDaemon(t, "")
+	out, err = exec.Command(binary(t), "config", "check", "--config", d.config).Output()
+	if err != nil || !strings.Contains(string(out), d.socket) || !strings.Contains(string(out), "[runtimes.runc]") {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary(t), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "berthd ") {
+		t.Fatalf("--version: %v %s", err, out)
+	}
+}
+
+func TestReloadOnSIGHUP(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start()
+	rt := d.runtimeClient()
+	ctx := context.Background()
+	handlers := func() string {
+		st, err := rt.Status(ctx, false)
+		if err != nil {
+			return err.Error()
+		}
+		var names []string
+		for _, h := range st.RuntimeHandlers {
+			names = append(names, h.Name)
+		}
+		return strings.Join(names, ",")
+	}
+	dropins := filepath.Join(d.dir, "berth.d")
+	os.Mkdir(dropins, 0o755)
+
+	// An invalid new config is refused and the old one kept.
+	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("[runtimes.kata]\ntype = \"vm\"\n"), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload error in the log", 10*time.Second, func() bool { return d.logs.Contains("keeping the current config") })
+	if got := handlers(); got != ",runc" {
+		t.Errorf("handlers after a bad reload: %q", got)
+	}
+
+	// A valid one adds the handler without a restart.
+	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("[runtimes.kata]\ntype = \"oci\"\nruntime_path = \"/usr/bin/kata-runtime\"\n"), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "handler kata after reload", 10*time.Second, func() bool { return handlers() == ",kata,runc" })
+}
+
+func condition(st *runtimeapi.RuntimeStatus, typ string) *runtimeapi.RuntimeCondition {
+	for _, c := range st.GetConditions() {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return &runtimeapi.RuntimeCondition{Type: typ}
+}
