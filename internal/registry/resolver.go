@@ -1,0 +1,164 @@
+// Package registry fetches images from OCI/Docker registries: it reads
+// containerd-style hosts.toml mirror configuration, picks credentials (from
+// the CRI request or a node-level Docker config.json matched the way kubelet
+// matches it), and fetches manifests and blobs, trying each configured host
+// of a registry in order. Authentication handshakes (basic, bearer tokens)
+// come from go-containerregistry's transport.
+package registry
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Options configure a Resolver.
+type Options struct {
+	ConfigPath string // hosts.toml directory (containerd's config_path); may be ""
+	AuthFile   string // Docker config.json with node-level credentials; may be ""
+	UserAgent  string
+	// Transport for tests; nil = a default with sane timeouts (dial 30s,
+	// TLS 10s, response header 30s).
+	Transport http.RoundTripper
+}
+
+// Resolver fetches manifests and blobs. It is safe for concurrent use.
+type Resolver struct {
+	// mu guards cfg; cfg itself is immutable once published.
+	mu  sync.RWMutex
+	cfg *config
+
+	// cacheMu guards the fields below. Never held while doing I/O.
+	cacheMu sync.Mutex
+	auths   map[authKey]*authEntry
+	// preferred maps a repository name to the URL of the host that last
+	// answered for it, so blobs come from where the manifest came from.
+	preferred map[string]string
+}
+
+// config is everything Reload replaces at once.
+type config struct {
+	hosts     *HostsConfig
+	keyring   *Keyring
+	userAgent string
+	base      http.RoundTripper
+	// byTLS holds the transports of hosts with their own TLS or dial
+	// settings, built at load so that hosts sharing them share connections.
+	byTLS map[hostTransportKey]http.RoundTripper
+}
+
+const (
+	// authTTL bounds how long an authenticated transport (and its bearer
+	// token, refreshed on 401 anyway) is reused.
+	authTTL = 10 * time.Minute
+	// maxCacheEntries bounds the auth and preferred-host caches.
+	maxCacheEntries = 1024
+)
+
+// New reads the hosts directory and the auth file.
+func New(opts Options) (*Resolver, error) {
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Resolver{cfg: cfg, auths: map[authKey]*authEntry{}, preferred: map[string]string{}}, nil
+}
+
+// Reload re-reads the hosts directory and the auth file (on SIGHUP). On
+// error the previous configuration stays in force.
+func (r *Resolver) Reload(opts Options) error {
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cfg = cfg
+	r.mu.Unlock()
+	r.cacheMu.Lock()
+	r.auths = map[authKey]*authEntry{}
+	r.preferred = map[string]string{}
+	r.cacheMu.Unlock()
+	return nil
+}
+
+func loadConfig(opts Options) (*config, error) {
+	hosts, err := LoadHosts(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	keyring, err := LoadKeyring(opts.AuthFile)
+	if err != nil {
+		return nil, err
+	}
+	base := opts.Transport
+	if base == nil {
+		base = newDefaultTransport()
+	}
+	cfg := &config{hosts: hosts, keyring: keyring, userAgent: opts.UserAgent, base: base,
+		byTLS: map[hostTransportKey]http.RoundTripper{}}
+	for _, hs := range hosts.hosts {
+		for _, h := range hs {
+			k := hostTransportKey{h.TLS, h.DialTimeout}
+			if _, ok := cfg.byTLS[k]; !ok && (h.TLS != nil || h.DialTimeout != 0) {
+				cfg.byTLS[k] = transportFor(base, h)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func (r *Resolver) config() *config {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cfg
+}
+
+// roundTripper is the unauthenticated transport for h: TLS settings,
+// scheme and path rewriting, user agent.
+func (c *config) roundTripper(h Host) http.RoundTripper {
+	base := c.base
+	if rt, ok := c.byTLS[hostTransportKey{h.TLS, h.DialTimeout}]; ok {
+		base = rt
+	}
+	return transport.NewUserAgent(&hostRewriter{host: h, inner: base}, c.userAgent)
+}
+
+// remember records that h answered for repo.
+func (r *Resolver) remember(repo string, h Host) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	if len(r.preferred) >= maxCacheEntries {
+		r.preferred = map[string]string{}
+	}
+	r.preferred[repo] = h.URL()
+}
+
+// pullHosts lists the hosts of repo's registry that can serve content by
+// digest, the one that answered Resolve for repo first.
+func (r *Resolver) pullHosts(cfg *config, registry, repo string) []Host {
+	hosts := filterHosts(cfg.hosts.Hosts(registry), CapPull)
+	r.cacheMu.Lock()
+	pref := r.preferred[repo]
+	r.cacheMu.Unlock()
+	for i, h := range hosts {
+		if i > 0 && h.URL() == pref {
+			out := make([]Host, 0, len(hosts))
+			out = append(out, h)
+			out = append(out, hosts[:i]...)
+			return append(out, hosts[i+1:]...)
+		}
+	}
+	return hosts
+}
+
+func filterHosts(hosts []Host, want Capabilities) []Host {
+	out := make([]Host, 0, len(hosts))
+	for _, h := range hosts {
+		if h.Capabilities.Has(want) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
