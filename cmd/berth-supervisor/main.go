@@ -1,0 +1,111 @@
+// Command berth-supervisor is the berth supervisor: started (detached) by
+// berthd when none runs, the parent of every container init. See
+// internal/supervisor.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	// The container init side of libcontainer: the namespace-entering C
+	// code (runs before the Go runtime when re-executed as "init") and the
+	// device cgroup manager.
+	_ "github.com/opencontainers/cgroups/devices"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+
+	"github.com/berth-cri/berth/internal/supervisor"
+	"github.com/berth-cri/berth/internal/version"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// libcontainer re-executes us as a container's "runc init".
+		libcontainer.Init()
+		return // not reached
+	}
+	fs := flag.NewFlagSet("berth-supervisor", flag.ExitOnError)
+	stateDir := fs.String("state-dir", "/run/berth", "berth state directory (config state_dir)")
+	cgroup := fs.String("cgroup", "berth-supervisor", "cgroup (below each hierarchy's root) to move into at start; empty: stay")
+	debug := fs.Bool("debug", false, "debug logging")
+	fs.Parse(os.Args[1:])
+
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(log, *stateDir, *cgroup); err != nil {
+		log.Error("supervisor failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger, stateDir, cgroup string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	if cgroup != "" {
+		if err := joinCgroup(cgroup); err != nil {
+			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)
+		}
+	}
+	// The supervisor outlives terminals and its parent: never die of SIGHUP
+	// or SIGPIPE. SIGTERM/SIGINT end it; containers keep running and a new
+	// supervisor re-adopts them.
+	signal.Ignore(unix.SIGHUP, unix.SIGPIPE)
+	srv, err := supervisor.New(supervisor.Config{
+		StateDir:      stateDir,
+		Executable:    exe,
+		Args:          os.Args,
+		BinaryVersion: version.Version,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("supervisor serving", "pid", os.Getpid(), "socket", supervisor.SocketPath(stateDir), "version", version.Version)
+	return srv.Serve()
+}
+
+// joinCgroup moves this process into <root>/<name> of every cgroup v1
+// hierarchy (or of the v2 tree), so that berthd's cgroup (a systemd unit
+// restart kills it) no longer contains us.
+func joinCgroup(name string) error {
+	const root = "/sys/fs/cgroup"
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for _, e := range entries {
+		h := filepath.Join(root, e.Name())
+		if _, err := os.Stat(filepath.Join(h, "cgroup.procs")); err != nil || e.Name() == "unified" {
+			continue // not a v1 hierarchy root (or the hybrid v2 tree)
+		}
+		dir := filepath.Join(h, name)
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,149 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Option tunes EnsureRunning.
+type Option func(*spawnOptions)
+
+type spawnOptions struct {
+	cgroup    string
+	extraArgs []string
+	timeout   time.Duration
+}
+
+// WithCgroup names the cgroup the supervisor moves into (below each
+// hierarchy's root; default "berth-supervisor"; "" stays in the caller's).
+func WithCgroup(name string) Option { return func(o *spawnOptions) { o.cgroup = name } }
+
+// WithArgs adds arguments to the supervisor's command line.
+func WithArgs(args ...string) Option {
+	return func(o *spawnOptions) { o.extraArgs = append(o.extraArgs, args...) }
+}
+
+// WithStartTimeout bounds how long EnsureRunning waits for a spawned
+// supervisor to answer (default 10s).
+func WithStartTimeout(d time.Duration) Option { return func(o *spawnOptions) { o.timeout = d } }
+
+// EnsureRunning returns a client for the supervisor of stateDir, starting
+// binPath first if none answers. The supervisor is detached (own session,
+// stdio to <stateDir>/supervisor/supervisor.log, its own cgroup), so berthd
+// may exit, crash or be restarted by systemd without touching it. Two
+// callers racing here start at most one supervisor: the loser's process
+// finds the lock taken and exits, and both clients reach the winner.
+func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option) (*Client, error) {
+	o := spawnOptions{cgroup: "berth-supervisor", timeout: 10 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := New(stateDir)
+	if c.answers(ctx) {
+		return c, nil
+	}
+	dir := filepath.Join(stateDir, "supervisor")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("supervisor dir: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor log: %w", err)
+	}
+	defer logf.Close()
+	args := append([]string{"--state-dir", stateDir, "--cgroup", o.cgroup}, o.extraArgs...)
+	cmd := exec.Command(binPath, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start supervisor %s: %w", binPath, err)
+	}
+	// Reap it should it ever exit while we run (it is our child until then).
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	for {
+		if c.answers(ctx) {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("supervisor %s did not answer (see %s): %w", binPath, logf.Name(), errdefs.ErrUnavailable)
+		case err := <-exited:
+			// Lost a start race (lock held) or failed: keep polling, a
+			// winner may be coming up; the deadline ends a real failure.
+			exited = nil
+			_ = err
+		case <-time.After(retryDelay):
+		}
+	}
+}
+
+// answers reports whether a supervisor answers Version right now.
+func (c *Client) answers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, _, err := c.once(ctx, &v1.Request{Version: v1.Version, Op: v1.OpVersion})
+	return err == nil && resp.Error == nil
+}
+
+// Upgrade asks the supervisor to re-execute its binary (same path, same
+// PID), and returns once the new one answers.
+func (c *Client) Upgrade(ctx context.Context) (*v1.VersionInfo, error) {
+	before, err := c.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor upgrade: %w: %w", errdefs.ErrUnavailable, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	data, _ := json.Marshal(&v1.Request{Version: v1.Version, Op: v1.OpUpgrade})
+	if _, err := conn.Write(append(data, '\n')); err != nil {
+		return nil, fmt.Errorf("supervisor upgrade: %w: %w", errdefs.ErrUnavailable, err)
+	}
+	r := bufio.NewReader(conn)
+	var first v1.Response
+	if err := readResponse(r, &first); err != nil {
+		return nil, fmt.Errorf("supervisor upgrade: %w: %w", errdefs.ErrUnavailable, err)
+	}
+	if first.Error != nil {
+		return nil, toErrdefs(&v1.Request{Op: v1.OpUpgrade}, first.Error)
+	}
+	// Success closes the connection (exec): EOF or a reset. Failure sends a
+	// second answer. Either way the boot id below tells what happened.
+	var second v1.Response
+	if err := readResponse(r, &second); err == nil && second.Error != nil {
+		return nil, toErrdefs(&v1.Request{Op: v1.OpUpgrade}, second.Error)
+	}
+	for {
+		v, err := c.Version(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if v.BootID != before.BootID {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("supervisor upgrade: %w", ctx.Err())
+		case <-time.After(retryDelay):
+		}
+	}
+}

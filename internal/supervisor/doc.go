@@ -1,0 +1,32 @@
+// Package supervisor is the berth supervisor: the one long-lived process per
+// node that is the parent of every container init, owns the containers' stdio
+// (turning it into CRI log files) and records every exit durably before
+// anyone can learn of it. berthd talks to it through api/supervisor/v1 and
+// the client in internal/supervisor/client.
+//
+// On disk, under <stateDir>/supervisor:
+//
+//	supervisor.sock          the protocol socket
+//	supervisor.lock          flock held by the running supervisor (its pid)
+//	containers/<id>/         one directory per container:
+//	    container.json       the record (atomicfile): how to find it again
+//	    exit.json            the exit, written before the exit is published
+//	    stdout, stderr       named FIFOs the container writes its output to
+//	    stdin                a FIFO for attach (when created with stdin)
+//	upgrade.json             hand-over note of an in-place upgrade
+//
+// What survives what:
+//   - berthd crashing or upgrading: everything; nothing here depends on it.
+//   - Upgrade (execve in place, same PID): everything. Containers stay our
+//     children, so their exits are exact; the listening socket and the lock
+//     are inherited by fd; log FIFOs are reopened by path.
+//   - kill -9 of the supervisor: containers keep running (see fifo.go for the
+//     SIGPIPE reasoning). A restart re-adopts them through pidfds, checked
+//     against pid reuse with the process start time; since they were
+//     reparented, their exit status cannot be read any more and is reported
+//     as 255/"Unknown" with the time the loss was noticed.
+//
+// The binary must stay small: this package must not import grpc, cri-api,
+// registry or CNI code (cmd/berth-supervisor/deps_test.go checks), which is
+// why it speaks api/supervisor/v1 error codes instead of internal/errdefs.
+package supervisor

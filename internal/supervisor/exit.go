@@ -1,0 +1,138 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/atomicfile"
+)
+
+// logDrainTimeout bounds how long an exit waits for the container's output
+// to reach EOF before being published: a daemonised grandchild may keep the
+// pipes open for ever, and the exit must not wait for it.
+const logDrainTimeout = 2 * time.Second
+
+// watch waits for the init behind c.pidfd to end, records the exit and
+// publishes it. It returns early, recording nothing, when the watch is
+// detached (upgrade) through a read deadline on the pidfd.
+func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
+	defer close(done)
+	var (
+		status unix.WaitStatus
+		exact  bool
+		err    error
+	)
+	if pidfd != nil { // nil: the init was already gone when adopted
+		status, exact, err = waitExit(pidfd, c.rec.Pid)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+	}
+	finished := time.Now()
+	if err != nil {
+		s.log.Error("waiting for container init failed; reporting an unknown exit", "id", c.rec.ID, "err", err)
+	}
+	c.mu.Lock()
+	ioDone := c.ioDone
+	memcg := c.rec.MemoryCgroup
+	c.mu.Unlock()
+	if ioDone != nil {
+		select {
+		case <-ioDone:
+		case <-time.After(logDrainTimeout):
+		}
+	}
+	var e v1.ExitStatus
+	if exact && err == nil {
+		e = exitFromStatus(status, finished, oomKills(memcg))
+	} else {
+		e = unknownExit(finished)
+	}
+	s.recordExit(c, e)
+}
+
+// waitExit parks on the poller until the pidfd is readable (the process
+// ended), then reaps it. exact is false when the process was not our child
+// (adopted after a restart): its status went to its new parent.
+func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err error) {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return 0, false, err
+	}
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, perr := unix.Poll(fds, 0); perr == nil && n == 0 {
+			return false // still running: wait for readiness
+		}
+		for {
+			_, werr = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if !errors.Is(werr, unix.EINTR) {
+				break
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	if errors.Is(werr, unix.ECHILD) {
+		return 0, false, nil
+	}
+	if werr != nil {
+		return 0, false, werr
+	}
+	return ws, true, nil
+}
+
+// exitFromStatus applies containerd's conventions: a signal death is
+// 128+signo; a SIGKILL while the cgroup counted an OOM kill is OOMKilled.
+func exitFromStatus(ws unix.WaitStatus, finished time.Time, ooms uint64) v1.ExitStatus {
+	e := v1.ExitStatus{FinishedAt: finished.UnixNano()}
+	switch {
+	case ws.Signaled():
+		e.Signal = int(ws.Signal())
+		e.ExitCode = 128 + int32(ws.Signal())
+		if ws.Signal() == unix.SIGKILL && ooms > 0 {
+			e.OOMKilled = true
+		}
+	default:
+		e.ExitCode = int32(ws.ExitStatus())
+	}
+	switch {
+	case e.OOMKilled:
+		e.Reason = v1.ReasonOOMKilled
+	case e.ExitCode == 0:
+		e.Reason = v1.ReasonCompleted
+	default:
+		e.Reason = v1.ReasonError
+	}
+	return e
+}
+
+// unknownExit is the honest report of an exit nobody could observe: never 0,
+// which kubelet would read as success.
+func unknownExit(noticed time.Time) v1.ExitStatus {
+	return v1.ExitStatus{ExitCode: 255, FinishedAt: noticed.UnixNano(), Reason: v1.ReasonUnknown}
+}
+
+// recordExit persists e, then publishes it: nobody can learn of an exit
+// that a crash right after would forget. If persisting fails the exit is
+// still published (berthd must not wait for ever) and the error logged; a
+// restart would then report the exit as unknown, which stays honest.
+func (s *Server) recordExit(c *container, e v1.ExitStatus) {
+	if err := atomicfile.WriteJSON(c.path("exit.json"), e, 0o600); err != nil {
+		s.log.Error("persisting exit failed", "id", c.rec.ID, "err", err)
+	}
+	c.mu.Lock()
+	if c.exit == nil {
+		c.exit = &e
+		close(c.exited)
+	}
+	c.mu.Unlock()
+	s.log.Info("container exited", "id", c.rec.ID, "code", e.ExitCode, "reason", e.Reason)
+}

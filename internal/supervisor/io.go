@@ -1,0 +1,121 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/berth-cri/berth/internal/crilog"
+)
+
+// readBufSize is each stream reader's buffer: two per running container.
+const readBufSize = 32 * 1024
+
+// attach opens what the supervisor holds for a live container (log file,
+// FIFO read ends, stdin holder) and starts its three goroutines: one reader
+// per output stream and the exit watcher. It takes ownership of pidfd. Each
+// goroutine closes the files it owns when it returns.
+func (s *Server) attach(c *container, pidfd *os.File) error {
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	closePidfd := func() {
+		if pidfd != nil {
+			pidfd.Close()
+		}
+	}
+	log, err := crilog.Open(rec.LogPath)
+	if err != nil {
+		closePidfd()
+		return err
+	}
+	var readers []*os.File
+	for _, name := range fifoNames {
+		f, err := openReader(c.path(name))
+		if err != nil {
+			for _, r := range readers {
+				r.Close()
+			}
+			log.Close()
+			closePidfd()
+			return err
+		}
+		readers = append(readers, f)
+	}
+	var stdinW *os.File
+	if rec.Stdin && !rec.StdinClosed {
+		// ENXIO means the container (the only reader) is gone: nothing to hold.
+		stdinW, _ = openStdinHolder(c.path("stdin"))
+	}
+	ioDone, waitDone := make(chan struct{}), make(chan struct{})
+	c.mu.Lock()
+	c.log, c.readers, c.pidfd, c.stdinW = log, readers, pidfd, stdinW
+	c.ioDone, c.waitDone = ioDone, waitDone
+	c.mu.Unlock()
+
+	streams := [...]crilog.Stream{crilog.Stdout, crilog.Stderr}
+	left := make(chan struct{}, len(readers))
+	for i, f := range readers {
+		w := crilog.NewStreamWriter(log, streams[i], rec.MaxLogLineSize)
+		go func() {
+			defer func() { left <- struct{}{} }()
+			defer f.Close()
+			err := w.Copy(f, make([]byte, readBufSize))
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
+			}
+		}()
+	}
+	go func() {
+		for range readers {
+			<-left
+		}
+		// Output is complete (EOF) or handed over: the log file is done.
+		log.Close()
+		close(ioDone)
+	}()
+	go func() {
+		defer closePidfd()
+		s.watch(c, pidfd, waitDone)
+	}()
+	return nil
+}
+
+// detach stops a container's goroutines without losing anything, for an
+// upgrade: readers flush a pending partial line and leave unread bytes in the
+// FIFO; the watcher leaves the exit unreaped for the next process.
+func (c *container) detach() {
+	c.mu.Lock()
+	readers, pidfd, stdinW := c.readers, c.pidfd, c.stdinW
+	ioDone, waitDone := c.ioDone, c.waitDone
+	c.readers, c.pidfd, c.stdinW = nil, nil, nil
+	c.mu.Unlock()
+	now := time.Now()
+	for _, f := range readers {
+		f.SetReadDeadline(now)
+	}
+	if pidfd != nil {
+		pidfd.SetReadDeadline(now)
+	}
+	if ioDone != nil {
+		<-ioDone
+	}
+	if waitDone != nil {
+		<-waitDone
+	}
+	if stdinW != nil {
+		stdinW.Close()
+	}
+}
+
+// release closes what attach left once the container stopped (the stdin
+// holder; readers and pidfd close themselves).
+func (c *container) release() {
+	c.mu.Lock()
+	stdinW := c.stdinW
+	c.stdinW = nil
+	c.mu.Unlock()
+	if stdinW != nil {
+		stdinW.Close()
+	}
+}

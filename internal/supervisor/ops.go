@@ -1,0 +1,343 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+)
+
+func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (*v1.State, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	if req == nil {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "create without parameters")
+	}
+	kind := req.Kind
+	if kind == "" {
+		kind = v1.RuntimeLibcontainer
+	}
+	rt, ok := s.rt[kind]
+	if !ok {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "unknown runtime kind %q", kind)
+	}
+	spec, err := readSpec(req.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	if req.Terminal || (spec.Process != nil && spec.Process.Terminal) {
+		return nil, v1.Errorf(v1.CodeUnimplemented, "tty containers are not supported by the supervisor yet")
+	}
+	root := req.RuntimeRoot
+	if root == "" {
+		root = filepath.Join(s.dir, "runtime", string(kind))
+	}
+	rec := record{
+		ID: id, Bundle: req.Bundle, Kind: kind, RuntimePath: req.RuntimePath, RuntimeRoot: root,
+		LogPath: req.LogPath, Stdin: req.Stdin, StdinOnce: req.StdinOnce, MaxLogLineSize: req.MaxLogLineSize,
+		CreatedAt: time.Now().UnixNano(),
+	}
+	dir := s.containerDir(id)
+	c := newContainer(dir, rec)
+	c.op.Lock()
+	defer c.op.Unlock()
+	s.mu.Lock()
+	if _, exists := s.containers[id]; exists {
+		s.mu.Unlock()
+		return nil, v1.Errorf(v1.CodeAlreadyExists, "container %q", id)
+	}
+	s.containers[id] = c
+	s.mu.Unlock()
+
+	pid, pidfd, err := s.createInit(ctx, c, rt, &rec, spec)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.containers, id)
+		s.mu.Unlock()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c.mu.Lock()
+	rec.Pid = pid
+	c.rec = rec
+	err = c.saveLocked()
+	c.mu.Unlock()
+	if err == nil {
+		err = s.attach(c, pidfd)
+	}
+	if err != nil {
+		// The init exists: kill it and let Delete clean up after its exit.
+		rt.kill(ctx, &rec, int(unix.SIGKILL), true)
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
+	st := c.state()
+	return &st, nil
+}
+
+// createInit prepares the directory and stdio and has the runtime create the
+// init; on error it leaves nothing behind but the directory.
+func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, spec *specs.Spec) (int, *os.File, error) {
+	// A directory not in the table is a leftover of a create that failed
+	// half-way during a crash.
+	os.RemoveAll(c.dir)
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return 0, nil, fmt.Errorf("container dir: %w", err)
+	}
+	if err := atomicWriteRecord(c, rec); err != nil {
+		return 0, nil, err
+	}
+	var io stdio
+	var toClose []*os.File
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
+	for i, name := range fifoNames {
+		if err := makeFifo(c.path(name)); err != nil {
+			return 0, nil, err
+		}
+		f, err := openContainerEnd(c.path(name))
+		if err != nil {
+			return 0, nil, err
+		}
+		toClose = append(toClose, f)
+		if i == 0 {
+			io.stdout = f
+		} else {
+			io.stderr = f
+		}
+	}
+	if rec.Stdin {
+		in, holder, err := openStdin(c.path("stdin"))
+		if err != nil {
+			return 0, nil, err
+		}
+		// The holder is reopened by attach; only the container's end is passed.
+		holder.Close()
+		io.stdin = in
+	} else {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return 0, nil, err
+		}
+		io.stdin = null
+	}
+	toClose = append(toClose, io.stdin)
+	pid, err := rt.create(ctx, rec, spec, io)
+	if err != nil {
+		rt.delete(context.WithoutCancel(ctx), rec)
+		return 0, nil, err
+	}
+	st, err := startTime(pid)
+	if err == nil {
+		rec.PidStartTime = st
+	}
+	// Our unreaped child (or adopted orphan): its pid cannot be reused yet.
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		rt.kill(ctx, rec, int(unix.SIGKILL), true)
+		rt.delete(context.WithoutCancel(ctx), rec)
+		return 0, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return pid, os.NewFile(uintptr(fd), "pidfd"), nil
+}
+
+func atomicWriteRecord(c *container, rec *record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rec = *rec
+	return c.saveLocked()
+}
+
+func (s *Server) start(ctx context.Context, id string) (*v1.State, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	st := c.state()
+	if st.Status != v1.StatusCreated {
+		return nil, v1.Errorf(v1.CodeFailedPrecondition, "container %q is %s, not created", id, st.Status)
+	}
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	if err := s.rt[rec.Kind].start(ctx, &rec); err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	c.mu.Lock()
+	c.rec.StartedAt = time.Now().UnixNano()
+	err = c.saveLocked()
+	c.mu.Unlock()
+	if err != nil {
+		s.log.Error("persisting start failed", "id", id, "err", err)
+	}
+	st = c.state()
+	return &st, nil
+}
+
+// kill signals the container; killing a stopped container succeeds, as
+// StopContainer must be idempotent (CRI api.proto).
+func (s *Server) kill(ctx context.Context, id string, req *v1.KillRequest) error {
+	if req == nil || req.Signal <= 0 || req.Signal > 64 {
+		return v1.Errorf(v1.CodeInvalidArgument, "kill needs a signal number")
+	}
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	rec, exited := c.rec, c.exit != nil
+	c.mu.Unlock()
+	if exited {
+		return nil
+	}
+	if rec.Pid == 0 {
+		return v1.Errorf(v1.CodeFailedPrecondition, "container %q is being created", id)
+	}
+	if err := s.rt[rec.Kind].kill(ctx, &rec, req.Signal, req.All); err != nil {
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Server) wait(ctx context.Context, id string) (*v1.State, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.exited:
+	case <-ctx.Done():
+		return nil, v1.Errorf(v1.CodeUnavailable, "wait for %s: %v", id, ctx.Err())
+	}
+	st := c.state()
+	return &st, nil
+}
+
+// deleteKillTimeout bounds how long Delete of a created container waits for
+// its killed init to be reaped.
+const deleteKillTimeout = 10 * time.Second
+
+// delete removes a stopped (or never started) container; an unknown id is
+// not an error (RemoveContainer is idempotent, CRI api.proto).
+func (s *Server) delete(ctx context.Context, id string) error {
+	c, err := s.get(id)
+	if err != nil {
+		return nil
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	st := c.state()
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	switch st.Status {
+	case v1.StatusRunning:
+		return v1.Errorf(v1.CodeFailedPrecondition, "container %q is running", id)
+	case v1.StatusCreated:
+		if err := s.rt[rec.Kind].kill(ctx, &rec, int(unix.SIGKILL), true); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+		select {
+		case <-c.exited:
+		case <-time.After(deleteKillTimeout):
+			return v1.Errorf(v1.CodeUnavailable, "delete %s: init did not exit after SIGKILL", id)
+		}
+	}
+	if err := s.rt[rec.Kind].delete(ctx, &rec); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	// Output readers may still run if a leftover process held the pipes.
+	c.detach()
+	if err := os.RemoveAll(c.dir); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	s.mu.Lock()
+	if s.containers[id] == c {
+		delete(s.containers, id)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) reopenLog(id string) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	log := c.log
+	c.mu.Unlock()
+	if log == nil {
+		return nil
+	}
+	if err := log.Reopen(); err != nil {
+		return v1.Errorf(v1.CodeInternal, "reopen log of %s: %v", id, err)
+	}
+	return nil
+}
+
+func (s *Server) closeStdin(id string) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.rec.StdinClosed = true
+	err = c.saveLocked()
+	w := c.stdinW
+	c.stdinW = nil
+	c.mu.Unlock()
+	if w != nil {
+		w.Close()
+	}
+	return err
+}
+
+func (s *Server) updateResources(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return v1.Errorf(v1.CodeInvalidArgument, "update without resources")
+	}
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	st := c.state()
+	if st.Status != v1.StatusCreated && st.Status != v1.StatusRunning {
+		return v1.Errorf(v1.CodeFailedPrecondition, "container %q is %s", id, st.Status)
+	}
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	if err := s.rt[rec.Kind].update(ctx, &rec, res); err != nil {
+		return fmt.Errorf("update %s: %w", id, err)
+	}
+	return nil
+}
+
+func goroutines() int { return goruntime.NumGoroutine() }
+
+// openFDs counts the process's open descriptors after a GC, so that
+// descriptors only waiting for a finalizer (os.Process handles libcontainer
+// drops) are not counted as leaks.
+func openFDs() int {
+	goruntime.GC()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(entries) - 1 // the directory's own descriptor
+}

@@ -1,0 +1,76 @@
+package supervisor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// startTime returns field 22 of /proc/<pid>/stat (start time in clock ticks
+// since boot): a pid plus its start time names one process, even after the
+// pid is reused.
+func startTime(pid int) (uint64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// comm (field 2) may contain spaces and parentheses: cut at the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat of %d", pid)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	// fields[0] is field 3 (state); start time is field 22.
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("malformed stat of %d", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// openPidfd opens a non-blocking pidfd for pid if it still is the process
+// that started at start, nil (no error) if that process is gone. A pidfd taken
+// after the start-time check still refers to the checked process unless the
+// pid was recycled in between, which a second check rules out.
+func openPidfd(pid int, start uint64) (*os.File, error) {
+	if st, err := startTime(pid); err != nil || st != start {
+		return nil, nil
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.ESRCH) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	if st, err := startTime(pid); err != nil || st != start {
+		unix.Close(fd)
+		return nil, nil
+	}
+	return os.NewFile(uintptr(fd), "pidfd"), nil
+}
+
+// oomKills reads the OOM kill counter of a memory cgroup (v1
+// memory.oom_control or v2 memory.events); 0 when unknown.
+func oomKills(dir string) uint64 {
+	if dir == "" {
+		return 0
+	}
+	for _, name := range []string{"memory.oom_control", "memory.events"} {
+		data, err := os.ReadFile(dir + "/" + name)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}

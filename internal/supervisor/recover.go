@@ -1,0 +1,83 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-cri/berth/internal/atomicfile"
+)
+
+// recover loads every container directory and re-adopts live containers.
+// After an upgrade they are still our children (their exits stay exact);
+// after a restart they are not, and an exit is then reported as unknown.
+func (s *Server) recover() error {
+	dir := filepath.Join(s.dir, "containers")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		cdir := filepath.Join(dir, e.Name())
+		rec, err := loadRecord(cdir)
+		if errors.Is(err, os.ErrNotExist) {
+			// A create that crashed before its first write: nothing ran.
+			os.RemoveAll(cdir)
+			continue
+		}
+		if err != nil {
+			s.log.Error("skipping unreadable container record", "dir", cdir, "err", err)
+			continue
+		}
+		c := newContainer(cdir, rec)
+		s.containers[rec.ID] = c
+		exit, err := loadExit(cdir)
+		if err != nil {
+			s.log.Error("unreadable exit record; reporting an unknown exit", "id", rec.ID, "err", err)
+		}
+		if exit != nil {
+			c.exit = exit
+			close(c.exited)
+			continue
+		}
+		if rec.Pid == 0 {
+			// Crashed during create: whatever the runtime made is reported
+			// as an unknown exit, and Delete cleans it.
+			s.recordExit(c, unknownExit(time.Now()))
+			continue
+		}
+		if err := s.adopt(c); err != nil {
+			s.log.Error("re-adopting container failed; reporting an unknown exit", "id", rec.ID, "err", err)
+			s.recordExit(c, unknownExit(time.Now()))
+		}
+	}
+	return nil
+}
+
+// adopt reattaches a container that had no exit recorded: its init, if it
+// still is the same process, gets a pidfd; if it is gone, the watcher drains
+// the output and reports an unknown exit.
+func (s *Server) adopt(c *container) error {
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	pidfd, err := openPidfd(rec.Pid, rec.PidStartTime)
+	if err != nil {
+		return err
+	}
+	if pidfd != nil && rec.StartedAt == 0 {
+		// A start may have finished without its record being saved.
+		if started, err := s.rt[rec.Kind].started(context.Background(), &rec); err == nil && started {
+			c.mu.Lock()
+			c.rec.StartedAt = time.Now().UnixNano()
+			c.saveLocked()
+			c.mu.Unlock()
+		}
+	}
+	return s.attach(c, pidfd)
+}

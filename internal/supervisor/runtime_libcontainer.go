@@ -1,0 +1,214 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+)
+
+// libcontainerRuntime runs containers in-process: libcontainer re-executes
+// this binary as "init" (see cmd/berth-supervisor), so the container init is
+// the supervisor's own child. The libcontainer.Container of a create is
+// dropped once the init waits on its exec fifo; later calls Load it from the
+// runtime root, exactly as they must after an upgrade or restart.
+type libcontainerRuntime struct{}
+
+func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, error) {
+	if spec.Process == nil {
+		return 0, v1.Errorf(v1.CodeInvalidArgument, "spec has no process")
+	}
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec})
+	if err != nil {
+		return 0, v1.Errorf(v1.CodeInvalidArgument, "convert spec: %v", err)
+	}
+	p, err := newProcess(spec.Process)
+	if err != nil {
+		return 0, err
+	}
+	p.Stdin, p.Stdout, p.Stderr = io.stdin, io.stdout, io.stderr
+	p.Init = true
+	lc, err := libcontainer.Create(rec.RuntimeRoot, rec.ID, cfg)
+	if errors.Is(err, libcontainer.ErrExist) {
+		return 0, v1.Errorf(v1.CodeAlreadyExists, "libcontainer state of %s exists in %s", rec.ID, rec.RuntimeRoot)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("libcontainer create: %w", err)
+	}
+	if err := lc.Start(p); err != nil {
+		lc.Destroy()
+		return 0, fmt.Errorf("libcontainer start init: %w", err)
+	}
+	pid, err := p.Pid()
+	if err != nil {
+		lc.Destroy()
+		return 0, fmt.Errorf("libcontainer init pid: %w", err)
+	}
+	if st, err := lc.State(); err == nil {
+		if cgroups.IsCgroup2UnifiedMode() {
+			rec.MemoryCgroup = st.CgroupPaths[""]
+		} else {
+			rec.MemoryCgroup = st.CgroupPaths["memory"]
+		}
+	}
+	return pid, nil
+}
+
+func (libcontainerRuntime) load(rec *record) (*libcontainer.Container, error) {
+	lc, err := libcontainer.Load(rec.RuntimeRoot, rec.ID)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		return nil, v1.Errorf(v1.CodeNotFound, "no libcontainer state for %s", rec.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("libcontainer load %s: %w", rec.ID, err)
+	}
+	return lc, nil
+}
+
+func (r libcontainerRuntime) start(_ context.Context, rec *record) error {
+	lc, err := r.load(rec)
+	if err != nil {
+		return err
+	}
+	if err := lc.Exec(); err != nil {
+		return fmt.Errorf("libcontainer exec %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (r libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all bool) error {
+	lc, err := r.load(rec)
+	if err != nil {
+		return err
+	}
+	if all {
+		pids, err := lc.Processes()
+		if err != nil {
+			return fmt.Errorf("list processes of %s: %w", rec.ID, err)
+		}
+		for _, pid := range pids {
+			if err := unix.Kill(pid, unix.Signal(sig)); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("kill %d of %s: %w", pid, rec.ID, err)
+			}
+		}
+		return nil
+	}
+	if err := lc.Signal(unix.Signal(sig)); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("signal %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (r libcontainerRuntime) delete(_ context.Context, rec *record) error {
+	lc, err := r.load(rec)
+	if err != nil {
+		var e *v1.Error
+		if errors.As(err, &e) && e.Code == v1.CodeNotFound {
+			return nil
+		}
+		return err
+	}
+	if err := lc.Destroy(); err != nil {
+		return fmt.Errorf("libcontainer destroy %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (r libcontainerRuntime) update(_ context.Context, rec *record, res *specs.LinuxResources) error {
+	lc, err := r.load(rec)
+	if err != nil {
+		return err
+	}
+	spec, err := readSpec(rec.Bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	spec.Linux.Resources = res
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec}, nil)
+	if err != nil {
+		return v1.Errorf(v1.CodeInvalidArgument, "convert resources: %v", err)
+	}
+	cfg := lc.Config()
+	// Device rules are not a resource update; keep the container's own.
+	cg.Resources.Devices = cfg.Cgroups.Resources.Devices
+	cfg.Cgroups.Resources = cg.Resources
+	if err := lc.Set(cfg); err != nil {
+		return fmt.Errorf("libcontainer set resources of %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (r libcontainerRuntime) started(_ context.Context, rec *record) (bool, error) {
+	lc, err := r.load(rec)
+	if err != nil {
+		return false, err
+	}
+	st, err := lc.Status()
+	if err != nil {
+		return false, err
+	}
+	return st == libcontainer.Running || st == libcontainer.Paused, nil
+}
+
+// newProcess converts the spec's process into the init process.
+// CreateLibcontainerConfig already carries capabilities, no_new_privileges,
+// umask and labels in the config; arguments, user and rlimits belong here.
+func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+	lp := &libcontainer.Process{
+		Args: p.Args,
+		Env:  p.Env,
+		UID:  int(p.User.UID),
+		GID:  int(p.User.GID),
+		Cwd:  p.Cwd,
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	for _, rl := range p.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, v1.Errorf(v1.CodeInvalidArgument, "unknown rlimit %q", rl.Type)
+		}
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return lp, nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// readSpec reads <bundle>/config.json.
+func readSpec(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "read bundle spec: %v", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "decode bundle spec: %v", err)
+	}
+	if spec.Root == nil || !filepath.IsAbs(spec.Root.Path) {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "spec root.path must be absolute")
+	}
+	return &spec, nil
+}

@@ -1,0 +1,310 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+)
+
+// Config is what the supervisor needs to run.
+type Config struct {
+	// StateDir is berth's state directory; the supervisor keeps its own
+	// files under StateDir/supervisor.
+	StateDir string
+	// Executable is the binary path Upgrade re-executes (resolved at start,
+	// before anyone replaces the file).
+	Executable string
+	// Args are the arguments Upgrade re-executes with (os.Args).
+	Args []string
+	// BinaryVersion is reported by Version.
+	BinaryVersion string
+	Logger        *slog.Logger
+}
+
+// Server is the supervisor.
+type Server struct {
+	cfg    Config
+	dir    string
+	log    *slog.Logger
+	bootID string
+	lock   *os.File
+	ln     *net.UnixListener
+	rt     map[v1.RuntimeKind]runtime
+
+	// opMu: operations that change containers hold it shared; Upgrade holds
+	// it exclusively, so no operation is half-done when the process execs.
+	opMu sync.RWMutex
+
+	mu         sync.Mutex // guards containers; never held while calling a runtime
+	containers map[string]*container
+	// upgrading is set while an upgrade runs: Serve pauses accepting.
+	upgrading bool
+
+	// resume tells a paused Serve that a failed upgrade resumed.
+	resume chan struct{}
+}
+
+// SocketPath is where the supervisor of stateDir listens.
+func SocketPath(stateDir string) string {
+	return filepath.Join(stateDir, "supervisor", "supervisor.sock")
+}
+
+// New takes the supervisor lock (or inherits it through an upgrade), makes
+// itself a child subreaper, re-adopts the containers on disk and listens.
+// It fails with an error wrapping ErrRunning when another supervisor runs.
+func New(cfg Config) (*Server, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:        cfg,
+		dir:        filepath.Join(cfg.StateDir, "supervisor"),
+		log:        log,
+		bootID:     newBootID(),
+		containers: map[string]*container{},
+		resume:     make(chan struct{}),
+	}
+	s.rt = map[v1.RuntimeKind]runtime{
+		v1.RuntimeLibcontainer: libcontainerRuntime{},
+		v1.RuntimeOCI:          ociRuntime{dir: s.containerDir},
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, "containers"), 0o700); err != nil {
+		return nil, fmt.Errorf("supervisor state dir: %w", err)
+	}
+	// Orphaned inits of oci-kind containers come to us, not to pid 1.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("set child subreaper: %w", err)
+	}
+	inherited, err := s.takeOver()
+	if err != nil {
+		return nil, err
+	}
+	if !inherited {
+		if err := s.lockAndListen(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.recover(); err != nil {
+		s.ln.Close()
+		s.lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) containerDir(id string) string { return filepath.Join(s.dir, "containers", id) }
+
+func newBootID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ErrRunning: another supervisor holds the lock.
+var ErrRunning = errors.New("another supervisor is running")
+
+// lockAndListen takes the flock (refusing to start beside a live
+// supervisor), then replaces any stale socket and listens.
+func (s *Server) lockAndListen() error {
+	path := filepath.Join(s.dir, "supervisor.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("lock %s: %w", path, ErrRunning)
+		}
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	s.lock = f
+	sock := filepath.Join(s.dir, "supervisor.sock")
+	// We hold the lock: a socket file left here belongs to a dead supervisor.
+	os.Remove(sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		f.Close()
+		return fmt.Errorf("chmod socket: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Serve answers connections until the listener closes (an upgrade execs out
+// of Serve and never returns).
+func (s *Server) Serve() error {
+	for {
+		conn, err := s.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.mu.Lock()
+				upgrading := s.upgrading
+				s.mu.Unlock()
+				if upgrading {
+					<-s.resume // exec succeeded (never returns) or failed
+				}
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		go s.serveConn(conn)
+	}
+}
+
+// maxRequest bounds one request line.
+const maxRequest = 1 << 20
+
+func (s *Server) serveConn(conn *net.UnixConn) {
+	defer conn.Close()
+	br := bufio.NewReaderSize(io.LimitReader(conn, maxRequest), 4096)
+	line, err := br.ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		return
+	}
+	var req v1.Request
+	var resp v1.Response
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = v1.Errorf(v1.CodeInvalidArgument, "decode request: %v", err)
+	} else if v1.Major(req.Version) != v1.Major(v1.Version) {
+		resp.Error = v1.Errorf(v1.CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, v1.Version)
+	} else if req.Op == v1.OpUpgrade {
+		s.upgrade(conn)
+		return
+	} else {
+		// A client hanging up cancels what it waits for (Wait).
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			io.Copy(io.Discard, br)
+			cancel()
+		}()
+		resp = s.handle(ctx, &req)
+	}
+	writeResponse(conn, &resp)
+}
+
+func writeResponse(conn net.Conn, resp *v1.Response) {
+	data, err := json.Marshal(resp)
+	if err != nil {
+		data, _ = json.Marshal(&v1.Response{Error: v1.Errorf(v1.CodeInternal, "encode response: %v", err)})
+	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	conn.Write(append(data, '\n'))
+}
+
+// handle runs one operation.
+func (s *Server) handle(ctx context.Context, req *v1.Request) (resp v1.Response) {
+	var err error
+	switch req.Op {
+	case v1.OpVersion:
+		resp.Version = &v1.VersionInfo{Protocol: v1.Version, Binary: s.cfg.BinaryVersion, Pid: os.Getpid(), BootID: s.bootID}
+	case v1.OpStats:
+		resp.Stats = s.stats()
+	case v1.OpList:
+		resp.List = s.list()
+	case v1.OpState:
+		var c *container
+		if c, err = s.get(req.ID); err == nil {
+			st := c.state()
+			resp.State = &st
+		}
+	case v1.OpWait:
+		resp.State, err = s.wait(ctx, req.ID)
+	case v1.OpCreate, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources:
+		s.opMu.RLock()
+		defer s.opMu.RUnlock()
+		switch req.Op {
+		case v1.OpCreate:
+			resp.State, err = s.create(ctx, req.ID, req.Create)
+		case v1.OpStart:
+			resp.State, err = s.start(ctx, req.ID)
+		case v1.OpKill:
+			err = s.kill(ctx, req.ID, req.Kill)
+		case v1.OpDelete:
+			err = s.delete(ctx, req.ID)
+		case v1.OpReopenLog:
+			err = s.reopenLog(req.ID)
+		case v1.OpCloseStdin:
+			err = s.closeStdin(req.ID)
+		case v1.OpUpdateResources:
+			err = s.updateResources(ctx, req.ID, req.Update)
+		}
+	default:
+		err = v1.Errorf(v1.CodeUnimplemented, "unknown operation %q", req.Op)
+	}
+	if err != nil {
+		resp = v1.Response{Error: toAPIError(err)}
+	}
+	return resp
+}
+
+func toAPIError(err error) *v1.Error {
+	var e *v1.Error
+	if errors.As(err, &e) {
+		if e.Error() == err.Error() {
+			return e
+		}
+		return &v1.Error{Code: e.Code, Message: err.Error()}
+	}
+	return &v1.Error{Code: v1.CodeInternal, Message: err.Error()}
+}
+
+func (s *Server) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, v1.Errorf(v1.CodeNotFound, "container %q", id)
+	}
+	return c, nil
+}
+
+func (s *Server) list() []v1.State {
+	s.mu.Lock()
+	cs := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	out := make([]v1.State, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.state())
+	}
+	return out
+}
+
+func (s *Server) stats() *v1.Stats {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	return &v1.Stats{Containers: n, Goroutines: goroutines(), OpenFDs: openFDs()}
+}
