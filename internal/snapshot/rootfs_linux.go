@@ -1,0 +1,280 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Mount says how to mount a container's root filesystem; see PrepareRootfs.
+type Mount struct {
+	Type    string
+	Source  string
+	Target  string
+	Options []string
+}
+
+const lowersFile = "lowers.json"
+
+// validKey accepts container ids and similar names: they become one path
+// component, and a leading '.' is kept for nothing of ours to clash with.
+func validKey(key string) error {
+	ok := key != "" && len(key) <= 128 && key[0] != '.'
+	for _, c := range key {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.')
+	}
+	if !ok {
+		return fmt.Errorf("rootfs key %q: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (s *Store) keyDir(key string) string { return filepath.Join(s.rootfsDir(), key) }
+
+// PrepareRootfs creates <root>/rootfs/<key>/{upper,work,merged} for the
+// chain chainIDs (lowest layer first, image order) and returns the overlay
+// mount of it, without mounting. Every layer must exist. The directory
+// appears atomically; a second Prepare of key is ErrAlreadyExists.
+func (s *Store) PrepareRootfs(key string, chainIDs []digest.Digest) (Mount, error) {
+	if err := validKey(key); err != nil {
+		return Mount{}, err
+	}
+	for _, id := range chainIDs {
+		if err := validChainID(id); err != nil {
+			return Mount{}, err
+		}
+		if !s.Exists(id) {
+			return Mount{}, fmt.Errorf("prepare rootfs %s: layer %s: %w", key, id, errdefs.ErrNotFound)
+		}
+	}
+	s.rootfsMu.Lock()
+	defer s.rootfsMu.Unlock()
+	dir := s.keyDir(key)
+	if _, err := os.Lstat(dir); err == nil {
+		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, errdefs.ErrAlreadyExists)
+	}
+	tmp, err := os.MkdirTemp(s.tmpDir(), "rootfs-")
+	if err != nil {
+		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := s.populateRootfs(tmp, chainIDs); err != nil {
+		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
+	}
+	if err := atomicfile.SyncDir(s.rootfsDir()); err != nil {
+		return Mount{}, err
+	}
+	return s.mountFor(key, chainIDs), nil
+}
+
+func (s *Store) populateRootfs(dir string, chainIDs []digest.Digest) error {
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if len(chainIDs) == 0 {
+		// Overlay needs a lower dir: an image without layers gets an empty one.
+		if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+			return err
+		}
+	} else {
+		// The container's "/" takes its owner and mode from the upper dir
+		// root, so give it the top layer's root (ownership of the image's
+		// "/" matters to images that run as non-root).
+		var st unix.Stat_t
+		if err := unix.Stat(s.diffDir(chainIDs[len(chainIDs)-1]), &st); err != nil {
+			return err
+		}
+		upper := filepath.Join(dir, "upper")
+		if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		if err := unix.Chmod(upper, st.Mode&0o7777); err != nil {
+			return err
+		}
+	}
+	if chainIDs == nil {
+		chainIDs = []digest.Digest{}
+	}
+	return atomicfile.WriteJSON(filepath.Join(dir, lowersFile), chainIDs, 0o644)
+}
+
+// mountFor builds the overlay mount of key. Overlay lists lower dirs
+// top-most first, the reverse of image order.
+func (s *Store) mountFor(key string, chainIDs []digest.Digest) Mount {
+	dir := s.keyDir(key)
+	var lowers []string
+	for _, id := range slices.Backward(chainIDs) {
+		lowers = append(lowers, s.diffDir(id))
+	}
+	if len(chainIDs) == 0 {
+		lowers = []string{filepath.Join(dir, "empty")}
+	}
+	return Mount{
+		Type:    "overlay",
+		Source:  "overlay",
+		Target:  filepath.Join(dir, "merged"),
+		Options: overlayOptions(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work")),
+	}
+}
+
+func (s *Store) readLowers(key string) ([]digest.Digest, error) {
+	data, err := os.ReadFile(filepath.Join(s.keyDir(key), lowersFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("rootfs %s: %w", key, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rootfs %s: %w", key, err)
+	}
+	var ids []digest.Digest
+	if err := json.Unmarshal(data, &ids); err != nil {
+		return nil, fmt.Errorf("rootfs %s: %s: %w", key, lowersFile, err)
+	}
+	return ids, nil
+}
+
+// MountRootfs mounts the overlay of key on its merged dir and returns that
+// path. A mounted rootfs is left as it is.
+func (s *Store) MountRootfs(key string) (string, error) {
+	if err := validKey(key); err != nil {
+		return "", err
+	}
+	s.rootfsMu.Lock()
+	defer s.rootfsMu.Unlock()
+	ids, err := s.readLowers(key)
+	if err != nil {
+		return "", err
+	}
+	m := s.mountFor(key, ids)
+	if mounted, err := isMounted(m.Target); err != nil || mounted {
+		return m.Target, err
+	}
+	for _, id := range ids {
+		if validChainID(id) != nil || !s.Exists(id) {
+			return "", fmt.Errorf("mount rootfs %s: layer %s: %w", key, id, errdefs.ErrFailedPrecondition)
+		}
+	}
+	var lowers []string
+	for _, id := range slices.Backward(ids) {
+		lowers = append(lowers, s.diffDir(id))
+	}
+	if len(ids) == 0 {
+		lowers = []string{filepath.Join(s.keyDir(key), "empty")}
+	}
+	dir := s.keyDir(key)
+	if err := mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), m.Target); err != nil {
+		return "", fmt.Errorf("mount rootfs %s: %w", key, err)
+	}
+	return m.Target, nil
+}
+
+// UnmountRootfs unmounts key's overlay. Unmounting an unmounted or absent
+// rootfs succeeds.
+func (s *Store) UnmountRootfs(key string) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
+	s.rootfsMu.Lock()
+	defer s.rootfsMu.Unlock()
+	return s.unmount(key)
+}
+
+func (s *Store) unmount(key string) error {
+	target := filepath.Join(s.keyDir(key), "merged")
+	for range 8 { // mounts may be stacked
+		mounted, err := isMounted(target)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && !mounted {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount rootfs %s: %w", key, err)
+		}
+		err = unix.Unmount(target, 0)
+		if errors.Is(err, unix.EBUSY) {
+			// Something still holds it (a process cwd, a leaked fd).
+			// Detach: the container is gone and removal must proceed;
+			// the kernel frees the mount when the last user lets go.
+			err = unix.Unmount(target, unix.MNT_DETACH)
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmount rootfs %s: %w", key, err)
+		}
+	}
+	return fmt.Errorf("unmount rootfs %s: still mounted: %w", key, errdefs.ErrFailedPrecondition)
+}
+
+// RemoveRootfs unmounts key if needed and deletes its directories.
+// Removing an absent rootfs succeeds (CRI RemoveContainer is idempotent).
+func (s *Store) RemoveRootfs(key string) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
+	s.rootfsMu.Lock()
+	defer s.rootfsMu.Unlock()
+	// unmount only returns nil once merged is no mount point, so the
+	// recursive delete below cannot reach into the layers.
+	if err := s.unmount(key); err != nil {
+		return err
+	}
+	return s.removeDir(s.keyDir(key), s.rootfsDir())
+}
+
+// RootfsUsage measures key's upper dir: what the container wrote.
+func (s *Store) RootfsUsage(key string) (Usage, error) {
+	if err := validKey(key); err != nil {
+		return Usage{}, err
+	}
+	upper := filepath.Join(s.keyDir(key), "upper")
+	if _, err := os.Lstat(upper); errors.Is(err, fs.ErrNotExist) {
+		return Usage{}, fmt.Errorf("rootfs %s: %w", key, errdefs.ErrNotFound)
+	}
+	return diskUsage(upper)
+}
+
+// ListRootfs returns the keys of all prepared rootfs.
+func (s *Store) ListRootfs() ([]string, error) {
+	entries, err := os.ReadDir(s.rootfsDir())
+	if err != nil {
+		return nil, fmt.Errorf("list rootfs: %w", err)
+	}
+	var keys []string
+	for _, e := range entries {
+		if e.IsDir() && validKey(e.Name()) == nil {
+			keys = append(keys, e.Name())
+		}
+	}
+	return keys, nil
+}
+
+// isMounted reports whether dir is a mount point: its mount id differs from
+// its parent's. (statx's mount id sees bind mounts of the same filesystem,
+// which a device number comparison would miss.)
+func isMounted(dir string) (bool, error) {
+	var st, parent unix.Statx_t
+	for _, q := range []struct {
+		path string
+		st   *unix.Statx_t
+	}{{dir, &st}, {filepath.Dir(dir), &parent}} {
+		if err := unix.Statx(unix.AT_FDCWD, q.path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, q.st); err != nil {
+			return false, &os.PathError{Op: "statx", Path: q.path, Err: err}
+		}
+	}
+	if st.Mask&parent.Mask&unix.STATX_MNT_ID == 0 {
+		return st.Dev_major != parent.Dev_major || st.Dev_minor != parent.Dev_minor, nil
+	}
+	return st.Mnt_id != parent.Mnt_id, nil
+}
