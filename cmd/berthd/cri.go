@@ -3,6 +3,7 @@ package main
 import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 )
 
@@ -25,6 +26,7 @@ func newRuntimeServer(info *runtimeinfo.Service) *runtimeServer {
 
 // imageServer assembles the ImageService the same way.
 type imageServer struct {
+	*serverimage.Service
 	unimplementedImage
 }
 
@@ -32,4 +34,4 @@ type unimplementedImage struct {
 	runtimeapi.UnimplementedImageServiceServer
 }
 
-func newImageServer() *imageServer { return &imageServer{} }
+func newImageServer(img *serverimage.Service) *imageServer { return &imageServer{Service: img} }

@@ -14,9 +14,13 @@ import (
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/server"
+	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
+	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/version"
 )
 
@@ -27,6 +31,7 @@ type daemonParts struct {
 	cfg     *config.Holder
 	ready   *server.Readiness
 	network *network.Manager
+	images  *image.Service
 }
 
 // serve runs berthd until SIGTERM or SIGINT.
@@ -59,8 +64,29 @@ func serve(configPath string, loaded *config.Loaded) error {
 	p.network = net
 	go net.Watch(ctx)
 
+	snapshots, err := snapshot.Open(filepath.Join(cfg.RootDir, "snapshots"))
+	if err != nil {
+		return fmt.Errorf("snapshots: %w", err)
+	}
+	resolver, err := registry.New(registryOptions(cfg))
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	p.images, err = image.New(image.Options{
+		Root:                   cfg.RootDir,
+		Resolver:               resolver,
+		Snapshots:              snapshots,
+		MaxConcurrentDownloads: cfg.Registry.MaxConcurrentDownloads,
+		PullProgressTimeout:    cfg.Registry.ImagePullProgressTimeout.Duration,
+		PinnedImages:           sandboxImages(cfg),
+		Log:                    log.WithField("part", "image"),
+	})
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+
 	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready))
-	img := newImageServer()
+	img := newImageServer(serverimage.New(p.images))
 	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
 
 	lis, activated, err := server.Listen(cfg.Listen, cfg.SocketGroup)
@@ -129,8 +155,34 @@ func (p *daemonParts) reload(configPath string) {
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
 	applyLogSettings(p.log, cfg)
+	if err := p.images.Reload(registryOptions(cfg)); err != nil {
+		p.log.WithError(err).Error("reload: keeping the current registry settings")
+	}
+	if err := p.images.SetPinned(sandboxImages(cfg)); err != nil {
+		p.log.WithError(err).Error("reload: keeping the current pinned images")
+	}
 	p.cfg.Set(cfg)
 	p.log.WithField("config", loaded.Files).Info("reloaded the config")
+}
+
+func registryOptions(cfg *configv1.Config) registry.Options {
+	return registry.Options{
+		ConfigPath: cfg.Registry.ConfigPath,
+		AuthFile:   cfg.Registry.AuthFile,
+		UserAgent:  version.RuntimeName + "/" + version.Version,
+	}
+}
+
+// sandboxImages are the pause images of every handler: kubelet's image GC
+// must never remove them.
+func sandboxImages(cfg *configv1.Config) []string {
+	refs := []string{cfg.SandboxImage}
+	for _, name := range config.HandlerNames(cfg) {
+		if img := cfg.Runtimes[name].SandboxImage; img != "" {
+			refs = append(refs, img)
+		}
+	}
+	return refs
 }
 
 func applyLogSettings(log *logrus.Logger, cfg *configv1.Config) {
