@@ -1,0 +1,168 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// PodFiles are the host paths of the files a sandbox shares with its
+// containers. An empty path is not mounted.
+type PodFiles struct {
+	Hosts      string // -> /etc/hosts
+	ResolvConf string // -> /etc/resolv.conf
+	Hostname   string // -> /etc/hostname
+	Shm        string // -> /dev/shm (the pod's tmpfs, or the host's /dev/shm for host IPC)
+}
+
+// mountOptionsAllowed are the CRI Mount.mount_options we pass on (as OCI
+// options, applied by the runtime on the bind mount).
+var mountOptionsAllowed = []string{"noexec", "nodev", "nosuid", "noatime", "nodiratime", "relatime", "strictatime"}
+
+// criMounts converts the CRI mounts. It also returns the rootfs propagation
+// the mounts need: a shared or slave mount only propagates if the container's
+// root mount does too.
+func criMounts(ms []*runtimeapi.Mount) ([]specs.Mount, string, error) {
+	var out []specs.Mount
+	rootProp := ""
+	for i, m := range ms {
+		field := fmt.Sprintf("mounts[%d]", i)
+		dst := m.GetContainerPath()
+		if !path.IsAbs(dst) || hasNUL(dst) {
+			return nil, "", fmt.Errorf("%s.container_path %q must be an absolute path: %w", field, dst, errdefs.ErrInvalidArgument)
+		}
+		if m.GetImage().GetImage() != "" {
+			return nil, "", fmt.Errorf("%s: image volumes (mount of image %q) are not supported yet: %w", field, m.GetImage().GetImage(), errdefs.ErrUnimplemented)
+		}
+		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
+			return nil, "", fmt.Errorf("%s: id-mapped mounts need user namespaces, which berth does not support: %w", field, errdefs.ErrUnimplemented)
+		}
+		src := m.GetHostPath()
+		if !path.IsAbs(src) || hasNUL(src) {
+			return nil, "", fmt.Errorf("%s.host_path %q must be an absolute path: %w", field, src, errdefs.ErrInvalidArgument)
+		}
+		// api.proto: follow a symlinked host path and mount its target.
+		real, err := filepath.EvalSymlinks(src)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil, "", fmt.Errorf("%s.host_path %s does not exist: %w", field, src, errdefs.ErrNotFound)
+			}
+			return nil, "", fmt.Errorf("%s.host_path %s: %v: %w", field, src, err, errdefs.ErrInvalidArgument)
+		}
+
+		opts := []string{"rbind"}
+		switch m.GetPropagation() {
+		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+			opts = append(opts, "rprivate")
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			opts = append(opts, "rslave")
+			if rootProp == "" {
+				rootProp = "rslave"
+			}
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			opts = append(opts, "rshared")
+			rootProp = "rshared"
+		default:
+			return nil, "", fmt.Errorf("%s.propagation %d is unknown: %w", field, m.GetPropagation(), errdefs.ErrInvalidArgument)
+		}
+		switch {
+		case m.GetRecursiveReadOnly():
+			// api.proto: recursive_read_only needs readonly and private propagation.
+			if !m.GetReadonly() || m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				return nil, "", fmt.Errorf("%s.recursive_read_only needs readonly=true and PROPAGATION_PRIVATE: %w", field, errdefs.ErrInvalidArgument)
+			}
+			opts = append(opts, "ro", "rro")
+		case m.GetReadonly():
+			opts = append(opts, "ro")
+		default:
+			opts = append(opts, "rw")
+		}
+		for _, o := range m.GetMountOptions() {
+			if !slices.Contains(mountOptionsAllowed, o) {
+				return nil, "", fmt.Errorf("%s.mount_options: %q is not one of %v: %w", field, o, mountOptionsAllowed, errdefs.ErrInvalidArgument)
+			}
+			opts = appendUnique(opts, o)
+		}
+		// selinux_relabel is ignored: SELinux is not enabled on our hosts.
+		out = append(out, specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: real, Options: opts})
+	}
+	// Parents before children, whatever order kubelet sent them in.
+	slices.SortStableFunc(out, func(a, b specs.Mount) int { return depth(a.Destination) - depth(b.Destination) })
+	return out, rootProp, nil
+}
+
+func depth(p string) int {
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
+}
+
+// podFileMounts bind the sandbox's files, each skipped when a CRI mount
+// targets the same path (kubelet manages /etc/hosts itself).
+func podFileMounts(files PodFiles, readonlyRoot bool, taken func(string) bool) []specs.Mount {
+	var out []specs.Mount
+	mode := "rw"
+	if readonlyRoot {
+		mode = "ro"
+	}
+	for _, f := range []struct{ src, dst string }{
+		{files.Hosts, "/etc/hosts"},
+		{files.ResolvConf, "/etc/resolv.conf"},
+		{files.Hostname, "/etc/hostname"},
+	} {
+		if f.src != "" && !taken(f.dst) {
+			out = append(out, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"rbind", "rprivate", mode}})
+		}
+	}
+	if files.Shm != "" && !taken("/dev/shm") {
+		out = append(out, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: files.Shm, Options: []string{"rbind", "rprivate", "rw"}})
+	}
+	return out
+}
+
+// standardMounts are the kernel filesystems every container gets. sysfs and
+// cgroupfs are read-only unless privileged. /dev/shm is a private tmpfs only
+// when no pod shm is given (it is then mounted by podFileMounts).
+func standardMounts(privileged, ownShm bool, taken func(string) bool) []specs.Mount {
+	roUnlessPriv := "ro"
+	if privileged {
+		roUnlessPriv = "rw"
+	}
+	all := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", roUnlessPriv}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", roUnlessPriv}},
+	}
+	if ownShm {
+		all = append(all, specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}})
+	}
+	return slices.DeleteFunc(all, func(m specs.Mount) bool { return taken(m.Destination) })
+}
+
+// DefaultMaskedPaths and DefaultReadonlyPaths are containerd's defaults,
+// used unless the CRI security context lists its own.
+var (
+	DefaultMaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+		"/sys/devices/virtual/powercap",
+	}
+	DefaultReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)

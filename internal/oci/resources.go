@@ -1,0 +1,134 @@
+package oci
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// DefaultCgroupParent is the cgroup parent when the CRI gives none (critest
+// does so with the cgroupfs driver). Sandboxes and containers of such pods
+// are siblings below it.
+const DefaultCgroupParent = "/berth"
+
+// cgroupsPath is the absolute cgroupfs path <parent>/<id>.
+func cgroupsPath(parent, id string) (string, error) {
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	if hasNUL(parent) {
+		return "", fmt.Errorf("cgroup_parent %q contains a NUL byte: %w", parent, errdefs.ErrInvalidArgument)
+	}
+	// path.Join cleans "..": a parent can never climb out of the hierarchy.
+	return path.Join("/", parent, id), nil
+}
+
+var (
+	cpusetRE   = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+	pageSizeRE = regexp.MustCompile(`^[0-9]+[KMGTP]?B$`)
+)
+
+// linuxResources converts the CRI resources. Zero means "not specified" for
+// every CRI field.
+func linuxResources(h Host, r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+	out := &specs.LinuxResources{}
+	if r == nil {
+		return out, nil
+	}
+	bad := func(field string, v any) error {
+		return fmt.Errorf("resources.%s %v is invalid: %w", field, v, errdefs.ErrInvalidArgument)
+	}
+	cpu := &specs.LinuxCPU{}
+	switch s := r.GetCpuShares(); {
+	case s < 0:
+		return nil, bad("cpu_shares", s)
+	case s > 0:
+		v := uint64(s)
+		cpu.Shares = &v
+	}
+	switch q := r.GetCpuQuota(); {
+	case q < -1:
+		return nil, bad("cpu_quota", q)
+	case q != 0: // -1 = unlimited
+		cpu.Quota = &q
+	}
+	switch p := r.GetCpuPeriod(); {
+	case p < 0:
+		return nil, bad("cpu_period", p)
+	case p > 0:
+		v := uint64(p)
+		cpu.Period = &v
+	}
+	if s := r.GetCpusetCpus(); s != "" {
+		if !cpusetRE.MatchString(s) {
+			return nil, bad("cpuset_cpus", fmt.Sprintf("%q", s))
+		}
+		cpu.Cpus = s
+	}
+	if s := r.GetCpusetMems(); s != "" {
+		if !cpusetRE.MatchString(s) {
+			return nil, bad("cpuset_mems", fmt.Sprintf("%q", s))
+		}
+		cpu.Mems = s
+	}
+	if *cpu != (specs.LinuxCPU{}) {
+		out.CPU = cpu
+	}
+
+	mem := &specs.LinuxMemory{}
+	switch l := r.GetMemoryLimitInBytes(); {
+	case l < 0:
+		return nil, bad("memory_limit_in_bytes", l)
+	case l > 0:
+		mem.Limit = &l
+	}
+	// kubelet sends the swap limit on every container where memsw exists;
+	// without swap accounting the cgroup file is absent, so leave it out.
+	switch s := r.GetMemorySwapLimitInBytes(); {
+	case s < -1:
+		return nil, bad("memory_swap_limit_in_bytes", s)
+	case s != 0 && h.SwapAccounting:
+		mem.Swap = &s
+	}
+	if mem.Limit != nil || mem.Swap != nil {
+		out.Memory = mem
+	}
+
+	for i, hp := range r.GetHugepageLimits() {
+		if !pageSizeRE.MatchString(hp.GetPageSize()) {
+			return nil, bad(fmt.Sprintf("hugepage_limits[%d].page_size", i), fmt.Sprintf("%q", hp.GetPageSize()))
+		}
+		// No hugetlb controller (this host's v1 layout): kubelet still
+		// sends a zero limit per page size; skipping is the only option.
+		if h.CgroupV2 || h.HugetlbV1 {
+			out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: hp.GetPageSize(), Limit: hp.GetLimit()})
+		}
+	}
+	if u := r.GetUnified(); len(u) > 0 {
+		if !h.CgroupV2 {
+			return nil, fmt.Errorf("resources.unified is only valid on cgroup v2, this host runs v1: %w", errdefs.ErrInvalidArgument)
+		}
+		out.Unified = make(map[string]string, len(u))
+		for k, v := range u {
+			if k == "" || hasNUL(k) || hasNUL(v) || path.Base(k) != k {
+				return nil, bad("unified key", fmt.Sprintf("%q", k))
+			}
+			out.Unified[k] = v
+		}
+	}
+	return out, nil
+}
+
+// oomScoreAdj validates a CRI oom_score_adj and clamps it up to berthd's
+// own: the kernel refuses a lower value without CAP_SYS_RESOURCE.
+func oomScoreAdj(h Host, v int64) (int, error) {
+	if v < -1000 || v > 1000 {
+		return 0, fmt.Errorf("resources.oom_score_adj %d is outside [-1000, 1000]: %w", v, errdefs.ErrInvalidArgument)
+	}
+	return max(int(v), h.OOMScoreAdj), nil
+}

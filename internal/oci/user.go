@@ -1,0 +1,301 @@
+package oci
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// User is the identity of a container's first process, as
+// ContainerStatus.user reports it.
+type User struct {
+	UID uint32
+	GID uint32
+	// AdditionalGids starts with the primary GID (as `id -G` shows it), then
+	// image groups (policy Merge) and the CRI supplemental groups.
+	AdditionalGids []uint32
+}
+
+// ContainerUser is u in the CRI ContainerStatus.user shape.
+func (u User) ContainerUser() *runtimeapi.ContainerUser {
+	groups := make([]int64, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		groups = append(groups, int64(g))
+	}
+	return &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
+		Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: groups,
+	}}
+}
+
+// userRequest is the part of a CRI security context that picks the user;
+// sandbox and container contexts both reduce to it.
+type userRequest struct {
+	runAsUser     *runtimeapi.Int64Value
+	runAsGroup    *runtimeapi.Int64Value
+	runAsUsername string
+	supplemental  []int64
+	strict        bool
+}
+
+func containerUserRequest(sc *runtimeapi.LinuxContainerSecurityContext) userRequest {
+	return userRequest{
+		runAsUser:     sc.GetRunAsUser(),
+		runAsGroup:    sc.GetRunAsGroup(),
+		runAsUsername: sc.GetRunAsUsername(),
+		supplemental:  sc.GetSupplementalGroups(),
+		strict:        sc.GetSupplementalGroupsPolicy() == runtimeapi.SupplementalGroupsPolicy_Strict,
+	}
+}
+
+// resolveUser picks the process user from the CRI request, else the image's
+// User, resolving names against the image's /etc/passwd and /etc/group.
+func resolveUser(rootfs string, req userRequest, imageUser string) (User, error) {
+	if req.runAsGroup != nil && req.runAsUser == nil && req.runAsUsername == "" {
+		return User{}, fmt.Errorf("security_context.run_as_group is set without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+	}
+	if req.runAsUser != nil && req.runAsUsername != "" {
+		return User{}, fmt.Errorf("security_context: only one of run_as_user and run_as_username may be set: %w", errdefs.ErrInvalidArgument)
+	}
+	db := userDB{rootfs: rootfs}
+	var (
+		u    User
+		name string // passwd name, for /etc/group membership
+		err  error
+	)
+	switch {
+	case req.runAsUser != nil:
+		if u.UID, err = toID("security_context.run_as_user", req.runAsUser.GetValue()); err != nil {
+			return User{}, err
+		}
+		if e, ok, err := db.userByID(u.UID); err != nil {
+			return User{}, err
+		} else if ok {
+			u.GID, name = e.gid, e.name
+		}
+	case req.runAsUsername != "":
+		e, ok, err := db.userByName(req.runAsUsername)
+		if err != nil {
+			return User{}, err
+		}
+		if !ok {
+			return User{}, fmt.Errorf("security_context.run_as_username %q not found in the image's /etc/passwd: %w", req.runAsUsername, errdefs.ErrNotFound)
+		}
+		u.UID, u.GID, name = e.uid, e.gid, e.name
+	default:
+		if u, name, err = imageUserSpec(db, imageUser); err != nil {
+			return User{}, err
+		}
+	}
+	if req.runAsGroup != nil {
+		if u.GID, err = toID("security_context.run_as_group", req.runAsGroup.GetValue()); err != nil {
+			return User{}, err
+		}
+	}
+
+	u.AdditionalGids = []uint32{u.GID}
+	if !req.strict && name != "" {
+		groups, err := db.groupsOf(name)
+		if err != nil {
+			return User{}, err
+		}
+		u.AdditionalGids = appendUniqueIDs(u.AdditionalGids, groups...)
+	}
+	for i, g := range req.supplemental {
+		gid, err := toID(fmt.Sprintf("security_context.supplemental_groups[%d]", i), g)
+		if err != nil {
+			return User{}, err
+		}
+		u.AdditionalGids = appendUniqueIDs(u.AdditionalGids, gid)
+	}
+	return u, nil
+}
+
+// imageUserSpec resolves an image config User: "", "uid", "name",
+// "uid:gid", "name:group" and mixes. A name missing from the image is an
+// error; a numeric uid missing from passwd runs with gid 0.
+func imageUserSpec(db userDB, spec string) (User, string, error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	var u User
+	var name string
+	if userPart == "" {
+		userPart = "0"
+	}
+	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil && n != math.MaxUint32 {
+		u.UID = uint32(n)
+		e, ok, err := db.userByID(u.UID)
+		if err != nil {
+			return User{}, "", err
+		}
+		if ok {
+			u.GID, name = e.gid, e.name
+		}
+	} else {
+		e, ok, err := db.userByName(userPart)
+		if err != nil {
+			return User{}, "", err
+		}
+		if !ok {
+			return User{}, "", fmt.Errorf("image user %q not found in the image's /etc/passwd: %w", userPart, errdefs.ErrNotFound)
+		}
+		u.UID, u.GID, name = e.uid, e.gid, e.name
+	}
+	if hasGroup && groupPart != "" {
+		if n, err := strconv.ParseUint(groupPart, 10, 32); err == nil && n != math.MaxUint32 {
+			u.GID = uint32(n)
+		} else {
+			gid, ok, err := db.groupByName(groupPart)
+			if err != nil {
+				return User{}, "", err
+			}
+			if !ok {
+				return User{}, "", fmt.Errorf("image group %q not found in the image's /etc/group: %w", groupPart, errdefs.ErrNotFound)
+			}
+			u.GID = gid
+		}
+	}
+	return u, name, nil
+}
+
+// toID checks a CRI int64 id: 0..2^32-2 (2^32-1 is the kernel's "no id").
+func toID(field string, v int64) (uint32, error) {
+	if v < 0 || v >= math.MaxUint32 {
+		return 0, fmt.Errorf("%s %d is out of range: %w", field, v, errdefs.ErrInvalidArgument)
+	}
+	return uint32(v), nil
+}
+
+func appendUniqueIDs(list []uint32, add ...uint32) []uint32 {
+	for _, a := range add {
+		if !slices.Contains(list, a) {
+			list = append(list, a)
+		}
+	}
+	return list
+}
+
+// userDB reads the image's /etc/passwd and /etc/group. Paths are resolved
+// inside rootfs (securejoin), so a symlinked /etc/passwd cannot make berthd
+// read a host file. A missing file is an empty database.
+type userDB struct{ rootfs string }
+
+type passwdEntry struct {
+	name     string
+	uid, gid uint32
+}
+
+// maxDBSize bounds what we read from an image file.
+const maxDBSize = 8 << 20
+
+func (db userDB) lines(rel string, each func(fields []string) bool) error {
+	if db.rootfs == "" {
+		return nil
+	}
+	p, err := securejoin.SecureJoin(db.rootfs, rel)
+	if err != nil {
+		return fmt.Errorf("resolve %s in rootfs: %w", rel, err)
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read image %s: %w", rel, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, maxDBSize))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !each(strings.Split(line, ":")) {
+			return nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read image %s: %w", rel, err)
+	}
+	return nil
+}
+
+// findUser returns the first passwd entry matching.
+func (db userDB) findUser(match func(passwdEntry) bool) (passwdEntry, bool, error) {
+	var found passwdEntry
+	var ok bool
+	err := db.lines("/etc/passwd", func(f []string) bool {
+		if len(f) < 4 {
+			return true
+		}
+		uid, err1 := strconv.ParseUint(f[2], 10, 32)
+		gid, err2 := strconv.ParseUint(f[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			return true
+		}
+		e := passwdEntry{name: f[0], uid: uint32(uid), gid: uint32(gid)}
+		if match(e) {
+			found, ok = e, true
+			return false
+		}
+		return true
+	})
+	return found, ok, err
+}
+
+func (db userDB) userByID(uid uint32) (passwdEntry, bool, error) {
+	return db.findUser(func(e passwdEntry) bool { return e.uid == uid })
+}
+
+func (db userDB) userByName(name string) (passwdEntry, bool, error) {
+	return db.findUser(func(e passwdEntry) bool { return e.name == name })
+}
+
+func (db userDB) groupByName(name string) (uint32, bool, error) {
+	var gid uint32
+	var ok bool
+	err := db.lines("/etc/group", func(f []string) bool {
+		if len(f) < 3 || f[0] != name {
+			return true
+		}
+		if n, err := strconv.ParseUint(f[2], 10, 32); err == nil {
+			gid, ok = uint32(n), true
+			return false
+		}
+		return true
+	})
+	return gid, ok, err
+}
+
+// groupsOf lists the gids of the /etc/group entries naming user as member.
+func (db userDB) groupsOf(user string) ([]uint32, error) {
+	var gids []uint32
+	err := db.lines("/etc/group", func(f []string) bool {
+		if len(f) < 4 {
+			return true
+		}
+		n, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			return true
+		}
+		for _, m := range strings.Split(f[3], ",") {
+			if strings.TrimSpace(m) == user {
+				gids = append(gids, uint32(n))
+				break
+			}
+		}
+		return true
+	})
+	return gids, err
+}
