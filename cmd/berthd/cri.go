@@ -5,6 +5,15 @@ import (
 
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
+	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
+)
+
+// Each RPC family's service is called Service in its own package; these
+// aliases give the embedded fields distinct names.
+type (
+	infoService    = runtimeinfo.Service
+	sandboxService = serversandbox.Service
+	imageService   = serverimage.Service
 )
 
 // runtimeServer assembles the RuntimeService from one service per RPC
@@ -12,7 +21,8 @@ import (
 // fallbacks at depth 2, so a family's method always wins and every RPC no
 // family serves yet answers Unimplemented.
 type runtimeServer struct {
-	*runtimeinfo.Service
+	*infoService
+	*sandboxService
 	unimplementedRuntime
 }
 
@@ -20,13 +30,13 @@ type unimplementedRuntime struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 }
 
-func newRuntimeServer(info *runtimeinfo.Service) *runtimeServer {
-	return &runtimeServer{Service: info}
+func newRuntimeServer(info *runtimeinfo.Service, sandboxes *serversandbox.Service) *runtimeServer {
+	return &runtimeServer{infoService: info, sandboxService: sandboxes}
 }
 
 // imageServer assembles the ImageService the same way.
 type imageServer struct {
-	*serverimage.Service
+	*imageService
 	unimplementedImage
 }
 
@@ -34,4 +44,4 @@ type unimplementedImage struct {
 	runtimeapi.UnimplementedImageServiceServer
 }
 
-func newImageServer(img *serverimage.Service) *imageServer { return &imageServer{Service: img} }
+func newImageServer(img *serverimage.Service) *imageServer { return &imageServer{imageService: img} }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"time"
@@ -16,11 +17,15 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/registry"
+	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/server"
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
+	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
 	"github.com/berth-cri/berth/internal/snapshot"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/version"
 )
 
@@ -30,8 +35,10 @@ type daemonParts struct {
 	log     *logrus.Logger
 	cfg     *config.Holder
 	ready   *server.Readiness
-	network *network.Manager
-	images  *image.Service
+	network    *network.Manager
+	images     *image.Service
+	supervisor *client.Client
+	sandboxes  *sandbox.Manager
 }
 
 // serve runs berthd until SIGTERM or SIGINT.
@@ -85,7 +92,20 @@ func serve(configPath string, loaded *config.Loaded) error {
 		return fmt.Errorf("images: %w", err)
 	}
 
-	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready))
+	host, err := oci.ProbeHost()
+	if err != nil {
+		return err
+	}
+	p.supervisor = client.New(cfg.StateDir)
+	p.sandboxes, err = sandbox.New(sandbox.Deps{
+		Config: p.cfg, Images: p.images, Snapshots: snapshots, Network: net, Supervisor: p.supervisor,
+		Host: host, RootDir: cfg.RootDir, StateDir: cfg.StateDir, Log: log.WithField("part", "sandbox"),
+	})
+	if err != nil {
+		return fmt.Errorf("sandboxes: %w", err)
+	}
+
+	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready), serversandbox.New(p.sandboxes, nil))
 	img := newImageServer(serverimage.New(p.images))
 	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
 
@@ -129,7 +149,34 @@ func serve(configPath string, loaded *config.Loaded) error {
 // recover brings berthd's view of the world back in line with what is on
 // disk and running, before any RPC but Version/Status is served.
 func (p *daemonParts) recover(ctx context.Context) error {
+	cfg := p.cfg.Get()
+	bin, err := supervisorBinary()
+	if err != nil {
+		return err
+	}
+	if p.supervisor, err = client.EnsureRunning(ctx, bin, cfg.StateDir); err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	if err := p.sandboxes.Recover(ctx); err != nil {
+		return fmt.Errorf("sandboxes: %w", err)
+	}
 	return nil
+}
+
+// supervisorBinary is berth-supervisor beside berthd's own executable (as
+// make install and the build put them), else the one on PATH.
+func supervisorBinary() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "berth-supervisor")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("berth-supervisor")
+	if err != nil {
+		return "", fmt.Errorf("berth-supervisor is neither beside berthd nor on PATH: %w", err)
+	}
+	return p, nil
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,19 +70,56 @@ func newDaemon(t *testing.T, extra string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "berth.sock"), config: filepath.Join(dir, "berth.toml")}
+	// extra comes between the top-level keys and the tables, so it may set
+	// either; it must not repeat [cni] or [registry].
 	cfg := fmt.Sprintf(`listen = %q
 root_dir = %q
 state_dir = %q
 log_level = "debug"
+%s
 [cni]
 conf_dir = %q
 [registry]
 config_path = %q
-`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
-	if err := os.WriteFile(d.config, []byte(cfg+extra), 0o644); err != nil {
+`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), extra, filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
+	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the temp dir's removal runs: the supervisor this
+	// daemon started outlives berthd by design, and the netns dir is a
+	// mount point.
+	t.Cleanup(d.cleanupHost)
 	return d
+}
+
+// cleanupHost stops the daemon's supervisor (and so its containers' parent)
+// and unmounts what berthd mounted under the test's directories.
+func (d *daemon) cleanupHost() {
+	d.stop()
+	stateDir := filepath.Join(d.dir, "run")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 2 && strings.HasSuffix(args[0], "berth-supervisor") && strings.Contains(string(b), stateDir) {
+			var pid int
+			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	var mounts []string
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], d.dir) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	// Deepest first.
+	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
+	for _, m := range mounts {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
 }
 
 // start runs berthd and waits until its socket answers Version.

@@ -6,10 +6,12 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 )
 
-// NetworkStatus is what Status needs of the pod network manager.
-type NetworkStatus interface {
+// Network is what this service needs of the pod network manager.
+type Network interface {
 	// Status reports whether a usable network config is loaded, and why not.
 	Status() (ready bool, reason, message string)
+	// SetPodCIDR hands kubelet's pod CIDR to the CNI plugins (ipRanges).
+	SetPodCIDR(cidr string)
 }
 
 // Readiness tells whether start-up recovery is done.
@@ -18,11 +20,11 @@ type Readiness interface{ Ready() bool }
 // Service serves Version, Status and RuntimeConfig.
 type Service struct {
 	cfg     *config.Holder
-	network NetworkStatus
+	network Network
 	ready   Readiness
 }
 
 // New returns the service.
-func New(cfg *config.Holder, network NetworkStatus, ready Readiness) *Service {
+func New(cfg *config.Holder, network Network, ready Readiness) *Service {
 	return &Service{cfg: cfg, network: network, ready: ready}
 }

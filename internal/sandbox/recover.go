@@ -1,0 +1,101 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/netns"
+)
+
+// Recover loads the sandbox records and reconciles them with what runs:
+// a sandbox whose pause process is gone (it died, or the node rebooted) is
+// NOTREADY and kubelet will stop and remove it; a sandbox a crash left
+// half-created is rolled back; records too damaged to read are dropped
+// (logged); netns pins and pod directories no record owns are removed.
+func (m *Manager) Recover(ctx context.Context) error {
+	recs, damaged, err := m.records.LoadAll()
+	if err != nil {
+		return err
+	}
+	for _, d := range damaged {
+		m.d.Log.WithError(d.Err).WithField("sandbox", d.ID).Error("dropping a sandbox record that cannot be read")
+		m.records.Delete(d.ID)
+	}
+	for id, s := range recs {
+		log := m.d.Log.WithField("sandbox", id)
+		if err := s.decode(); err != nil {
+			log.WithError(err).Error("dropping a sandbox record that cannot be read")
+			m.records.Delete(id)
+			continue
+		}
+		m.mu.Lock()
+		m.byID[id] = s
+		m.names[s.Name] = id
+		m.mu.Unlock()
+		if s.Image != "" {
+			// Holders live in the image service's memory: claim it again.
+			if _, err := m.d.Images.Use(s.Image, holder(id)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				log.WithError(err).Warn("claim the sandbox image again")
+			}
+		}
+		if s.State == StateCreating {
+			log.Warn("rolling back a sandbox whose creation was interrupted")
+			unlock := m.locks.lock(id)
+			err := m.tearDown(ctx, s)
+			unlock()
+			if err != nil {
+				log.WithError(err).Error("roll back an interrupted sandbox; it stays listed as not ready")
+				m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+			}
+			continue
+		}
+		if s.State == StateReady && !m.pauseRunning(ctx, id) {
+			log.Warn("pause process is gone: sandbox is not ready")
+			m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+		}
+	}
+	m.sweep()
+	return nil
+}
+
+func (m *Manager) pauseRunning(ctx context.Context, id string) bool {
+	st, err := m.d.Supervisor.State(ctx, id)
+	return err == nil && st.Status == supv1.StatusRunning
+}
+
+// sweep removes netns pins and pod directories that belong to no sandbox:
+// leftovers of a crash between creating them and recording them.
+func (m *Manager) sweep() {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	pins, _ := netns.List(m.netnsDir())
+	for _, id := range pins {
+		if _, ok := m.byID[id]; !ok {
+			p := filepath.Join(m.netnsDir(), id)
+			m.d.Log.WithField("netns", p).Warn("removing a network namespace no sandbox owns")
+			netns.Remove(p)
+		}
+	}
+	dirs, _ := os.ReadDir(filepath.Join(m.d.StateDir, "sandboxes"))
+	for _, d := range dirs {
+		if _, ok := m.byID[d.Name()]; !ok {
+			m.d.Log.WithField("sandbox", d.Name()).Warn("removing pod files no sandbox owns")
+			CleanupFiles(m.podDir(d.Name()))
+		}
+	}
+}
+
+// IDs returns the ids of every known sandbox, for orphan sweeps by others.
+func (m *Manager) IDs() map[string]bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := make(map[string]bool, len(m.byID))
+	for id := range m.byID {
+		ids[id] = true
+	}
+	return ids
+}

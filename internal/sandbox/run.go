@@ -1,0 +1,314 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/oci"
+)
+
+// NewID returns a fresh 64-hex object id, as containerd's.
+func NewID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Handler is a resolved RuntimeClass handler.
+type Handler struct {
+	Name    string // the configured name it resolved to
+	Runtime configv1.Runtime
+}
+
+// ResolveHandler maps the CRI runtime_handler ("" = default) to its
+// configuration; an unknown one is InvalidArgument listing the known ones.
+func ResolveHandler(cfg *configv1.Config, requested string) (Handler, error) {
+	name := requested
+	if name == "" {
+		name = cfg.DefaultRuntime
+	}
+	rt, ok := cfg.Runtimes[name]
+	if !ok {
+		return Handler{}, fmt.Errorf("runtime handler %q is not configured (configured: %s): %w",
+			requested, strings.Join(config.HandlerNames(cfg), ", "), errdefs.ErrInvalidArgument)
+	}
+	return Handler{Name: name, Runtime: rt}, nil
+}
+
+// SupervisorRuntime is how the supervisor runs containers of handler h.
+func SupervisorRuntime(h Handler, stateDir string) (kind supv1.RuntimeKind, path, root string) {
+	root = h.Runtime.RuntimeRoot
+	if root == "" {
+		root = filepath.Join(stateDir, "runtimes", h.Name)
+	}
+	if h.Runtime.Type == configv1.RuntimeOCI {
+		return supv1.RuntimeOCI, h.Runtime.RuntimePath, root
+	}
+	return supv1.RuntimeLibcontainer, "", root
+}
+
+// OCIHandler is the part of a handler's options that shape specs.
+func OCIHandler(h Handler) oci.Handler {
+	return oci.Handler{
+		PrivilegedWithoutHostDevices: h.Runtime.PrivilegedWithoutHostDevices,
+		AllowedAnnotations:           h.Runtime.AllowedAnnotations,
+	}
+}
+
+// Run creates and starts the sandbox of cfg and returns its id. A retry of
+// a create kubelet gave up on (same name) gets that sandbox's id; the work
+// of a create goes on when its caller is gone, and a failure half-way
+// rolls back everything set up so far.
+func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error) {
+	md := cfg.GetMetadata()
+	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
+		return "", fmt.Errorf("pod sandbox metadata needs name, namespace and uid: %w", errdefs.ErrInvalidArgument)
+	}
+	h, err := ResolveHandler(m.d.Config.Get(), handler)
+	if err != nil {
+		return "", err
+	}
+	name := podName(md)
+	id, _, err := m.inflight.Do(ctx, name, func(wctx context.Context) (string, error) {
+		return m.run(wctx, ctx, name, cfg, handler, h)
+	})
+	if err != nil {
+		return "", err
+	}
+	if ctx.Err() == nil {
+		m.markDelivered(id)
+	}
+	return id, nil
+}
+
+// markDelivered notes that a live client got id back. Best effort: a lost
+// mark only means a later duplicate name is returned instead of refused.
+func (m *Manager) markDelivered(id string) {
+	unlock := m.locks.lock(id)
+	defer unlock()
+	m.mu.RLock()
+	s := m.byID[id]
+	m.mu.RUnlock()
+	if s != nil && !s.Delivered {
+		if err := m.update(s, func(s *Sandbox) { s.Delivered = true }); err != nil {
+			m.d.Log.WithError(err).Warn("record delivery of sandbox")
+		}
+	}
+}
+
+// run does the work of Run. ctx is never cancelled; caller is the client's
+// context, only asked whether anyone still waits.
+func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handler string, h Handler) (string, error) {
+	m.mu.RLock()
+	existing, taken := m.names[name]
+	var prev *Sandbox
+	if taken {
+		prev = m.byID[existing]
+	}
+	m.mu.RUnlock()
+	if prev != nil {
+		if !prev.Delivered && prev.State != StateCreating {
+			return prev.ID, nil // kubelet's retry of a create it stopped waiting for
+		}
+		return "", fmt.Errorf("pod sandbox name %q is reserved by %s: %w", name, existing, errdefs.ErrAlreadyExists)
+	}
+
+	cfgJSON, err := protojson.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("encode pod config: %w", err)
+	}
+	conf := m.d.Config.Get()
+	pauseRef := conf.SandboxImage
+	if h.Runtime.SandboxImage != "" {
+		pauseRef = h.Runtime.SandboxImage
+	}
+	s := &Sandbox{
+		ID: NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
+		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg,
+	}
+	unlock := m.locks.lock(s.ID)
+	defer unlock()
+
+	img, err := m.pauseImage(ctx, pauseRef, handler, s.ID)
+	if err != nil {
+		return "", err
+	}
+	s.Image = img.ID.String()
+	// From here on the record exists, so a crash leaves a trace that
+	// recovery rolls back.
+	if err := m.put(s); err != nil {
+		m.d.Images.Release(s.Image, holder(s.ID))
+		return "", err
+	}
+	if err := m.setUp(ctx, s, img, h); err != nil {
+		if rbErr := m.tearDown(ctx, s); rbErr != nil {
+			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+		}
+		return "", err
+	}
+	if err := m.update(s, func(s *Sandbox) { s.State = StateReady; s.Delivered = caller.Err() == nil }); err != nil {
+		if rbErr := m.tearDown(ctx, s); rbErr != nil {
+			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+		}
+		return "", err
+	}
+	return s.ID, nil
+}
+
+// holder names a sandbox as a user of its pause image.
+func holder(id string) string { return "sandbox:" + id }
+
+// pauseImage returns the pause image, pulled with node-level credentials if
+// absent (RunPodSandbox carries none), and marks it used by sandbox id.
+func (m *Manager) pauseImage(ctx context.Context, ref, handler, id string) (image.Image, error) {
+	img, err := m.d.Images.Use(ref, holder(id))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		if _, err = m.d.Images.Pull(ctx, ref, nil, handler); err != nil {
+			return image.Image{}, fmt.Errorf("sandbox image: %w", err)
+		}
+		img, err = m.d.Images.Use(ref, holder(id))
+	}
+	if err != nil {
+		return image.Image{}, fmt.Errorf("sandbox image %q: %w", ref, err)
+	}
+	return img, nil
+}
+
+// setUp makes the sandbox's files, rootfs, network namespace, network and
+// pause process, recording in s each thing tearDown must undo. The pause
+// process starts while CNI ADD runs: both only need the netns pin.
+func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Handler) error {
+	cfg := s.config
+	mnt, err := m.d.Snapshots.PrepareRootfs(s.ID, img.ChainIDs)
+	if err != nil {
+		return fmt.Errorf("sandbox rootfs: %w", err)
+	}
+	files, err := PrepareFiles(m.podDir(s.ID), cfg, m.d.HostFiles)
+	if err != nil {
+		return err
+	}
+	netnsPath := ""
+	if !s.HostNetwork() {
+		netnsPath = filepath.Join(m.netnsDir(), s.ID)
+	}
+	spec, err := oci.SandboxSpec(oci.SandboxInput{
+		ID: s.ID, Config: cfg, Image: img.Spec.Config, Rootfs: mnt.Target, NetNSPath: netnsPath,
+		PodFiles: oci.PodFiles{Shm: files.Shm}, Host: m.d.Host, Handler: OCIHandler(h),
+	})
+	if err != nil {
+		return err
+	}
+	if netnsPath != "" {
+		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
+			return fmt.Errorf("pod network namespace: %w", err)
+		}
+		if err := m.update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
+			return err
+		}
+	}
+
+	type netResult struct {
+		res network.Result
+		err error
+	}
+	netDone := make(chan netResult, 1)
+	if netnsPath != "" {
+		pod, err := m.networkPod(s)
+		if err != nil {
+			return err
+		}
+		go func() {
+			res, err := m.d.Network.Setup(ctx, pod)
+			netDone <- netResult{res, err}
+		}()
+	} else {
+		netDone <- netResult{}
+	}
+	pid, startErr := m.startPause(ctx, s, spec, h)
+	nr := <-netDone
+	if nr.err == nil && netnsPath != "" {
+		var ips []string
+		for _, ip := range nr.res.IPs {
+			ips = append(ips, ip.String())
+		}
+		if err := m.update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips }); err != nil {
+			return err
+		}
+	}
+	if startErr != nil {
+		return startErr
+	}
+	if nr.err != nil {
+		return fmt.Errorf("pod network: %w", nr.err)
+	}
+	return m.update(s, func(s *Sandbox) { s.PausePID = pid })
+}
+
+// startPause mounts the pause rootfs, writes its bundle and has the
+// supervisor create and start it.
+func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handler) (int, error) {
+	if _, err := m.d.Snapshots.MountRootfs(s.ID); err != nil {
+		return 0, fmt.Errorf("mount sandbox rootfs: %w", err)
+	}
+	bundle := m.bundleDir(s.ID)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return 0, fmt.Errorf("sandbox bundle: %w", err)
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return 0, fmt.Errorf("encode sandbox spec: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		return 0, err
+	}
+	kind, path, root := SupervisorRuntime(h, m.d.StateDir)
+	if _, err := m.d.Supervisor.Create(ctx, s.ID, supv1.CreateRequest{Bundle: bundle, Kind: kind, RuntimePath: path, RuntimeRoot: root}); err != nil {
+		return 0, fmt.Errorf("create pause: %w", err)
+	}
+	st, err := m.d.Supervisor.Start(ctx, s.ID)
+	if err != nil {
+		return 0, fmt.Errorf("start pause: %w", err)
+	}
+	return st.Pid, nil
+}
+
+// networkPod is the CNI view of s.
+func (m *Manager) networkPod(s *Sandbox) (network.Pod, error) {
+	cfg := s.config
+	md := cfg.GetMetadata()
+	pod := network.Pod{ID: s.ID, Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), NetNS: s.NetNS}
+	for _, p := range cfg.GetPortMappings() {
+		if p.GetHostPort() <= 0 {
+			continue // nothing to map on the host: kubelet sends container-only ports too
+		}
+		pod.PortMappings = append(pod.PortMappings, network.PortMapping{
+			HostPort: p.GetHostPort(), ContainerPort: p.GetContainerPort(),
+			Protocol: strings.ToLower(p.GetProtocol().String()), HostIP: p.GetHostIp(),
+		})
+	}
+	bw, err := network.ParseBandwidth(cfg.GetAnnotations())
+	if err != nil {
+		return network.Pod{}, err
+	}
+	pod.Bandwidth = bw
+	return pod, nil
+}

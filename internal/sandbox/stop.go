@@ -1,0 +1,175 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/oci"
+)
+
+// pauseStopTimeout bounds the wait for a SIGKILLed pause to be reaped.
+const pauseStopTimeout = 10 * time.Second
+
+// Stop stops the sandbox's containers and pause process and gives back its
+// network (CNI DEL, netns pin removed). Stopping a stopped or unknown
+// sandbox succeeds, as api.proto requires of StopPodSandbox.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	s, err := m.Get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m.containers != nil {
+		if err := m.containers.StopPod(ctx, s.ID); err != nil {
+			return fmt.Errorf("stop containers of pod %s: %w", s.ID, err)
+		}
+	}
+	unlock := m.locks.lock(s.ID)
+	defer unlock()
+	m.mu.RLock()
+	s = m.byID[s.ID]
+	m.mu.RUnlock()
+	if s == nil {
+		return nil // removed meanwhile
+	}
+	return m.stopLocked(ctx, s)
+}
+
+// stopLocked kills the pause process and releases the network; each step
+// is idempotent and recorded, so a crash part-way is finished by the next
+// Stop. The caller holds s's lock.
+func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
+	if err := m.killPause(ctx, s.ID); err != nil {
+		return err
+	}
+	if s.NetworkReady {
+		pod, err := m.networkPod(s)
+		if err == nil {
+			err = m.d.Network.Teardown(ctx, pod)
+		}
+		if err != nil {
+			return fmt.Errorf("tear down the network of pod %s: %w", s.ID, err)
+		}
+		if err := m.update(s, func(s *Sandbox) { s.NetworkReady = false }); err != nil {
+			return err
+		}
+	}
+	if s.NetNS != "" {
+		if err := netns.Remove(s.NetNS); err != nil {
+			return fmt.Errorf("remove the network namespace of pod %s: %w", s.ID, err)
+		}
+	}
+	if s.State != StateNotReady && s.State != StateCreating {
+		return m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+	}
+	return nil
+}
+
+// killPause SIGKILLs the pause process (it holds nothing worth a grace
+// period) and waits until the supervisor has reaped it.
+func (m *Manager) killPause(ctx context.Context, id string) error {
+	st, err := m.d.Supervisor.State(ctx, id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pause of pod %s: %w", id, err)
+	}
+	if st.Status == supv1.StatusStopped {
+		return nil
+	}
+	if err := m.d.Supervisor.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("kill pause of pod %s: %w", id, err)
+	}
+	if st.Status == supv1.StatusCreated {
+		return nil // never started: nothing to wait for
+	}
+	wctx, cancel := context.WithTimeout(ctx, pauseStopTimeout)
+	defer cancel()
+	if _, err := m.d.Supervisor.Wait(wctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("wait for pause of pod %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove removes the sandbox with its containers, stopping it first if
+// needed. Removing an unknown sandbox succeeds (api.proto).
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	s, err := m.Get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m.containers != nil {
+		if err := m.containers.RemovePod(ctx, s.ID); err != nil {
+			return fmt.Errorf("remove containers of pod %s: %w", s.ID, err)
+		}
+	}
+	unlock := m.locks.lock(s.ID)
+	defer unlock()
+	m.mu.RLock()
+	s = m.byID[s.ID]
+	m.mu.RUnlock()
+	if s == nil {
+		return nil
+	}
+	return m.tearDown(ctx, s)
+}
+
+// tearDown undoes everything a sandbox has, in reverse order of setUp, and
+// forgets it. It serves Remove, the rollback of a failed Run and the
+// recovery of one interrupted by a crash. The caller holds s's lock.
+func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
+	if err := m.stopLocked(ctx, s); err != nil {
+		return err
+	}
+	if err := m.d.Supervisor.Delete(ctx, s.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("delete pause of pod %s: %w", s.ID, err)
+	}
+	if err := m.d.Snapshots.RemoveRootfs(s.ID); err != nil {
+		return fmt.Errorf("remove sandbox rootfs: %w", err)
+	}
+	if err := CleanupFiles(m.podDir(s.ID)); err != nil {
+		return err
+	}
+	if s.Image != "" {
+		if err := m.d.Images.Release(s.Image, holder(s.ID)); err != nil {
+			m.d.Log.WithError(err).WithField("sandbox", s.ID).Warn("release sandbox image")
+		}
+	}
+	return m.forget(s)
+}
+
+// Namespaces are the namespace paths containers of s join: the pinned
+// netns, and the pause process's IPC, UTS and PID namespaces unless the pod
+// uses the host's.
+func (s *Sandbox) Namespaces() oci.SandboxNamespaces {
+	ns := oci.SandboxNamespaces{Net: s.NetNS}
+	opts := s.NamespaceOptions()
+	proc := func(kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", s.PausePID, kind) }
+	if s.PausePID == 0 {
+		return ns
+	}
+	if opts.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		ns.IPC = proc("ipc")
+	}
+	if !s.HostNetwork() {
+		ns.UTS = proc("uts")
+	}
+	if opts.GetPid() != runtimeapi.NamespaceMode_NODE {
+		ns.PID = proc("pid")
+	}
+	return ns
+}
