@@ -32,9 +32,9 @@ import (
 // daemonParts are the pieces serve builds and wires; each gets only the few
 // dependencies it needs.
 type daemonParts struct {
-	log     *logrus.Logger
-	cfg     *config.Holder
-	ready   *server.Readiness
+	log        *logrus.Logger
+	cfg        *config.Holder
+	ready      *server.Readiness
 	network    *network.Manager
 	images     *image.Service
 	supervisor *client.Client

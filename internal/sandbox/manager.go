@@ -75,8 +75,8 @@ func New(d Deps) (*Manager, error) {
 // hence not a constructor argument).
 func (m *Manager) SetContainers(c Containers) { m.containers = c }
 
-func (m *Manager) podDir(id string) string   { return filepath.Join(m.d.StateDir, "sandboxes", id) }
-func (m *Manager) netnsDir() string          { return filepath.Join(m.d.StateDir, "netns") }
+func (m *Manager) podDir(id string) string    { return filepath.Join(m.d.StateDir, "sandboxes", id) }
+func (m *Manager) netnsDir() string           { return filepath.Join(m.d.StateDir, "netns") }
 func (m *Manager) bundleDir(id string) string { return filepath.Join(m.podDir(id), "bundle") }
 
 // Get returns a copy of the sandbox id, which may be a unique prefix of an
