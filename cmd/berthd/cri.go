@@ -3,6 +3,7 @@ package main
 import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	servercontainer "github.com/berth-cri/berth/internal/server/container"
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
@@ -11,9 +12,10 @@ import (
 // Each RPC family's service is called Service in its own package; these
 // aliases give the embedded fields distinct names.
 type (
-	infoService    = runtimeinfo.Service
-	sandboxService = serversandbox.Service
-	imageService   = serverimage.Service
+	infoService      = runtimeinfo.Service
+	sandboxService   = serversandbox.Service
+	imageService     = serverimage.Service
+	containerService = servercontainer.Service
 )
 
 // runtimeServer assembles the RuntimeService from one service per RPC
@@ -23,6 +25,7 @@ type (
 type runtimeServer struct {
 	*infoService
 	*sandboxService
+	*containerService
 	unimplementedRuntime
 }
 
@@ -30,8 +33,8 @@ type unimplementedRuntime struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 }
 
-func newRuntimeServer(info *runtimeinfo.Service, sandboxes *serversandbox.Service) *runtimeServer {
-	return &runtimeServer{infoService: info, sandboxService: sandboxes}
+func newRuntimeServer(info *runtimeinfo.Service, sandboxes *serversandbox.Service, containers *servercontainer.Service) *runtimeServer {
+	return &runtimeServer{infoService: info, sandboxService: sandboxes, containerService: containers}
 }
 
 // imageServer assembles the ImageService the same way.

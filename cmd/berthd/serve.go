@@ -15,12 +15,14 @@ import (
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/server"
+	servercontainer "github.com/berth-cri/berth/internal/server/container"
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
@@ -39,6 +41,8 @@ type daemonParts struct {
 	images     *image.Service
 	supervisor *client.Client
 	sandboxes  *sandbox.Manager
+	containers *container.Manager
+	snapshots  *snapshot.Store
 }
 
 // serve runs berthd until SIGTERM or SIGINT.
@@ -105,7 +109,19 @@ func serve(configPath string, loaded *config.Loaded) error {
 		return fmt.Errorf("sandboxes: %w", err)
 	}
 
-	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready), serversandbox.New(p.sandboxes, nil))
+	p.containers, err = container.New(container.Deps{
+		Config: p.cfg, Images: p.images, Snapshots: snapshots, Sandboxes: p.sandboxes, Supervisor: p.supervisor,
+		Host: host, RootDir: cfg.RootDir, StateDir: cfg.StateDir, MaxLogLineSize: cfg.MaxContainerLogLineSize,
+		Log: log.WithField("part", "container"),
+	})
+	if err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
+	p.sandboxes.SetContainers(p.containers)
+	p.snapshots = snapshots
+
+	containerSvc := servercontainer.New(p.containers)
+	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready), serversandbox.New(p.sandboxes, containerSvc), containerSvc)
 	img := newImageServer(serverimage.New(p.images))
 	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
 
@@ -154,13 +170,50 @@ func (p *daemonParts) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.supervisor, err = client.EnsureRunning(ctx, bin, cfg.StateDir); err != nil {
+	// The managers already hold a client for the supervisor's socket; this
+	// only makes sure something answers on it.
+	if _, err := client.EnsureRunning(ctx, bin, cfg.StateDir); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
 	if err := p.sandboxes.Recover(ctx); err != nil {
 		return fmt.Errorf("sandboxes: %w", err)
 	}
+	if err := p.containers.Recover(ctx); err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
+	p.sweepOrphans(ctx)
 	return nil
+}
+
+// sweepOrphans removes supervisor entries and container root filesystems
+// that belong to no sandbox or container: what a crash left between
+// removing a record and the things it named (records are written first on
+// create and forgotten last on remove, so this is rare).
+func (p *daemonParts) sweepOrphans(ctx context.Context) {
+	known := p.sandboxes.IDs()
+	for id := range p.containers.IDs() {
+		known[id] = true
+	}
+	if states, err := p.supervisor.List(ctx); err == nil {
+		for _, st := range states {
+			if !known[st.ID] {
+				p.log.WithField("id", st.ID).Warn("removing a supervised container no sandbox or container owns")
+				p.supervisor.Kill(ctx, st.ID, unix.SIGKILL, true)
+				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				p.supervisor.Wait(wctx, st.ID)
+				cancel()
+				p.supervisor.Delete(ctx, st.ID)
+			}
+		}
+	}
+	if keys, err := p.snapshots.ListRootfs(); err == nil {
+		for _, key := range keys {
+			if !known[key] {
+				p.log.WithField("rootfs", key).Warn("removing a root filesystem no sandbox or container owns")
+				p.snapshots.RemoveRootfs(key)
+			}
+		}
+	}
 }
 
 // supervisorBinary is berth-supervisor beside berthd's own executable (as

@@ -41,6 +41,9 @@ func (l *Loaded) validate() error {
 	if c.SandboxImage == "" {
 		return bad("sandbox_image", "must not be empty")
 	}
+	if c.MaxContainerLogLineSize < 1024 {
+		return bad("max_container_log_line_size", "must be at least 1024 bytes, got %d", c.MaxContainerLogLineSize)
+	}
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)
 	}

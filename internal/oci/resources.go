@@ -132,3 +132,9 @@ func oomScoreAdj(h Host, v int64) (int, error) {
 	}
 	return max(int(v), h.OOMScoreAdj), nil
 }
+
+// LinuxResources converts CRI resources to OCI ones with the same rules as
+// ContainerSpec, for UpdateContainerResources.
+func LinuxResources(h Host, r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+	return linuxResources(h, r)
+}

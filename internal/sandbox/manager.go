@@ -56,7 +56,7 @@ type Manager struct {
 	byID  map[string]*Sandbox
 	names map[string]string // name -> id
 
-	locks keyedMutex
+	locks store.KeyedMutex
 }
 
 // New opens the records; Recover must run before the manager is used.
@@ -199,38 +199,4 @@ func (m *Manager) forget(s *Sandbox) error {
 	}
 	m.mu.Unlock()
 	return nil
-}
-
-// keyedMutex is a mutex per key, created on demand and dropped when unused.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry // guarded by mu
-}
-
-type keyedEntry struct {
-	sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.Lock()
-	return func() {
-		e.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }

@@ -44,7 +44,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		if s.State == StateCreating {
 			log.Warn("rolling back a sandbox whose creation was interrupted")
-			unlock := m.locks.lock(id)
+			unlock := m.locks.Lock(id)
 			err := m.tearDown(ctx, s)
 			unlock()
 			if err != nil {

@@ -103,7 +103,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 // markDelivered notes that a live client got id back. Best effort: a lost
 // mark only means a later duplicate name is returned instead of refused.
 func (m *Manager) markDelivered(id string) {
-	unlock := m.locks.lock(id)
+	unlock := m.locks.Lock(id)
 	defer unlock()
 	m.mu.RLock()
 	s := m.byID[id]
@@ -145,7 +145,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		ID: NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg,
 	}
-	unlock := m.locks.lock(s.ID)
+	unlock := m.locks.Lock(s.ID)
 	defer unlock()
 
 	img, err := m.pauseImage(ctx, pauseRef, handler, s.ID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,7 +35,7 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 			return fmt.Errorf("stop containers of pod %s: %w", s.ID, err)
 		}
 	}
-	unlock := m.locks.lock(s.ID)
+	unlock := m.locks.Lock(s.ID)
 	defer unlock()
 	m.mu.RLock()
 	s = m.byID[s.ID]
@@ -117,7 +118,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("remove containers of pod %s: %w", s.ID, err)
 		}
 	}
-	unlock := m.locks.lock(s.ID)
+	unlock := m.locks.Lock(s.ID)
 	defer unlock()
 	m.mu.RLock()
 	s = m.byID[s.ID]
@@ -172,4 +173,20 @@ func (s *Sandbox) Namespaces() oci.SandboxNamespaces {
 		ns.PID = proc("pid")
 	}
 	return ns
+}
+
+// PodFiles are the host paths of the files s's containers share (see
+// PrepareFiles): /dev/shm is the host's when the pod uses host IPC.
+func (m *Manager) PodFiles(s *Sandbox) oci.PodFiles {
+	dir := m.podDir(s.ID)
+	f := oci.PodFiles{
+		Hosts:      filepath.Join(dir, "hosts"),
+		ResolvConf: filepath.Join(dir, "resolv.conf"),
+		Hostname:   filepath.Join(dir, "hostname"),
+		Shm:        filepath.Join(dir, "shm"),
+	}
+	if s.NamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
+		f.Shm = m.d.HostFiles.Shm
+	}
+	return f
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// DefaultRuntime names the [runtimes.<handler>] used for the empty
 	// RuntimeClass handler.
 	DefaultRuntime string `toml:"default_runtime" json:"default_runtime"`
+	// MaxContainerLogLineSize splits longer container output lines into
+	// partial (P) CRI log records.
+	MaxContainerLogLineSize int `toml:"max_container_log_line_size" json:"max_container_log_line_size"`
 
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`

@@ -1,0 +1,126 @@
+// Package container is the domain side of containers: their specs, rootfs,
+// supervision, exits and persisted state. The CRI edge is
+// internal/server/container.
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/oci"
+)
+
+// State of a container: creating -> created -> running -> exited, and
+// creating -> (rolled back, gone). created -> exited happens when a
+// container never started is lost (reboot). Only created, running and
+// exited are visible through the CRI.
+type State string
+
+const (
+	StateCreating State = "creating"
+	StateCreated  State = "created"
+	StateRunning  State = "running"
+	StateExited   State = "exited"
+)
+
+// Reasons not from the supervisor.
+const (
+	// ReasonUnknown is an exit no one observed: exit code 255, never 0,
+	// which kubelet would read as success (CRI-CONTRACT.md).
+	ReasonUnknown = "Unknown"
+	// UnknownExitCode goes with ReasonUnknown.
+	UnknownExitCode = 255
+)
+
+// Container is the persisted record of a container.
+type Container struct {
+	ID        string `json:"id"`
+	SandboxID string `json:"sandbox_id"`
+	// Name is name_podname_namespace_uid_attempt, unique among existing containers.
+	Name string `json:"name"`
+	// ConfigJSON is the ContainerConfig as kubelet sent it (protojson):
+	// labels, annotations and mounts come back from it unaltered.
+	ConfigJSON []byte `json:"config"`
+	// ImageID is the image id (sha256:<config>), ImageRef the digested
+	// reference (name@sha256:<manifest>) reported as the pod's imageID.
+	ImageID  string `json:"image_id"`
+	ImageRef string `json:"image_ref"`
+	// ImageName is the image as the user named it (kubelet creates with the
+	// id and passes the name in user_specified_image); status shows it.
+	ImageName string `json:"image_name"`
+	// Runtime is the handler the sandbox resolved to.
+	Runtime    string `json:"runtime"`
+	State      State  `json:"state"`
+	CreatedAt  int64  `json:"created_at"`
+	StartedAt  int64  `json:"started_at,omitempty"`
+	FinishedAt int64  `json:"finished_at,omitempty"`
+	ExitCode   int32  `json:"exit_code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Pid        int    `json:"pid,omitempty"`
+	// LogPath is absolute: log_directory of the pod + log_path; "" discards.
+	LogPath    string   `json:"log_path,omitempty"`
+	CgroupPath string   `json:"cgroup_path,omitempty"`
+	User       oci.User `json:"user"`
+	StopSignal int      `json:"stop_signal"`
+	// ResourcesJSON is the latest LinuxContainerResources (after updates).
+	ResourcesJSON []byte `json:"resources,omitempty"`
+	Delivered     bool   `json:"delivered"`
+
+	config    *runtimeapi.ContainerConfig
+	resources *runtimeapi.LinuxContainerResources
+}
+
+// Config is the container's CRI config. Callers must not modify it.
+func (c *Container) Config() *runtimeapi.ContainerConfig { return c.config }
+
+// Resources are the container's current resources, nil if none were set.
+func (c *Container) Resources() *runtimeapi.LinuxContainerResources { return c.resources }
+
+func (c *Container) decode() error {
+	c.config = &runtimeapi.ContainerConfig{}
+	if err := protojson.Unmarshal(c.ConfigJSON, c.config); err != nil {
+		return fmt.Errorf("container %s: config: %w", c.ID, err)
+	}
+	c.resources = c.config.GetLinux().GetResources()
+	if len(c.ResourcesJSON) > 0 {
+		c.resources = &runtimeapi.LinuxContainerResources{}
+		if err := protojson.Unmarshal(c.ResourcesJSON, c.resources); err != nil {
+			return fmt.Errorf("container %s: resources: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+func (c *Container) clone() *Container {
+	d := *c
+	return &d
+}
+
+// CRIState is the CRI state of c.
+func (c *Container) CRIState() runtimeapi.ContainerState {
+	switch c.State {
+	case StateCreated:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	case StateRunning:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case StateExited:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+// containerName is the name kubelet's metadata reserves, as containerd
+// builds it.
+func containerName(c *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMetadata) string {
+	return strings.Join([]string{c.GetName(), pod.GetName(), pod.GetNamespace(), pod.GetUid(), fmt.Sprint(c.GetAttempt())}, "_")
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -1,0 +1,246 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/oci"
+	"github.com/berth-cri/berth/internal/sandbox"
+)
+
+// holder names a container as a user of its image.
+func holder(id string) string { return "container:" + id }
+
+// Create makes a container in sandbox podID, ready to start. kubelet's
+// retry of a create it stopped waiting for (same name) gets the same
+// container; a failure half-way rolls back everything.
+func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig) (string, error) {
+	if cfg.GetMetadata().GetName() == "" {
+		return "", fmt.Errorf("container metadata needs a name: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return "", fmt.Errorf("container config needs an image: %w", errdefs.ErrInvalidArgument)
+	}
+	sb, err := m.d.Sandboxes.Get(podID)
+	if err != nil {
+		return "", err
+	}
+	if sb.State != sandbox.StateReady {
+		return "", fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	name := containerName(cfg.GetMetadata(), sb.Config().GetMetadata())
+	id, _, err := m.inflight.Do(ctx, name, func(wctx context.Context) (string, error) {
+		return m.create(wctx, ctx, name, sb, cfg)
+	})
+	if err != nil {
+		return "", err
+	}
+	if ctx.Err() == nil {
+		m.markDelivered(id)
+	}
+	return id, nil
+}
+
+func (m *Manager) markDelivered(id string) {
+	unlock := m.locks.Lock(id)
+	defer unlock()
+	if c := m.current(id); c != nil && !c.Delivered {
+		if err := m.update(c, func(c *Container) { c.Delivered = true }); err != nil {
+			m.d.Log.WithError(err).Warn("record delivery of container")
+		}
+	}
+}
+
+func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
+	m.mu.RLock()
+	prevID, taken := m.names[name]
+	prev := m.byID[prevID]
+	m.mu.RUnlock()
+	if taken && prev != nil {
+		if !prev.Delivered && prev.State != StateCreating {
+			return prev.ID, nil
+		}
+		return "", fmt.Errorf("container name %q is reserved by %s: %w", name, prevID, errdefs.ErrAlreadyExists)
+	}
+	cfgJSON, err := protojson.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("encode container config: %w", err)
+	}
+	c := &Container{
+		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, ConfigJSON: cfgJSON, Runtime: sb.Runtime,
+		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
+	}
+	unlock := m.locks.Lock(c.ID)
+	defer unlock()
+
+	img, err := m.d.Images.Use(cfg.GetImage().GetImage(), holder(c.ID))
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return "", fmt.Errorf("image %q is not present (pull it first): %w", cfg.GetImage().GetImage(), err)
+		}
+		return "", err
+	}
+	c.ImageID = img.ID.String()
+	c.ImageRef = imageRef(img)
+	c.ImageName = imageName(cfg.GetImage(), img)
+	if err := m.put(c); err != nil {
+		m.d.Images.Release(c.ImageID, holder(c.ID))
+		return "", err
+	}
+	if err := m.setUp(ctx, c, sb, img); err != nil {
+		m.rollback(ctx, c)
+		return "", err
+	}
+	if err := m.update(c, func(c *Container) { c.State = StateCreated; c.Delivered = caller.Err() == nil }); err != nil {
+		m.rollback(ctx, c)
+		return "", err
+	}
+	m.d.Events.ContainerEvent(EventCreated, c.clone())
+	return c.ID, nil
+}
+
+func (m *Manager) rollback(ctx context.Context, c *Container) {
+	if err := m.tearDown(ctx, c); err != nil {
+		m.d.Log.WithError(err).WithField("container", c.ID).Error("roll back a failed CreateContainer")
+	}
+}
+
+// imageRef is the digested reference kubelet shows as the pod's imageID.
+func imageRef(img image.Image) string {
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID.String()
+}
+
+// imageName is the name to show for the image: what the user specified,
+// else what was asked unless that is an id, else the image's first tag.
+func imageName(spec *runtimeapi.ImageSpec, img image.Image) string {
+	if n := spec.GetUserSpecifiedImage(); n != "" {
+		return n
+	}
+	asked := spec.GetImage()
+	if strings.HasPrefix(asked, "sha256:") || asked == img.ID.Encoded() {
+		if len(img.RepoTags) > 0 {
+			return img.RepoTags[0]
+		}
+		if len(img.RepoDigests) > 0 {
+			return img.RepoDigests[0]
+		}
+	}
+	return asked
+}
+
+// setUp prepares and mounts the rootfs, builds the spec and has the
+// supervisor create the container. The caller holds c's lock.
+func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image) error {
+	cfg := c.config
+	mnt, err := m.d.Snapshots.PrepareRootfs(c.ID, img.ChainIDs)
+	if err != nil {
+		return fmt.Errorf("container rootfs: %w", err)
+	}
+	if _, err := m.d.Snapshots.MountRootfs(c.ID); err != nil {
+		return fmt.Errorf("mount container rootfs: %w", err)
+	}
+	targetNS, err := m.targetPIDNS(cfg)
+	if err != nil {
+		return err
+	}
+	h, err := sandbox.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
+	if err != nil {
+		return err
+	}
+	res, err := oci.ContainerSpec(oci.ContainerInput{
+		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
+		Namespaces: sb.Namespaces(), TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
+		Image: img.Spec.Config, Rootfs: mnt.Target, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
+	})
+	if err != nil {
+		return err
+	}
+	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return err
+	}
+	c.LogPath, c.User, c.StopSignal = logPath, res.User, int(res.StopSignal)
+	if res.Spec.Linux != nil {
+		c.CgroupPath = res.Spec.Linux.CgroupsPath
+	}
+	bundle := m.bundleDir(c.ID)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("container bundle: %w", err)
+	}
+	b, err := json.Marshal(res.Spec)
+	if err != nil {
+		return fmt.Errorf("encode container spec: %w", err)
+	}
+	// Not fsynced: the bundle is read at once by the supervisor, and a
+	// crash before the record says "created" rolls the container back.
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		return fmt.Errorf("container bundle: %w", err)
+	}
+	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
+	if _, err := m.d.Supervisor.Create(ctx, c.ID, supv1.CreateRequest{
+		Bundle: bundle, Kind: kind, RuntimePath: rpath, RuntimeRoot: root,
+		LogPath: logPath, Stdin: res.Stdin, StdinOnce: res.StdinOnce, Terminal: res.TTY,
+		MaxLogLineSize: m.d.MaxLogLineSize,
+	}); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	return nil
+}
+
+// logPath joins the pod's log directory and the container's log path. An
+// empty log_path discards output (critest's default, CRI-CONTRACT.md). The
+// result must stay inside the log directory.
+func logPath(dir, rel string) (string, error) {
+	if rel == "" {
+		return "", nil
+	}
+	if dir == "" {
+		if !filepath.IsAbs(rel) {
+			return "", fmt.Errorf("log_path %q is relative and the pod has no log_directory: %w", rel, errdefs.ErrInvalidArgument)
+		}
+		return filepath.Clean(rel), nil
+	}
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("log_directory %q must be absolute: %w", dir, errdefs.ErrInvalidArgument)
+	}
+	p := filepath.Join(dir, rel)
+	if p != filepath.Clean(dir) && !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
+		return "", fmt.Errorf("log_path %q escapes the log directory %q: %w", rel, dir, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", fmt.Errorf("log directory: %w", err)
+	}
+	return p, nil
+}
+
+// targetPIDNS is the pid namespace of namespace_options.target_id for PID
+// mode TARGET (kubectl debug --target).
+func (m *Manager) targetPIDNS(cfg *runtimeapi.ContainerConfig) (string, error) {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if ns.GetPid() != runtimeapi.NamespaceMode_TARGET {
+		return "", nil
+	}
+	t, err := m.Get(ns.GetTargetId())
+	if err != nil {
+		return "", fmt.Errorf("target container: %w", err)
+	}
+	if t.State != StateRunning || t.Pid == 0 {
+		return "", fmt.Errorf("target container %s is not running: %w", t.ID, errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", t.Pid), nil
+}

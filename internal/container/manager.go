@@ -1,0 +1,233 @@
+package container
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/oci"
+	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/snapshot"
+	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/supervisor/client"
+)
+
+// EventKind is a lifecycle event of a container.
+type EventKind int
+
+const (
+	EventCreated EventKind = iota
+	EventStarted
+	EventStopped
+	EventDeleted
+)
+
+// Events receives lifecycle events (kubelet's evented PLEG reads them).
+// It must not block.
+type Events interface {
+	ContainerEvent(kind EventKind, c *Container)
+}
+
+// Deps are the parts the container manager uses.
+type Deps struct {
+	Config     *config.Holder
+	Images     *image.Service
+	Snapshots  *snapshot.Store
+	Sandboxes  *sandbox.Manager
+	Supervisor *client.Client
+	Host       oci.Host
+	// RootDir holds the records (RootDir/containers); StateDir the bundles
+	// (StateDir/containers/<id>/bundle).
+	RootDir, StateDir string
+	// MaxLogLineSize splits longer log lines into partial records.
+	MaxLogLineSize int
+	Events         Events
+	Log            logrus.FieldLogger
+}
+
+// Manager owns the node's containers.
+type Manager struct {
+	d        Deps
+	records  *store.Records[Container]
+	inflight store.Inflight[string]
+	locks    store.KeyedMutex
+
+	// mu guards the maps and every record's mutable fields; a container's
+	// operations are serialised by its lock in locks, taken before mu.
+	mu    sync.RWMutex
+	byID  map[string]*Container
+	names map[string]string // name -> id
+}
+
+// New opens the records; Recover must run before the manager is used.
+func New(d Deps) (*Manager, error) {
+	recs, err := store.Open[Container](filepath.Join(d.RootDir, "containers"))
+	if err != nil {
+		return nil, err
+	}
+	if d.Events == nil {
+		d.Events = noEvents{}
+	}
+	return &Manager{d: d, records: recs, byID: map[string]*Container{}, names: map[string]string{}}, nil
+}
+
+type noEvents struct{}
+
+func (noEvents) ContainerEvent(EventKind, *Container) {}
+
+// SetEvents wires the event sink (which needs the manager, hence late).
+func (m *Manager) SetEvents(e Events) { m.d.Events = e }
+
+func (m *Manager) bundleDir(id string) string {
+	return filepath.Join(m.d.StateDir, "containers", id, "bundle")
+}
+
+// Get returns a copy of container id (or a unique id prefix).
+func (m *Manager) Get(id string) (*Container, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c, err := m.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	return c.clone(), nil
+}
+
+// lookup resolves id or a unique prefix. m.mu is held.
+func (m *Manager) lookup(id string) (*Container, error) {
+	if id == "" {
+		return nil, fmt.Errorf("container id is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if c, ok := m.byID[id]; ok && c.State != StateCreating {
+		return c, nil
+	}
+	var found *Container
+	for full, c := range m.byID {
+		if strings.HasPrefix(full, id) && c.State != StateCreating {
+			if found != nil {
+				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Filter selects containers in List; zero fields match everything.
+type Filter struct {
+	ID        string // id or prefix
+	SandboxID string // id or prefix
+	State     *State
+	Labels    map[string]string
+}
+
+// List returns copies of the containers matching f, oldest first.
+func (m *Manager) List(f Filter) []*Container {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Container
+	for id, c := range m.byID {
+		if c.State == StateCreating || (f.ID != "" && !strings.HasPrefix(id, f.ID)) ||
+			(f.SandboxID != "" && !strings.HasPrefix(c.SandboxID, f.SandboxID)) || (f.State != nil && c.State != *f.State) {
+			continue
+		}
+		if !labelsMatch(c.config.GetLabels(), f.Labels) {
+			continue
+		}
+		out = append(out, c.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	return out
+}
+
+func labelsMatch(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// FromCRIState maps a CRI state filter.
+func FromCRIState(s runtimeapi.ContainerState) State {
+	switch s {
+	case runtimeapi.ContainerState_CONTAINER_CREATED:
+		return StateCreated
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		return StateRunning
+	case runtimeapi.ContainerState_CONTAINER_EXITED:
+		return StateExited
+	}
+	return State("unknown")
+}
+
+// put persists c and indexes it. The caller holds c's lock.
+func (m *Manager) put(c *Container) error {
+	if err := m.records.Put(c.ID, c); err != nil {
+		return fmt.Errorf("persist container %s: %w", c.ID, err)
+	}
+	m.mu.Lock()
+	m.byID[c.ID] = c
+	m.names[c.Name] = c.ID
+	m.mu.Unlock()
+	return nil
+}
+
+// update changes c under m.mu and persists it (the record is written
+// before anyone can learn of the change through the CRI... except readers
+// of the in-memory copy, which only ever see a state that is then
+// persisted or, on a write error, reported). The caller holds c's lock.
+func (m *Manager) update(c *Container, change func(*Container)) error {
+	m.mu.Lock()
+	change(c)
+	snapshot := *c
+	m.mu.Unlock()
+	if err := m.records.Put(c.ID, &snapshot); err != nil {
+		return fmt.Errorf("persist container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// forget drops c from disk and the index. The caller holds c's lock.
+func (m *Manager) forget(c *Container) error {
+	if err := m.records.Delete(c.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.byID, c.ID)
+	if m.names[c.Name] == c.ID {
+		delete(m.names, c.Name)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// current returns the live record of id (not a copy), or nil.
+func (m *Manager) current(id string) *Container {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.byID[id]
+}
+
+// IDs returns the ids of every known container, for orphan sweeps.
+func (m *Manager) IDs() map[string]bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := make(map[string]bool, len(m.byID))
+	for id := range m.byID {
+		ids[id] = true
+	}
+	return ids
+}

@@ -1,0 +1,126 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Start starts a created container and watches for its exit.
+func (m *Manager) Start(ctx context.Context, id string) error {
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	unlock := m.locks.Lock(c.ID)
+	defer unlock()
+	c = m.current(c.ID)
+	if c == nil {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if c.State != StateCreated {
+		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	st, err := m.d.Supervisor.Start(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	if err := m.update(c, func(c *Container) {
+		c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt)
+	}); err != nil {
+		return err
+	}
+	m.d.Events.ContainerEvent(EventStarted, c.clone())
+	if st.Status == supv1.StatusStopped && st.Exit != nil {
+		// It already exited (a /bin/true): record it now.
+		m.recordExitLocked(c, st)
+		return nil
+	}
+	go m.watch(c.ID)
+	return nil
+}
+
+func nanos(t int64) int64 {
+	if t == 0 {
+		return time.Now().UnixNano()
+	}
+	return t
+}
+
+// watch waits for the container's exit through the supervisor and records
+// it. The supervisor persisted the exit before answering, and the client
+// re-sends Wait across supervisor restarts and upgrades, so no exit is lost
+// while berthd runs; after a berthd restart, Recover starts watch again.
+func (m *Manager) watch(id string) {
+	for {
+		st, err := m.d.Supervisor.Wait(context.Background(), id)
+		if err == nil && st.Status == supv1.StatusStopped {
+			m.recordExit(id, st)
+			return
+		}
+		if errors.Is(err, errdefs.ErrNotFound) {
+			m.recordLost(id)
+			return
+		}
+		if m.current(id) == nil {
+			return
+		}
+		if err != nil {
+			m.d.Log.WithError(err).WithField("container", id).Warn("wait for container exit; retrying")
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// recordExit stores an exit the supervisor reported.
+func (m *Manager) recordExit(id string, st *supv1.State) {
+	unlock := m.locks.Lock(id)
+	defer unlock()
+	if c := m.current(id); c != nil {
+		m.recordExitLocked(c, st)
+	}
+}
+
+// recordExitLocked stores st's exit in c unless c already has one. The
+// caller holds c's lock.
+func (m *Manager) recordExitLocked(c *Container, st *supv1.State) {
+	if c.State == StateExited || st.Exit == nil {
+		return
+	}
+	e := st.Exit
+	if err := m.update(c, func(c *Container) {
+		c.State, c.ExitCode, c.Reason, c.FinishedAt = StateExited, e.ExitCode, e.Reason, nanos(e.FinishedAt)
+		if e.Reason == supv1.ReasonUnknown {
+			c.ExitCode = UnknownExitCode
+		}
+	}); err != nil {
+		m.d.Log.WithError(err).WithField("container", c.ID).Error("record container exit")
+	}
+	m.d.Events.ContainerEvent(EventStopped, c.clone())
+}
+
+// recordLost marks a container the supervisor no longer knows as exited
+// with an unknown status: 255, never 0 (CRI-CONTRACT.md).
+func (m *Manager) recordLost(id string) {
+	unlock := m.locks.Lock(id)
+	defer unlock()
+	if c := m.current(id); c != nil {
+		m.markLostLocked(c, "the supervisor lost track of the container")
+	}
+}
+
+func (m *Manager) markLostLocked(c *Container, why string) {
+	if c.State == StateExited {
+		return
+	}
+	if err := m.update(c, func(c *Container) {
+		c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = StateExited, UnknownExitCode, ReasonUnknown, why, time.Now().UnixNano()
+	}); err != nil {
+		m.d.Log.WithError(err).WithField("container", c.ID).Error("record lost container")
+	}
+	m.d.Events.ContainerEvent(EventStopped, c.clone())
+}

@@ -1,0 +1,54 @@
+package container
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/oci"
+)
+
+// UpdateResources applies new resources to a created or running container
+// and remembers them for ContainerStatus.resources.
+func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	unlock := m.locks.Lock(c.ID)
+	defer unlock()
+	if c = m.current(c.ID); c == nil {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if c.State != StateCreated && c.State != StateRunning {
+		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	spec, err := oci.LinuxResources(m.d.Host, res)
+	if err != nil {
+		return err
+	}
+	if err := m.d.Supervisor.UpdateResources(ctx, c.ID, spec); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", c.ID, err)
+	}
+	b, err := protojson.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode resources: %w", err)
+	}
+	return m.update(c, func(c *Container) { c.ResourcesJSON, c.resources = b, res })
+}
+
+// ReopenLog has the supervisor reopen the container's log file after
+// kubelet rotated it. Only a running container has a log being written.
+func (m *Manager) ReopenLog(ctx context.Context, id string) error {
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	if c.State != StateRunning {
+		return fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	return m.d.Supervisor.ReopenLog(ctx, c.ID)
+}

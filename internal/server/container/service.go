@@ -1,0 +1,96 @@
+// Package container is the CRI edge of containers: CreateContainer,
+// StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+// ListContainers, StreamContainers, UpdateContainerResources and
+// ReopenContainerLog.
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/container"
+)
+
+// Service serves the container RPCs.
+type Service struct {
+	m *container.Manager
+}
+
+// New returns the service.
+func New(m *container.Manager) *Service { return &Service{m: m} }
+
+// Status is the CRI status of c.
+func Status(c *container.Container) *runtimeapi.ContainerStatus {
+	cfg := c.Config()
+	st := &runtimeapi.ContainerStatus{
+		Id:          c.ID,
+		Metadata:    cfg.GetMetadata(),
+		State:       c.CRIState(),
+		CreatedAt:   c.CreatedAt,
+		StartedAt:   c.StartedAt,
+		FinishedAt:  c.FinishedAt,
+		ExitCode:    c.ExitCode,
+		Image:       imageSpec(c),
+		ImageRef:    c.ImageRef,
+		ImageId:     c.ImageID,
+		Reason:      c.Reason,
+		Message:     c.Message,
+		Labels:      cfg.GetLabels(),
+		Annotations: cfg.GetAnnotations(),
+		// Exactly the CRI mounts: kubelet reads the termination message
+		// through them (CRI-CONTRACT.md).
+		Mounts:     cfg.GetMounts(),
+		LogPath:    c.LogPath,
+		User:       c.User.ContainerUser(),
+		StopSignal: cfg.GetStopSignal(),
+	}
+	if r := c.Resources(); r != nil {
+		st.Resources = &runtimeapi.ContainerResources{Linux: r}
+	}
+	return st
+}
+
+func imageSpec(c *container.Container) *runtimeapi.ImageSpec {
+	asked := c.Config().GetImage()
+	return &runtimeapi.ImageSpec{
+		Image:              c.ImageName,
+		Annotations:        asked.GetAnnotations(),
+		UserSpecifiedImage: asked.GetUserSpecifiedImage(),
+		RuntimeHandler:     asked.GetRuntimeHandler(),
+	}
+}
+
+// ContainerStatus reports a container; unknown ids are NotFound.
+func (s *Service) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	c, err := s.m.Get(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: Status(c)}
+	if req.GetVerbose() {
+		b, err := json.Marshal(map[string]any{
+			"pid": c.Pid, "sandboxID": c.SandboxID, "runtime": c.Runtime, "cgroupPath": c.CgroupPath,
+			"config": json.RawMessage(c.ConfigJSON),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode container info: %w", err)
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+// PodContainerStatuses are the statuses of a pod's containers, for
+// PodSandboxStatus (evented PLEG).
+func (s *Service) PodContainerStatuses(ctx context.Context, sandboxID string) []*runtimeapi.ContainerStatus {
+	var out []*runtimeapi.ContainerStatus
+	for _, c := range s.m.List(container.Filter{SandboxID: sandboxID}) {
+		if c.SandboxID == sandboxID {
+			out = append(out, Status(c))
+		}
+	}
+	return out
+}
