@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"time"
@@ -165,15 +164,8 @@ func serve(configPath string, loaded *config.Loaded) error {
 // recover brings berthd's view of the world back in line with what is on
 // disk and running, before any RPC but Version/Status is served.
 func (p *daemonParts) recover(ctx context.Context) error {
-	cfg := p.cfg.Get()
-	bin, err := supervisorBinary()
-	if err != nil {
+	if err := ensureSupervisor(ctx, p.log, p.cfg.Get().StateDir); err != nil {
 		return err
-	}
-	// The managers already hold a client for the supervisor's socket; this
-	// only makes sure something answers on it.
-	if _, err := client.EnsureRunning(ctx, bin, cfg.StateDir); err != nil {
-		return fmt.Errorf("supervisor: %w", err)
 	}
 	if err := p.sandboxes.Recover(ctx); err != nil {
 		return fmt.Errorf("sandboxes: %w", err)
@@ -214,22 +206,6 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// supervisorBinary is berth-supervisor beside berthd's own executable (as
-// make install and the build put them), else the one on PATH.
-func supervisorBinary() (string, error) {
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "berth-supervisor")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath("berth-supervisor")
-	if err != nil {
-		return "", fmt.Errorf("berth-supervisor is neither beside berthd nor on PATH: %w", err)
-	}
-	return p, nil
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change

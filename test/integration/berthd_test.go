@@ -62,6 +62,8 @@ type daemon struct {
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	exited chan struct{}
+	// bin overrides the berthd binary (its berth-supervisor is beside it).
+	bin string
 }
 
 // newDaemon writes a config using private paths under a temp dir, plus
@@ -126,7 +128,11 @@ func (d *daemon) cleanupHost() {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.logs = &syncBuffer{}
-	d.cmd = exec.Command(binary(d.t), "--config", d.config)
+	bin := d.bin
+	if bin == "" {
+		bin = binary(d.t)
+	}
+	d.cmd = exec.Command(bin, "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

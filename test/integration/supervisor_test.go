@@ -1,0 +1,152 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// copyFile copies src to dst (a new inode), executable.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	tmp := dst + ".new"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// supervisorPid is the pid of the supervisor serving d.
+func supervisorPid(t *testing.T, d *daemon) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.dir, "run", "supervisor", "supervisor.pid"))
+	if err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return pid
+		}
+	}
+	out, _ := exec.Command("pgrep", "-f", "berth-supervisor --state-dir "+filepath.Join(d.dir, "run")).Output()
+	pid, err := strconv.Atoi(strings.Fields(string(out) + " 0")[0])
+	if err != nil || pid == 0 {
+		t.Fatalf("no supervisor for %s", d.dir)
+	}
+	return pid
+}
+
+// TestSupervisorUpgradeKeepsContainers replaces the supervisor binary and
+// restarts berthd, which upgrades the supervisor in place: same pid, the
+// running container keeps running, its exit code is exact and its log has
+// every line once.
+func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
+	binDir := t.TempDir()
+	berthd := binary(t)
+	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
+	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
+
+	d, reg, _ := newPodDaemon(t, "")
+	d.bin = filepath.Join(binDir, "berthd")
+	d.start()
+	waitReady(t, d)
+	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), podCfg: podConfig("upgrade"), image: reg.host + "/" + busyboxRepo}
+	e.podCfg.LogDirectory = t.TempDir()
+	ctx := context.Background()
+	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pod = pod
+	const lines = 150
+	id := e.run(t, e.containerConfig("counter", "sh", "-c", fmt.Sprintf("for i in $(seq 1 %d); do echo n $i; sleep 0.01; done; exit 7", lines)))
+	pidBefore := supervisorPid(t, d)
+
+	// A package upgrade: new supervisor binary on disk, berthd restarted.
+	copyFile(t, filepath.Join(binDir, "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
+	d.stop()
+	d.start()
+	waitReady(t, d)
+	if !d.logs.Contains("supervisor upgraded") {
+		t.Errorf("berthd did not upgrade the supervisor:\n%s", d.logs)
+	}
+	if pid := supervisorPid(t, d); pid != pidBefore {
+		t.Errorf("supervisor pid %d after upgrade, was %d", pid, pidBefore)
+	}
+	e.rt = d.runtimeClient()
+	st := e.waitExit(t, id)
+	if st.ExitCode != 7 {
+		t.Errorf("exit code %d (%s), want 7", st.ExitCode, st.Reason)
+	}
+	got := logLines(t, st.LogPath)
+	if len(got) != lines {
+		t.Errorf("%d log lines, want %d", len(got), lines)
+	}
+	for i, l := range got {
+		if l != fmt.Sprintf("stdout n %d", i+1) {
+			t.Fatalf("line %d is %q", i+1, l)
+		}
+	}
+	e.rt.StopPodSandbox(ctx, pod)
+	e.rt.RemovePodSandbox(ctx, pod)
+}
+
+// TestOCIRuntimeHandler runs a pod and a container through a RuntimeClass
+// handler of type "oci" (Debian's runc binary), supervised the same way.
+func TestOCIRuntimeHandler(t *testing.T) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatalf("runc is needed (hack/install-deps.sh installs it): %v", err)
+	}
+	d, reg, _ := newPodDaemon(t, fmt.Sprintf("[runtimes.runc-binary]\ntype = \"oci\"\nruntime_path = %q\n", runc))
+	d.start()
+	waitReady(t, d)
+	rt, img := d.runtimeClient(), d.imageClient()
+	ctx := context.Background()
+	image := reg.host + "/" + busyboxRepo
+	if _, err := img.PullImage(ctx, &runtimeapi.ImageSpec{Image: image}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	podCfg := podConfig("ocipod")
+	podCfg.LogDirectory = t.TempDir()
+	pod, err := rt.RunPodSandbox(ctx, podCfg, "runc-binary")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.logs)
+	}
+	e := &podEnv{d: d, reg: reg, rt: rt, img: img, pod: pod, podCfg: podCfg, image: image}
+	id := e.run(t, e.containerConfig("viarunc", "sh", "-c", "echo through runc; exit 4"))
+	st := e.waitExit(t, id)
+	if st.ExitCode != 4 || strings.Join(logLines(t, st.LogPath), "") != "stdout through runc" {
+		t.Errorf("exit %d, logs %q", st.ExitCode, logLines(t, st.LogPath))
+	}
+	sst, _ := rt.PodSandboxStatus(ctx, pod, false)
+	if sst.GetStatus().GetRuntimeHandler() != "runc-binary" {
+		t.Errorf("runtime handler %q", sst.GetStatus().GetRuntimeHandler())
+	}
+	if err := rt.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
