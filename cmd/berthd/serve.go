@@ -57,6 +57,10 @@ func serve(configPath string, loaded *config.Loaded) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	// Signals are caught from the first instant: SIGHUP's default action
+	// would kill berthd, and a reload may come while recovery runs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -142,8 +146,6 @@ func serve(configPath string, loaded *config.Loaded) error {
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.Info("ready")
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	for {
 		select {
 		case err := <-serveErr:

@@ -63,9 +63,11 @@ func TestInterceptorGateAndCodes(t *testing.T) {
 	}{
 		{"version before ready", false, "/runtime.v1.RuntimeService/Version", nil, codes.OK},
 		{"status before ready", false, "/runtime.v1.RuntimeService/Status", nil, codes.OK},
-		{"pull before ready", false, "/runtime.v1.ImageService/PullImage", nil, codes.Unavailable},
-		{"pull after ready", true, "/runtime.v1.ImageService/PullImage", nil, codes.OK},
-		{"domain error mapped", true, "/runtime.v1.ImageService/PullImage", fmt.Errorf("x: %w", errdefs.ErrNotFound), codes.NotFound},
+		{"image fs info before ready", false, "/runtime.v1.ImageService/ImageFsInfo", nil, codes.OK},
+		{"remove image before ready", false, "/runtime.v1.ImageService/RemoveImage", nil, codes.Unavailable},
+		{"create container before ready", false, "/runtime.v1.RuntimeService/CreateContainer", nil, codes.Unavailable},
+		{"create container after ready", true, "/runtime.v1.RuntimeService/CreateContainer", nil, codes.OK},
+		{"domain error mapped", true, "/runtime.v1.RuntimeService/CreateContainer", fmt.Errorf("x: %w", errdefs.ErrNotFound), codes.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.ready {

@@ -17,8 +17,17 @@ func (r *Readiness) SetReady() { r.ready.Store(true) }
 func (r *Readiness) Ready() bool { return r.ready.Load() }
 
 // alwaysOpen are the full gRPC method names served before recovery ends.
+// The image store is loaded before the socket opens, so image calls that
+// cannot disturb an image in use answer too (kubelet's image client checks
+// the connection with them); RemoveImage waits, since containers claim
+// their images during recovery.
 var alwaysOpen = map[string]bool{
 	"/runtime.v1.RuntimeService/Version":       true,
 	"/runtime.v1.RuntimeService/Status":        true,
 	"/runtime.v1.RuntimeService/RuntimeConfig": true,
+	"/runtime.v1.ImageService/ImageFsInfo":     true,
+	"/runtime.v1.ImageService/ImageStatus":     true,
+	"/runtime.v1.ImageService/ListImages":      true,
+	"/runtime.v1.ImageService/StreamImages":    true,
+	"/runtime.v1.ImageService/PullImage":       true,
 }
