@@ -142,6 +142,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		grpcServer.Stop()
 		return fmt.Errorf("start-up recovery: %w", err)
 	}
+	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir)
 	p.ready.SetReady()
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.Info("ready")

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -75,4 +76,35 @@ func supervisorBinary() (string, error) {
 		return "", fmt.Errorf("berth-supervisor is neither beside berthd nor on PATH: %w", err)
 	}
 	return p, nil
+}
+
+// supervisorCheckInterval is how often berthd checks that the supervisor
+// answers.
+const supervisorCheckInterval = time.Second
+
+// watchSupervisor restarts the supervisor when it stops answering (it
+// crashed or was killed): the new one re-adopts the running containers and
+// reports the exits it could not observe as Unknown, and berthd's exit
+// watchers, which retry, pick those up. It runs until ctx ends.
+func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string) {
+	c := client.New(stateDir)
+	t := time.NewTicker(supervisorCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Version(vctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		log.WithError(err).Error("the supervisor does not answer: starting it again")
+		if err := ensureSupervisor(ctx, log, stateDir); err != nil {
+			log.WithError(err).Error("restart the supervisor")
+		}
+	}
 }

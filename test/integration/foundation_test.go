@@ -49,6 +49,9 @@ func TestVersionAndStatus(t *testing.T) {
 	if strings.Join(names, ",") != ",runc" {
 		t.Errorf("runtime handlers %q, want the default \"\" and runc", names)
 	}
+	if f := st.GetFeatures(); !f.GetSupplementalGroupsPolicy() || !f.GetMountOptions() || f.GetUserNamespacesHostNetwork() {
+		t.Errorf("features %+v", f)
+	}
 	var cfg map[string]any
 	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil {
 		t.Fatalf("verbose info[config] is not JSON: %v", err)

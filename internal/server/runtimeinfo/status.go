@@ -33,7 +33,10 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		// The default handler is reported under "" (CRI-CONTRACT.md), then
 		// each configured handler under its name.
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: handlerFeatures(cfg.DefaultRuntime)}},
-		Features:        &runtimeapi.RuntimeFeatures{},
+		// What internal/oci implements: Merge and Strict supplemental
+		// groups (with ContainerStatus.user), and noexec/nodev/nosuid mount
+		// options. Without the first, kubelet refuses Strict pods.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
 	}
 	for _, name := range config.HandlerNames(cfg) {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: handlerFeatures(name)})
