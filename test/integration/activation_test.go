@@ -1,0 +1,66 @@
+package integration
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	remote "k8s.io/cri-client/pkg"
+)
+
+// TestSocketActivation hands berthd a listening socket as systemd does
+// (fd 3, LISTEN_FDS=1, LISTEN_PID = its pid): it serves that socket
+// instead of creating its own.
+func TestSocketActivation(t *testing.T) {
+	d := newDaemon(t, "")
+	sock := filepath.Join(d.dir, "activated.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul := l.(*net.UnixListener)
+	f, err := ul.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.SetUnlinkOnClose(false) // the path stays for berthd, as systemd leaves it
+	ul.Close()
+	// The shell's pid is berthd's after exec, so LISTEN_PID can be set.
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1"`, binary(t), d.config)
+	cmd.ExtraFiles = []*os.File{f}
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	var ok bool
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		rt, err := remote.NewRemoteRuntimeService(context.Background(), "unix://"+sock, 2*time.Second, nil, false)
+		if err != nil {
+			continue
+		}
+		if v, err := rt.Version(context.Background(), "v1"); err == nil && v.RuntimeName == "berth" {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		t.Fatalf("berthd did not serve the activated socket\n%s", logs)
+	}
+	if _, err := os.Stat(d.socket); err == nil {
+		t.Errorf("berthd also created %s under socket activation", d.socket)
+	}
+	if !logs.Contains("socket_activated=true") {
+		t.Errorf("log does not say the socket was activated:\n%s", logs)
+	}
+}
