@@ -4,9 +4,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	servercontainer "github.com/berth-cri/berth/internal/server/container"
+	serverevents "github.com/berth-cri/berth/internal/server/events"
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
+	serverstats "github.com/berth-cri/berth/internal/server/stats"
 )
 
 // Each RPC family's service is called Service in its own package; these
@@ -16,6 +18,8 @@ type (
 	sandboxService   = serversandbox.Service
 	imageService     = serverimage.Service
 	containerService = servercontainer.Service
+	statsService     = serverstats.Service
+	eventsService    = serverevents.Service
 )
 
 // runtimeServer assembles the RuntimeService from one service per RPC
@@ -26,6 +30,8 @@ type runtimeServer struct {
 	*infoService
 	*sandboxService
 	*containerService
+	*statsService
+	*eventsService
 	unimplementedRuntime
 }
 
@@ -33,8 +39,18 @@ type unimplementedRuntime struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 }
 
-func newRuntimeServer(info *runtimeinfo.Service, sandboxes *serversandbox.Service, containers *servercontainer.Service) *runtimeServer {
-	return &runtimeServer{infoService: info, sandboxService: sandboxes, containerService: containers}
+// runtimeParts are the RuntimeService families.
+type runtimeParts struct {
+	info       *runtimeinfo.Service
+	sandboxes  *serversandbox.Service
+	containers *servercontainer.Service
+	stats      *serverstats.Service
+	events     *serverevents.Service
+}
+
+func newRuntimeServer(p runtimeParts) *runtimeServer {
+	return &runtimeServer{infoService: p.info, sandboxService: p.sandboxes, containerService: p.containers,
+		statsService: p.stats, eventsService: p.events}
 }
 
 // imageServer assembles the ImageService the same way.

@@ -15,6 +15,7 @@ import (
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
@@ -22,10 +23,13 @@ import (
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/server"
 	servercontainer "github.com/berth-cri/berth/internal/server/container"
+	serverevents "github.com/berth-cri/berth/internal/server/events"
 	serverimage "github.com/berth-cri/berth/internal/server/image"
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
+	serverstats "github.com/berth-cri/berth/internal/server/stats"
 	"github.com/berth-cri/berth/internal/snapshot"
+	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/version"
 )
@@ -123,8 +127,25 @@ func serve(configPath string, loaded *config.Loaded) error {
 	p.sandboxes.SetContainers(p.containers)
 	p.snapshots = snapshots
 
+	broker := events.New()
+	p.containers.SetEvents(serverevents.NewPublisher(broker, p.sandboxes, p.containers))
+	cgroups, err := stats.NewCgroupReader()
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	statsSvc := serverstats.New(serverstats.Deps{
+		Source: serverstats.NewSource(p.containers, p.sandboxes), Cgroups: cgroups,
+		LayerUsage: snapshots.RootfsUsage, LayerMountpoint: snapshots.Mountpoint(), Log: log.WithField("part", "stats"),
+	})
+
 	containerSvc := servercontainer.New(p.containers)
-	rt := newRuntimeServer(runtimeinfo.New(p.cfg, net, p.ready), serversandbox.New(p.sandboxes, containerSvc), containerSvc)
+	rt := newRuntimeServer(runtimeParts{
+		info:       runtimeinfo.New(p.cfg, net, p.ready),
+		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
+		containers: containerSvc,
+		stats:      statsSvc,
+		events:     serverevents.New(broker, 0),
+	})
 	img := newImageServer(serverimage.New(p.images))
 	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
 

@@ -18,7 +18,7 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: status(sb), Timestamp: time.Now().UnixNano()}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: Status(sb), Timestamp: time.Now().UnixNano()}
 	if s.containers != nil {
 		resp.ContainersStatuses = s.containers.PodContainerStatuses(ctx, sb.ID)
 	}
@@ -32,7 +32,8 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 	return resp, nil
 }
 
-func status(sb *sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
+// Status is the CRI status of sb.
+func Status(sb *sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 	cfg := sb.Config()
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             sb.ID,
