@@ -9,6 +9,7 @@ import (
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
 	serverstats "github.com/berth-cri/berth/internal/server/stats"
+	"github.com/berth-cri/berth/internal/server/streaming"
 )
 
 // Each RPC family's service is called Service in its own package; these
@@ -20,6 +21,7 @@ type (
 	containerService = servercontainer.Service
 	statsService     = serverstats.Service
 	eventsService    = serverevents.Service
+	streamingService = streaming.Service
 )
 
 // runtimeServer assembles the RuntimeService from one service per RPC
@@ -32,6 +34,7 @@ type runtimeServer struct {
 	*containerService
 	*statsService
 	*eventsService
+	*streamingService
 	unimplementedRuntime
 }
 
@@ -46,11 +49,12 @@ type runtimeParts struct {
 	containers *servercontainer.Service
 	stats      *serverstats.Service
 	events     *serverevents.Service
+	streaming  *streaming.Service
 }
 
 func newRuntimeServer(p runtimeParts) *runtimeServer {
 	return &runtimeServer{infoService: p.info, sandboxService: p.sandboxes, containerService: p.containers,
-		statsService: p.stats, eventsService: p.events}
+		statsService: p.stats, eventsService: p.events, streamingService: p.streaming}
 }
 
 // imageServer assembles the ImageService the same way.

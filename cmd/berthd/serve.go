@@ -16,6 +16,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/events"
+	"github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
@@ -28,6 +29,7 @@ import (
 	"github.com/berth-cri/berth/internal/server/runtimeinfo"
 	serversandbox "github.com/berth-cri/berth/internal/server/sandbox"
 	serverstats "github.com/berth-cri/berth/internal/server/stats"
+	"github.com/berth-cri/berth/internal/server/streaming"
 	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/supervisor/client"
@@ -138,6 +140,19 @@ func serve(configPath string, loaded *config.Loaded) error {
 		LayerUsage: snapshots.RootfsUsage, LayerMountpoint: snapshots.Mountpoint(), Log: log.WithField("part", "stats"),
 	})
 
+	streams, err := streaming.New(streaming.Config{
+		Address: cfg.StreamServerAddress, Port: cfg.StreamServerPort, IdleTimeout: cfg.StreamIdleTimeout.Duration,
+		TLSCert: cfg.StreamTLSCert, TLSKey: cfg.StreamTLSKey, MaxExecOutput: cfg.MaxExecOutput,
+	}, streaming.NewLookup(p.containers, p.sandboxes), exec.New(log.WithField("part", "exec")), p.supervisor, log.WithField("part", "streaming"))
+	if err != nil {
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	if err := streams.Start(); err != nil {
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	defer streams.Stop()
+	log.WithField("address", streams.Addr().String()).Info("streaming server listening")
+
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
 		info:       runtimeinfo.New(p.cfg, net, p.ready),
@@ -145,6 +160,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		containers: containerSvc,
 		stats:      statsSvc,
 		events:     serverevents.New(broker, 0),
+		streaming:  streams,
 	})
 	img := newImageServer(serverimage.New(p.images))
 	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)

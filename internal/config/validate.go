@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -43,6 +44,18 @@ func (l *Loaded) validate() error {
 	}
 	if c.MaxContainerLogLineSize < 1024 {
 		return bad("max_container_log_line_size", "must be at least 1024 bytes, got %d", c.MaxContainerLogLineSize)
+	}
+	if net.ParseIP(c.StreamServerAddress) == nil {
+		return bad("stream_server_address", "%q is not an IP address", c.StreamServerAddress)
+	}
+	if c.StreamServerPort < 0 || c.StreamServerPort > 65535 {
+		return bad("stream_server_port", "%d is not a port (0 picks a free one)", c.StreamServerPort)
+	}
+	if (c.StreamTLSCert == "") != (c.StreamTLSKey == "") {
+		return bad("stream_tls_cert", "stream_tls_cert and stream_tls_key go together")
+	}
+	if c.MaxExecOutput < 1024 || c.MaxExecOutput > 16<<20 {
+		return bad("max_exec_output", "must be between 1024 and 16777216 bytes (kubelet's message limit), got %d", c.MaxExecOutput)
 	}
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)

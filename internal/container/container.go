@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/oci"
 )
 
@@ -52,16 +53,21 @@ type Container struct {
 	// ImageName is the image as the user named it (kubelet creates with the
 	// id and passes the name in user_specified_image); status shows it.
 	ImageName string `json:"image_name"`
-	// Runtime is the handler the sandbox resolved to.
-	Runtime    string `json:"runtime"`
-	State      State  `json:"state"`
-	CreatedAt  int64  `json:"created_at"`
-	StartedAt  int64  `json:"started_at,omitempty"`
-	FinishedAt int64  `json:"finished_at,omitempty"`
-	ExitCode   int32  `json:"exit_code,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Message    string `json:"message,omitempty"`
-	Pid        int    `json:"pid,omitempty"`
+	// Runtime is the handler the sandbox resolved to; RuntimeKind, Path and
+	// Root how the supervisor runs it (kept, so exec does not depend on a
+	// handler a reload may have changed).
+	Runtime     string            `json:"runtime"`
+	RuntimeKind supv1.RuntimeKind `json:"runtime_kind"`
+	RuntimePath string            `json:"runtime_path,omitempty"`
+	RuntimeRoot string            `json:"runtime_root"`
+	State       State             `json:"state"`
+	CreatedAt   int64             `json:"created_at"`
+	StartedAt   int64             `json:"started_at,omitempty"`
+	FinishedAt  int64             `json:"finished_at,omitempty"`
+	ExitCode    int32             `json:"exit_code,omitempty"`
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"`
+	Pid         int               `json:"pid,omitempty"`
 	// LogPath is absolute: log_directory of the pod + log_path; "" discards.
 	LogPath    string   `json:"log_path,omitempty"`
 	CgroupPath string   `json:"cgroup_path,omitempty"`

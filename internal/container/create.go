@@ -192,6 +192,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 		return fmt.Errorf("container bundle: %w", err)
 	}
 	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
+	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot = kind, rpath, root
 	if _, err := m.d.Supervisor.Create(ctx, c.ID, supv1.CreateRequest{
 		Bundle: bundle, Kind: kind, RuntimePath: rpath, RuntimeRoot: root,
 		LogPath: logPath, Stdin: res.Stdin, StdinOnce: res.StdinOnce, Terminal: res.TTY,

@@ -1,12 +1,15 @@
 package container
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -230,4 +233,18 @@ func (m *Manager) IDs() map[string]bool {
 		ids[id] = true
 	}
 	return ids
+}
+
+// Spec is the OCI spec container id runs with (its bundle's config.json),
+// for processes exec'd into it.
+func (m *Manager) Spec(id string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(m.bundleDir(id), "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("spec of container %s: %w", id, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("spec of container %s: %w", id, err)
+	}
+	return &s, nil
 }

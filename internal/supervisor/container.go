@@ -64,6 +64,8 @@ type container struct {
 	waitDone chan struct{}
 	// deleting is set while Delete runs, so it runs once.
 	deleting bool
+	// attachers receive the live output (OpAttach), see attachers.go.
+	attachers map[*attacher]struct{}
 }
 
 func newContainer(dir string, rec record) *container {

@@ -60,7 +60,8 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 		go func() {
 			defer func() { left <- struct{}{} }()
 			defer f.Close()
-			err := w.Copy(f, make([]byte, readBufSize))
+			tee := &teeReader{r: f, c: c, stream: byte(i + 1)} // FrameStdout, FrameStderr
+			err := w.Copy(tee, make([]byte, readBufSize))
 			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
 			}
@@ -73,6 +74,7 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 		// Output is complete (EOF) or handed over: the log file is done.
 		log.Close()
 		close(ioDone)
+		c.endAttachers()
 	}()
 	go func() {
 		defer closePidfd()

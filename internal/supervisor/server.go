@@ -199,6 +199,9 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 	} else if req.Op == v1.OpUpgrade {
 		s.upgrade(conn)
 		return
+	} else if req.Op == v1.OpAttach {
+		s.serveAttach(conn, br, req.ID)
+		return
 	} else {
 		// A client hanging up cancels what it waits for (Wait).
 		ctx, cancel := context.WithCancel(context.Background())

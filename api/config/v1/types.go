@@ -43,6 +43,19 @@ type Config struct {
 	// partial (P) CRI log records.
 	MaxContainerLogLineSize int `toml:"max_container_log_line_size" json:"max_container_log_line_size"`
 
+	// StreamServerAddress and StreamServerPort are where the exec, attach
+	// and port-forward server listens (port 0: any free port).
+	StreamServerAddress string `toml:"stream_server_address" json:"stream_server_address"`
+	StreamServerPort    int    `toml:"stream_server_port" json:"stream_server_port"`
+	// StreamIdleTimeout ends a streaming session idle that long.
+	StreamIdleTimeout Duration `toml:"stream_idle_timeout" json:"stream_idle_timeout"`
+	// StreamTLSCert and StreamTLSKey, both set, serve streams over TLS.
+	StreamTLSCert string `toml:"stream_tls_cert" json:"stream_tls_cert"`
+	StreamTLSKey  string `toml:"stream_tls_key" json:"stream_tls_key"`
+	// MaxExecOutput caps ExecSync's stdout and stderr together, so the
+	// reply fits kubelet's 16 MiB message limit.
+	MaxExecOutput int `toml:"max_exec_output" json:"max_exec_output"`
+
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`
 	// Runtimes maps a RuntimeClass handler name (a DNS label) to its runtime.

@@ -10,6 +10,11 @@
 // ("major.minor"). The server refuses a different major with
 // CodeIncompatibleVersion; a newer minor may only add optional fields and
 // operations, so both sides ignore unknown JSON fields.
+//
+// OpAttach (1.1) is the one call whose connection outlives its Response:
+// after a successful Response the server sends the container's live output
+// as frames (see FrameHeaderSize) and closes the connection when the output
+// ends. Stdin does not travel on it: the client writes State.StdinPath.
 package v1
 
 import (
@@ -21,7 +26,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.0"
+const Version = "1.1"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -50,6 +55,24 @@ const (
 	OpUpdateResources Op = "update_resources"
 	OpUpgrade         Op = "upgrade"
 	OpStats           Op = "stats"
+	// OpAttach streams a container's live output (since 1.1).
+	OpAttach Op = "attach"
+)
+
+// Attach frames: after OpAttach's Response, each chunk of output the
+// supervisor reads from the container is sent as a FrameHeaderSize header
+// (one stream byte, then the payload length as a big-endian uint32) and the
+// payload. The CRI log receives the same bytes; an attacher that cannot keep
+// up is disconnected rather than slowing the container or its log. A FrameEnd
+// frame (empty) says the output ended; a connection closed without one was
+// dropped (too slow, or the supervisor went away).
+const (
+	FrameHeaderSize = 5
+	FrameEnd        = 0
+	FrameStdout     = 1
+	FrameStderr     = 2
+	// MaxFramePayload bounds one frame (the supervisor's read buffer).
+	MaxFramePayload = 64 * 1024
 )
 
 // Request is one call. Only the field matching Op is read.

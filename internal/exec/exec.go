@@ -1,0 +1,110 @@
+// Package exec runs processes inside existing containers for ExecSync
+// (probes, lifecycle hooks) and for the streaming server's exec.
+//
+// Execs run from berthd itself, not through the supervisor: they need not
+// survive berthd (kubelet retries a probe; a kubectl exec session dies with
+// its connection anyway), and skipping the extra hop halves a probe's cost.
+// For the libcontainer kind, berthd re-executes itself as "init" inside the
+// container's namespaces (libcontainer.Load + Run), so the exec'd process is
+// berthd's child and is reaped by Wait. For the oci kind, the runtime binary
+// runs as `exec` without --detach, stays our child, and exits with the
+// process's exit code.
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// DefaultMaxOutput caps what Sync captures (stdout and stderr together) when
+// the caller passes 0: kubelet receives at most 16 MiB per CRI reply.
+const DefaultMaxOutput = 16 << 20
+
+// Target is a running container to exec into.
+type Target struct {
+	ID          string
+	Kind        supv1.RuntimeKind // libcontainer | oci
+	RuntimePath string            // oci only
+	RuntimeRoot string
+	// Spec is the container's spec: exec'd processes get its process user,
+	// env, cwd, capabilities, no_new_privileges, AppArmor/SELinux labels and
+	// rlimits.
+	Spec *specs.Spec
+}
+
+// Execer runs processes in containers. It is safe for concurrent use and
+// keeps no state between calls.
+type Execer struct {
+	log logrus.FieldLogger
+}
+
+// New returns an Execer logging to log.
+func New(log logrus.FieldLogger) *Execer {
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	return &Execer{log: log}
+}
+
+// stdio is what an exec'd process gets. A nil file means /dev/null. With a
+// tty, the files are ignored and the process gets a pty instead.
+type stdio struct {
+	stdin, stdout, stderr *os.File
+}
+
+// process is a started exec: the pid is our unreaped child until wait
+// returns, so killTree may use it without a pid-reuse race.
+type process struct {
+	pid int
+	// wait reaps the process and returns its exit code (128+signal for a
+	// signal death).
+	wait func() (int, error)
+	// console is the pty master of a tty exec (owned by the caller).
+	console *os.File
+	// cleanup releases what the start left behind (temp files); called once
+	// after wait.
+	cleanup func()
+}
+
+// start runs cmd in t with io; see notRunnable for how a command that cannot
+// be executed is reported.
+func (e *Execer) start(ctx context.Context, t Target, cmd []string, io stdio, tty bool) (*process, error) {
+	if len(cmd) == 0 || cmd[0] == "" {
+		return nil, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
+	}
+	if t.Spec == nil || t.Spec.Process == nil {
+		return nil, fmt.Errorf("container %s has no process spec: %w", t.ID, errdefs.ErrFailedPrecondition)
+	}
+	switch t.Kind {
+	case supv1.RuntimeLibcontainer, "":
+		return startLibcontainer(t, cmd, io, tty)
+	case supv1.RuntimeOCI:
+		return startOCI(ctx, t, cmd, io, tty)
+	}
+	return nil, fmt.Errorf("container %s: unknown runtime kind %q: %w", t.ID, t.Kind, errdefs.ErrInvalidArgument)
+}
+
+// notRunnable is a start failure caused by the command itself (not found,
+// not executable). Exec reports it as an exit code, as a shell would, with
+// the runtime's message, not as an RPC error: kubelet turns it into a probe
+// failure or FailedPostStartHook event.
+type notRunnable struct {
+	code int
+	msg  string
+}
+
+func (n *notRunnable) Error() string { return n.msg }
+
+func asNotRunnable(err error) (*notRunnable, bool) {
+	var n *notRunnable
+	ok := errors.As(err, &n)
+	return n, ok
+}

@@ -1,0 +1,5 @@
+package exec
+
+import "runtime"
+
+func runtimeGoroutines() int { return runtime.NumGoroutine() }

@@ -1,0 +1,77 @@
+package exec
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// killTree kills root and all its descendants. Every member is stopped
+// first, so that none can fork a child that escapes between the scan and
+// the kill (an orphan would be reparented away and lost from the tree);
+// scanning repeats until no new member appears. root must be our unreaped
+// child, so its pid cannot be reused meanwhile.
+func killTree(root int) {
+	seen := map[int]bool{}
+	for range 20 {
+		found := 0
+		for _, pid := range descendants(root) {
+			if !seen[pid] {
+				seen[pid] = true
+				unix.Kill(pid, unix.SIGSTOP)
+				found++
+			}
+		}
+		if found == 0 {
+			break
+		}
+	}
+	for pid := range seen {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// descendants lists root (if it still runs) and every process below it,
+// from /proc.
+func descendants(root int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return []int{root}
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := parentOf(pid); ok {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// parentOf reads the ppid from /proc/<pid>/stat (field 4, after the
+// parenthesised command name, which may itself hold spaces or parens).
+func parentOf(pid int) (int, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := bytes.Fields(data[i+1:])
+	if len(fields) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(string(fields[1]))
+	return ppid, err == nil
+}

@@ -1,0 +1,96 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+// Attachment is a live view of a container's output (OpAttach). Stdin is not
+// carried by it: write to State.StdinPath, a FIFO the container reads.
+type Attachment struct {
+	// State is the container's state when the attach began.
+	State *v1.State
+	conn  net.Conn
+	r     *bufio.Reader
+}
+
+// Attach connects to the live output of container id. Output the container
+// wrote before the call is not replayed (it is in the log). The Attachment
+// must be closed. An attach is not retried across supervisor restarts.
+func (c *Client) Attach(ctx context.Context, id string) (*Attachment, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor attach %s: %w: %w", id, errdefs.ErrUnavailable, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	req := &v1.Request{Version: v1.Version, Op: v1.OpAttach, ID: id}
+	data, _ := json.Marshal(req)
+	r := bufio.NewReader(conn)
+	var resp v1.Response
+	if _, err = conn.Write(append(data, '\n')); err == nil {
+		err = readResponse(r, &resp)
+	}
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("supervisor attach %s: %w: %w", id, errdefs.ErrUnavailable, err)
+	}
+	if resp.Error != nil {
+		conn.Close()
+		// A 1.0 supervisor answers CodeUnimplemented (unknown operation).
+		return nil, toErrdefs(req, resp.Error)
+	}
+	return &Attachment{State: resp.State, conn: conn, r: r}, nil
+}
+
+// Copy writes the container's output to stdout and stderr (nil discards)
+// until the output ends (nil: the container's processes are gone), the
+// supervisor drops this attachment for falling behind (an error wrapping
+// errdefs.ErrUnavailable), a writer fails, or Close is called.
+func (a *Attachment) Copy(stdout, stderr io.Writer) error {
+	var hdr [v1.FrameHeaderSize]byte
+	buf := make([]byte, v1.MaxFramePayload)
+	for {
+		if _, err := io.ReadFull(a.r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("attach %s: dropped by the supervisor (reader too slow, or supervisor gone): %w", a.State.ID, errdefs.ErrUnavailable)
+			}
+			return fmt.Errorf("attach %s: %w", a.State.ID, err)
+		}
+		if hdr[0] == v1.FrameEnd {
+			return nil
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > v1.MaxFramePayload {
+			return fmt.Errorf("attach %s: frame of %d bytes", a.State.ID, n)
+		}
+		if _, err := io.ReadFull(a.r, buf[:n]); err != nil {
+			return fmt.Errorf("attach %s: %w", a.State.ID, err)
+		}
+		w := stdout
+		if hdr[0] == v1.FrameStderr {
+			w = stderr
+		}
+		if w == nil {
+			continue
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return fmt.Errorf("attach %s: write output: %w", a.State.ID, err)
+		}
+	}
+}
+
+// Close detaches; a Copy in progress returns.
+func (a *Attachment) Close() error { return a.conn.Close() }
