@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 # Binaries: berthd, and the supervisor once it exists.
 CMDS := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.go))))
 
-.PHONY: all deps build run install test test-unit test-integration critest vet fmt clean
+.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench
 
 all: build
 
@@ -41,12 +41,18 @@ vet:
 fmt:
 	@out=$$(gofmt -l cmd internal api pkg test 2>/dev/null | grep -v '^test/conformance/harness/'); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: build fmt vet test-unit test-integration
+# Everything CI runs (.ci/run is exactly `make test`): the conformance
+# suite last, judged against test/conformance/expected-failures.txt.
+test: build fmt vet test-unit test-integration test-conformance
+
+# crictl, critest, ginkgo and crane, built from the Go module proxy.
+tools:
+	@test/conformance/harness/install-tools.sh >/dev/null
 
 test-unit:
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
 
-test-integration:
+test-integration: tools
 	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
 
 clean:
@@ -56,6 +62,9 @@ clean:
 # on any failure not in test/conformance/expected-failures.txt.
 critest: build
 	test/conformance/run.sh $(CRITEST_ARGS)
+
+test-conformance: build tools
+	test/conformance/run.sh
 
 # berthd and containerd side by side through the CRI: bench/results.md and
 # .json (BENCH_QUICK=1 for a short run). Figures are never asserted.
