@@ -60,8 +60,12 @@ func run(log *slog.Logger, stateDir, cgroup string) error {
 	}
 	// The supervisor outlives terminals and its parent: never die of SIGHUP
 	// or SIGPIPE. SIGTERM/SIGINT end it; containers keep running and a new
-	// supervisor re-adopts them.
-	signal.Ignore(unix.SIGHUP, unix.SIGPIPE)
+	// supervisor re-adopts them. The two are caught and dropped, not
+	// ignored: an ignored disposition survives execve, so every container
+	// process (libcontainer re-executes this binary as its init) would start
+	// with SIGHUP ignored, and a terminal container would not even end on a
+	// hang-up. Caught signals are reset to the default by execve.
+	dropSignals(unix.SIGHUP, unix.SIGPIPE)
 	srv, err := supervisor.New(supervisor.Config{
 		StateDir:      stateDir,
 		Executable:    exe,
@@ -74,6 +78,16 @@ func run(log *slog.Logger, stateDir, cgroup string) error {
 	}
 	log.Info("supervisor serving", "pid", os.Getpid(), "socket", supervisor.SocketPath(stateDir), "version", version.Version)
 	return srv.Serve()
+}
+
+// dropSignals catches sigs for the life of the process and discards them.
+func dropSignals(sigs ...os.Signal) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	go func() {
+		for range ch {
+		}
+	}()
 }
 
 // joinCgroup moves this process into <root>/<name> of every cgroup v1

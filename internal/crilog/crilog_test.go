@@ -52,6 +52,48 @@ func TestStreamWriterSplitting(t *testing.T) {
 	}
 }
 
+// TestTerminalWriter: a terminal ends its lines in "\r\n"; the "\r" is not
+// part of the message, wherever the writes or the size limit cut.
+func TestTerminalWriter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		max    int
+		writes []string
+		want   []string
+	}{
+		{"crlf", 16, []string{"a\r\nb\r\n"}, []string{"stdout F a", "stdout F b"}},
+		{"bare lf", 16, []string{"a\n"}, []string{"stdout F a"}},
+		{"crlf across writes", 16, []string{"a\r", "\n"}, []string{"stdout F a"}},
+		{"inner cr kept", 16, []string{"50%\r100%\r\n"}, []string{"stdout F 50%\r100%"}},
+		{"empty line", 16, []string{"\r\n"}, []string{"stdout F "}},
+		{"cr at the split", 4, []string{"abc\r\n"}, []string{"stdout F abc"}},
+		{"cr just past max", 3, []string{"abc\r\n"}, []string{"stdout P abc", "stdout F "}},
+		{"cr held back at the split", 4, []string{"abcd\r", "\n"}, []string{"stdout P abcd", "stdout F "}},
+		{"long line cr held back", 4, []string{"abc\rdefg\r\n"}, []string{"stdout P abc", "stdout P \rdef", "stdout F g"}},
+		{"cr at EOF kept", 16, []string{"a\r"}, []string{"stdout P a\r"}},
+		{"max one", 1, []string{"\r\n"}, []string{"stdout F "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "log")
+			l, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.now = fixedClock
+			w := NewTerminalWriter(l, tc.max)
+			for _, s := range tc.writes {
+				w.Write([]byte(s))
+			}
+			w.Flush()
+			l.Close()
+			got := readRecords(t, path)
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("records\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // readRecords returns the records of path with the timestamp checked and cut.
 func readRecords(t *testing.T, path string) []string {
 	t.Helper()

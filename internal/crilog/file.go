@@ -7,7 +7,7 @@
 // split into P…P F records. A last line without a trailing newline at EOF is
 // written with tag P, as containerd does: kubelet then reproduces it without
 // adding a newline the container never wrote. In tty mode the single stream
-// is reported as stdout.
+// is reported as stdout, and "\r\n" ends a line (NewTerminalWriter).
 package crilog
 
 import (

@@ -9,9 +9,11 @@ import (
 // StreamWriter turns one stream's bytes into records of a File. It is not
 // safe for concurrent use: one reader goroutine owns it.
 type StreamWriter struct {
-	file    *File
-	stream  Stream
-	max     int
+	file   *File
+	stream Stream
+	max    int
+	// crlf: "\r\n" ends a line like "\n" (a terminal's output).
+	crlf    bool
 	pending []byte // start of a line not yet terminated, shorter than max
 }
 
@@ -22,6 +24,17 @@ func NewStreamWriter(l *File, s Stream, max int) *StreamWriter {
 		max = DefaultMaxLineSize
 	}
 	return &StreamWriter{file: l, stream: s, max: max}
+}
+
+// NewTerminalWriter writes a terminal's output to l: one stream, logged as
+// stdout (kubelet's convention for tty containers), whose lines end in "\r\n"
+// because the terminal translates "\n" (ONLCR); the "\r" of "\r\n" is not
+// part of the message, as containerd reads a terminal's output too. A "\r"
+// elsewhere is kept.
+func NewTerminalWriter(l *File, max int) *StreamWriter {
+	w := NewStreamWriter(l, Stdout, max)
+	w.crlf = true
+	return w
 }
 
 // Write never fails: see File.Err.
@@ -35,8 +48,16 @@ func (w *StreamWriter) Write(p []byte) (int, error) {
 			w.emit(false, p[:i])
 			p = p[i+1:]
 		case len(p) >= room:
-			w.emit(true, p[:room])
-			p = p[room:]
+			cut := room
+			if w.crlf && p[cut-1] == '\r' {
+				// It may start a "\r\n": hold it back for the next record.
+				cut--
+				if cut == 0 && len(w.pending) == 0 {
+					cut = 1 // max is 1: nothing can be held back
+				}
+			}
+			w.emit(true, p[:cut])
+			p = p[cut:]
 		default:
 			w.pending = append(w.pending, p...)
 			p = nil
@@ -50,6 +71,9 @@ func (w *StreamWriter) emit(partial bool, tail []byte) {
 	msg := tail
 	if len(w.pending) > 0 {
 		msg = append(w.pending, tail...)
+	}
+	if !partial && w.crlf && len(msg) > 0 && msg[len(msg)-1] == '\r' {
+		msg = msg[:len(msg)-1]
 	}
 	w.file.record(w.stream, partial, msg)
 	w.pending = w.pending[:0]

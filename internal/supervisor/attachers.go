@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
@@ -82,7 +83,8 @@ func (c *container) endAttachers() {
 }
 
 // serveAttach answers OpAttach: the container's state, then its output as
-// frames until the output ends (or the client leaves, or falls behind).
+// frames until the output ends (or the client leaves, or falls behind),
+// while the client's input frames go to the terminal (readInput).
 func (s *Server) serveAttach(conn net.Conn, br *bufio.Reader, id string) {
 	c, err := s.get(id)
 	if err != nil {
@@ -114,8 +116,8 @@ func (s *Server) serveAttach(conn net.Conn, br *bufio.Reader, id string) {
 		return
 	}
 	go func() {
-		// The client hanging up ends the attach.
-		io.Copy(io.Discard, br)
+		// The client hanging up (or sending a bad frame) ends the attach.
+		c.readInput(br)
 		c.mu.Lock()
 		c.removeAttacherLocked(a)
 		c.mu.Unlock()
@@ -138,4 +140,70 @@ func (s *Server) serveAttach(conn net.Conn, br *bufio.Reader, id string) {
 		conn.SetWriteDeadline(time.Now().Add(attachWriteTimeout))
 		conn.Write(end)
 	}
+}
+
+// readInput handles an attacher's input frames (api/supervisor/v1: stdin,
+// resize, end of stdin) in order, until the connection ends or a frame is
+// malformed. Writing stdin blocks while the terminal's input buffer is full:
+// the attacher is slowed, never the container.
+func (c *container) readInput(r io.Reader) {
+	var hdr [v1.FrameHeaderSize]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > v1.MaxFramePayload {
+			return
+		}
+		if uint32(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		p := buf[:n]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return
+		}
+		switch hdr[0] {
+		case v1.FrameStdin:
+			if console := c.stdinConsole(); console != nil {
+				// An error means the master closed: the output ended too.
+				console.Write(p)
+			}
+		case v1.FrameResize:
+			if n != v1.ResizePayloadSize {
+				return
+			}
+			if console := c.terminal(); console != nil {
+				setWinsize(console, binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:]))
+			}
+		case v1.FrameStdinEnd:
+			c.mu.Lock()
+			once := c.rec.Terminal && c.rec.StdinOnce
+			c.mu.Unlock()
+			if once {
+				c.closeStdin()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// terminal returns the pty master of a terminal container, nil if none.
+func (c *container) terminal() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.console
+}
+
+// stdinConsole returns the pty master if the container takes stdin through
+// it: a terminal, created with stdin, not closed by stdin_once.
+func (c *container) stdinConsole() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.rec.Stdin || c.rec.StdinClosed {
+		return nil
+	}
+	return c.console
 }

@@ -26,7 +26,10 @@ type record struct {
 	Stdin       bool           `json:"stdin,omitempty"`
 	StdinOnce   bool           `json:"stdin_once,omitempty"`
 	// StdinClosed: CloseStdin was called; a restart must not hold it again.
-	StdinClosed    bool `json:"stdin_closed,omitempty"`
+	StdinClosed bool `json:"stdin_closed,omitempty"`
+	// Terminal: the init's stdio is a pty whose master the supervisor holds
+	// (console.go); there are no FIFOs.
+	Terminal       bool `json:"terminal,omitempty"`
 	MaxLogLineSize int  `json:"max_log_line_size,omitempty"`
 	// Pid and PidStartTime (clock ticks since boot, /proc/<pid>/stat field
 	// 22) identify the init; 0 until the runtime created it.
@@ -58,6 +61,10 @@ type container struct {
 	readers []*os.File // FIFO read ends, stdout then stderr
 	pidfd   *os.File
 	stdinW  *os.File // the supervisor's write end of the stdin FIFO
+	// console is a terminal container's pty master (non-blocking). It
+	// outlives detach (an upgrade hands it to the next process); the output
+	// reader closes it at the end of the output, Delete if still open.
+	console *os.File
 	// ioDone is closed when the log readers returned (EOF or detach).
 	ioDone chan struct{}
 	// waitDone is closed when the exit watcher returned.
@@ -96,7 +103,9 @@ func (c *container) stateLocked() v1.State {
 	default:
 		st.Status = v1.StatusUnknown
 	}
-	if c.rec.Stdin && !c.rec.StdinClosed {
+	st.Terminal = c.rec.Terminal
+	st.StdinOpen = c.rec.Stdin && !c.rec.StdinClosed
+	if st.StdinOpen && !c.rec.Terminal {
 		st.StdinPath = c.path("stdin")
 	}
 	if c.log != nil {

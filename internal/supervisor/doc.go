@@ -13,15 +13,21 @@
 //	    exit.json            the exit, written before the exit is published
 //	    stdout, stderr       named FIFOs the container writes its output to
 //	    stdin                a FIFO for attach (when created with stdin)
+//	                         (a terminal container has none of the three: its
+//	                         pty master is held in memory, console.go)
 //	upgrade.json             hand-over note of an in-place upgrade
 //
 // What survives what:
 //   - berthd crashing or upgrading: everything; nothing here depends on it.
 //   - Upgrade (execve in place, same PID): everything. Containers stay our
-//     children, so their exits are exact; the listening socket and the lock
-//     are inherited by fd; log FIFOs are reopened by path.
-//   - kill -9 of the supervisor: containers keep running (see fifo.go for the
-//     SIGPIPE reasoning). A restart re-adopts them through pidfds, checked
+//     children, so their exits are exact; the listening socket, the lock and
+//     terminal containers' pty masters are inherited by fd; log FIFOs are
+//     reopened by path.
+//   - kill -9 of the supervisor: containers without a terminal keep running
+//     (see fifo.go for the SIGPIPE reasoning); a terminal container's
+//     terminal is hung up, since its master dies with us: SIGHUP ends it
+//     unless its init is a PID-namespace init, which keeps running with a
+//     dead terminal (console.go). A restart re-adopts them through pidfds, checked
 //     against pid reuse with the process start time; since they were
 //     reparented, their exit status cannot be read any more and is reported
 //     as 255/"Unknown" with the time the loss was noticed.

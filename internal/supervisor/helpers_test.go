@@ -79,7 +79,7 @@ func makeRootfs(root string) error {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
 		return err
 	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "printf", "dd", "tr", "head", "seq", "kill"} {
+	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "printf", "dd", "tr", "head", "seq", "kill", "tty", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			return err
 		}

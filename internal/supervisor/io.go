@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"io"
 	"os"
 	"time"
 
@@ -12,12 +13,13 @@ import (
 const readBufSize = 32 * 1024
 
 // attach opens what the supervisor holds for a live container (log file,
-// FIFO read ends, stdin holder) and starts its three goroutines: one reader
-// per output stream and the exit watcher. It takes ownership of pidfd. Each
-// goroutine closes the files it owns when it returns.
+// FIFO read ends and stdin holder, or the terminal's master) and starts its
+// goroutines: one reader per output stream and the exit watcher. It takes
+// ownership of pidfd. Each goroutine closes the files it owns when it
+// returns.
 func (s *Server) attach(c *container, pidfd *os.File) error {
 	c.mu.Lock()
-	rec := c.rec
+	rec, console := c.rec, c.console
 	c.mu.Unlock()
 	closePidfd := func() {
 		if pidfd != nil {
@@ -30,22 +32,32 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 		return err
 	}
 	var readers []*os.File
-	for _, name := range fifoNames {
-		f, err := openReader(c.path(name))
-		if err != nil {
-			for _, r := range readers {
-				r.Close()
-			}
-			log.Close()
-			closePidfd()
-			return err
-		}
-		readers = append(readers, f)
-	}
 	var stdinW *os.File
-	if rec.Stdin && !rec.StdinClosed {
-		// ENXIO means the container (the only reader) is gone: nothing to hold.
-		stdinW, _ = openStdinHolder(c.path("stdin"))
+	if rec.Terminal {
+		// One stream, logged as stdout (kubelet's convention for tty). No
+		// master after a restart: it died with the killed supervisor
+		// (console.go), and there is nothing left to read.
+		if console != nil {
+			console.SetReadDeadline(time.Time{}) // a failed upgrade stopped it
+			readers = append(readers, console)
+		}
+	} else {
+		for _, name := range fifoNames {
+			f, err := openReader(c.path(name))
+			if err != nil {
+				for _, r := range readers {
+					r.Close()
+				}
+				log.Close()
+				closePidfd()
+				return err
+			}
+			readers = append(readers, f)
+		}
+		if rec.Stdin && !rec.StdinClosed {
+			// ENXIO means the container (the only reader) is gone: nothing to hold.
+			stdinW, _ = openStdinHolder(c.path("stdin"))
+		}
 	}
 	ioDone, waitDone := make(chan struct{}), make(chan struct{})
 	c.mu.Lock()
@@ -57,14 +69,30 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 	left := make(chan struct{}, len(readers))
 	for i, f := range readers {
 		w := crilog.NewStreamWriter(log, streams[i], rec.MaxLogLineSize)
+		if rec.Terminal {
+			w = crilog.NewTerminalWriter(log, rec.MaxLogLineSize)
+		}
 		go func() {
 			defer func() { left <- struct{}{} }()
-			defer f.Close()
-			tee := &teeReader{r: f, c: c, stream: byte(i + 1)} // FrameStdout, FrameStderr
+			var r io.Reader = f
+			if rec.Terminal {
+				r = ttyReader{f}
+			}
+			tee := &teeReader{r: r, c: c, stream: byte(i + 1)} // FrameStdout, FrameStderr
 			err := w.Copy(tee, make([]byte, readBufSize))
-			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			stopped := errors.Is(err, os.ErrDeadlineExceeded)
+			if err != nil && !stopped {
 				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
 			}
+			switch {
+			case !rec.Terminal:
+				f.Close()
+			case !stopped:
+				// The terminal's output ended: nobody will use the master.
+				c.closeConsole()
+			}
+			// A stopped terminal reader leaves the master open: an upgrade
+			// hands it over (or a failed one attaches it again).
 		}()
 	}
 	go func() {
@@ -83,9 +111,21 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 	return nil
 }
 
+// closeConsole closes a terminal container's pty master, if still open.
+func (c *container) closeConsole() {
+	c.mu.Lock()
+	console := c.console
+	c.console = nil
+	c.mu.Unlock()
+	if console != nil {
+		console.Close()
+	}
+}
+
 // detach stops a container's goroutines without losing anything, for an
 // upgrade: readers flush a pending partial line and leave unread bytes in the
-// FIFO; the watcher leaves the exit unreaped for the next process.
+// FIFO (or the pty, whose master stays open in c.console); the watcher leaves
+// the exit unreaped for the next process.
 func (c *container) detach() {
 	c.mu.Lock()
 	readers, pidfd, stdinW := c.readers, c.pidfd, c.stdinW

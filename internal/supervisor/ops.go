@@ -33,8 +33,10 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if req.Terminal || (spec.Process != nil && spec.Process.Terminal) {
-		return nil, v1.Errorf(v1.CodeUnimplemented, "tty containers are not supported by the supervisor yet")
+	if spec.Process != nil && spec.Process.Terminal != req.Terminal {
+		// The runtimes read the spec (runc refuses a terminal without a
+		// console socket); the supervisor reads the request. They must agree.
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "terminal is %v in the request but %v in the bundle's process", req.Terminal, spec.Process.Terminal)
 	}
 	root := req.RuntimeRoot
 	if root == "" {
@@ -42,8 +44,8 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 	}
 	rec := record{
 		ID: id, Bundle: req.Bundle, Kind: kind, RuntimePath: req.RuntimePath, RuntimeRoot: root,
-		LogPath: req.LogPath, Stdin: req.Stdin, StdinOnce: req.StdinOnce, MaxLogLineSize: req.MaxLogLineSize,
-		CreatedAt: time.Now().UnixNano(),
+		LogPath: req.LogPath, Stdin: req.Stdin, StdinOnce: req.StdinOnce, Terminal: req.Terminal,
+		MaxLogLineSize: req.MaxLogLineSize, CreatedAt: time.Now().UnixNano(),
 	}
 	dir := s.containerDir(id)
 	c := newContainer(dir, rec)
@@ -101,41 +103,21 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 			f.Close()
 		}
 	}()
-	for i, name := range fifoNames {
-		if err := makeFifo(c.path(name)); err != nil {
+	if !rec.Terminal {
+		var err error
+		if io, toClose, err = c.makeStdio(rec.Stdin); err != nil {
 			return 0, nil, err
-		}
-		f, err := openContainerEnd(c.path(name))
-		if err != nil {
-			return 0, nil, err
-		}
-		toClose = append(toClose, f)
-		if i == 0 {
-			io.stdout = f
-		} else {
-			io.stderr = f
 		}
 	}
-	if rec.Stdin {
-		in, holder, err := openStdin(c.path("stdin"))
-		if err != nil {
-			return 0, nil, err
-		}
-		// The holder is reopened by attach; only the container's end is passed.
-		holder.Close()
-		io.stdin = in
-	} else {
-		null, err := os.Open(os.DevNull)
-		if err != nil {
-			return 0, nil, err
-		}
-		io.stdin = null
-	}
-	toClose = append(toClose, io.stdin)
-	pid, err := rt.create(ctx, rec, spec, io)
+	pid, console, err := rt.create(ctx, rec, spec, io)
 	if err != nil {
 		rt.delete(context.WithoutCancel(ctx), rec)
 		return 0, nil, err
+	}
+	if console != nil {
+		c.mu.Lock()
+		c.console = console
+		c.mu.Unlock()
 	}
 	st, err := startTime(pid)
 	if err == nil {
@@ -146,9 +128,56 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 	if err != nil {
 		rt.kill(ctx, rec, int(unix.SIGKILL), true)
 		rt.delete(context.WithoutCancel(ctx), rec)
+		c.closeConsole()
 		return 0, nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	return pid, os.NewFile(uintptr(fd), "pidfd"), nil
+}
+
+// makeStdio creates the output FIFOs (and the stdin FIFO) of a container
+// without a terminal and opens the ends its init gets; toClose are ours to
+// close once the runtime passed them on.
+func (c *container) makeStdio(withStdin bool) (io stdio, toClose []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			for _, f := range toClose {
+				f.Close()
+			}
+			toClose = nil
+		}
+	}()
+	for i, name := range fifoNames {
+		if err := makeFifo(c.path(name)); err != nil {
+			return io, toClose, err
+		}
+		f, err := openContainerEnd(c.path(name))
+		if err != nil {
+			return io, toClose, err
+		}
+		toClose = append(toClose, f)
+		if i == 0 {
+			io.stdout = f
+		} else {
+			io.stderr = f
+		}
+	}
+	if withStdin {
+		in, holder, err := openStdin(c.path("stdin"))
+		if err != nil {
+			return io, toClose, err
+		}
+		// The holder is reopened by attach; only the container's end is passed.
+		holder.Close()
+		io.stdin = in
+	} else {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return io, toClose, err
+		}
+		io.stdin = null
+	}
+	toClose = append(toClose, io.stdin)
+	return io, toClose, nil
 }
 
 func atomicWriteRecord(c *container, rec *record) error {
@@ -260,6 +289,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	}
 	// Output readers may still run if a leftover process held the pipes.
 	c.detach()
+	c.closeConsole()
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
@@ -293,14 +323,29 @@ func (s *Server) closeStdin(id string) error {
 	if err != nil {
 		return err
 	}
+	return c.closeStdin()
+}
+
+// closeStdin closes the container's stdin for good (stdin_once): without a
+// terminal, the supervisor's hold on the stdin FIFO goes, so the container
+// reads EOF once the attached writer is gone too; with one, the terminal gets
+// its end-of-file character (console.go), once. It is persisted so that a
+// restart does not hold stdin again.
+func (c *container) closeStdin() error {
 	c.mu.Lock()
+	wasOpen := c.rec.Stdin && !c.rec.StdinClosed
 	c.rec.StdinClosed = true
-	err = c.saveLocked()
-	w := c.stdinW
+	err := c.saveLocked()
+	w, console := c.stdinW, c.console
 	c.stdinW = nil
 	c.mu.Unlock()
 	if w != nil {
 		w.Close()
+	}
+	if wasOpen && console != nil {
+		// Asynchronous: a container that does not read its terminal must
+		// not block the caller; the write ends with the master at the latest.
+		go sendEOF(console)
 	}
 	return err
 }

@@ -11,8 +11,10 @@ import (
 )
 
 // recover loads every container directory and re-adopts live containers.
-// After an upgrade they are still our children (their exits stay exact);
-// after a restart they are not, and an exit is then reported as unknown.
+// After an upgrade they are still our children (their exits stay exact) and
+// terminal containers get their handed-over pty masters back; after a
+// restart they are not our children, an exit is then reported as unknown,
+// and a terminal container has no master any more (console.go).
 func (s *Server) recover() error {
 	dir := filepath.Join(s.dir, "containers")
 	entries, err := os.ReadDir(dir)
@@ -36,6 +38,10 @@ func (s *Server) recover() error {
 		}
 		c := newContainer(cdir, rec)
 		s.containers[rec.ID] = c
+		if console, ok := s.consoles[rec.ID]; ok {
+			c.console = console
+			delete(s.consoles, rec.ID)
+		}
 		exit, err := loadExit(cdir)
 		if err != nil {
 			s.log.Error("unreadable exit record; reporting an unknown exit", "id", rec.ID, "err", err)
@@ -43,6 +49,9 @@ func (s *Server) recover() error {
 		if exit != nil {
 			c.exit = exit
 			close(c.exited)
+			// Its output ended before the upgrade (or nobody waits for it
+			// any more): a handed-over terminal has no use.
+			c.closeConsole()
 			continue
 		}
 		if rec.Pid == 0 {
@@ -56,6 +65,12 @@ func (s *Server) recover() error {
 			s.recordExit(c, unknownExit(time.Now()))
 		}
 	}
+	for id, console := range s.consoles {
+		// A handed-over master whose container record is gone.
+		s.log.Warn("closing an inherited terminal of an unknown container", "id", id)
+		console.Close()
+	}
+	s.consoles = nil
 	return nil
 }
 

@@ -25,35 +25,71 @@ import (
 // runtime root, exactly as they must after an upgrade or restart.
 type libcontainerRuntime struct{}
 
-func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, error) {
+func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
 	if spec.Process == nil {
-		return 0, v1.Errorf(v1.CodeInvalidArgument, "spec has no process")
+		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "spec has no process")
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec})
 	if err != nil {
-		return 0, v1.Errorf(v1.CodeInvalidArgument, "convert spec: %v", err)
+		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "convert spec: %v", err)
 	}
 	p, err := newProcess(spec.Process)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	p.Stdin, p.Stdout, p.Stderr = io.stdin, io.stdout, io.stderr
 	p.Init = true
+	var consoleParent, consoleChild *os.File
+	if rec.Terminal {
+		// The init allocates the pty inside the container, makes the slave
+		// its stdio and controlling terminal, and sends the master here.
+		if consoleParent, consoleChild, err = consoleSocketPair(); err != nil {
+			return 0, nil, err
+		}
+		defer consoleParent.Close()
+		p.ConsoleSocket = consoleChild
+		if cs := spec.Process.ConsoleSize; cs != nil {
+			p.ConsoleWidth, p.ConsoleHeight = uint16(cs.Width), uint16(cs.Height)
+		}
+	} else {
+		p.Stdin, p.Stdout, p.Stderr = io.stdin, io.stdout, io.stderr
+	}
 	lc, err := libcontainer.Create(rec.RuntimeRoot, rec.ID, cfg)
 	if errors.Is(err, libcontainer.ErrExist) {
-		return 0, v1.Errorf(v1.CodeAlreadyExists, "libcontainer state of %s exists in %s", rec.ID, rec.RuntimeRoot)
+		if consoleChild != nil {
+			consoleChild.Close()
+		}
+		return 0, nil, v1.Errorf(v1.CodeAlreadyExists, "libcontainer state of %s exists in %s", rec.ID, rec.RuntimeRoot)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("libcontainer create: %w", err)
+		if consoleChild != nil {
+			consoleChild.Close()
+		}
+		return 0, nil, fmt.Errorf("libcontainer create: %w", err)
 	}
-	if err := lc.Start(p); err != nil {
+	err = lc.Start(p)
+	if consoleChild != nil {
+		// The init has its copy (and has sent the master by the time Start
+		// returned); ours must go so that a receive sees EOF, not a hang,
+		// if nothing was sent.
+		consoleChild.Close()
+	}
+	if err != nil {
 		lc.Destroy()
-		return 0, fmt.Errorf("libcontainer start init: %w", err)
+		return 0, nil, fmt.Errorf("libcontainer start init: %w", err)
 	}
 	pid, err := p.Pid()
 	if err != nil {
 		lc.Destroy()
-		return 0, fmt.Errorf("libcontainer init pid: %w", err)
+		return 0, nil, fmt.Errorf("libcontainer init pid: %w", err)
+	}
+	var console *os.File
+	if rec.Terminal {
+		if console, err = receiveConsoleFile(consoleParent); err != nil {
+			lc.Signal(unix.SIGKILL)
+			p.Wait()
+			lc.Destroy()
+			return 0, nil, err
+		}
 	}
 	if st, err := lc.State(); err == nil {
 		if cgroups.IsCgroup2UnifiedMode() {
@@ -62,7 +98,7 @@ func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Sp
 			rec.MemoryCgroup = st.CgroupPaths["memory"]
 		}
 	}
-	return pid, nil
+	return pid, console, nil
 }
 
 func (libcontainerRuntime) load(rec *record) (*libcontainer.Container, error) {

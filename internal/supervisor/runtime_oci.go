@@ -77,21 +77,43 @@ func (r ociRuntime) lastLogError(id string) string {
 	return last
 }
 
-func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, io stdio) (int, error) {
+func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
 	if rec.RuntimePath == "" {
-		return 0, v1.Errorf(v1.CodeInvalidArgument, "runtime kind oci needs runtime_path")
+		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "runtime kind oci needs runtime_path")
 	}
 	pidFile := filepath.Join(r.dir(rec.ID), "init.pid")
-	if _, err := r.run(ctx, rec, &io, "create", "--bundle", rec.Bundle, "--pid-file", pidFile, rec.ID); err != nil {
-		return 0, err
+	args := []string{"create", "--bundle", rec.Bundle, "--pid-file", pidFile}
+	stdio := &io
+	var cl *consoleListener
+	if rec.Terminal {
+		// The runtime connects to this socket and sends the pty master its
+		// init allocated; the runtime's own stdio is not the container's.
+		var err error
+		if cl, err = listenConsole(); err != nil {
+			return 0, nil, err
+		}
+		defer cl.close()
+		args = append(args, "--console-socket", cl.path())
+		stdio = nil
+	}
+	if _, err := r.run(ctx, rec, stdio, append(args, rec.ID)...); err != nil {
+		return 0, nil, err
 	}
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
-		return 0, fmt.Errorf("read pid file: %w", err)
+		return 0, nil, fmt.Errorf("read pid file: %w", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("bad pid file %q", data)
+		return 0, nil, fmt.Errorf("bad pid file %q", data)
+	}
+	var console *os.File
+	if cl != nil {
+		// The runtime's create returned, so the master is already queued.
+		if console, err = cl.receive(); err != nil {
+			// Our caller kills and deletes what the runtime made.
+			return 0, nil, err
+		}
 	}
 	if spec.Linux != nil && filepath.IsAbs(spec.Linux.CgroupsPath) {
 		if cgroups.IsCgroup2UnifiedMode() {
@@ -100,7 +122,7 @@ func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, i
 			rec.MemoryCgroup = filepath.Join("/sys/fs/cgroup/memory", spec.Linux.CgroupsPath)
 		}
 	}
-	return pid, nil
+	return pid, console, nil
 }
 
 func (r ociRuntime) start(ctx context.Context, rec *record) error {

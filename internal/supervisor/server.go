@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -57,6 +58,10 @@ type Server struct {
 
 	// resume tells a paused Serve that a failed upgrade resumed.
 	resume chan struct{}
+
+	// consoles are the pty masters an upgrade handed over, by container id;
+	// recover gives them to their containers (only New uses it).
+	consoles map[string]*os.File
 }
 
 // SocketPath is where the supervisor of stateDir listens.
@@ -185,7 +190,8 @@ const maxRequest = 1 << 20
 
 func (s *Server) serveConn(conn *net.UnixConn) {
 	defer conn.Close()
-	br := bufio.NewReaderSize(io.LimitReader(conn, maxRequest), 4096)
+	lr := &io.LimitedReader{R: conn, N: maxRequest}
+	br := bufio.NewReaderSize(lr, 4096)
 	line, err := br.ReadBytes('\n')
 	if err != nil && len(line) == 0 {
 		return
@@ -200,6 +206,8 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		s.upgrade(conn)
 		return
 	} else if req.Op == v1.OpAttach {
+		// The request is read; input frames that follow are not bounded.
+		lr.N = math.MaxInt64
 		s.serveAttach(conn, br, req.ID)
 		return
 	} else {

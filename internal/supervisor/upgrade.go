@@ -25,7 +25,11 @@ import (
 //     same path a restart takes, so both stay tested);
 //   - container output, through the named FIFOs: readers stop at a read
 //     deadline and flush a pending partial line as a P record; unread bytes
-//     stay in the FIFO for the new process.
+//     stay in the FIFO for the new process;
+//   - terminal containers' pty masters, by descriptor (CLOEXEC cleared,
+//     numbers in upgrade.json by container id): a master has no path to
+//     reopen, and closing it would hang the terminal up. Their readers stop
+//     the same way; unread output waits in the pty.
 // Exits that happen meanwhile stay unreaped zombies until the new process
 // waits for them, so their status is exact.
 
@@ -36,6 +40,8 @@ type handover struct {
 	ListenFD int    `json:"listen_fd"`
 	LockFD   int    `json:"lock_fd"`
 	FromBoot string `json:"from_boot"`
+	// Consoles are the pty masters of terminal containers, by id.
+	Consoles map[string]int `json:"consoles,omitempty"`
 }
 
 func (s *Server) handoverPath() string { return filepath.Join(s.dir, "upgrade.json") }
@@ -73,7 +79,15 @@ func (s *Server) takeOver() (bool, error) {
 	}
 	ul.SetUnlinkOnClose(false)
 	s.ln = ul
-	s.log.Info("took over after upgrade", "from_boot", h.FromBoot)
+	for id, fd := range h.Consoles {
+		// Close-on-exec again at once: no container init may inherit it.
+		unix.CloseOnExec(fd)
+		if s.consoles == nil {
+			s.consoles = map[string]*os.File{}
+		}
+		s.consoles[id] = os.NewFile(uintptr(fd), "ptmx") // non-blocking: pollable
+	}
+	s.log.Info("took over after upgrade", "from_boot", h.FromBoot, "consoles", len(h.Consoles))
 	return true, nil
 }
 
@@ -143,22 +157,44 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 		c.detach()
 	}
 	h := handover{ListenFD: lnFD, LockFD: lockFD, FromBoot: s.bootID}
+	// Every descriptor to inherit, close-on-exec cleared below and set again
+	// if the exec fails.
+	inherit := []int{lnFD, lockFD}
+	for _, c := range cs {
+		console := c.terminal()
+		if console == nil {
+			continue
+		}
+		fd, err := masterFD(console)
+		if err != nil {
+			return fmt.Errorf("console of %s: %w", c.rec.ID, err)
+		}
+		if h.Consoles == nil {
+			h.Consoles = map[string]int{}
+		}
+		h.Consoles[c.rec.ID] = fd
+		inherit = append(inherit, fd)
+	}
 	if err := atomicfile.WriteJSON(s.handoverPath(), h, 0o600); err != nil {
 		return err
 	}
-	if err := setCloexec(lnFD, false); err != nil {
-		return err
+	restore := func() {
+		for _, fd := range inherit {
+			setCloexec(fd, true)
+		}
 	}
-	if err := setCloexec(lockFD, false); err != nil {
-		setCloexec(lnFD, true)
-		return err
+	for _, fd := range inherit {
+		if err := setCloexec(fd, false); err != nil {
+			restore()
+			os.Remove(s.handoverPath())
+			return err
+		}
 	}
 	writeResponse(conn, &v1.Response{Upgrading: true})
 	s.log.Info("upgrading in place", "executable", s.cfg.Executable)
 	env := append(os.Environ(), upgradeEnv+"=1")
 	err = unix.Exec(s.cfg.Executable, s.cfg.Args, env)
-	setCloexec(lnFD, true)
-	setCloexec(lockFD, true)
+	restore()
 	os.Remove(s.handoverPath())
 	return errors.Join(fmt.Errorf("exec %s", s.cfg.Executable), err)
 }

@@ -14,7 +14,14 @@
 // OpAttach (1.1) is the one call whose connection outlives its Response:
 // after a successful Response the server sends the container's live output
 // as frames (see FrameHeaderSize) and closes the connection when the output
-// ends. Stdin does not travel on it: the client writes State.StdinPath.
+// ends. For a container without a terminal, stdin does not travel on it: the
+// client writes State.StdinPath. For a terminal container (1.2) the client
+// sends frames the other way on the same connection: stdin for the terminal
+// and resize events (see FrameStdin).
+//
+// History: 1.1 added OpAttach; 1.2 added terminal containers
+// (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
+// frames FrameStdin, FrameResize and FrameStdinEnd.
 package v1
 
 import (
@@ -26,7 +33,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.1"
+const Version = "1.2"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -75,6 +82,37 @@ const (
 	MaxFramePayload = 64 * 1024
 )
 
+// Attach input frames (1.2): on an attach to a terminal container, the client
+// may send frames with the same header to the supervisor, which handles them
+// in the order sent:
+//   - FrameStdin: the payload is written to the terminal (the pty master), as
+//     if typed. Ignored when the container was created without Stdin or its
+//     stdin was closed (stdin_once). The terminal echoes it, so the output
+//     (and the log) shows it, as on any terminal.
+//   - FrameResize: the payload is ResizePayloadSize bytes, rows then columns,
+//     big-endian uint16 each; the terminal's window size is set to it
+//     (TIOCSWINSZ) and the container's foreground process group gets
+//     SIGWINCH. A 0x0 size is ignored.
+//   - FrameStdinEnd (empty): this attacher's stdin ended. For a container
+//     created with StdinOnce, stdin is then closed for good, as CloseStdin
+//     does: the terminal gets its end-of-file character (VEOF, normally ^D),
+//     which a reader at the start of a line reads as end of input, and no
+//     later stdin is accepted. The terminal is not hung up, so output keeps
+//     reaching the log. Being in-band, it cannot overtake stdin sent before
+//     it. Without StdinOnce it does nothing.
+//
+// A frame of another kind, or a payload over MaxFramePayload, ends the
+// attach. Input frames on an attach to a container without a terminal are
+// ignored (its stdin is the FIFO at State.StdinPath). Frames still unsent
+// when the connection closes are lost; closing the connection is not
+// FrameStdinEnd.
+const (
+	FrameStdin        = 3
+	FrameResize       = 4
+	FrameStdinEnd     = 5
+	ResizePayloadSize = 4
+)
+
 // Request is one call. Only the field matching Op is read.
 type Request struct {
 	Version string `json:"version"`
@@ -114,10 +152,23 @@ type CreateRequest struct {
 	// LogPath is the CRI log file; empty discards the output.
 	LogPath string `json:"log_path,omitempty"`
 	Stdin   bool   `json:"stdin,omitempty"`
-	// StdinOnce: berthd calls CloseStdin after the first attach detaches.
+	// StdinOnce: berthd calls CloseStdin after the first attach detaches
+	// (for a terminal container, the attacher sends FrameStdinEnd).
 	StdinOnce bool `json:"stdin_once,omitempty"`
-	// Terminal is not supported yet (CreateRequest is refused with
-	// CodeUnimplemented).
+	// Terminal (1.2) gives the container a pty, as CRI's tty: the init's
+	// stdin, stdout and stderr are its slave; the supervisor holds the
+	// master, logs what it reads as stdout (kubelet's convention), and takes
+	// stdin and resizes through OpAttach frames. It must match the bundle's
+	// process.terminal (CodeInvalidArgument otherwise). The initial size is
+	// the spec's process.consoleSize.
+	//
+	// A terminal does not survive the supervisor being killed (kill -9):
+	// the master dies with the process, so the container's terminal is hung
+	// up (its session gets SIGHUP, which a namespace init without a handler
+	// does not receive; later reads and writes fail with EIO); output after
+	// that is lost, and the exit is reported as for any container the
+	// restarted supervisor re-adopts (255/Unknown). An in-place upgrade
+	// hands the master over and loses nothing.
 	Terminal bool `json:"terminal,omitempty"`
 	// MaxLogLineSize splits longer lines into partial (P) records; 0 means
 	// the default of 16 KiB.
@@ -178,8 +229,14 @@ type State struct {
 	Exit    *ExitStatus `json:"exit,omitempty"`
 	LogPath string      `json:"log_path,omitempty"`
 	// StdinPath is a FIFO an attach writes the container's stdin to (set
-	// when the container was created with Stdin).
+	// when the container was created with Stdin and without Terminal).
 	StdinPath string `json:"stdin_path,omitempty"`
+	// Terminal: the container has a pty (1.2); an attach sends its stdin and
+	// resizes as frames (FrameStdin, FrameResize).
+	Terminal bool `json:"terminal,omitempty"`
+	// StdinOpen: the container was created with Stdin and its stdin was not
+	// closed (stdin_once) yet (1.2).
+	StdinOpen bool `json:"stdin_open,omitempty"`
 	// LogError is the last error writing or reopening the log, if any.
 	LogError string `json:"log_error,omitempty"`
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 )
@@ -66,5 +67,59 @@ func TestAttach(t *testing.T) {
 	}
 	if _, err := s.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "nope", Stdout: true}); err == nil {
 		t.Fatal("attach to an unknown container succeeded")
+	}
+}
+
+// TestAttachTTY: an attach to a tty container gets the terminal's output as
+// stdout, applies the session's resize events (stty size), and sends stdin to
+// the shell reading the terminal.
+func TestAttachTTY(t *testing.T) {
+	sup := startSupervisor(t)
+	bundle := t.TempDir()
+	spec := testSpec("tty", "exec sh")
+	spec.Process.Terminal = true
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	logPath := filepath.Join(t.TempDir(), "tty.log")
+	if _, err := sup.Create(ctx, "tty", supv1.CreateRequest{Bundle: bundle, LogPath: logPath, Terminal: true, Stdin: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sup.Start(ctx, "tty"); err != nil {
+		t.Fatal(err)
+	}
+	l := newLookup()
+	l.attachs["tty"] = AttachTarget{ID: "tty", Stdin: true, TTY: true}
+	s := newService(t, l, sup)
+	resp, err := s.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "tty", Stdin: true, Stdout: true, Tty: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	var live lockedWriter
+	done := make(chan *session, 1)
+	sizes := []remotecommand.TerminalSize{{Width: 100, Height: 30}}
+	go func() { done <- runSession(t, resp.Url, inR, false, true, sizes, &live) }()
+	// Resize and stdin travel on different streams: ask until the shell
+	// reports the new size.
+	pollUntil(t, "stty size after the resize", func() bool {
+		inW.Write([]byte("stty size\n"))
+		return strings.Contains(live.String(), "30 100")
+	})
+	inW.Write([]byte("tty; exit 3\n"))
+	sess := <-done
+	if !strings.Contains(sess.stdout.String(), "/dev/pts/") || !strings.Contains(sess.status, "Success") {
+		t.Fatalf("attach output %q status %s", sess.stdout.String(), sess.status)
+	}
+	inW.Close()
+	st, err := sup.Wait(ctx, "tty")
+	if err != nil || st.Exit.ExitCode != 3 {
+		t.Fatalf("container exit %+v %v", st, err)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(log), "stdout F 30 100\n") || strings.Contains(string(log), " stderr ") {
+		t.Fatalf("log of the tty session:\n%s", log)
 	}
 }

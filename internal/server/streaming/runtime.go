@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // runtime serves the sessions of the streaming server.
@@ -43,16 +44,14 @@ func (r *runtime) Exec(ctx context.Context, containerID string, cmd []string, in
 
 // Attach connects the session to the container's live stdio through the
 // supervisor: output comes from an attach connection (the log keeps
-// receiving it too), stdin is written to the container's stdin FIFO. With
-// stdin_once, stdin is closed for good when this first session's stdin ends.
+// receiving it too). Without a tty, stdin is written to the container's stdin
+// FIFO; with one, stdin and resizes travel on the attach connection to the
+// terminal the supervisor holds. With stdin_once, stdin is closed for good
+// when this first session's stdin ends.
 func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	at, err := r.s.lookup.AttachTarget(ctx, containerID)
 	if err != nil {
 		return err
-	}
-	if at.TTY {
-		// The supervisor refuses tty containers for now, so none can exist.
-		return fmt.Errorf("attach to tty container %s: %w", containerID, errdefs.ErrUnimplemented)
 	}
 	a, err := r.s.sup.Attach(ctx, at.ID)
 	if err != nil {
@@ -62,27 +61,12 @@ func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, 
 	stop := context.AfterFunc(ctx, func() { a.Close() })
 	defer stop()
 
-	var fifo *os.File
-	if in != nil && at.Stdin && a.State.StdinPath != "" {
-		if fifo, err = openStdinFIFO(a.State.StdinPath); err != nil {
-			return err
-		}
-		// This goroutine ends when in does: the server closes it with the
-		// session, which is also when a stdin_once container gets EOF.
-		go func() {
-			io.Copy(fifo, in)
-			fifo.Close()
-			if at.StdinOnce {
-				// The first attacher is done with stdin: the container
-				// reads EOF once every writer is gone.
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-				if err := r.s.sup.CloseStdin(cctx, at.ID); err != nil {
-					r.s.log.WithError(err).WithField("id", at.ID).Warn("close stdin after attach")
-				}
-			}
-		}()
+	if a.State.Terminal {
+		r.attachTerminal(ctx, a, at, in, resize)
+	} else if err := r.attachStdinFIFO(ctx, a, at, in); err != nil {
+		return err
 	}
+	// A terminal has one output stream, which kubelet reports as stdout.
 	err = a.Copy(writerOrNil(out), writerOrNil(errw))
 	if ctx.Err() != nil {
 		err = nil // the client left: a normal end of an attach
@@ -94,6 +78,75 @@ func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, 
 		errw.Close()
 	}
 	return err
+}
+
+// attachTerminal feeds a terminal container from the session: resize events
+// and stdin go to the supervisor as attach frames, in order. The goroutines
+// end when the session does (the server closes in and the resize channel; a
+// closed attachment fails their sends). The end of stdin is sent in-band, so
+// that a stdin_once container gets its end of input after the last byte.
+func (r *runtime) attachTerminal(ctx context.Context, a *client.Attachment, at AttachTarget, in io.Reader, resize <-chan remotecommand.TerminalSize) {
+	if resize != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					if err := a.Resize(sz.Height, sz.Width); err != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	if in != nil && at.Stdin && a.State.StdinOpen {
+		go func() {
+			io.Copy(a, in)
+			if err := a.CloseStdin(); err != nil && at.StdinOnce {
+				// The session ended first and closed the attachment: close
+				// stdin out of band, as for a container without a tty.
+				r.closeStdin(ctx, at.ID)
+			}
+		}()
+	}
+}
+
+// attachStdinFIFO copies the session's stdin into the container's stdin FIFO.
+func (r *runtime) attachStdinFIFO(ctx context.Context, a *client.Attachment, at AttachTarget, in io.Reader) error {
+	if in == nil || !at.Stdin || a.State.StdinPath == "" {
+		return nil
+	}
+	fifo, err := openStdinFIFO(a.State.StdinPath)
+	if err != nil {
+		return err
+	}
+	id := at.ID
+	// This goroutine ends when in does: the server closes it with the
+	// session, which is also when a stdin_once container gets EOF.
+	go func() {
+		io.Copy(fifo, in)
+		fifo.Close()
+		if at.StdinOnce {
+			// The first attacher is done with stdin: the container
+			// reads EOF once every writer is gone.
+			r.closeStdin(ctx, id)
+		}
+	}()
+	return nil
+}
+
+// closeStdin closes a stdin_once container's stdin for good, even when the
+// session (ctx) already ended.
+func (r *runtime) closeStdin(ctx context.Context, id string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.s.sup.CloseStdin(cctx, id); err != nil {
+		r.s.log.WithError(err).WithField("id", id).Warn("close stdin after attach")
+	}
 }
 
 // writerOrNil keeps a nil interface nil (Copy discards nil writers).

@@ -9,19 +9,26 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
-// Attachment is a live view of a container's output (OpAttach). Stdin is not
-// carried by it: write to State.StdinPath, a FIFO the container reads.
+// Attachment is a live view of a container's output (OpAttach). For a
+// container without a terminal, stdin is not carried by it: write to
+// State.StdinPath, a FIFO the container reads. For a terminal container
+// (State.Terminal), stdin and resizes go through the Attachment: Write,
+// Resize and CloseStdin, which may be called concurrently with each other and
+// with Copy.
 type Attachment struct {
 	// State is the container's state when the attach began.
 	State *v1.State
 	conn  net.Conn
 	r     *bufio.Reader
+
+	wmu sync.Mutex // serialises input frames
 }
 
 // Attach connects to the live output of container id. Output the container
@@ -92,5 +99,48 @@ func (a *Attachment) Copy(stdout, stderr io.Writer) error {
 	}
 }
 
-// Close detaches; a Copy in progress returns.
+// Close detaches; a Copy in progress returns. Closing is not the end of
+// stdin (CloseStdin is).
 func (a *Attachment) Close() error { return a.conn.Close() }
+
+// Write sends p to a terminal container's stdin (FrameStdin frames). The
+// supervisor ignores it unless the container has a terminal and an open
+// stdin. It blocks while the container does not read its terminal.
+func (a *Attachment) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), v1.MaxFramePayload)]
+		if err := a.sendFrame(v1.FrameStdin, chunk); err != nil {
+			return written, err
+		}
+		written += len(chunk)
+		p = p[len(chunk):]
+	}
+	return written, nil
+}
+
+// Resize sets a terminal container's window size (FrameResize).
+func (a *Attachment) Resize(rows, cols uint16) error {
+	var p [v1.ResizePayloadSize]byte
+	binary.BigEndian.PutUint16(p[:], rows)
+	binary.BigEndian.PutUint16(p[2:], cols)
+	return a.sendFrame(v1.FrameResize, p[:])
+}
+
+// CloseStdin says that this attacher's stdin ended (FrameStdinEnd): a
+// terminal container created with stdin_once then has its stdin closed for
+// good, after everything written before.
+func (a *Attachment) CloseStdin() error { return a.sendFrame(v1.FrameStdinEnd, nil) }
+
+func (a *Attachment) sendFrame(kind byte, p []byte) error {
+	frame := make([]byte, v1.FrameHeaderSize+len(p))
+	frame[0] = kind
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(p)))
+	copy(frame[v1.FrameHeaderSize:], p)
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	if _, err := a.conn.Write(frame); err != nil {
+		return fmt.Errorf("attach %s: send: %w", a.State.ID, err)
+	}
+	return nil
+}
