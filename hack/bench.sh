@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make bench: berthd and containerd side by side through the CRI, offline,
+# on private sockets and directories, with the test registry as mirror.
+# Writes bench/results.md and bench/results.json (never asserted; not part
+# of make test); daemon logs and critest reports go to bench/results/
+# (ignored by git).
+#
+#   hack/bench.sh
+#
+# Environment:
+#   BENCH_QUICK=1          fewer samples and pods, no critest: for iterating (a few minutes)
+#   BENCH_ROUNDS=N         alternation rounds (light workloads and cold pulls)
+#   BENCH_CRITEST=0|1      run critest -benchmark against both (default 1, 0 when quick)
+#   BENCH_CRITEST_TIMEOUT  per runtime, seconds (default 420)
+#   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pod-start, memory...)
+#   BENCH_OUT              where results.md/.json and results/ go (default bench/)
+#   BENCH_WORK             private dirs (default /tmp/berth-bench; emptied at start and end)
+#   HARNESS                the cri-harness (default ../shared/cri-harness)
+#   BERTHD                 berthd binary (default bin/berthd)
+set -euo pipefail
+
+BENCH_TOP=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_WORK=${BENCH_WORK:-/tmp/berth-bench}
+BENCH_REGISTRY=127.0.0.1:5000
+harness=${HARNESS:-$BENCH_TOP/../shared/cri-harness}
+out=${BENCH_OUT:-$BENCH_TOP/bench}
+quick=${BENCH_QUICK:-0}
+[[ $quick == 1 ]] && critest_default=0 || critest_default=1
+run_critest=${BENCH_CRITEST:-$critest_default}
+critest_timeout=${BENCH_CRITEST_TIMEOUT:-420}
+export BENCH_TOP BENCH_WORK BENCH_REGISTRY
+
+# shellcheck source=/dev/null
+source "$BENCH_TOP/test/bench/runtimes/common.sh"
+# shellcheck source=/dev/null
+source "$BENCH_TOP/test/bench/runtimes/berth.sh"
+# shellcheck source=/dev/null
+source "$BENCH_TOP/test/bench/runtimes/containerd.sh"
+
+[[ $(id -u) == 0 ]] || {
+	echo "bench: run as root (containers, CNI, iptables)" >&2
+	exit 1
+}
+case $BENCH_WORK in /tmp/?* | /var/tmp/?*) ;; *)
+	echo "bench: BENCH_WORK must be under /tmp or /var/tmp (it is emptied)" >&2
+	exit 1
+	;;
+esac
+
+# cleanup stops both daemons (removing their pods first, so that CNI tears
+# down addresses and iptables rules), unmounts what they left under the
+# work dir, keeps the daemon logs, and empties the work dir. It runs on
+# every exit, failures included; the registry is left running.
+cleanup() {
+	local rc=$? m
+	trap - EXIT INT TERM
+	berth_stop || true
+	containerd_stop || true
+	mkdir -p "$out/results"
+	cp "$BERTH_DIR/berthd.log" "$out/results/" 2>/dev/null || true
+	cp "$CTRD_DIR/containerd.log" "$out/results/" 2>/dev/null || true
+	# Deepest first; a runtime killed mid-pod may leave rootfs or netns mounts.
+	for m in $(awk -v w="$BENCH_WORK/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$BENCH_WORK"
+	echo "bench: cleaned up (logs in $out/results/)"
+	exit "$rc"
+}
+
+start=$SECONDS
+step() { echo "bench: [$((SECONDS - start))s] $*"; }
+
+step "dependencies"
+containerd_install
+"$harness/install-tools.sh" >/dev/null
+"$harness/test-registry.sh" start >/dev/null
+
+# A previous run killed hard may have left its daemons or dirs: the same
+# cleanup, by the pids and names of this benchmark only.
+for pid in $(pids_matching containerd --config "$CTRD_DIR/config.toml") $(pids_matching berthd --config "$BERTH_DIR/berth.toml"); do
+	stop_pid "leftover daemon" "$pid"
+done
+BERTH_PID= CTRD_PID=
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+berth_stop
+containerd_stop
+awk -v w="$BENCH_WORK/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r umount -l
+rm -rf "$BENCH_WORK"
+mkdir -p "$BENCH_WORK" "$out/results"
+
+step "building the benchmark and its image"
+CGO_ENABLED=0 go build -C "$BENCH_TOP" -o "$BENCH_WORK/berth-bench" ./test/bench/cmd/berth-bench
+"$BENCH_WORK/berth-bench" image -ref "$BENCH_REGISTRY/berth-bench/multilayer:5x40"
+
+step "starting berthd and containerd"
+berth_start
+containerd_start
+echo "[$(berth_target), $(containerd_target)]" >"$BENCH_WORK/targets.json"
+
+step "workloads"
+args=(-targets "$BENCH_WORK/targets.json" -out "$out/results.json")
+[[ $quick == 1 ]] && args+=(-quick)
+[[ -n ${BENCH_ROUNDS:-} ]] && args+=(-rounds "$BENCH_ROUNDS" -cold-pulls "$BENCH_ROUNDS")
+[[ -n ${BENCH_ONLY:-} ]] && args+=(-only "$BENCH_ONLY")
+"$BENCH_WORK/berth-bench" run "${args[@]}"
+
+report=(-results "$out/results.json")
+if [[ $run_critest == 1 ]]; then
+	for rt in berth containerd; do
+		[[ $rt == berth ]] && sock=$BERTH_SOCK || sock=$CTRD_SOCK
+		dir=$out/results/critest-$rt
+		step "critest -benchmark against $rt"
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		t0=$SECONDS rc=0
+		CRITEST_REPORT_DIR=$dir timeout "$critest_timeout" \
+			"$harness/run-critest.sh" "unix://$sock" -benchmark >"$dir/run.log" 2>&1 || rc=$?
+		if ((rc == 124)); then
+			echo "timed out after ${critest_timeout}s" >"$dir/status"
+		else
+			echo "exit status $rc in $((SECONDS - t0))s" >"$dir/status"
+		fi
+		# A failed or killed benchmark may leave pods; the next one needs a clean node.
+		remove_all_pods "unix://$sock"
+		report+=(-critest "$rt=$dir")
+	done
+fi
+"$BENCH_WORK/berth-bench" report "${report[@]}"
+step "done: $out/results.md"

@@ -1,0 +1,167 @@
+// Package procfs reads what the benchmark measures about runtime processes
+// from /proc: resident memory, CPU time and bytes read.
+package procfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat. It is part of the
+// kernel's user-space ABI (USER_HZ), 100 on every Linux architecture Go runs on.
+const userHZ = 100
+
+// Usage is what a set of processes holds or has used.
+type Usage struct {
+	RSSKiB int64 // resident set size
+	PSSKiB int64 // proportional set size: shared pages split among their users
+	// CPU is user+system time, including that of children the processes
+	// waited for (a shim reaps the runc and exec'd processes it starts).
+	CPU time.Duration
+	// ReadBytes is rchar: bytes read through read(2) and friends, sockets
+	// included, so it counts what a daemon downloads.
+	ReadBytes int64
+	Procs     int
+}
+
+// Sum reads the usage of each pid and adds them up. A process that went
+// away meanwhile is skipped; any other read error is returned.
+func Sum(pids []int) (Usage, error) {
+	var u Usage
+	for _, pid := range pids {
+		p, err := Read(pid)
+		if err != nil {
+			if os.IsNotExist(err) || strings.Contains(err.Error(), "no such process") {
+				continue
+			}
+			return u, err
+		}
+		u.RSSKiB += p.RSSKiB
+		u.PSSKiB += p.PSSKiB
+		u.CPU += p.CPU
+		u.ReadBytes += p.ReadBytes
+		u.Procs++
+	}
+	return u, nil
+}
+
+// Read returns the usage of one process.
+func Read(pid int) (Usage, error) {
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	var u Usage
+	status, err := fields(filepath.Join(dir, "status"))
+	if err != nil {
+		return u, err
+	}
+	rollup, err := fields(filepath.Join(dir, "smaps_rollup"))
+	if err != nil {
+		return u, err
+	}
+	io, err := fields(filepath.Join(dir, "io"))
+	if err != nil {
+		return u, err
+	}
+	cpu, err := cpuTime(filepath.Join(dir, "stat"))
+	if err != nil {
+		return u, err
+	}
+	u.RSSKiB = status["VmRSS"]
+	u.PSSKiB = rollup["Pss"]
+	u.ReadBytes = io["rchar"]
+	u.CPU = cpu
+	u.Procs = 1
+	return u, nil
+}
+
+// fields parses "Key: value [kB]" lines into key -> first number.
+func fields(path string) (map[string]int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			m[k] = n
+		}
+	}
+	return m, nil
+}
+
+// cpuTime is utime+stime+cutime+cstime of /proc/<pid>/stat.
+func cpuTime(path string) (time.Duration, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: fields
+	// are counted after its last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s: malformed", path)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime..cstime are fields 14..17.
+	if len(f) < 15 {
+		return 0, fmt.Errorf("%s: %d fields", path, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:15] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// FindByCmdline returns the pids, other than our own, whose command line
+// (arguments joined by spaces) contains every one of the substrings.
+func FindByCmdline(substrings ...string) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue // gone, or a kernel thread
+		}
+		cmd := string(bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '}))
+		if containsAll(cmd, substrings) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

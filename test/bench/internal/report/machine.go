@@ -1,0 +1,118 @@
+package report
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Machine describes where the figures were measured: they mean little
+// without it.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	MemTotal string `json:"mem_total"`
+	Kernel   string `json:"kernel"`
+	OS       string `json:"os"`
+	Cgroups  string `json:"cgroups"`
+	// Load is /proc/loadavg at the start and the end of the run: other
+	// work on the machine makes every figure noisier.
+	LoadStart string `json:"load_start"`
+	LoadEnd   string `json:"load_end,omitempty"`
+}
+
+// LoadAverage is the 1, 5 and 15 minute load averages.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Describe reads the machine's description from the kernel and /etc.
+func Describe() Machine {
+	m := Machine{CPUs: runtime.NumCPU()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
+	}
+	m.CPUModel = firstValue("/proc/cpuinfo", "model name")
+	m.MemTotal = humanKiB(firstValue("/proc/meminfo", "MemTotal"))
+	m.OS = strings.Trim(firstValue("/etc/os-release", "PRETTY_NAME"), `"`)
+	m.Cgroups = cgroupMode()
+	m.LoadStart = LoadAverage()
+	return m
+}
+
+// humanKiB turns meminfo's "24684092 kB" into "23.5 GiB".
+func humanKiB(s string) string {
+	var kb float64
+	if _, err := fmt.Sscanf(s, "%f kB", &kb); err != nil {
+		return s
+	}
+	return fmt.Sprintf("%.1f GiB", kb/(1<<20))
+}
+
+// firstValue is the value of the first "key: value" or "key=value" line.
+func firstValue(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, sep := range []string{":", "="} {
+			k, v, ok := strings.Cut(line, sep)
+			if ok && strings.TrimSpace(k) == key {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return ""
+}
+
+// cgroupMode tells unified (v2), hybrid (v1 with an empty v2 beside) and
+// legacy (v1) hierarchies apart, as runc does.
+func cgroupMode() string {
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &st) != nil {
+		return "unknown"
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return "v2 (unified)"
+	}
+	if unix.Statfs("/sys/fs/cgroup/unified", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return "v1 (hybrid)"
+	}
+	return "v1 (legacy)"
+}
+
+// CommandOutput runs argv and returns the first line it prints, or the
+// error as text: a version string must never stop a report.
+func CommandOutput(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if err != nil && line == "" {
+		return strings.Join(argv, " ") + ": " + err.Error()
+	}
+	return line
+}

@@ -1,0 +1,188 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+)
+
+// WriteMarkdown renders r as results.md.
+func (r *Results) WriteMarkdown(path string) error {
+	var b strings.Builder
+	r.markdown(&b)
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func (r *Results) markdown(w io.Writer) {
+	names := make([]string, len(r.Runtimes))
+	for i, rt := range r.Runtimes {
+		names[i] = rt.Name
+	}
+	fmt.Fprintf(w, "# CRI benchmark: %s\n\n", strings.Join(names, " vs "))
+	fmt.Fprintf(w, "Measured by `make bench` on %s (%s mode, %s).\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.Mode, r.Duration)
+
+	r.howToRead(w, names)
+	r.tables(w, names)
+	r.notes(w)
+	r.critest(w)
+	r.setup(w)
+}
+
+func (r *Results) howToRead(w io.Writer, names []string) {
+	ratio := "ratio"
+	if len(names) >= 2 {
+		ratio = names[0] + "/" + names[1]
+	}
+	fmt.Fprintf(w, `## How to read this
+
+Every figure is a cost: lower is better. Each runtime ran the same workloads through the CRI (kubelet's
+own client, k8s.io/cri-client), one after the other on the same machine, alternating in rounds, with
+the other runtime idle. "median" and "p95" are over all samples of all rounds (n per runtime in the
+last column); %s is the ratio of the medians (below 1: %s is cheaper). A figure marked *skipped*
+is one the runtime answers with Unimplemented; *partial* or *failed* ones are explained under Notes.
+Latencies include the gRPC round trip over the unix socket. Memory figures are from /proc: RSS of the
+runtime's own processes (the daemon, plus containerd's shims or berth's supervisor), not of the pods'
+processes; PSS splits shared pages (the shim binary's text) among the processes using them. The
+"bytes read" figures are the daemon's rchar: the cold pull's shows the layers were really fetched, the
+re-pull's that no layer moved. Nothing here is asserted; a slow VM makes every number larger, so compare
+the runtimes with each other, not with other machines.
+
+`, "`"+ratio+"`", names[0])
+}
+
+func (r *Results) tables(w io.Writer, names []string) {
+	fmt.Fprintln(w, "## Results")
+	fmt.Fprintln(w)
+	var head, rule strings.Builder
+	head.WriteString("| figure | unit |")
+	rule.WriteString("| --- | --- |")
+	for _, n := range names {
+		fmt.Fprintf(&head, " %s median | %s p95 |", n, n)
+		rule.WriteString(" ---: | ---: |")
+	}
+	if len(names) >= 2 {
+		fmt.Fprintf(&head, " %s/%s | n |", names[0], names[1])
+		rule.WriteString(" ---: | --- |")
+	}
+	for _, wl := range r.Workloads {
+		fmt.Fprintf(w, "### %s\n\n%s (%d round(s) per runtime).\n\n", wl.Name, upperFirst(wl.Description), wl.Rounds)
+		fmt.Fprintln(w, head.String())
+		fmt.Fprintln(w, rule.String())
+		for _, f := range wl.Figures {
+			title := mdEscape(strings.TrimSpace(f.Title))
+			if strings.HasPrefix(f.Title, "  ") {
+				// A sub-figure (indented title): a part of the figure above.
+				title = "↳ " + title
+			}
+			fmt.Fprintf(w, "| %s | %s |", title, f.Unit)
+			var ns []string
+			for _, o := range f.Outcomes {
+				if o.Summary != nil {
+					fmt.Fprintf(w, " %s | %s |", num(o.Summary.Median), num(o.Summary.P95))
+					ns = append(ns, fmt.Sprint(o.Summary.N))
+				} else {
+					fmt.Fprintf(w, " %s | |", o.Status)
+					ns = append(ns, "0")
+				}
+			}
+			if len(names) >= 2 {
+				ratio := "–"
+				if f.Ratio != nil {
+					ratio = ratioString(f.Ratio.Median)
+				}
+				fmt.Fprintf(w, " %s | %s |", ratio, strings.Join(ns, "/"))
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// notes lists, once per workload and runtime, why figures are missing.
+func (r *Results) notes(w io.Writer) {
+	var lines []string
+	for _, wl := range r.Workloads {
+		seen := map[string]bool{}
+		for _, f := range wl.Figures {
+			for _, o := range f.Outcomes {
+				if o.Note == "" || seen[o.Runtime+o.Note] {
+					continue
+				}
+				seen[o.Runtime+o.Note] = true
+				lines = append(lines, fmt.Sprintf("- **%s**, %s: %s: %s", wl.Name, o.Runtime, o.Status, o.Note))
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## Notes\n\n%s\n\n", strings.Join(lines, "\n"))
+}
+
+func (r *Results) critest(w io.Writer) {
+	if len(r.Critest) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## critest -benchmark (second view)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "critest's own benchmarks (`../shared/cri-harness/run-critest.sh ENDPOINT -benchmark`,")
+	fmt.Fprintln(w, "benchmark-params.yaml: 50 pods, 50 containers, 20 pulls of the 45 MB harness image, sequential),")
+	fmt.Fprintln(w, "summed up by the harness's benchsummary. Times in ms.")
+	fmt.Fprintln(w)
+	for _, c := range r.Critest {
+		fmt.Fprintf(w, "### %s\n\n%s. %s\n\n```\n%s\n```\n\n", c.Runtime, upperFirst(c.Status), c.Summary, strings.TrimRight(c.Table, "\n"))
+	}
+}
+
+func (r *Results) setup(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintln(w, "## Machine and versions")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- %d CPUs (%s), memory %s, kernel %s, %s, cgroups %s\n", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.OS, m.Cgroups)
+	if m.LoadStart != "" {
+		fmt.Fprintf(w, "- load average (1, 5, 15 min) at the start: %s; at the end of the workloads: %s\n", m.LoadStart, m.LoadEnd)
+	}
+	for _, rt := range r.Runtimes {
+		fmt.Fprintf(w, "- %s (`%s`): CRI Version says %s", rt.Name, rt.Endpoint, rt.CRI)
+		for _, v := range rt.Versions {
+			fmt.Fprintf(w, "; `%s`", v)
+		}
+		fmt.Fprintln(w)
+	}
+	c := r.Config
+	fmt.Fprintf(w, "- workloads: %d rounds, %d samples per small-operation figure, %d cold pulls, %d pods at once, %d pods for memory, %d containers for lists\n",
+		c.Rounds, c.Samples, c.ColdPulls, c.ParallelPods, c.MemoryPods, c.ListContainers)
+	fmt.Fprintf(w, "- images: pull `%s`, containers `%s`, sandbox `%s`\n", c.PullImage, c.Image, c.SandboxImage)
+}
+
+// num prints 3 significant digits or so: more would be noise.
+func num(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// ratioString keeps two significant digits of small ratios (0.0007, not 0.00).
+func ratioString(r float64) string {
+	if r < 0.1 {
+		return fmt.Sprintf("%.2g", r)
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,169 @@
+// Package runner drives the workloads over the runtimes: round after
+// round, each runtime in turn, so that a slow phase of the machine (a
+// neighbour's build, page cache state) falls on both rather than on one.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-cri/berth/test/bench/internal/report"
+	"github.com/berth-cri/berth/test/bench/internal/stats"
+	"github.com/berth-cri/berth/test/bench/internal/target"
+	"github.com/berth-cri/berth/test/bench/internal/workload"
+)
+
+// Runner runs a table of workloads against connected targets.
+type Runner struct {
+	Config  workload.Config
+	Targets []*target.Target
+	// Only, when set, selects the workloads whose name it matches.
+	Only *regexp.Regexp
+	Log  io.Writer
+}
+
+// Run runs every selected workload and returns the results. A workload that
+// fails for one runtime is reported as such and the run goes on: one
+// missing RPC must not cost the whole report.
+func (r *Runner) Run(ctx context.Context, entries []workload.Entry) []report.WorkloadResult {
+	var out []report.WorkloadResult
+	for _, e := range entries {
+		if r.Only != nil && !r.Only.MatchString(e.Name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			r.logf("interrupted: %s and later workloads not run", e.Name)
+			break
+		}
+		out = append(out, r.runEntry(ctx, e))
+	}
+	return out
+}
+
+// cleanupTimeout bounds a workload's teardown, which runs even after an
+// interrupt: the pods must go, or CNI state and shims are left behind.
+const cleanupTimeout = 5 * time.Minute
+
+// recorder collects one runtime's samples of one workload.
+type recorder struct {
+	mu      sync.Mutex // guards samples: parallel workloads record concurrently
+	samples map[string][]float64
+}
+
+func (c *recorder) Record(id string, v float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.samples[id] = append(c.samples[id], v)
+}
+
+func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.WorkloadResult {
+	rounds := e.Rounds(r.Config)
+	recs := make([]*recorder, len(r.Targets))
+	errs := make([]error, len(r.Targets))
+	for i := range recs {
+		recs[i] = &recorder{samples: map[string][]float64{}}
+	}
+	for round := 1; round <= rounds; round++ {
+		for i, t := range r.Targets {
+			if errs[i] != nil || ctx.Err() != nil {
+				continue // it failed in an earlier round: do not retry each round
+			}
+			t0 := time.Now()
+			errs[i] = r.once(ctx, e, t, recs[i])
+			r.logf("%-20s round %d/%d %-10s %6.1fs %s", e.Name, round, rounds, t.Name, time.Since(t0).Seconds(), brief(errs[i]))
+		}
+	}
+	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds}
+	for _, f := range e.Figures {
+		fr := report.FigureResult{Figure: f}
+		for i, t := range r.Targets {
+			fr.Outcomes = append(fr.Outcomes, outcome(t.Name, recs[i].samples[f.ID], errs[i]))
+		}
+		res.Figures = append(res.Figures, fr)
+	}
+	return res
+}
+
+// once runs one round of e on t: Setup, Run, and always Teardown and a
+// sweep of leftover pods.
+func (r *Runner) once(ctx context.Context, e workload.Entry, t *target.Target, rec workload.Recorder) error {
+	w := e.New(r.Config)
+	err := w.Setup(ctx, t)
+	if err != nil {
+		err = fmt.Errorf("setup: %w", err)
+	} else if err = w.Run(ctx, t, rec); err != nil {
+		err = fmt.Errorf("run: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if terr := w.Teardown(cctx, t); terr != nil && !unimplemented(terr) {
+		err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
+	}
+	if serr := workload.Sweep(cctx, t); serr != nil && !unimplemented(serr) {
+		err = errors.Join(err, fmt.Errorf("sweep: %w", serr))
+	}
+	return err
+}
+
+// outcome turns samples and the error that ended the rounds into a figure's
+// outcome for one runtime.
+func outcome(name string, samples []float64, err error) report.Outcome {
+	o := report.Outcome{Runtime: name, Samples: samples}
+	if len(samples) > 0 {
+		s := stats.Summarize(samples)
+		o.Summary = &s
+	}
+	switch {
+	case err == nil && len(samples) > 0:
+		o.Status = report.StatusOK
+	case err == nil:
+		o.Status, o.Note = report.StatusFailed, "no samples recorded"
+	case unimplemented(err) && len(samples) == 0:
+		o.Status, o.Note = report.StatusSkipped, fmt.Sprintf("not supported by %s yet (%s)", name, brief(err))
+	case unimplemented(err):
+		// Measured before the workload reached an RPC the runtime lacks
+		// (the idle memory before the first pod): complete as it is.
+		o.Status = report.StatusOK
+	case len(samples) > 0:
+		o.Status, o.Note = report.StatusPartial, "stopped early: "+brief(err)
+	default:
+		o.Status, o.Note = report.StatusFailed, brief(err)
+	}
+	return o
+}
+
+// unimplemented is true when err carries the gRPC code Unimplemented: the
+// runtime lacks an RPC, which the report shows as skipped, not failed.
+// status.Code finds a status wrapped with %w or errors.Join.
+func unimplemented(err error) bool {
+	return status.Code(err) == codes.Unimplemented
+}
+
+// brief is err on one line, without gRPC's verbose prefix.
+func brief(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	s := strings.ReplaceAll(err.Error(), "\n", "; ")
+	s = strings.ReplaceAll(s, "rpc error: code = ", "")
+	s = strings.ReplaceAll(s, " desc = ", " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	if r.Log != nil {
+		fmt.Fprintf(r.Log, "bench: "+format+"\n", args...)
+	}
+}

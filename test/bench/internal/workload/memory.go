@@ -1,0 +1,82 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/berth-cri/berth/test/bench/internal/target"
+)
+
+var startMemoryFigures = []Figure{
+	{ID: "mem.start.daemon", Title: "daemon RSS just after start (nothing pulled or run yet)", Unit: "MiB"},
+	{ID: "mem.start.runtime", Title: "  runtime RSS just after start (daemon + helpers)", Unit: "MiB"},
+}
+
+var memoryFigures = []Figure{
+	{ID: "mem.idle.daemon", Title: "daemon RSS, no pods (after the workloads above)", Unit: "MiB"},
+	{ID: "mem.idle.runtime", Title: "runtime RSS, no pods (daemon + helpers)", Unit: "MiB"},
+	{ID: "mem.pod.rss", Title: "runtime-owned RSS per running pod ((with N pods - idle) / N)", Unit: "MiB"},
+	{ID: "mem.pod.pss", Title: "  the same in PSS (shared pages split among processes)", Unit: "MiB"},
+	{ID: "mem.procs", Title: "  runtime processes with N pods", Unit: "count"},
+}
+
+// memory measures what the runtime itself costs per pod: the daemon's
+// growth plus every helper process (containerd's shim per pod, berth's one
+// supervisor), not the pods' own processes (pause, sleep).
+type memory struct {
+	cfg  Config
+	pods []*pod
+}
+
+func (w *memory) Setup(ctx context.Context, t *target.Target) error {
+	return podSetup(ctx, t, w.cfg)
+}
+
+func (w *memory) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	daemon, idle, err := t.Usage()
+	if err != nil {
+		return err
+	}
+	rec.Record("mem.idle.daemon", kibToMiB(daemon.RSSKiB))
+	rec.Record("mem.idle.runtime", kibToMiB(idle.RSSKiB))
+	n := max(w.cfg.MemoryPods, 1)
+	for i := range n {
+		p, _, _, err := startPod(ctx, t, fmt.Sprintf("mem-%d", i), w.cfg.Image, sleepCmd)
+		if p != nil {
+			w.pods = append(w.pods, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, busy, err := t.Usage()
+	if err != nil {
+		return err
+	}
+	rec.Record("mem.pod.rss", kibToMiB(busy.RSSKiB-idle.RSSKiB)/float64(n))
+	rec.Record("mem.pod.pss", kibToMiB(busy.PSSKiB-idle.PSSKiB)/float64(n))
+	rec.Record("mem.procs", float64(busy.Procs))
+	return nil
+}
+
+func (w *memory) Teardown(ctx context.Context, t *target.Target) error {
+	return removePods(ctx, t, w.pods)
+}
+
+// startMemory reads the runtimes' memory before any other workload: the
+// footprint of a freshly started node daemon.
+type startMemory struct{}
+
+func (startMemory) Setup(context.Context, *target.Target) error { return nil }
+
+func (startMemory) Run(_ context.Context, t *target.Target, rec Recorder) error {
+	daemon, all, err := t.Usage()
+	if err != nil {
+		return err
+	}
+	rec.Record("mem.start.daemon", kibToMiB(daemon.RSSKiB))
+	rec.Record("mem.start.runtime", kibToMiB(all.RSSKiB))
+	return nil
+}
+
+func (startMemory) Teardown(context.Context, *target.Target) error { return nil }

@@ -1,0 +1,135 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/berth-cri/berth/test/bench/internal/target"
+)
+
+var podStartFigures = []Figure{
+	{ID: "pod.start", Title: "warm pod start (RunPodSandbox + CreateContainer + StartContainer)", Unit: "ms"},
+	{ID: "pod.start.run", Title: "  RunPodSandbox (incl. CNI ADD)", Unit: "ms"},
+	{ID: "pod.start.create", Title: "  CreateContainer", Unit: "ms"},
+	{ID: "pod.start.start", Title: "  StartContainer", Unit: "ms"},
+	{ID: "pod.teardown", Title: "pod teardown (StopPodSandbox + RemovePodSandbox, incl. CNI DEL)", Unit: "ms"},
+}
+
+var parallelFigures = []Figure{
+	{ID: "pod.parallel", Title: "warm pod start, N at once: each pod", Unit: "ms"},
+	{ID: "pod.parallel.wall", Title: "  wall time of the batch", Unit: "ms"},
+}
+
+// podSetup pulls the container and pause images: the pod figures are for
+// warm starts, as kubelet's usual case (image already on the node).
+func podSetup(ctx context.Context, t *target.Target, cfg Config) error {
+	return ensureImages(ctx, t, cfg.Image, cfg.SandboxImage)
+}
+
+// podStart starts one pod at a time and tears it down again, so that each
+// sample sees the same number of pods on the node.
+type podStart struct {
+	cfg  Config
+	pods []*pod // started and not yet removed
+}
+
+func (w *podStart) Setup(ctx context.Context, t *target.Target) error {
+	return podSetup(ctx, t, w.cfg)
+}
+
+func (w *podStart) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	for i := range w.cfg.perRound(w.cfg.Samples) {
+		p, _, st, err := startPod(ctx, t, fmt.Sprintf("start-%d", i), w.cfg.Image, sleepCmd)
+		if p != nil {
+			w.pods = append(w.pods, p)
+		}
+		if err != nil {
+			return err
+		}
+		rec.Record("pod.start", ms(st.total()))
+		rec.Record("pod.start.run", ms(st.run))
+		rec.Record("pod.start.create", ms(st.create))
+		rec.Record("pod.start.start", ms(st.start))
+
+		d, err := removePod(ctx, t, p.id)
+		if err != nil {
+			return err
+		}
+		w.pods = w.pods[:len(w.pods)-1]
+		rec.Record("pod.teardown", ms(d))
+	}
+	return nil
+}
+
+func (w *podStart) Teardown(ctx context.Context, t *target.Target) error {
+	return removePods(ctx, t, w.pods)
+}
+
+// parallelStart starts ParallelPods pods at once, as kubelet does when a
+// node receives several pods together; each pod's own latency and the
+// batch's wall time are recorded. Batches per round make up Samples pods.
+type parallelStart struct {
+	cfg  Config
+	mu   sync.Mutex // guards pods, appended by the starting goroutines
+	pods []*pod
+}
+
+func (w *parallelStart) Setup(ctx context.Context, t *target.Target) error {
+	return podSetup(ctx, t, w.cfg)
+}
+
+func (w *parallelStart) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	n := max(w.cfg.ParallelPods, 1)
+	batches := max(w.cfg.perRound(w.cfg.Samples)/n, 1)
+	for b := range batches {
+		if err := w.batch(ctx, t, rec, b, n); err != nil {
+			return err
+		}
+		// Remove the batch untimed before the next, so every batch starts
+		// on an equally empty node.
+		w.mu.Lock()
+		pods := w.pods
+		w.pods = nil
+		w.mu.Unlock()
+		if err := removePods(ctx, t, pods); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *parallelStart) batch(ctx context.Context, t *target.Target, rec Recorder, b, n int) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			p, _, st, err := startPod(ctx, t, fmt.Sprintf("par-%d-%d", b, i), w.cfg.Image, sleepCmd)
+			if p != nil {
+				w.mu.Lock()
+				w.pods = append(w.pods, p)
+				w.mu.Unlock()
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			rec.Record("pod.parallel", ms(st.total()))
+		})
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	rec.Record("pod.parallel.wall", ms(wall))
+	return nil
+}
+
+func (w *parallelStart) Teardown(ctx context.Context, t *target.Target) error {
+	return removePods(ctx, t, w.pods)
+}

@@ -1,0 +1,154 @@
+// Package workload holds the benchmark's workloads: what is done to a
+// runtime through the CRI and which figures it yields. Each workload family
+// has its own file; Table lists them all, in report order. Adding one means
+// writing a type with Setup/Run/Teardown and a line in Table.
+package workload
+
+import (
+	"context"
+	"time"
+
+	"github.com/berth-cri/berth/test/bench/internal/target"
+)
+
+// Figure is one number the report compares across runtimes. Every figure
+// is a cost: lower is better.
+type Figure struct {
+	ID    string `json:"id"` // stable key in results.json, e.g. "pull.cold"
+	Title string `json:"title"`
+	Unit  string `json:"unit"` // "ms", "MiB", "KiB", "count"
+}
+
+// Recorder receives samples. It is safe for concurrent use.
+type Recorder interface {
+	Record(figureID string, value float64)
+}
+
+// Workload runs against one runtime. A new instance is made for each round
+// and runtime, so it may keep that runtime's state (pod ids) in fields.
+type Workload interface {
+	// Setup prepares what Run needs and does not measure (pulled images,
+	// a pod to exec into).
+	Setup(ctx context.Context, t *target.Target) error
+	// Run does one round of measured work, recording samples as it goes,
+	// so that a failure half-way keeps what was measured.
+	Run(ctx context.Context, t *target.Target, rec Recorder) error
+	// Teardown removes everything Setup and Run created. It runs even when
+	// they failed.
+	Teardown(ctx context.Context, t *target.Target) error
+}
+
+// Entry is a workload in the table.
+type Entry struct {
+	Name        string
+	Description string
+	Figures     []Figure
+	// Rounds is how many times the runner alternates between runtimes.
+	// Heavy set-ups (hundreds of containers) run once per runtime.
+	Rounds func(Config) int
+	New    func(Config) Workload
+}
+
+// Config sizes the workloads; hack/bench.sh passes the full or the quick
+// set through flags.
+type Config struct {
+	Rounds         int    `json:"rounds"`          // alternations for light workloads
+	Samples        int    `json:"samples"`         // samples per small-operation figure, over all rounds
+	ColdPulls      int    `json:"cold_pulls"`      // cold pulls per runtime (one per round)
+	ParallelPods   int    `json:"parallel_pods"`   // pods started at once
+	MemoryPods     int    `json:"memory_pods"`     // running pods for the memory figures
+	MemoryRounds   int    `json:"memory_rounds"`   // memory measurements per runtime
+	ListContainers int    `json:"list_containers"` // running containers for the list figures
+	PullImage      string `json:"pull_image"`      // the multi-layer image
+	Image          string `json:"image"`           // container image (busybox)
+	SandboxImage   string `json:"sandbox_image"`   // pre-pulled so pod starts are warm
+}
+
+// perRound splits n samples over the rounds, rounding up.
+func (c Config) perRound(n int) int {
+	r := max(c.Rounds, 1)
+	return max((n+r-1)/r, 1)
+}
+
+func light(c Config) int { return max(c.Rounds, 1) }
+func once(Config) int    { return 1 }
+
+// Table is every workload, in the order they run and are reported. The
+// start-up footprint comes first, then pulls, before any pod has started,
+// and memory last, so its "idle" figure is of a daemon that has done
+// everything else.
+func Table() []Entry {
+	return []Entry{
+		{
+			Name:        "start-memory",
+			Description: "resident memory of the freshly started runtime",
+			Figures:     startMemoryFigures,
+			Rounds:      once,
+			New:         func(Config) Workload { return startMemory{} },
+		},
+		{
+			Name:        "pull-cold",
+			Description: "PullImage of the multi-layer image after RemoveImage (download + unpack)",
+			Figures:     coldPullFigures,
+			Rounds:      func(c Config) int { return max(c.ColdPulls, 1) },
+			New:         func(c Config) Workload { return &coldPull{cfg: c} },
+		},
+		{
+			Name:        "pull-warm",
+			Description: "PullImage of the multi-layer image already present (no layer should move)",
+			Figures:     rePullFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &rePull{cfg: c} },
+		},
+		{
+			Name:        "pod-start",
+			Description: "RunPodSandbox + CreateContainer + StartContainer (busybox sleep), images present, one pod at a time; then StopPodSandbox + RemovePodSandbox",
+			Figures:     podStartFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &podStart{cfg: c} },
+		},
+		{
+			Name:        "pod-start-parallel",
+			Description: "the same pod start, N pods at once",
+			Figures:     parallelFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &parallelStart{cfg: c} },
+		},
+		{
+			Name:        "container-lifecycle",
+			Description: "CreateContainer, StartContainer, StopContainer, RemoveContainer in a running pod",
+			Figures:     lifecycleFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &lifecycle{cfg: c} },
+		},
+		{
+			Name:        "exec-sync",
+			Description: "ExecSync /bin/true in a running container (a probe)",
+			Figures:     execFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &execSync{cfg: c} },
+		},
+		{
+			Name:        "list",
+			Description: "ListContainers and ListContainerStats with many running containers",
+			Figures:     listFigures,
+			Rounds:      once,
+			New:         func(c Config) Workload { return &list{cfg: c} },
+		},
+		{
+			Name:        "memory",
+			Description: "resident memory of the runtime's own processes, idle and with many running pods",
+			Figures:     memoryFigures,
+			Rounds:      func(c Config) int { return max(c.MemoryRounds, 1) },
+			New:         func(c Config) Workload { return &memory{cfg: c} },
+		},
+	}
+}
+
+// ms converts a duration to the milliseconds figures are recorded in.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// mib and kib convert byte counts; kibToMiB the KiB of /proc.
+func mib(b int64) float64      { return float64(b) / (1 << 20) }
+func kib(b int64) float64      { return float64(b) / (1 << 10) }
+func kibToMiB(k int64) float64 { return float64(k) / (1 << 10) }

@@ -1,0 +1,56 @@
+# berthd for hack/bench.sh (sourced): bin/berthd from make build, private
+# dirs, the same mirrors, its own CNI network.
+
+BERTH_DIR=$BENCH_WORK/berth
+BERTH_SOCK=$BERTH_DIR/run/berth.sock
+BERTH_NETWORK=berth-bench BERTH_BRIDGE=bbench0 BERTH_SUBNET=10.231.0.0/16
+BERTHD=${BERTHD:-$BENCH_TOP/bin/berthd}
+BERTH_PID=
+
+berth_start() {
+	mkdir -p "$BERTH_DIR/logs"
+	write_mirrors "$BERTH_DIR/certs.d"
+	write_cni "$BERTH_DIR/net.d" "$BERTH_NETWORK" "$BERTH_BRIDGE" "$BERTH_SUBNET" "$BERTH_DIR/cni-networks"
+	cat >"$BERTH_DIR/berth.toml" <<-TOML
+		listen = "$BERTH_SOCK"
+		root_dir = "$BERTH_DIR/root"
+		state_dir = "$BERTH_DIR/run"
+		log_level = "warn"
+		sandbox_image = "registry.k8s.io/pause:3.10"
+		[registry]
+		config_path = "$BERTH_DIR/certs.d"
+		[cni]
+		conf_dir = "$BERTH_DIR/net.d"
+		bin_dirs = ["/usr/lib/cni"]
+	TOML
+	# setsid: see containerd_start.
+	setsid "$BERTHD" --config "$BERTH_DIR/berth.toml" >"$BERTH_DIR/berthd.log" 2>&1 &
+	BERTH_PID=$!
+	wait_cri berthd "unix://$BERTH_SOCK" "$BERTH_PID" "$BERTH_DIR/berthd.log"
+}
+
+# berth_target: this runtime's entry of targets.json. The supervisor is
+# found by the state dir on its command line.
+berth_target() {
+	cat <<-JSON
+		{"name": "berth", "endpoint": "unix://$BERTH_SOCK", "daemon_pid": $BERTH_PID,
+		 "helper_cmdline": ["berth-supervisor", "--state-dir $BERTH_DIR/run"],
+		 "root_dir": "$BERTH_DIR/root", "log_dir": "$BERTH_DIR/logs",
+		 "versions": [["$BERTHD", "--version"]]}
+	JSON
+}
+
+# berth_stop: remove every pod, stop berthd, then its supervisor, which is
+# detached on purpose (it outlives berthd restarts) and so is ours to stop.
+berth_stop() {
+	local pid
+	if [[ -n $BERTH_PID ]] && kill -0 "$BERTH_PID" 2>/dev/null; then
+		remove_all_pods "unix://$BERTH_SOCK"
+		stop_pid berthd "$BERTH_PID"
+		wait "$BERTH_PID" 2>/dev/null || true
+	fi
+	for pid in $(pids_matching berth-supervisor "--state-dir $BERTH_DIR/run"); do
+		stop_pid berth-supervisor "$pid"
+	done
+	remove_bridge "$BERTH_BRIDGE" "$BERTH_NETWORK"
+}
