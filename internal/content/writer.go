@@ -110,11 +110,9 @@ func (w *Writer) commit() error {
 	tmp := w.f.Name()
 	w.done = true
 	target, _ := w.s.path(d)
-	if _, err := os.Stat(target); err == nil {
-		// Another writer published the same content first.
-		os.Remove(tmp)
-		return nil
-	}
+	// A blob already there (another writer published the same content
+	// first) is replaced all the same: the rename is atomic, our copy is
+	// verified, and the one there may be damaged (see WriteBlob).
 	dir := filepath.Dir(target)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		os.Remove(tmp)
@@ -146,9 +144,10 @@ func (w *Writer) Close() error {
 }
 
 // WriteBlob stores data as the blob desc, verified. Storing a blob that is
-// already present does nothing.
+// already present and intact does nothing; a damaged copy is replaced, so a
+// re-pull repairs it.
 func (s *Store) WriteBlob(desc ocispec.Descriptor, data []byte) error {
-	if s.Exists(desc.Digest) {
+	if s.Verify(desc.Digest) == nil {
 		return nil
 	}
 	w, err := s.Writer(desc)

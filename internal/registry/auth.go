@@ -66,6 +66,31 @@ func (a *Auth) authConfig() (authn.AuthConfig, error) {
 	return c, nil
 }
 
+// secrets are the strings of a that must never be shown: every field but
+// the user name, and the encodings of user and password a registry may
+// echo (the Basic header's base64, a decoded "auth" field's password).
+func (a *Auth) secrets() []string {
+	if a.isEmpty() {
+		return nil
+	}
+	var out []string
+	add := func(s string) {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	add(a.Password)
+	add(a.Auth)
+	add(a.IdentityToken)
+	add(a.RegistryToken)
+	if c, err := a.authConfig(); err == nil && c.Password != "" {
+		add(c.Password)
+		add(base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password)))
+		add(base64.URLEncoding.EncodeToString([]byte(c.Username + ":" + c.Password)))
+	}
+	return out
+}
+
 // fingerprint identifies a credential in memory (a cache key) without
 // keeping it in a readable form.
 func (a *Auth) fingerprint() [32]byte {

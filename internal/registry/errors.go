@@ -84,16 +84,45 @@ func statusError(host string, code int, detail string) *hostError {
 	return e
 }
 
+// knownCodes are the error codes of the distribution spec (plus the two
+// Docker Hub and go-containerregistry use for 5xx).
+var knownCodes = map[string]bool{
+	"BLOB_UNKNOWN": true, "BLOB_UPLOAD_INVALID": true, "BLOB_UPLOAD_UNKNOWN": true,
+	"DIGEST_INVALID": true, "MANIFEST_BLOB_UNKNOWN": true, "MANIFEST_INVALID": true,
+	"MANIFEST_UNKNOWN": true, "MANIFEST_UNVERIFIED": true, "NAME_INVALID": true,
+	"NAME_UNKNOWN": true, "SIZE_INVALID": true, "TAG_INVALID": true, "UNAUTHORIZED": true,
+	"DENIED": true, "UNSUPPORTED": true, "TOOMANYREQUESTS": true, "UNKNOWN": true,
+	"UNAVAILABLE": true,
+}
+
 // diagnostics lists the registry's error codes (MANIFEST_UNKNOWN…), not its
-// messages, which are free text from a server we do not trust.
+// messages, which are free text from a server we do not trust. A code is
+// free text too: only the spec's are repeated (a hostile registry could put
+// the password it was sent in one).
 func diagnostics(te *transport.Error) string {
 	var codes []string
 	for _, d := range te.Errors {
-		if d.Code != "" {
-			codes = append(codes, string(d.Code))
+		switch c := string(d.Code); {
+		case knownCodes[c]:
+			codes = append(codes, c)
+		case c != "":
+			codes = append(codes, "unknown error code")
 		}
 	}
 	return strings.Join(codes, ", ")
+}
+
+// scrub replaces every secret of creds found in reason by "<redacted>".
+// Reasons are built without credentials, but some carry text from the
+// registry (a token server's unexpected answer, a challenge's parameters),
+// and a hostile registry may echo what it was sent.
+func scrub(reason string, creds []*Auth) string {
+	for _, c := range creds {
+		for _, s := range c.secrets() {
+			reason = strings.ReplaceAll(reason, s, redacted)
+		}
+	}
+	return reason
 }
 
 // kindRank orders failure kinds by how much they tell the user: a registry

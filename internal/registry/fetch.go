@@ -26,10 +26,14 @@ const (
 )
 
 // Size caps against hostile or broken registries: a manifest is a few KiB,
-// an image config rarely more than a few hundred.
+// an image config rarely more than a few hundred. CRI-O's image library caps
+// both at 4 MiB too, so no image that runs elsewhere needs more; a bigger
+// config (a 10 MB env list) could not start a container anyway (execve takes
+// a few MiB of arguments and environment at most) and would be copied into
+// every record and ImageStatus answer.
 const (
 	MaxManifestSize = 4 << 20
-	MaxConfigSize   = 16 << 20
+	MaxConfigSize   = 4 << 20
 )
 
 // manifestAccept is sent on every manifest request, preferred types first.
@@ -174,7 +178,8 @@ func (r *Resolver) eachHost(ctx context.Context, cfg *config, all, hosts []Host,
 			continue
 		}
 		tried[h.URL()] = true
-		for _, cred := range candidates(cfg, h, h.URL() == server, ref, auth) {
+		creds := candidates(cfg, h, h.URL() == server, ref, auth)
+		for _, cred := range creds {
 			if err := ctx.Err(); err != nil {
 				return Host{}, ctxErr(ctx, what, h.URL())
 			}
@@ -189,6 +194,7 @@ func (r *Resolver) eachHost(ctx context.Context, cfg *config, all, hosts []Host,
 				return Host{}, ctxErr(ctx, what, h.URL())
 			}
 			he := classify(h.URL(), err)
+			he.reason = scrub(he.reason, append(creds, auth))
 			errs = append(errs, he)
 			if !errors.Is(he.kind, errdefs.ErrUnauthenticated) {
 				break // another credential cannot help with this host
@@ -275,7 +281,7 @@ func manifestType(h Host, contentType string, data []byte) (string, error) {
 
 // getBlob GETs blobs/<digest> from h. Redirects (to blob storage) are
 // followed without the registry's credentials. With limit, the body fails
-// past desc.Size bytes.
+// past desc.Size bytes, a size of 0 included: an endless body must end.
 func getBlob(ctx context.Context, c *http.Client, h Host, repo string, desc ocispec.Descriptor, limit bool) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL()+"/"+repo+"/blobs/"+desc.Digest.String(), nil)
 	if err != nil {
@@ -294,7 +300,7 @@ func getBlob(ctx context.Context, c *http.Client, h Host, repo string, desc ocis
 		return nil, &hostError{host: h.URL(), kind: ErrDigestMismatch,
 			reason: fmt.Sprintf("blob %s: registry sends %d bytes, descriptor says %d", desc.Digest, resp.ContentLength, desc.Size)}
 	}
-	if desc.Size == 0 || !limit {
+	if !limit {
 		return resp.Body, nil
 	}
 	return &sizeLimitedBody{rc: resp.Body, left: desc.Size, host: h.URL(), dgst: desc.Digest}, nil

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,7 +111,7 @@ func (r *Resolver) client(ctx context.Context, cfg *config, h Host, repo string,
 				r.cacheMu.Unlock()
 				return nil, e.err
 			}
-			return &http.Client{Transport: e.rt}, nil
+			return newClient(e.rt), nil
 		}
 		r.cacheMu.Unlock()
 		select {
@@ -119,7 +120,7 @@ func (r *Resolver) client(ctx context.Context, cfg *config, h Host, repo string,
 			return nil, ctx.Err()
 		}
 		if e.err == nil {
-			return &http.Client{Transport: e.rt}, nil
+			return newClient(e.rt), nil
 		}
 		// The handshake we waited for failed, perhaps only because its
 		// caller gave up: try our own, unless ours has given up too.
@@ -174,4 +175,19 @@ func (r *Resolver) handshake(ctx context.Context, cfg *config, h Host, repo stri
 	}
 	scopes := []string{reg.Repo(repo).Scope(transport.PullScope)}
 	return transport.NewWithContext(ctx, reg, authr, cfg.roundTripper(h), scopes)
+}
+
+// maxRedirects bounds the redirects one request follows (blob storage needs
+// one or two); more is a loop or a registry playing games.
+const maxRedirects = 10
+
+// newClient is an HTTP client over rt whose redirect loops end with an error
+// that says so.
+func newClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects (a redirect loop?)", maxRedirects)
+		}
+		return nil
+	}}
 }
