@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // drainGrace bounds how long output is read after the exec'd process ended:
@@ -102,6 +104,11 @@ func (e *Execer) Sync(ctx context.Context, t Target, cmd []string, timeout time.
 	outR.SetReadDeadline(now)
 	errR.SetReadDeadline(now)
 	<-ioDone
+	// A reader the deadline stopped may not have had its turn yet (a
+	// loaded node): what the process wrote before it ended is in the pipe
+	// all the same, and must not be lost. Take it without waiting.
+	out.drainReady(&stdout, outR)
+	out.drainReady(&stderr, errR)
 	outR.Close()
 	errR.Close()
 
@@ -144,5 +151,33 @@ func (c *capped) copy(dst *[]byte, r io.Reader) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// drainReady appends what f holds right now to *dst, within the budget,
+// without waiting for more. f's read deadline is cleared: the raw reads
+// below never block on a non-blocking pipe, and a deadline would refuse
+// them.
+func (c *capped) drainReady(dst *[]byte, f *os.File) {
+	f.SetReadDeadline(time.Time{})
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 32*1024)
+	for {
+		n := 0
+		rerr := rc.Read(func(fd uintptr) bool {
+			n, err = unix.Read(int(fd), buf)
+			return true // never wait for readiness
+		})
+		if rerr != nil || err != nil || n <= 0 {
+			return
+		}
+		c.mu.Lock()
+		keep := min(n, c.left)
+		*dst = append(*dst, buf[:keep]...)
+		c.left -= keep
+		c.mu.Unlock()
 	}
 }

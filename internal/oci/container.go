@@ -31,6 +31,10 @@ type ContainerInput struct {
 	Image    ocispec.ImageConfig
 	// Rootfs is the container's mounted root filesystem.
 	Rootfs string
+	// ImageVolumes maps the cleaned container path of each image mount
+	// (see ImageVolumes) to the host path mounted for it: the image's
+	// read-only snapshot, or image_sub_path inside it.
+	ImageVolumes map[string]string
 	// CgroupParent overrides SandboxConfig.linux.cgroup_parent; both empty
 	// means DefaultCgroupParent.
 	CgroupParent string
@@ -196,7 +200,7 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 // containerMounts orders standard mounts, the pod's files and the CRI
 // mounts; a CRI mount replaces any runtime mount at the same path.
 func containerMounts(in ContainerInput, privileged, readonlyRoot bool) ([]specs.Mount, string, error) {
-	cri, rootProp, err := criMounts(in.Config.GetMounts())
+	cri, rootProp, err := criMounts(in.Config.GetMounts(), in.ImageVolumes)
 	if err != nil {
 		return nil, "", err
 	}

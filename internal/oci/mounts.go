@@ -29,10 +29,56 @@ type PodFiles struct {
 // options, applied by the runtime on the bind mount).
 var mountOptionsAllowed = []string{"noexec", "nodev", "nosuid", "noatime", "nodiratime", "relatime", "strictatime"}
 
-// criMounts converts the CRI mounts. It also returns the rootfs propagation
-// the mounts need: a shared or slave mount only propagates if the container's
-// root mount does too.
-func criMounts(ms []*runtimeapi.Mount) ([]specs.Mount, string, error) {
+// ImageVolumeMountFailed starts the message of every image volume error:
+// CRI-CONTRACT.md, after kubelet's reason for such failures.
+const ImageVolumeMountFailed = "ImageVolumeMountFailed"
+
+// ImageVolume is a CRI mount of an image (Mount.image, KEP 4639).
+type ImageVolume struct {
+	// Index is the mount's position in ContainerConfig.mounts.
+	Index int
+	// ContainerPath is cleaned; it keys ContainerInput.ImageVolumes.
+	ContainerPath string
+	// Image is the image as asked (kubelet sends the id PullImage returned).
+	Image string
+	// SubPath is image_sub_path: a directory or file of the image to mount
+	// instead of its root; "" is the root.
+	SubPath string
+}
+
+// ImageVolumes validates the image mounts among ms and lists them, before
+// anything is mounted for them. Image volumes are read-only by nature: a
+// read-write one is refused rather than silently made read-only, as
+// api.proto's image field asks.
+func ImageVolumes(ms []*runtimeapi.Mount) ([]ImageVolume, error) {
+	var out []ImageVolume
+	for i, m := range ms {
+		if m.GetImage().GetImage() == "" {
+			continue
+		}
+		field := fmt.Sprintf("mounts[%d]", i)
+		dst := m.GetContainerPath()
+		if !path.IsAbs(dst) || hasNUL(dst) {
+			return nil, fmt.Errorf("%s: %s.container_path %q must be an absolute path: %w", ImageVolumeMountFailed, field, dst, errdefs.ErrInvalidArgument)
+		}
+		if !m.GetReadonly() {
+			return nil, fmt.Errorf("%s: %s: image volume %q at %s must be readonly (image volumes cannot be written): %w",
+				ImageVolumeMountFailed, field, m.GetImage().GetImage(), dst, errdefs.ErrInvalidArgument)
+		}
+		sub := m.GetImageSubPath()
+		if hasNUL(sub) || slices.Contains(strings.Split(sub, "/"), "..") {
+			return nil, fmt.Errorf("%s: %s.image_sub_path %q must be a path inside the image: %w", ImageVolumeMountFailed, field, sub, errdefs.ErrInvalidArgument)
+		}
+		out = append(out, ImageVolume{Index: i, ContainerPath: path.Clean(dst), Image: m.GetImage().GetImage(), SubPath: sub})
+	}
+	return out, nil
+}
+
+// criMounts converts the CRI mounts; imageVolumes maps the container path
+// of each image mount to the host path prepared for it. It also returns the
+// rootfs propagation the mounts need: a shared or slave mount only
+// propagates if the container's root mount does too.
+func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.Mount, string, error) {
 	var out []specs.Mount
 	rootProp := ""
 	for i, m := range ms {
@@ -41,23 +87,33 @@ func criMounts(ms []*runtimeapi.Mount) ([]specs.Mount, string, error) {
 		if !path.IsAbs(dst) || hasNUL(dst) {
 			return nil, "", fmt.Errorf("%s.container_path %q must be an absolute path: %w", field, dst, errdefs.ErrInvalidArgument)
 		}
-		if m.GetImage().GetImage() != "" {
-			return nil, "", fmt.Errorf("%s: image volumes (mount of image %q) are not supported yet: %w", field, m.GetImage().GetImage(), errdefs.ErrUnimplemented)
-		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			return nil, "", fmt.Errorf("%s: id-mapped mounts need user namespaces, which berth does not support: %w", field, errdefs.ErrUnimplemented)
 		}
-		src := m.GetHostPath()
-		if !path.IsAbs(src) || hasNUL(src) {
-			return nil, "", fmt.Errorf("%s.host_path %q must be an absolute path: %w", field, src, errdefs.ErrInvalidArgument)
-		}
-		// api.proto: follow a symlinked host path and mount its target.
-		real, err := filepath.EvalSymlinks(src)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-				return nil, "", fmt.Errorf("%s.host_path %s does not exist: %w", field, src, errdefs.ErrNotFound)
+		var real string
+		if img := m.GetImage().GetImage(); img != "" {
+			// The caller mounted the image and resolved the sub path
+			// inside it: nothing to follow here.
+			if !m.GetReadonly() {
+				return nil, "", fmt.Errorf("%s: %s: image volume %q must be readonly: %w", ImageVolumeMountFailed, field, img, errdefs.ErrInvalidArgument)
 			}
-			return nil, "", fmt.Errorf("%s.host_path %s: %v: %w", field, src, err, errdefs.ErrInvalidArgument)
+			if real = imageVolumes[path.Clean(dst)]; real == "" {
+				return nil, "", fmt.Errorf("%s: %s: image volume %q at %s was not prepared: %w", ImageVolumeMountFailed, field, img, dst, errdefs.ErrFailedPrecondition)
+			}
+		} else {
+			src := m.GetHostPath()
+			if !path.IsAbs(src) || hasNUL(src) {
+				return nil, "", fmt.Errorf("%s.host_path %q must be an absolute path: %w", field, src, errdefs.ErrInvalidArgument)
+			}
+			// api.proto: follow a symlinked host path and mount its target.
+			var err error
+			real, err = filepath.EvalSymlinks(src)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+					return nil, "", fmt.Errorf("%s.host_path %s does not exist: %w", field, src, errdefs.ErrNotFound)
+				}
+				return nil, "", fmt.Errorf("%s.host_path %s: %v: %w", field, src, err, errdefs.ErrInvalidArgument)
+			}
 		}
 
 		opts := []string{"rbind"}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -18,6 +19,8 @@ func TestCRIMounts(t *testing.T) {
 	if err := os.Symlink(dir, link); err != nil {
 		t.Fatal(err)
 	}
+	imageDir := t.TempDir()
+	imageVolumes := map[string]string{"/data": imageDir}
 	m := func(mod func(*runtimeapi.Mount)) *runtimeapi.Mount {
 		x := &runtimeapi.Mount{ContainerPath: "/data", HostPath: dir}
 		if mod != nil {
@@ -55,13 +58,25 @@ func TestCRIMounts(t *testing.T) {
 		{"relative host path", m(func(x *runtimeapi.Mount) { x.HostPath = "rel" }), nil, "", "", errdefs.ErrInvalidArgument, "host_path"},
 		{"relative container path", m(func(x *runtimeapi.Mount) { x.ContainerPath = "data" }), nil, "", "", errdefs.ErrInvalidArgument, "container_path"},
 		{"unknown propagation", m(func(x *runtimeapi.Mount) { x.Propagation = 7 }), nil, "", "", errdefs.ErrInvalidArgument, "propagation"},
-		{"image volume", m(func(x *runtimeapi.Mount) { x.HostPath, x.Image = "", &runtimeapi.ImageSpec{Image: "sha256:abc"} }),
-			nil, "", "", errdefs.ErrUnimplemented, "image volumes"},
+		{"image volume", m(func(x *runtimeapi.Mount) {
+			x.HostPath, x.Image, x.Readonly = "", &runtimeapi.ImageSpec{Image: "sha256:abc"}, true
+		}), []string{"rbind", "rprivate", "ro"}, imageDir, "", nil, ""},
+		{"image volume, recursive read-only", m(func(x *runtimeapi.Mount) {
+			x.HostPath, x.Image, x.Readonly, x.RecursiveReadOnly = "", &runtimeapi.ImageSpec{Image: "sha256:abc"}, true, true
+		}), []string{"rbind", "rprivate", "ro", "rro"}, imageDir, "", nil, ""},
+		{"image volume path not normal", m(func(x *runtimeapi.Mount) {
+			x.ContainerPath, x.HostPath, x.Image, x.Readonly = "/data/", "", &runtimeapi.ImageSpec{Image: "sha256:abc"}, true
+		}), []string{"rbind", "rprivate", "ro"}, imageDir, "", nil, ""},
+		{"image volume read-write", m(func(x *runtimeapi.Mount) { x.HostPath, x.Image = "", &runtimeapi.ImageSpec{Image: "sha256:abc"} }),
+			nil, "", "", errdefs.ErrInvalidArgument, "ImageVolumeMountFailed: mounts[0]: image volume"},
+		{"image volume not prepared", m(func(x *runtimeapi.Mount) {
+			x.ContainerPath, x.HostPath, x.Image, x.Readonly = "/elsewhere", "", &runtimeapi.ImageSpec{Image: "sha256:abc"}, true
+		}), nil, "", "", errdefs.ErrFailedPrecondition, "ImageVolumeMountFailed: mounts[0]"},
 		{"id-mapped", m(func(x *runtimeapi.Mount) { x.UidMappings = []*runtimeapi.IDMapping{{Length: 1}} }), nil, "", "", errdefs.ErrUnimplemented, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, prop, err := criMounts([]*runtimeapi.Mount{tt.mount})
+			got, prop, err := criMounts([]*runtimeapi.Mount{tt.mount}, imageVolumes)
 			checkErr(t, err, tt.err, tt.substr)
 			if err != nil {
 				return
@@ -82,7 +97,7 @@ func TestCRIMountsParentsFirst(t *testing.T) {
 		{ContainerPath: "/a/b/c", HostPath: dir},
 		{ContainerPath: "/a", HostPath: dir},
 		{ContainerPath: "/x/y", HostPath: dir},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +137,15 @@ func TestContainerMounts(t *testing.T) {
 		{"no pod shm: private tmpfs", func(in *ContainerInput) { in.PodFiles.Shm = "" }, map[string]string{"/dev/shm": "shm"}, map[string]string{"/dev/shm": "mode=1777"}},
 		{"no pod files", func(in *ContainerInput) { in.PodFiles = PodFiles{Shm: "/s"} }, map[string]string{"/etc/hosts": "", "/etc/resolv.conf": ""}, nil},
 		{"read-only rootfs: pod files ro", func(in *ContainerInput) { secCtx(in).ReadonlyRootfs = true }, nil, map[string]string{"/etc/hosts": "ro", "/etc/resolv.conf": "ro", "/dev/shm": "rw"}},
+		{"image volumes beside host mounts", func(in *ContainerInput) {
+			in.Config.Mounts = []*runtimeapi.Mount{
+				{ContainerPath: "/data", HostPath: hostDir},
+				{ContainerPath: "/img", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "sha256:abc"}},
+				{ContainerPath: "/img-etc/", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "sha256:abc"}, ImageSubPath: "etc"},
+			}
+			in.ImageVolumes = map[string]string{"/img": "/snap/c1-vol1/merged", "/img-etc": "/snap/c1-vol2/merged/etc"}
+		}, map[string]string{"/data": hostDir, "/img": "/snap/c1-vol1/merged", "/img-etc": "/snap/c1-vol2/merged/etc"},
+			map[string]string{"/img": "ro", "/img-etc": "ro", "/data": "rw"}},
 		{"privileged: sysfs and cgroup rw", func(in *ContainerInput) {
 			secCtx(in).Privileged = true
 			in.SandboxConfig.Linux.SecurityContext.Privileged = true
@@ -157,6 +181,52 @@ func TestContainerMounts(t *testing.T) {
 				if !slices.Contains(got[dst].Options, opt) {
 					t.Errorf("%s options %q lack %q", dst, got[dst].Options, opt)
 				}
+			}
+		})
+	}
+}
+
+func TestImageVolumes(t *testing.T) {
+	img := func(mod func(*runtimeapi.Mount)) *runtimeapi.Mount {
+		x := &runtimeapi.Mount{ContainerPath: "/vol/", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "sha256:abc"}}
+		if mod != nil {
+			mod(x)
+		}
+		return x
+	}
+	tests := []struct {
+		name   string
+		mounts []*runtimeapi.Mount
+		want   []ImageVolume
+		err    error
+		substr string
+	}{
+		{"none", []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/x"}}, nil, nil, ""},
+		{"listed with their index", []*runtimeapi.Mount{
+			{ContainerPath: "/data", HostPath: "/x"},
+			img(nil),
+			img(func(x *runtimeapi.Mount) { x.ContainerPath, x.ImageSubPath = "/etc2", "etc/ssl" }),
+		}, []ImageVolume{{1, "/vol", "sha256:abc", ""}, {2, "/etc2", "sha256:abc", "etc/ssl"}}, nil, ""},
+		{"read-write refused", []*runtimeapi.Mount{img(func(x *runtimeapi.Mount) { x.Readonly = false })},
+			nil, errdefs.ErrInvalidArgument, "must be readonly"},
+		{"relative container path", []*runtimeapi.Mount{img(func(x *runtimeapi.Mount) { x.ContainerPath = "vol" })},
+			nil, errdefs.ErrInvalidArgument, "container_path"},
+		{"sub path escaping", []*runtimeapi.Mount{img(func(x *runtimeapi.Mount) { x.ImageSubPath = "etc/../../x" })},
+			nil, errdefs.ErrInvalidArgument, "image_sub_path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ImageVolumes(tt.mounts)
+			checkErr(t, err, tt.err, tt.substr)
+			if err != nil {
+				// CRI-CONTRACT.md: every image volume failure says so first.
+				if !strings.HasPrefix(err.Error(), ImageVolumeMountFailed+": ") {
+					t.Errorf("error %q does not start with %s", err, ImageVolumeMountFailed)
+				}
+				return
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ImageVolumes = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

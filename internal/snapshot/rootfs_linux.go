@@ -133,16 +133,22 @@ func (s *Store) mountFor(key string, chainIDs []digest.Digest) Mount {
 }
 
 func (s *Store) readLowers(key string) ([]digest.Digest, error) {
-	data, err := os.ReadFile(filepath.Join(s.keyDir(key), lowersFile))
+	return readLowersFile(filepath.Join(s.keyDir(key), lowersFile), "rootfs "+key)
+}
+
+// readLowersFile reads the chain IDs file of a rootfs or read-only
+// snapshot; what names it in errors.
+func readLowersFile(file, what string) ([]digest.Digest, error) {
+	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("rootfs %s: %w", key, errdefs.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("rootfs %s: %w", key, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	var ids []digest.Digest
 	if err := json.Unmarshal(data, &ids); err != nil {
-		return nil, fmt.Errorf("rootfs %s: %s: %w", key, lowersFile, err)
+		return nil, fmt.Errorf("%s: %s: %w", what, lowersFile, err)
 	}
 	return ids, nil
 }
@@ -194,14 +200,19 @@ func (s *Store) UnmountRootfs(key string) error {
 }
 
 func (s *Store) unmount(key string) error {
-	target := filepath.Join(s.keyDir(key), "merged")
+	return unmountAll(filepath.Join(s.keyDir(key), "merged"), "rootfs "+key)
+}
+
+// unmountAll unmounts every mount stacked on target; what names it in
+// errors. An absent or unmounted target succeeds.
+func unmountAll(target, what string) error {
 	for range 8 { // mounts may be stacked
 		mounted, err := isMounted(target)
 		if errors.Is(err, fs.ErrNotExist) || err == nil && !mounted {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("unmount rootfs %s: %w", key, err)
+			return fmt.Errorf("unmount %s: %w", what, err)
 		}
 		err = unix.Unmount(target, 0)
 		if errors.Is(err, unix.EBUSY) {
@@ -211,13 +222,15 @@ func (s *Store) unmount(key string) error {
 			err = unix.Unmount(target, unix.MNT_DETACH)
 		}
 		if err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmount rootfs %s: %w", key, err)
+			return fmt.Errorf("unmount %s: %w", what, err)
 		}
 	}
-	return fmt.Errorf("unmount rootfs %s: still mounted: %w", key, errdefs.ErrFailedPrecondition)
+	return fmt.Errorf("unmount %s: still mounted: %w", what, errdefs.ErrFailedPrecondition)
 }
 
-// RemoveRootfs unmounts key if needed and deletes its directories.
+// RemoveRootfs unmounts key if needed and deletes its directories, and
+// key's read-only snapshots (VolumeKey(key, n)) before them, so a crash
+// half-way leaves the rootfs for the orphan sweep to find.
 // Removing an absent rootfs succeeds (CRI RemoveContainer is idempotent).
 func (s *Store) RemoveRootfs(key string) error {
 	if err := validKey(key); err != nil {
@@ -225,6 +238,9 @@ func (s *Store) RemoveRootfs(key string) error {
 	}
 	s.rootfsMu.Lock()
 	defer s.rootfsMu.Unlock()
+	if err := s.removeVolumesOf(key); err != nil {
+		return err
+	}
 	// unmount only returns nil once merged is no mount point, so the
 	// recursive delete below cannot reach into the layers.
 	if err := s.unmount(key); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/archive"
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/fault"
 )
 
 // flight is one extraction shared by every concurrent Unpack of a chain ID.
@@ -103,6 +104,7 @@ func (s *Store) unpack(ctx context.Context, chainID digest.Digest, r io.Reader, 
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
+	fault.Point("snapshot.mid-unpack")
 	// The tar reader stops at the end-of-archive blocks; the caller's
 	// digests cover every byte, padding included.
 	if _, err := io.Copy(io.Discard, r); err != nil {
