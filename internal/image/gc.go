@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-cri/berth/internal/content"
+	"github.com/berth-cri/berth/internal/errdefs"
 )
 
 // Snapshots and blobs share one namespace of keys in leases and deleting.
@@ -134,6 +135,7 @@ func (s *Service) unlease(keys []string) {
 // the snapshots and blobs that no record references (a crash between a
 // download and its record, or during RemoveImage).
 func (s *Service) recover() error {
+	s.dropDamagedBlobs()
 	for _, m := range []map[digest.Digest]*Image{s.ix.images, s.ix.retained} {
 		for id, img := range m {
 			missing := ""
@@ -190,4 +192,28 @@ func (s *Service) recover() error {
 		}
 	}
 	return nil
+}
+
+// dropDamagedBlobs verifies every blob of the content store (manifests and
+// configs only, a few KiB each: layers are not kept) and deletes those whose
+// content no longer matches their digest, a file truncated by a disk error
+// or edited by hand. Start-up then drops the records whose config is gone,
+// and a pull fetches the blobs again. Nothing here stops berthd starting.
+func (s *Service) dropDamagedBlobs() {
+	var bad []digest.Digest
+	err := s.content.Walk(func(i content.Info) error {
+		if err := s.content.Verify(i.Digest); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			s.log.WithField("blob", i.Digest).Warnf("removing damaged blob: %v", err)
+			bad = append(bad, i.Digest)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.WithError(err).Warn("verify content store")
+	}
+	for _, d := range bad {
+		if err := s.content.Delete(d); err != nil {
+			s.log.WithField("blob", d).Warnf("cannot remove damaged blob: %v", err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image/reference"
 	"github.com/berth-cri/berth/internal/registry"
 )
@@ -65,6 +66,11 @@ func (s *Service) ensureLayer(ctx context.Context, ref reference.Ref, auth *regi
 	_, err := s.layers.Do(ctx, chain.String(), func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.fetchLayer(ctx, ref, auth, desc, diffID, chain)
 	})
+	if errors.Is(err, registry.ErrRegistryUnavailable) {
+		// Already names the blob; kubelet needs the leading
+		// "RegistryUnavailable" (see registry.ErrRegistryUnavailable).
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", desc.Digest, err)
 	}
@@ -102,7 +108,7 @@ func (s *Service) streamLayer(ctx context.Context, ref reference.Ref, auth *regi
 	counter := &countWriter{}
 	// Everything read from the body is hashed, whatever the decompressor
 	// consumes, so the compressed digest covers every byte.
-	raw := bufio.NewReaderSize(io.TeeReader(watch.reader(body), io.MultiWriter(compressed.Hash(), counter)), 128<<10)
+	raw := bufio.NewReaderSize(io.TeeReader(watch.reader(fault.Reader("image.mid-layer-download", body)), io.MultiWriter(compressed.Hash(), counter)), 128<<10)
 	tarStream, closeDecompressor, err := decompress(raw)
 	if err != nil {
 		body.Close()
@@ -116,6 +122,9 @@ func (s *Service) streamLayer(ctx context.Context, ref reference.Ref, auth *regi
 	defer func() {
 		body.Close()
 		g.close(closeDecompressor)
+		// Every byte received counts, from a failed download too: the
+		// metric is registry traffic. No read touches counter after close.
+		s.metrics.ImagePullBytes(counter.n)
 	}()
 
 	return s.snapshots.Unpack(ctx, chain, g, func() error {

@@ -52,7 +52,11 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *registry.Auth, han
 	}
 	key := r.String() + "\x00" + handler + "\x00" + authKey(auth)
 	img, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
-		return s.pull(ctx, r, auth, handler)
+		// Timed here, once per shared pull, not once per waiting caller.
+		start := time.Now()
+		img, err := s.pull(ctx, r, auth, handler)
+		s.metrics.ImagePulled(time.Since(start), err)
+		return img, err
 	})
 	if err != nil {
 		if errors.Is(err, registry.ErrRegistryUnavailable) {
@@ -116,8 +120,8 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 		return nil, fmt.Errorf("image config %s: %v: %w", manifest.Config.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	if cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != len(manifest.Layers) {
-		return nil, fmt.Errorf("image config %s: rootfs %q has %d diff ids for %d layers: %w",
-			manifest.Config.Digest, cfg.RootFS.Type, len(cfg.RootFS.DiffIDs), len(manifest.Layers), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("image config %s (media type %q): rootfs %q has %d diff ids for %d layers in the manifest: %w",
+			manifest.Config.Digest, manifest.Config.MediaType, cfg.RootFS.Type, len(cfg.RootFS.DiffIDs), len(manifest.Layers), errdefs.ErrInvalidArgument)
 	}
 	for _, d := range cfg.RootFS.DiffIDs {
 		if err := d.Validate(); err != nil {
@@ -244,21 +248,15 @@ func (s *Service) selectManifest(ctx context.Context, ref reference.Ref, auth *r
 	for depth := 0; ; depth++ {
 		switch kind := manifestKind(desc, data); kind {
 		case ocispec.MediaTypeImageManifest, mediaTypeDockerManifest:
-			var m ocispec.Manifest
-			if err := json.Unmarshal(data, &m); err != nil {
-				return desc, m, fmt.Errorf("manifest %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-			}
-			if err := m.Config.Digest.Validate(); err != nil {
-				return desc, m, fmt.Errorf("manifest %s: config digest: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-			}
-			return desc, m, nil
+			m, err := decodeManifest(desc, data)
+			return desc, m, err
 		case ocispec.MediaTypeImageIndex, mediaTypeDockerManifestList:
 			if depth >= maxIndexDepth {
 				return desc, ocispec.Manifest{}, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
 			}
-			var idx ocispec.Index
-			if err := json.Unmarshal(data, &idx); err != nil {
-				return desc, ocispec.Manifest{}, fmt.Errorf("index %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+			idx, err := decodeIndex(desc, data)
+			if err != nil {
+				return desc, ocispec.Manifest{}, err
 			}
 			child, ok := s.pickPlatform(idx.Manifests)
 			if !ok {
@@ -267,7 +265,6 @@ func (s *Service) selectManifest(ctx context.Context, ref reference.Ref, auth *r
 			if child.MediaType == "" {
 				child.MediaType = ocispec.MediaTypeImageManifest
 			}
-			var err error
 			data, err = s.resolver.FetchManifest(ctx, ref, child, auth)
 			if err != nil {
 				return desc, ocispec.Manifest{}, err

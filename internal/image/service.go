@@ -19,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/content"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image/reference"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/snapshot"
 )
@@ -65,6 +66,8 @@ type Options struct {
 	// (platforms.DefaultSpec, variant-aware).
 	Platform *ocispec.Platform
 	Log      logrus.FieldLogger
+	// Metrics records pull bytes and durations; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Service keeps the images of the node. It is safe for concurrent use.
@@ -73,6 +76,7 @@ type Service struct {
 	resolver  Resolver
 	snapshots Snapshotter
 	log       logrus.FieldLogger
+	metrics   *metrics.Metrics
 	platform  ocispec.Platform
 	matcher   platforms.MatchComparer
 	timeout   time.Duration
@@ -132,6 +136,7 @@ func New(opts Options) (*Service, error) {
 		resolver:  opts.Resolver,
 		snapshots: opts.Snapshots,
 		log:       log,
+		metrics:   opts.Metrics,
 		platform:  plat,
 		matcher:   platforms.Only(plat),
 		timeout:   timeout,
