@@ -37,7 +37,7 @@ type Loaded struct {
 
 // Origin is the file that set key last, or DefaultSource.
 func (l *Loaded) Origin(key string) string {
-	for k := key; k != ""; {
+	for k := originKey(key); k != ""; {
 		if f, ok := l.origin[k]; ok {
 			return f
 		}
@@ -108,6 +108,15 @@ func (l *Loaded) merge(source, data string) error {
 	}
 	for name := range probe.Runtimes {
 		delete(l.Config.Runtimes, name)
+		// The replaced handler's keys came from an earlier file: forget
+		// where, or an error about a key this file left out would blame
+		// that file (fuzzing found "[runtimes.runc]" blamed on the defaults).
+		prefix := originKey("runtimes." + name + ".")
+		for k := range l.origin {
+			if strings.HasPrefix(k, prefix) {
+				delete(l.origin, k)
+			}
+		}
 	}
 	md, err := toml.Decode(data, l.Config)
 	if err != nil {
@@ -121,10 +130,20 @@ func (l *Loaded) merge(source, data string) error {
 		return fmt.Errorf("config %s: unknown key %q (see docs/config.md for the keys berthd knows)", source, keys[0])
 	}
 	for _, k := range md.Keys() {
-		l.origin[k.String()] = source
+		// Joined unquoted, as validate spells keys: String() quotes a part
+		// like "" or "a.b", and the lookup missed (fuzzing found
+		// [runtimes.""] blamed on the defaults).
+		l.origin[originKey(strings.Join(k, "."))] = source
 	}
 	return nil
 }
+
+// originKey is how origin spells a dotted key: lower-case, because the
+// decoder matches struct keys case-insensitively and a file may set
+// "Registry.Image_Pull_Progress_Timeout" (fuzzing found one blamed on the
+// defaults). Two handlers differing only in case then share an origin,
+// which only blurs which file an error blames.
+func originKey(k string) string { return strings.ToLower(k) }
 
 func decodeError(source string, err error) error {
 	var perr toml.ParseError

@@ -115,6 +115,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad format", "log_format = \"xml\"", nil, []string{`"log_format"`}},
 		{"zero downloads", "[registry]\nmax_concurrent_downloads = 0", nil, []string{"max_concurrent_downloads"}},
 		{"future version", "version = 2", nil, []string{`"version"`, "not supported"}},
+		{"metrics address without port", "metrics_address = \"127.0.0.1\"", nil, []string{`"metrics_address"`, "not host:port"}},
+		{"metrics address port not a number", "metrics_address = \"127.0.0.1:http\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
+		{"metrics address port zero", "metrics_address = \"127.0.0.1:0\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
+		{"metrics address port too big", "metrics_address = \"[::1]:65536\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
 		{"error in drop-in names the drop-in", "", map[string]string{"50-x.toml": "sandbox_imag = \"p\""}, []string{"50-x.toml", `"sandbox_imag"`}},
 		{"validation names the drop-in that set it", "", map[string]string{"50-x.toml": "log_format = \"yaml\""}, []string{"50-x.toml", "log_format"}},
 	} {
@@ -135,6 +139,26 @@ func TestLoadErrors(t *testing.T) {
 func TestLoadExplicitMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.toml")); err == nil {
 		t.Fatal("a --config that does not exist must be an error")
+	}
+}
+
+func TestMetricsAddressAccepted(t *testing.T) {
+	for _, addr := range []string{"", "127.0.0.1:9411", "[::1]:9411", ":9411", "localhost:9411"} {
+		l, err := Load(writeConfig(t, "metrics_address = \""+addr+"\"", nil))
+		if err != nil {
+			t.Errorf("metrics_address %q: %v", addr, err)
+			continue
+		}
+		if l.Config.MetricsAddress != addr {
+			t.Errorf("metrics_address %q loaded as %q", addr, l.Config.MetricsAddress)
+		}
+	}
+	l, err := Load(writeConfig(t, "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Config.MetricsAddress != "" {
+		t.Errorf("default metrics_address %q, want off", l.Config.MetricsAddress)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -45,6 +46,11 @@ func (l *Loaded) validate() error {
 	if c.MaxContainerLogLineSize < 1024 {
 		return bad("max_container_log_line_size", "must be at least 1024 bytes, got %d", c.MaxContainerLogLineSize)
 	}
+	for i, d := range c.CDISpecDirs {
+		if !filepath.IsAbs(d) {
+			return bad("cdi_spec_dirs", "entry %d must be an absolute path, got %q", i, d)
+		}
+	}
 	if net.ParseIP(c.StreamServerAddress) == nil {
 		return bad("stream_server_address", "%q is not an IP address", c.StreamServerAddress)
 	}
@@ -56,6 +62,9 @@ func (l *Loaded) validate() error {
 	}
 	if c.MaxExecOutput < 1024 || c.MaxExecOutput > 16<<20 {
 		return bad("max_exec_output", "must be between 1024 and 16777216 bytes (kubelet's message limit), got %d", c.MaxExecOutput)
+	}
+	if err := validateHostPort(c.MetricsAddress); err != nil {
+		return bad("metrics_address", "%v", err)
 	}
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)
@@ -93,6 +102,22 @@ func (l *Loaded) validate() error {
 	}
 	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
 		return bad("default_runtime", "%q names no configured handler (configured: %s)", c.DefaultRuntime, strings.Join(sortedKeys(c.Runtimes), ", "))
+	}
+	return nil
+}
+
+// validateHostPort accepts "" (off) or host:port with a numeric port; an
+// empty host means every interface.
+func validateHostPort(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (like \"127.0.0.1:9411\"): %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
 	}
 	return nil
 }

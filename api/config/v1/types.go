@@ -42,6 +42,10 @@ type Config struct {
 	// MaxContainerLogLineSize splits longer container output lines into
 	// partial (P) CRI log records.
 	MaxContainerLogLineSize int `toml:"max_container_log_line_size" json:"max_container_log_line_size"`
+	// CDISpecDirs are the directories of Container Device Interface specs,
+	// in increasing priority, searched for the devices a container names
+	// (CRI CDI_devices, cdi.k8s.io/ annotations).
+	CDISpecDirs []string `toml:"cdi_spec_dirs" json:"cdi_spec_dirs"`
 
 	// StreamServerAddress and StreamServerPort are where the exec, attach
 	// and port-forward server listens (port 0: any free port).
@@ -55,6 +59,9 @@ type Config struct {
 	// MaxExecOutput caps ExecSync's stdout and stderr together, so the
 	// reply fits kubelet's 16 MiB message limit.
 	MaxExecOutput int `toml:"max_exec_output" json:"max_exec_output"`
+	// MetricsAddress, when set, is the host:port of the Prometheus /metrics
+	// HTTP endpoint; empty means no endpoint.
+	MetricsAddress string `toml:"metrics_address" json:"metrics_address"`
 
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`
