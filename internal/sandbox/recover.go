@@ -9,6 +9,7 @@ import (
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/network"
 )
 
 // Recover loads the sandbox records and reconciles them with what runs:
@@ -44,6 +45,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		if s.State == StateCreating {
 			log.Warn("rolling back a sandbox whose creation was interrupted")
+			if err := killOrphanCNI(id); err != nil {
+				log.WithError(err).Error("stop the CNI plugins of an interrupted sandbox")
+			}
 			unlock := m.locks.Lock(id)
 			err := m.tearDown(ctx, s)
 			unlock()
@@ -58,7 +62,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 			m.update(s, func(s *Sandbox) { s.State = StateNotReady })
 		}
 	}
-	m.sweep()
+	m.sweep(ctx)
 	return nil
 }
 
@@ -68,15 +72,24 @@ func (m *Manager) pauseRunning(ctx context.Context, id string) bool {
 }
 
 // sweep removes netns pins and pod directories that belong to no sandbox:
-// leftovers of a crash between creating them and recording them.
-func (m *Manager) sweep() {
+// leftovers of a crash between creating them and recording them, or of a
+// record dropped as unreadable. A pin's pod network is torn down first
+// (CNI DEL from the CNI cache), else its IP allocation would leak.
+func (m *Manager) sweep(ctx context.Context) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	pins, _ := netns.List(m.netnsDir())
 	for _, id := range pins {
 		if _, ok := m.byID[id]; !ok {
 			p := filepath.Join(m.netnsDir(), id)
-			m.d.Log.WithField("netns", p).Warn("removing a network namespace no sandbox owns")
+			log := m.d.Log.WithField("netns", p)
+			log.Warn("removing a network namespace no sandbox owns")
+			if err := killOrphanCNI(id); err != nil {
+				log.WithError(err).Error("stop the CNI plugins of an unowned network namespace")
+			}
+			if err := m.d.Network.Teardown(ctx, network.Pod{ID: id, NetNS: p}); err != nil {
+				log.WithError(err).Error("tear down the network of an unowned network namespace")
+			}
 			netns.Remove(p)
 		}
 	}

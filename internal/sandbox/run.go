@@ -20,6 +20,7 @@ import (
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
@@ -245,6 +246,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	}
 	pid, startErr := m.startPause(ctx, s, spec, h)
 	nr := <-netDone
+	fault.Point("sandbox.after-cni-add")
 	if nr.err == nil && netnsPath != "" {
 		var ips []string
 		for _, ip := range nr.res.IPs {

@@ -53,7 +53,11 @@ func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
 	if err := m.killPause(ctx, s.ID); err != nil {
 		return err
 	}
-	if s.NetworkReady {
+	// A create a crash interrupted may have run CNI ADD without recording
+	// it (NetworkReady is written after ADD returns): DEL then anyway, or
+	// its IP allocation and host rules leak. DEL of an unknown pod is a
+	// no-op for CNI plugins.
+	if s.NetworkReady || (s.State == StateCreating && s.NetNS != "") {
 		pod, err := m.networkPod(s)
 		if err == nil {
 			err = m.d.Network.Teardown(ctx, pod)
