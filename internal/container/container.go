@@ -6,6 +6,7 @@ package container
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -53,6 +54,8 @@ type Container struct {
 	// ImageName is the image as the user named it (kubelet creates with the
 	// id and passes the name in user_specified_image); status shows it.
 	ImageName string `json:"image_name"`
+	// VolumeImages are the images mounted as volumes (Mount.image).
+	VolumeImages []VolumeImage `json:"volume_images,omitempty"`
 	// Runtime is the handler the sandbox resolved to; RuntimeKind, Path and
 	// Root how the supervisor runs it (kept, so exec does not depend on a
 	// handler a reload may have changed).
@@ -104,6 +107,7 @@ func (c *Container) decode() error {
 
 func (c *Container) clone() *Container {
 	d := *c
+	d.VolumeImages = slices.Clone(c.VolumeImages)
 	return &d
 }
 

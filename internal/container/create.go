@@ -14,7 +14,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -143,16 +145,31 @@ func imageName(spec *runtimeapi.ImageSpec, img image.Image) string {
 	return asked
 }
 
-// setUp prepares and mounts the rootfs, builds the spec and has the
-// supervisor create the container. The caller holds c's lock.
+// setUp prepares and mounts the rootfs and the image volumes, builds the
+// spec, adds the CDI devices and has the supervisor create the container.
+// The caller holds c's lock.
 func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image) error {
 	cfg := c.config
+	// Refuse a bad request before mounting anything.
+	vols, err := oci.ImageVolumes(cfg.GetMounts())
+	if err != nil {
+		return err
+	}
+	devices, err := cdi.Devices(cfg)
+	if err != nil {
+		return err
+	}
 	mnt, err := m.d.Snapshots.PrepareRootfs(c.ID, img.ChainIDs)
 	if err != nil {
 		return fmt.Errorf("container rootfs: %w", err)
 	}
+	fault.Point("container.after-snapshot-prepare")
 	if _, err := m.d.Snapshots.MountRootfs(c.ID); err != nil {
 		return fmt.Errorf("mount container rootfs: %w", err)
+	}
+	volumes, err := m.mountImageVolumes(c, vols)
+	if err != nil {
+		return err
 	}
 	targetNS, err := m.targetPIDNS(cfg)
 	if err != nil {
@@ -165,9 +182,16 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	res, err := oci.ContainerSpec(oci.ContainerInput{
 		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
 		Namespaces: sb.Namespaces(), TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
-		Image: img.Spec.Config, Rootfs: mnt.Target, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
+		Image: img.Spec.Config, Rootfs: mnt.Target, ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
 	})
 	if err != nil {
+		return err
+	}
+	// CDI edits go on the finished spec, as the CDI library expects: its
+	// device nodes, cgroup rules, env and mounts are added to (or replace)
+	// what the CRI config asked for. internal/oci stays a pure function of
+	// its input; the spec dirs are node state read here.
+	if err := m.d.CDI.Inject(res.Spec, m.d.Config.Get().CDISpecDirs, devices); err != nil {
 		return err
 	}
 	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
@@ -200,6 +224,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	}); err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	fault.Point("container.after-create")
 	return nil
 }
 

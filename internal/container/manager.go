@@ -13,9 +13,11 @@ import (
 	"github.com/sirupsen/logrus"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/snapshot"
@@ -54,6 +56,10 @@ type Deps struct {
 	MaxLogLineSize int
 	Events         Events
 	Log            logrus.FieldLogger
+	// Metrics counts container starts; nil records nothing.
+	Metrics *metrics.Metrics
+	// CDI injects CDI devices into specs; nil: New makes one.
+	CDI *cdi.Injector
 }
 
 // Manager owns the node's containers.
@@ -78,6 +84,9 @@ func New(d Deps) (*Manager, error) {
 	}
 	if d.Events == nil {
 		d.Events = noEvents{}
+	}
+	if d.CDI == nil {
+		d.CDI = cdi.New()
 	}
 	return &Manager{d: d, records: recs, byID: map[string]*Container{}, names: map[string]string{}}, nil
 }

@@ -39,6 +39,11 @@ func (m *Manager) Recover(ctx context.Context) error {
 				log.WithError(err).Warn("claim the container image again")
 			}
 		}
+		for _, v := range c.VolumeImages {
+			if _, err := m.d.Images.Use(v.ImageID, volumeHolder(id, v.Mount)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				log.WithError(err).Warn("claim an image volume's image again")
+			}
+		}
 		unlock := m.locks.Lock(id)
 		m.reconcile(ctx, c)
 		unlock()

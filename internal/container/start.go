@@ -8,6 +8,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/fault"
 )
 
 // Start starts a created container and watches for its exit.
@@ -25,6 +26,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
+	fault.Point("container.before-start")
 	st, err := m.d.Supervisor.Start(ctx, c.ID)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
@@ -34,6 +36,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}); err != nil {
 		return err
 	}
+	m.d.Metrics.ContainerStarted()
 	m.d.Events.ContainerEvent(EventStarted, c.clone())
 	if st.Status == supv1.StatusStopped && st.Exit != nil {
 		// It already exited (a /bin/true): record it now.

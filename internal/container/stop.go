@@ -138,9 +138,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 }
 
 // tearDown frees everything a container has and forgets it: supervisor
-// state, rootfs, bundle, image hold, record. Each step is idempotent, so it
-// serves Remove, the rollback of a failed Create and recovery. The caller
-// holds c's lock.
+// state, rootfs and image volumes, bundle, image holds, record. Each step
+// is idempotent, so it serves Remove, the rollback of a failed Create and
+// recovery. The caller holds c's lock.
 func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 	if err := m.d.Supervisor.Delete(ctx, c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
@@ -157,6 +157,7 @@ func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 			return fmt.Errorf("delete container %s: %w", c.ID, err)
 		}
 	}
+	// The image volumes' read-only snapshots go with the rootfs.
 	if err := m.d.Snapshots.RemoveRootfs(c.ID); err != nil {
 		return fmt.Errorf("remove container rootfs: %w", err)
 	}
@@ -169,5 +170,6 @@ func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 			m.d.Log.WithError(err).WithField("container", c.ID).Warn("release container image")
 		}
 	}
+	m.releaseVolumeImages(c)
 	return m.forget(c)
 }

@@ -8,7 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/container"
@@ -42,7 +44,7 @@ func Status(c *container.Container) *runtimeapi.ContainerStatus {
 		Annotations: cfg.GetAnnotations(),
 		// Exactly the CRI mounts: kubelet reads the termination message
 		// through them (CRI-CONTRACT.md).
-		Mounts:     cfg.GetMounts(),
+		Mounts:     statusMounts(c),
 		LogPath:    c.LogPath,
 		User:       c.User.ContainerUser(),
 		StopSignal: cfg.GetStopSignal(),
@@ -51,6 +53,26 @@ func Status(c *container.Container) *runtimeapi.ContainerStatus {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
 	return st
+}
+
+// statusMounts echoes the CRI mounts, each image volume's with the id of
+// the image mounted as its image_ref (CRI-CONTRACT.md: the id PullImage
+// returned; kubelet shows it as the volume's image digest).
+func statusMounts(c *container.Container) []*runtimeapi.Mount {
+	ms := c.Config().GetMounts()
+	if len(c.VolumeImages) == 0 {
+		return ms
+	}
+	out := slices.Clone(ms)
+	for _, v := range c.VolumeImages {
+		if v.Mount < 0 || v.Mount >= len(out) || out[v.Mount].GetImage() == nil {
+			continue
+		}
+		m := proto.Clone(out[v.Mount]).(*runtimeapi.Mount)
+		m.Image.ImageRef = v.ImageID
+		out[v.Mount] = m
+	}
+	return out
 }
 
 func imageSpec(c *container.Container) *runtimeapi.ImageSpec {
