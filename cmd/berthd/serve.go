@@ -18,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/registry"
@@ -71,6 +72,9 @@ func serve(configPath string, loaded *config.Loaded) error {
 	defer cancel()
 
 	p := &daemonParts{log: log, cfg: config.NewHolder(cfg), ready: &server.Readiness{}}
+	// Built even when metrics_address is off: recording into an unserved
+	// registry is cheap and keeps the parts free of "is it on" checks.
+	mtr := metrics.New()
 	net, err := network.New(network.Options{
 		ConfDir:  cfg.CNI.ConfDir,
 		BinDirs:  cfg.CNI.BinDirs,
@@ -100,6 +104,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		PullProgressTimeout:    cfg.Registry.ImagePullProgressTimeout.Duration,
 		PinnedImages:           sandboxImages(cfg),
 		Log:                    log.WithField("part", "image"),
+		Metrics:                mtr,
 	})
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -121,7 +126,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 	p.containers, err = container.New(container.Deps{
 		Config: p.cfg, Images: p.images, Snapshots: snapshots, Sandboxes: p.sandboxes, Supervisor: p.supervisor,
 		Host: host, RootDir: cfg.RootDir, StateDir: cfg.StateDir, MaxLogLineSize: cfg.MaxContainerLogLineSize,
-		Log: log.WithField("part", "container"),
+		Log: log.WithField("part", "container"), Metrics: mtr,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -153,6 +158,19 @@ func serve(configPath string, loaded *config.Loaded) error {
 	defer streams.Stop()
 	log.WithField("address", streams.Addr().String()).Info("streaming server listening")
 
+	if cfg.MetricsAddress != "" {
+		ms, err := metrics.Serve(cfg.MetricsAddress, mtr, log.WithField("part", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ms.Shutdown(sctx)
+		}()
+		log.WithField("address", ms.Addr().String()).Info("serving metrics at /metrics")
+	}
+
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
 		info:       runtimeinfo.New(p.cfg, net, p.ready),
@@ -163,7 +181,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		streaming:  streams,
 	})
 	img := newImageServer(serverimage.New(p.images))
-	grpcServer := server.New(log.WithField("part", "cri"), p.ready, rt, img)
+	grpcServer := server.New(log.WithField("part", "cri"), p.ready, mtr, rt, img)
 
 	lis, activated, err := server.Listen(cfg.Listen, cfg.SocketGroup)
 	if err != nil {
@@ -179,7 +197,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		grpcServer.Stop()
 		return fmt.Errorf("start-up recovery: %w", err)
 	}
-	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir)
+	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir, mtr)
 	p.ready.SetReady()
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.Info("ready")
@@ -259,17 +277,19 @@ func (p *daemonParts) reload(configPath string) {
 	}
 	old, cfg := p.cfg.Get(), loaded.Config
 	for key, changed := range map[string]bool{
-		"listen":       old.Listen != cfg.Listen,
-		"socket_group": old.SocketGroup != cfg.SocketGroup,
-		"root_dir":     old.RootDir != cfg.RootDir,
-		"state_dir":    old.StateDir != cfg.StateDir,
-		"cni.conf_dir": old.CNI.ConfDir != cfg.CNI.ConfDir,
+		"listen":          old.Listen != cfg.Listen,
+		"socket_group":    old.SocketGroup != cfg.SocketGroup,
+		"root_dir":        old.RootDir != cfg.RootDir,
+		"state_dir":       old.StateDir != cfg.StateDir,
+		"cni.conf_dir":    old.CNI.ConfDir != cfg.CNI.ConfDir,
+		"metrics_address": old.MetricsAddress != cfg.MetricsAddress,
 	} {
 		if changed {
 			p.log.WithField("key", key).Warn("reload: this key changes only at restart; keeping the old value until then")
 		}
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
+	cfg.MetricsAddress = old.MetricsAddress
 	applyLogSettings(p.log, cfg)
 	if err := p.images.Reload(registryOptions(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current registry settings")

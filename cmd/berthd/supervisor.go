@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
@@ -85,8 +86,9 @@ const supervisorCheckInterval = time.Second
 // watchSupervisor restarts the supervisor when it stops answering (it
 // crashed or was killed): the new one re-adopts the running containers and
 // reports the exits it could not observe as Unknown, and berthd's exit
-// watchers, which retry, pick those up. It runs until ctx ends.
-func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string) {
+// watchers, which retry, pick those up. Each successful restart is counted
+// in m. It runs until ctx ends.
+func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string, m *metrics.Metrics) {
 	c := client.New(stateDir)
 	t := time.NewTicker(supervisorCheckInterval)
 	defer t.Stop()
@@ -105,6 +107,8 @@ func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir strin
 		log.WithError(err).Error("the supervisor does not answer: starting it again")
 		if err := ensureSupervisor(ctx, log, stateDir); err != nil {
 			log.WithError(err).Error("restart the supervisor")
+			continue
 		}
+		m.SupervisorRestarted()
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/metrics"
 )
 
 type requestIDKey struct{}
@@ -39,11 +40,13 @@ func newRequestID() string {
 }
 
 // interceptor is the one place for cross-cutting work on every CRI call:
-// request id, the readiness gate, logging (credentials redacted) and the
-// mapping of domain errors to gRPC codes.
+// request id, the readiness gate, logging (credentials redacted), metrics
+// and the mapping of domain errors to gRPC codes.
 type interceptor struct {
 	log   logrus.FieldLogger
 	ready *Readiness
+	// metrics may be nil (records nothing).
+	metrics *metrics.Metrics
 }
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -51,6 +54,7 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	ctx = context.WithValue(ctx, requestIDKey{}, id)
 	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
 	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
+		i.metrics.CRIRequest(info.FullMethod, codes.Unavailable.String(), 0)
 		return nil, status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
 	}
 	start := time.Now()
@@ -59,8 +63,9 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	resp, err := handler(ctx, req)
 	err = errdefs.ToGRPC(err)
-	code := status.Code(err)
-	entry := log.WithFields(logrus.Fields{"code": code.String(), "took": time.Since(start).Round(time.Microsecond)})
+	code, took := status.Code(err), time.Since(start)
+	i.metrics.CRIRequest(info.FullMethod, code.String(), took)
+	entry := log.WithFields(logrus.Fields{"code": code.String(), "took": took.Round(time.Microsecond)})
 	switch {
 	case code == codes.OK:
 		entry.Debug("done")
@@ -77,11 +82,14 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	id := newRequestID()
 	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
 	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
+		i.metrics.CRIRequest(info.FullMethod, codes.Unavailable.String(), 0)
 		return status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
 	}
 	start := time.Now()
 	err := errdefs.ToGRPC(handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)}))
-	entry := log.WithFields(logrus.Fields{"code": status.Code(err).String(), "took": time.Since(start).Round(time.Microsecond)})
+	took := time.Since(start)
+	i.metrics.CRIRequest(info.FullMethod, status.Code(err).String(), took)
+	entry := log.WithFields(logrus.Fields{"code": status.Code(err).String(), "took": took.Round(time.Microsecond)})
 	if err != nil && status.Code(err) != codes.Canceled {
 		entry.WithError(err).Warn("stream failed")
 	} else {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/metrics"
 )
 
 func TestRedactedClearsCredentials(t *testing.T) {
@@ -81,6 +83,50 @@ func TestInterceptorGateAndCodes(t *testing.T) {
 	for _, e := range hook.AllEntries() {
 		if s, err := e.String(); err == nil && strings.Contains(s, "pw-123") {
 			t.Fatalf("a log line carries the password: %s", s)
+		}
+	}
+}
+
+// fakeStream is the part of a server stream the interceptor uses.
+type fakeStream struct {
+	grpc.ServerStream
+}
+
+func (fakeStream) Context() context.Context { return context.Background() }
+
+func TestInterceptorRecordsMetrics(t *testing.T) {
+	log, _ := test.NewNullLogger()
+	ready := &Readiness{}
+	m := metrics.New()
+	i := &interceptor{log: log, ready: ready, metrics: m}
+	unary := func(method string, err error) {
+		i.unary(context.Background(), &runtimeapi.VersionRequest{}, &grpc.UnaryServerInfo{FullMethod: method},
+			func(context.Context, any) (any, error) { return nil, err })
+	}
+	stream := func(method string, err error) {
+		i.stream(nil, fakeStream{}, &grpc.StreamServerInfo{FullMethod: method},
+			func(any, grpc.ServerStream) error { return err })
+	}
+	unary("/runtime.v1.RuntimeService/ListContainers", nil) // gated: not ready yet
+	ready.SetReady()
+	unary("/runtime.v1.RuntimeService/Version", nil)
+	unary("/runtime.v1.RuntimeService/Version", nil)
+	unary("/runtime.v1.RuntimeService/StartContainer", fmt.Errorf("x: %w", errdefs.ErrNotFound))
+	stream("/runtime.v1.RuntimeService/GetContainerEvents", nil)
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`berth_cri_requests_total{code="Unavailable",method="/runtime.v1.RuntimeService/ListContainers"} 1`,
+		`berth_cri_requests_total{code="OK",method="/runtime.v1.RuntimeService/Version"} 2`,
+		`berth_cri_requests_total{code="NotFound",method="/runtime.v1.RuntimeService/StartContainer"} 1`,
+		`berth_cri_requests_total{code="OK",method="/runtime.v1.RuntimeService/GetContainerEvents"} 1`,
+		`berth_cri_request_duration_seconds_count{method="/runtime.v1.RuntimeService/Version"} 2`,
+		`berth_cri_request_duration_seconds_count{method="/runtime.v1.RuntimeService/GetContainerEvents"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 }

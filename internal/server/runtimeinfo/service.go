@@ -19,12 +19,13 @@ type Readiness interface{ Ready() bool }
 
 // Service serves Version, Status and RuntimeConfig.
 type Service struct {
-	cfg     *config.Holder
-	network Network
-	ready   Readiness
+	cfg      *config.Holder
+	network  Network
+	ready    Readiness
+	features *features
 }
 
 // New returns the service.
 func New(cfg *config.Holder, network Network, ready Readiness) *Service {
-	return &Service{cfg: cfg, network: network, ready: ready}
+	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures()}
 }

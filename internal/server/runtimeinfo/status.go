@@ -7,6 +7,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
 )
 
@@ -32,14 +33,14 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
 		// The default handler is reported under "" (CRI-CONTRACT.md), then
 		// each configured handler under its name.
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: handlerFeatures(cfg.DefaultRuntime)}},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: s.handlerFeatures(cfg, cfg.DefaultRuntime)}},
 		// What internal/oci implements: Merge and Strict supplemental
 		// groups (with ContainerStatus.user), and noexec/nodev/nosuid mount
 		// options. Without the first, kubelet refuses Strict pods.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
 	}
 	for _, name := range config.HandlerNames(cfg) {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: handlerFeatures(name)})
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: s.handlerFeatures(cfg, name)})
 	}
 	if req.GetVerbose() {
 		b, err := json.Marshal(cfg)
@@ -51,9 +52,13 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 	return resp, nil
 }
 
-// handlerFeatures advertises only what works for that handler: recursive
-// read-only mounts and user namespaces are not implemented yet, so both are
-// false (kubelet then refuses pods needing them instead of running them wrong).
-func handlerFeatures(name string) *runtimeapi.RuntimeHandlerFeatures {
-	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+// handlerFeatures advertises only what works for that handler (kubelet then
+// refuses pods needing the rest instead of running them wrong): recursive
+// read-only mounts where the kernel and the runtime apply them (internal/oci
+// passes "rro"); user namespaces are not implemented yet.
+func (s *Service) handlerFeatures(cfg *configv1.Config, name string) *runtimeapi.RuntimeHandlerFeatures {
+	return &runtimeapi.RuntimeHandlerFeatures{
+		RecursiveReadOnlyMounts: s.features.recursiveReadOnly(cfg.Runtimes[name]),
+		UserNamespaces:          false,
+	}
 }

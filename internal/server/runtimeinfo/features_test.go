@@ -1,0 +1,102 @@
+package runtimeinfo
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"testing"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+)
+
+func TestRecursiveReadOnlyFeature(t *testing.T) {
+	const withRRO = `{"ociVersionMin":"1.0.0","mountOptions":["bind","rbind","ro","rro","rw"]}`
+	const withoutRRO = `{"ociVersionMin":"1.0.0","mountOptions":["bind","rbind","ro","rw"]}`
+	lib := configv1.Runtime{Type: configv1.RuntimeLibcontainer}
+	oci := func(p string) configv1.Runtime { return configv1.Runtime{Type: configv1.RuntimeOCI, RuntimePath: p} }
+	tests := []struct {
+		name   string
+		kernel bool
+		rt     configv1.Runtime
+		out    string
+		err    error
+		want   bool
+	}{
+		{"libcontainer on 5.12+", true, lib, "", nil, true},
+		{"libcontainer on an old kernel", false, lib, "", nil, false},
+		{"oci runtime listing rro", true, oci("/rt"), withRRO, nil, true},
+		{"oci runtime listing rro, old kernel", false, oci("/rt"), withRRO, nil, false},
+		{"oci runtime without rro", true, oci("/rt"), withoutRRO, nil, false},
+		{"oci runtime without a features command", true, oci("/rt"), "", errors.New("exit status 1"), false},
+		{"oci runtime printing garbage", true, oci("/rt"), "usage: ...", nil, false},
+		{"unknown handler", true, configv1.Runtime{}, "", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			f := &features{kernelRRO: tt.kernel, ociRRO: map[string]bool{}, runFeatures: func(context.Context, string) ([]byte, error) {
+				calls++
+				return []byte(tt.out), tt.err
+			}}
+			for range 3 {
+				if got := f.recursiveReadOnly(tt.rt); got != tt.want {
+					t.Fatalf("recursiveReadOnly = %v, want %v", got, tt.want)
+				}
+			}
+			if calls > 1 {
+				t.Errorf("probed %d times, want once (cached per runtime)", calls)
+			}
+		})
+	}
+}
+
+// A runtime binary not installed yet is asked again later, not remembered
+// as lacking the feature.
+func TestRecursiveReadOnlyMissingBinaryNotCached(t *testing.T) {
+	calls := 0
+	f := &features{kernelRRO: true, ociRRO: map[string]bool{}, runFeatures: func(context.Context, string) ([]byte, error) {
+		calls++
+		return nil, &exec.Error{Name: "/rt", Err: exec.ErrNotFound}
+	}}
+	rt := configv1.Runtime{Type: configv1.RuntimeOCI, RuntimePath: "/rt"}
+	f.recursiveReadOnly(rt)
+	f.recursiveReadOnly(rt)
+	if calls != 2 {
+		t.Errorf("probed %d times, want 2", calls)
+	}
+}
+
+// The real probe, against the runc binary of this machine if it has one.
+func TestRuntimeFeaturesRunc(t *testing.T) {
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("no runc binary")
+	}
+	f := newFeatures()
+	if !f.kernelRRO {
+		t.Skip("kernel older than 5.12")
+	}
+	// runc has applied "rro" since 1.1.
+	if !f.recursiveReadOnly(configv1.Runtime{Type: configv1.RuntimeOCI, RuntimePath: path}) {
+		t.Errorf("%s features does not list rro", path)
+	}
+}
+
+func TestParseKernelRelease(t *testing.T) {
+	for _, tt := range []struct {
+		rel      string
+		maj, min int
+		ok       bool
+	}{
+		{"6.18.44-fc-v657", 6, 18, true},
+		{"5.12.0", 5, 12, true},
+		{"5.4-rc1", 5, 4, true},
+		{"6", 0, 0, false},
+		{"x.y", 0, 0, false},
+	} {
+		gotMaj, gotMin, ok := parseKernelRelease(tt.rel)
+		if ok != tt.ok || ok && (gotMaj != tt.maj || gotMin != tt.min) {
+			t.Errorf("parseKernelRelease(%q) = %d, %d, %v", tt.rel, gotMaj, gotMin, ok)
+		}
+	}
+}
