@@ -43,7 +43,7 @@ fmt:
 
 # Everything CI runs (.ci/run is exactly `make test`): the conformance
 # suite last, judged against test/conformance/expected-failures.txt.
-test: build fmt vet test-unit test-integration test-conformance
+test: build fmt vet test-unit test-integration test-stress-short test-conformance
 
 # crictl, critest, ginkgo and crane, built from the Go module proxy.
 tools:
@@ -71,3 +71,21 @@ test-conformance: build tools
 .PHONY: bench
 bench: build
 	hack/bench.sh
+
+# Churn, load and crash tests: test/stress (pod churn with 20 in flight,
+# concurrent pulls, ExecSync and List under churn) and the fault-point and
+# corrupted-state tests of test/integration (docs/fault-points.md). Prints
+# a summary with the resource counts; the full log is in bin/stress.log.
+# test-stress-short is the CI-sized form (100 pod cycles, about 2 minutes).
+.PHONY: test-stress test-stress-short
+stress = rc=0; log=$(CURDIR)/$(BIN)/stress.log; \
+	BERTH_STRESS=1 BERTH_CHURN=$(1) BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 60m ./test/stress/ >$$log 2>&1 || rc=1; \
+	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m -run '^(TestFault|TestCorrupt)' ./test/integration/ >>$$log 2>&1 || rc=1; \
+	echo "== stress summary (log: $$log)"; grep -E '^(churn|pulls|load):|^(--- |ok|FAIL)' $$log; \
+	if [ $$rc != 0 ]; then echo "stress tests FAILED"; exit 1; fi
+
+test-stress: build
+	@$(call stress,1000)
+
+test-stress-short: build
+	@$(call stress,$(or $(BERTH_CHURN),100))

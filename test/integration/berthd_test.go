@@ -64,6 +64,8 @@ type daemon struct {
 	exited chan struct{}
 	// bin overrides the berthd binary (its berth-supervisor is beside it).
 	bin string
+	// env is added to berthd's environment at the next start (BERTH_FAULT).
+	env []string
 }
 
 // newDaemon writes a config using private paths under a temp dir, plus
@@ -106,6 +108,11 @@ func (d *daemon) cleanupHost() {
 		if len(args) > 2 && strings.HasSuffix(args[0], "berth-supervisor") && strings.Contains(string(b), stateDir) {
 			var pid int
 			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+			// Its children first: they would outlive it, reparented to init,
+			// when a failed test left pods running.
+			for _, child := range d.supervisedPIDs() {
+				syscall.Kill(child, syscall.SIGKILL)
+			}
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -133,6 +140,9 @@ func (d *daemon) start() {
 		bin = binary(d.t)
 	}
 	d.cmd = exec.Command(bin, "--config", d.config)
+	if d.env != nil {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -177,8 +178,14 @@ type resourceCounts map[string]int
 func (d *daemon) countResources(t *testing.T, pn podNet) resourceCounts {
 	t.Helper()
 	c := resourceCounts{}
+	// Only mounts under the daemon's directories: other berthds (other
+	// tests, a developer's own) mount and unmount elsewhere meanwhile.
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	c["mounts"] = strings.Count(string(mi), "\n")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], d.dir+"/") {
+			c["mounts"]++
+		}
+	}
 	netns, _ := os.ReadDir(filepath.Join(d.dir, "run", "netns"))
 	c["netns pins"] = len(netns)
 	links, _ := exec.Command("ip", "-o", "link", "show", "master", pn.bridge).Output()
@@ -191,7 +198,85 @@ func (d *daemon) countResources(t *testing.T, pn podNet) resourceCounts {
 	c["berthd fds"] = len(fds)
 	rootfs, _ := os.ReadDir(filepath.Join(d.dir, "root", "snapshots", "rootfs"))
 	c["rootfs dirs"] = len(rootfs)
+	layers, _ := os.ReadDir(filepath.Join(d.dir, "root", "snapshots", "layers"))
+	c["layer snapshots"] = len(layers)
+	blobs, _ := filepath.Glob(filepath.Join(d.dir, "root", "content", "blobs", "*", "*"))
+	c["content blobs"] = len(blobs)
+	tmp, _ := os.ReadDir(filepath.Join(d.dir, "root", "snapshots", "tmp"))
+	c["snapshot temp dirs"] = len(tmp)
+	c["state temp files"] = d.countTempFiles()
+	c["supervised processes"] = len(d.supervisedPIDs())
 	return c
+}
+
+// countTempFiles counts atomicfile leftovers (".name.tmp-*") under berthd's
+// directories, not looking inside container root filesystems.
+func (d *daemon) countTempFiles() int {
+	n := 0
+	for _, top := range []string{filepath.Join(d.dir, "root"), filepath.Join(d.dir, "run")} {
+		filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if e.IsDir() && (e.Name() == "rootfs" || e.Name() == "layers" || e.Name() == "netns") {
+				return filepath.SkipDir
+			}
+			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
+				n++
+			}
+			return nil
+		})
+	}
+	return n
+}
+
+// supervisorPID is the pid of the supervisor of d's state dir, or 0 when
+// none runs.
+func (d *daemon) supervisorPID() int {
+	stateDir := filepath.Join(d.dir, "run")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 2 && strings.HasSuffix(args[0], "berth-supervisor") && slices.Contains(args, stateDir) {
+			var pid int
+			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+			return pid
+		}
+	}
+	return 0
+}
+
+// supervisedPIDs are the live (not zombie) children of d's supervisor: one
+// per ready sandbox's pause and per created or running container.
+func (d *daemon) supervisedPIDs() []int {
+	sup := d.supervisorPID()
+	if sup == 0 {
+		return nil
+	}
+	var pids []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		var state string
+		var pid, ppid int
+		fmt.Sscanf(string(b), "%d", &pid)
+		if _, err := fmt.Sscanf(string(b[i+1:]), " %s %d", &state, &ppid); err != nil {
+			continue
+		}
+		if ppid == sup && state != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (c resourceCounts) String() string {
