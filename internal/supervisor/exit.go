@@ -64,13 +64,14 @@ func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err erro
 		return 0, false, err
 	}
 	var werr error
+	var wpid int
 	err = rc.Read(func(fd uintptr) bool {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		if n, perr := unix.Poll(fds, 0); perr == nil && n == 0 {
 			return false // still running: wait for readiness
 		}
 		for {
-			_, werr = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			wpid, werr = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 			if !errors.Is(werr, unix.EINTR) {
 				break
 			}
@@ -79,6 +80,17 @@ func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err erro
 	})
 	if err != nil {
 		return 0, false, err
+	}
+	// The pidfd says the process ended, but its zombie may not be ours to
+	// reap yet (an oci runtime's init is reparented to us, the subreaper,
+	// as its runtime parent goes): WNOHANG then returns pid 0 and an empty
+	// status, which must not pass for "exited 0". Wait for it for real; it
+	// is a dead process, so this returns at once or with ECHILD.
+	for werr == nil && wpid == 0 {
+		wpid, werr = unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(werr, unix.EINTR) {
+			werr, wpid = nil, 0
+		}
 	}
 	if errors.Is(werr, unix.ECHILD) {
 		return 0, false, nil
