@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"golang.org/x/sys/unix"
 
 	// The container init side of libcontainer: the namespace-entering C
@@ -31,6 +32,11 @@ func main() {
 		libcontainer.Init()
 		return // not reached
 	}
+	exe, err := runSealed()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth-supervisor: %v\n", err)
+		os.Exit(1)
+	}
 	fs := flag.NewFlagSet("berth-supervisor", flag.ExitOnError)
 	stateDir := fs.String("state-dir", "/run/berth", "berth state directory (config state_dir)")
 	cgroup := fs.String("cgroup", "berth-supervisor", "cgroup (below each hierarchy's root) to move into at start; empty: stay")
@@ -42,17 +48,58 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(log, *stateDir, *cgroup); err != nil {
+	if err := run(log, exe, *stateDir, *cgroup); err != nil {
 		log.Error("supervisor failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, stateDir, cgroup string) error {
+// sealedFromEnv carries the real executable's path across the re-exec
+// from the sealed copy. It is removed at once, so neither containers nor
+// an in-place upgrade (which must seal its new binary again) inherit it.
+const sealedFromEnv = "_BERTH_SUPERVISOR_SEALED_FROM"
+
+// runSealed re-executes the supervisor from a sealed in-memory copy of its
+// binary, once, and returns the real binary's path (what an upgrade
+// re-executes). libcontainer starts every container's init by running
+// /proc/self/exe; unless that is already a sealed copy, it makes one per
+// container (CVE-2019-5736: a container must never reach the binary on
+// disk) -- an overlay mount or a copy of the whole binary each time. One
+// copy at start makes container creation that much cheaper, and just as
+// safe. If sealing is impossible, the supervisor runs from its file and
+// libcontainer protects each container as before.
+func runSealed() (string, error) {
+	if from, ok := os.LookupEnv(sealedFromEnv); ok {
+		os.Unsetenv(sealedFromEnv)
+		return from, nil // sealed, or tried: either way, go on
+	}
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
+		return "", fmt.Errorf("find own executable: %w", err)
 	}
+	if exeseal.IsSelfExeCloned() {
+		return exe, nil
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return exe, nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return exe, nil
+	}
+	sealed, err := exeseal.CloneBinary(f, st.Size(), exe, os.TempDir())
+	if err != nil {
+		return exe, nil
+	}
+	env := append(os.Environ(), sealedFromEnv+"="+exe)
+	err = unix.Exec(fmt.Sprintf("/proc/self/fd/%d", sealed.Fd()), os.Args, env)
+	sealed.Close()
+	return exe, nil // exec failed: run from the file
+}
+
+func run(log *slog.Logger, exe, stateDir, cgroup string) error {
 	if cgroup != "" {
 		if err := joinCgroup(cgroup); err != nil {
 			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)

@@ -150,6 +150,8 @@ func imageName(spec *runtimeapi.ImageSpec, img image.Image) string {
 // The caller holds c's lock.
 func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image) error {
 	cfg := c.config
+	t := newPhases()
+	defer func() { m.d.Log.WithField("container", c.ID).WithFields(t.fields()).Debug("create phases") }()
 	// Refuse a bad request before mounting anything.
 	vols, err := oci.ImageVolumes(cfg.GetMounts())
 	if err != nil {
@@ -167,6 +169,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if _, err := m.d.Snapshots.MountRootfs(c.ID); err != nil {
 		return fmt.Errorf("mount container rootfs: %w", err)
 	}
+	t.mark("rootfs")
 	volumes, err := m.mountImageVolumes(c, vols)
 	if err != nil {
 		return err
@@ -194,6 +197,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if err := m.d.CDI.Inject(res.Spec, m.d.Config.Get().CDISpecDirs, devices); err != nil {
 		return err
 	}
+	t.mark("spec")
 	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
 		return err
@@ -215,6 +219,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return fmt.Errorf("container bundle: %w", err)
 	}
+	t.mark("bundle")
 	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
 	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot = kind, rpath, root
 	if _, err := m.d.Supervisor.Create(ctx, c.ID, supv1.CreateRequest{
@@ -224,8 +229,33 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	}); err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	t.mark("supervisor")
 	fault.Point("container.after-create")
 	return nil
+}
+
+// phases times the steps of one operation, for a debug log line that shows
+// where the time of a slow create went.
+type phases struct {
+	last  time.Time
+	names []string
+	took  []time.Duration
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.names, p.took = append(p.names, name), append(p.took, now.Sub(p.last))
+	p.last = now
+}
+
+func (p *phases) fields() map[string]any {
+	f := make(map[string]any, len(p.names))
+	for i, n := range p.names {
+		f[n] = p.took[i].Round(10 * time.Microsecond).String()
+	}
+	return f
 }
 
 // logPath joins the pod's log directory and the container's log path. An
