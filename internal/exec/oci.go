@@ -1,7 +1,6 @@
 package exec
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/berth-cri/berth/internal/runtimecli"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -91,7 +92,7 @@ func startOCI(_ context.Context, t Target, cmd []string, io stdio, tty bool) (*p
 		code := exitCode(c.ProcessState)
 		// The runtime's own failures are logged at error level; the exec'd
 		// process's exit codes are not.
-		if msg := lastLogError(logFile); msg != "" {
+		if msg := runtimecli.LastLogError(logFile); msg != "" {
 			return code, ociError(t.ID, msg)
 		}
 		return code, nil
@@ -111,22 +112,4 @@ func ociError(id, msg string) error {
 		return fmt.Errorf("container %s: %s: %w", id, msg, errdefs.ErrFailedPrecondition)
 	}
 	return fmt.Errorf("exec in container %s: %s", id, msg)
-}
-
-// lastLogError returns the last error-level message of a runc-style json log.
-func lastLogError(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			last = e.Msg
-		}
-	}
-	return last
 }

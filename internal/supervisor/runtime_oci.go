@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-cri/berth/internal/runtimecli"
 
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -61,20 +62,7 @@ func (r ociRuntime) run(ctx context.Context, rec *record, io *stdio, args ...str
 
 // lastLogError returns the last error-level message of the runtime's json log.
 func (r ociRuntime) lastLogError(id string) string {
-	f, err := os.Open(filepath.Join(r.dir(id), "runtime.log"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
-			last = e.Msg
-		}
-	}
-	return last
+	return runtimecli.LastLogError(filepath.Join(r.dir(id), "runtime.log"))
 }
 
 func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
