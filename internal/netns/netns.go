@@ -63,6 +63,36 @@ func New(dir, id string) (string, error) {
 	return path, nil
 }
 
+// Pin pins an existing network namespace, the nsfs file src (such as
+// /proc/<pid>/ns/net), at <dir>/<id> and returns that path, with New's
+// rules for dir and for an existing pin. It is for namespaces a process
+// had to create itself: one owned by a pod's user namespace.
+func Pin(dir, id, src string) (string, error) {
+	if err := validID(id); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", fmt.Errorf("create netns dir: %w", err)
+	}
+	if err := ensureSharedMount(dir); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, id)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("netns %s: %w", path, errdefs.ErrAlreadyExists)
+		}
+		return "", fmt.Errorf("create netns pin %s: %w", path, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+		_ = Remove(path)
+		return "", fmt.Errorf("pin netns %s at %s: %w", src, path, err)
+	}
+	return path, nil
+}
+
 // pinNew creates the namespace on a locked thread and bind-mounts it at path.
 func pinNew(path string) error {
 	errc := make(chan error, 1)

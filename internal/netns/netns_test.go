@@ -200,3 +200,35 @@ func TestConcurrentNew(t *testing.T) {
 		t.Fatalf("mounts left: %v", got)
 	}
 }
+
+// Pin keeps an existing namespace (the pause's, in a user-namespaced pod)
+// alive at <dir>/<id>, with New's rule for an id already pinned.
+func TestPinExisting(t *testing.T) {
+	dir := testDir(t)
+	src, err := New(dir, "made-elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := Pin(dir, "pod1", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, path) != inode(t, src) {
+		t.Error("the pin holds another namespace")
+	}
+	if ok, err := Pinned(path); err != nil || !ok {
+		t.Errorf("Pinned = %v, %v", ok, err)
+	}
+	if _, err := Pin(dir, "pod1", src); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("second Pin: %v, want ErrAlreadyExists", err)
+	}
+	if _, err := Pin(dir, "pod2", filepath.Join(dir, "absent")); err == nil {
+		t.Error("pinned a missing source")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pod2")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed Pin left its file: %v", err)
+	}
+	if err := Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -66,6 +66,24 @@ func legacyMountOverlay(lowers []string, upper, work, target string) error {
 }
 
 func fsmountOverlay(lowers []string, upper, work, target string) error {
+	return fsmountOverlayWith(func(fsfd int) error {
+		for i, l := range lowers {
+			if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
+				msg := fsLog(fsfd)
+				if i == 0 && errors.Is(err, unix.EINVAL) && strings.Contains(msg, "Unknown parameter") {
+					return errNoNewAPI // before Linux 6.8
+				}
+				return fmt.Errorf("fsconfig lowerdir+=%s: %w (%s)", l, err, msg)
+			}
+		}
+		return nil
+	}, upper, work, target)
+}
+
+// fsmountOverlayWith mounts an overlay whose lower dirs setLowers gives the
+// fs context, with upper and work, on target; an empty target only checks
+// that the overlay can be made.
+func fsmountOverlayWith(setLowers func(fsfd int) error, upper, work, target string) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if errors.Is(err, unix.ENOSYS) {
 		return errNoNewAPI
@@ -80,14 +98,8 @@ func fsmountOverlay(lowers []string, upper, work, target string) error {
 		}
 		return nil
 	}
-	for i, l := range lowers {
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			msg := fsLog(fsfd)
-			if i == 0 && errors.Is(err, unix.EINVAL) && strings.Contains(msg, "Unknown parameter") {
-				return errNoNewAPI // before Linux 6.8
-			}
-			return fmt.Errorf("fsconfig lowerdir+=%s: %w (%s)", l, err, msg)
-		}
+	if err := setLowers(fsfd); err != nil {
+		return err
 	}
 	if err := set("upperdir", upper); err != nil {
 		return err
@@ -106,6 +118,9 @@ func fsmountOverlay(lowers []string, upper, work, target string) error {
 		return fsError(fsfd, "fsmount overlay", err)
 	}
 	defer unix.Close(mfd)
+	if target == "" {
+		return nil
+	}
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return &os.PathError{Op: "move_mount overlay", Path: target, Err: err}
 	}
