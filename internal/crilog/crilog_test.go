@@ -194,3 +194,34 @@ func TestDiscard(t *testing.T) {
 		t.Fatal("discarding log failed")
 	}
 }
+
+// TestNoFollow pins a hostile-input fix: a symlink planted at the log path
+// (before the create or before kubelet's rotation reopens it) is not
+// followed, so the supervisor writes nothing outside the log directory.
+func TestNoFollow(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside")
+	os.WriteFile(outside, []byte("precious\n"), 0o644)
+	path := filepath.Join(dir, "log")
+	if err := os.Symlink(outside, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); err == nil {
+		t.Fatal("Open followed a symlink")
+	}
+	os.Remove(path)
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Rename(path, path+".1")
+	os.Symlink(outside, path)
+	if err := l.Reopen(); err == nil {
+		t.Fatal("Reopen followed a symlink")
+	}
+	NewStreamWriter(l, Stdout, 0).Write([]byte("x\n"))
+	if b, _ := os.ReadFile(outside); string(b) != "precious\n" {
+		t.Fatalf("the symlink's target was written: %q", b)
+	}
+}

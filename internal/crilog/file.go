@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -57,8 +58,10 @@ func Open(path string) (*File, error) {
 	return l, nil
 }
 
+// openAppend never follows a symlink at path: the file is opened as root,
+// and kubelet's rotation reopens it long after berthd checked the path.
 func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", path, err)
 	}

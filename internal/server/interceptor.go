@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"runtime/debug"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -58,10 +59,14 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 		return nil, status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
 	}
 	start := time.Now()
-	if logrus.IsLevelEnabled(logrus.TraceLevel) {
+	if traceEnabled(i.log) {
 		log.WithField("request", marshalForLog(req)).Trace("request")
 	}
-	resp, err := handler(ctx, req)
+	var resp any
+	err := guard(log, func() (err error) {
+		resp, err = handler(ctx, req)
+		return err
+	})
 	err = errdefs.ToGRPC(err)
 	code, took := status.Code(err), time.Since(start)
 	i.metrics.CRIRequest(info.FullMethod, code.String(), took)
@@ -86,7 +91,9 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		return status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
 	}
 	start := time.Now()
-	err := errdefs.ToGRPC(handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)}))
+	err := errdefs.ToGRPC(guard(log, func() error {
+		return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)})
+	}))
 	took := time.Since(start)
 	i.metrics.CRIRequest(info.FullMethod, status.Code(err).String(), took)
 	entry := log.WithFields(logrus.Fields{"code": status.Code(err).String(), "took": took.Round(time.Microsecond)})
@@ -98,12 +105,38 @@ func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return err
 }
 
+// guard runs a handler and turns its panic into an Internal error: one
+// malformed request must not take down the runtime of every pod on the
+// node. Locks the handler took with defer are released on the way out.
+func guard(log logrus.FieldLogger, handler func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.WithFields(logrus.Fields{"panic": r, "stack": string(debug.Stack())}).Error("handler panicked")
+			err = status.Errorf(codes.Internal, "berthd failed on this request (a bug, logged): %v", r)
+		}
+	}()
+	return handler()
+}
+
 type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context
 }
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
+
+// traceEnabled asks berthd's own logger, not logrus's standard one (which
+// berthd does not use): asking the latter kept log_level = "trace" from
+// ever logging a request.
+func traceEnabled(l logrus.FieldLogger) bool {
+	switch l := l.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.TraceLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.TraceLevel)
+	}
+	return false
+}
 
 func marshalForLog(req any) string {
 	m, ok := req.(proto.Message)
