@@ -63,6 +63,9 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 	if in.ID == "" || in.Rootfs == "" || !path.IsAbs(in.Rootfs) {
 		return nil, fmt.Errorf("container id and an absolute rootfs are required: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := checkContainerEnums(cfg); err != nil {
+		return nil, err
+	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	privileged := sc.GetPrivileged()
 	// api.proto: a sandbox that may run privileged containers MUST say so.
@@ -80,6 +83,9 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 	hostname := pod.GetHostname()
 	env, err := processEnv(cfg, in.Image, hostname)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkExecSize(args, env); err != nil {
 		return nil, err
 	}
 	cwd, err := workingDir(cfg, in.Image)
@@ -200,7 +206,11 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 // containerMounts orders standard mounts, the pod's files and the CRI
 // mounts; a CRI mount replaces any runtime mount at the same path.
 func containerMounts(in ContainerInput, privileged, readonlyRoot bool) ([]specs.Mount, string, error) {
-	cri, rootProp, err := criMounts(in.Config.GetMounts(), in.ImageVolumes)
+	idmap, err := UserNamespace(in.SandboxConfig)
+	if err != nil {
+		return nil, "", err
+	}
+	cri, rootProp, err := criMounts(in.Config.GetMounts(), in.ImageVolumes, idmap)
 	if err != nil {
 		return nil, "", err
 	}
@@ -214,7 +224,7 @@ func containerMounts(in ContainerInput, privileged, readonlyRoot bool) ([]specs.
 	}
 	var out []specs.Mount
 	out = append(out, standardMounts(privileged, in.PodFiles.Shm == "", taken)...)
-	out = append(out, podFileMounts(in.PodFiles, readonlyRoot, taken)...)
+	out = append(out, podFileMounts(in.PodFiles, readonlyRoot, idmap, taken)...)
 	out = append(out, cri...)
 	return out, rootProp, nil
 }

@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/userns"
 )
 
 // PodFiles are the host paths of the files a sandbox shares with its
@@ -75,10 +76,11 @@ func ImageVolumes(ms []*runtimeapi.Mount) ([]ImageVolume, error) {
 }
 
 // criMounts converts the CRI mounts; imageVolumes maps the container path
-// of each image mount to the host path prepared for it. It also returns the
-// rootfs propagation the mounts need: a shared or slave mount only
-// propagates if the container's root mount does too.
-func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.Mount, string, error) {
+// of each image mount to the host path prepared for it, and idmap is the
+// pod's user namespace (nil for the host's). It also returns the rootfs
+// propagation the mounts need: a shared or slave mount only propagates if
+// the container's root mount does too.
+func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string, idmap *userns.Mappings) ([]specs.Mount, string, error) {
 	var out []specs.Mount
 	rootProp := ""
 	for i, m := range ms {
@@ -87,8 +89,9 @@ func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.
 		if !path.IsAbs(dst) || hasNUL(dst) {
 			return nil, "", fmt.Errorf("%s.container_path %q must be an absolute path: %w", field, dst, errdefs.ErrInvalidArgument)
 		}
-		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-			return nil, "", fmt.Errorf("%s: id-mapped mounts need user namespaces, which berth does not support: %w", field, errdefs.ErrUnimplemented)
+		uidMap, gidMap, err := mountIDMappings(field, m, idmap)
+		if err != nil {
+			return nil, "", err
 		}
 		var real string
 		if img := m.GetImage().GetImage(); img != "" {
@@ -106,7 +109,6 @@ func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.
 				return nil, "", fmt.Errorf("%s.host_path %q must be an absolute path: %w", field, src, errdefs.ErrInvalidArgument)
 			}
 			// api.proto: follow a symlinked host path and mount its target.
-			var err error
 			real, err = filepath.EvalSymlinks(src)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
@@ -150,7 +152,9 @@ func criMounts(ms []*runtimeapi.Mount, imageVolumes map[string]string) ([]specs.
 			opts = appendUnique(opts, o)
 		}
 		// selinux_relabel is ignored: SELinux is not enabled on our hosts.
-		out = append(out, specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: real, Options: opts})
+		// An id-mapped mount is made by the runtime, which names the source
+		// when its filesystem cannot be id-mapped.
+		out = append(out, specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: real, Options: opts, UIDMappings: uidMap, GIDMappings: gidMap})
 	}
 	// Parents before children, whatever order kubelet sent them in.
 	slices.SortStableFunc(out, func(a, b specs.Mount) int { return depth(a.Destination) - depth(b.Destination) })
@@ -165,12 +169,18 @@ func depth(p string) int {
 }
 
 // podFileMounts bind the sandbox's files, each skipped when a CRI mount
-// targets the same path (kubelet manages /etc/hosts itself).
-func podFileMounts(files PodFiles, readonlyRoot bool, taken func(string) bool) []specs.Mount {
+// targets the same path (kubelet manages /etc/hosts itself). In a pod user
+// namespace (idmap set) they are id-mapped: berthd's root-owned files are
+// the pod root's.
+func podFileMounts(files PodFiles, readonlyRoot bool, idmap *userns.Mappings, taken func(string) bool) []specs.Mount {
 	var out []specs.Mount
 	mode := "rw"
 	if readonlyRoot {
 		mode = "ro"
+	}
+	var uidMap, gidMap []specs.LinuxIDMapping
+	if idmap != nil {
+		uidMap, gidMap = idmap.UIDs, idmap.GIDs
 	}
 	for _, f := range []struct{ src, dst string }{
 		{files.Hosts, "/etc/hosts"},
@@ -178,11 +188,11 @@ func podFileMounts(files PodFiles, readonlyRoot bool, taken func(string) bool) [
 		{files.Hostname, "/etc/hostname"},
 	} {
 		if f.src != "" && !taken(f.dst) {
-			out = append(out, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"rbind", "rprivate", mode}})
+			out = append(out, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"rbind", "rprivate", mode}, UIDMappings: uidMap, GIDMappings: gidMap})
 		}
 	}
 	if files.Shm != "" && !taken("/dev/shm") {
-		out = append(out, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: files.Shm, Options: []string{"rbind", "rprivate", "rw"}})
+		out = append(out, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: files.Shm, Options: []string{"rbind", "rprivate", "rw"}, UIDMappings: uidMap, GIDMappings: gidMap})
 	}
 	return out
 }

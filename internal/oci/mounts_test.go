@@ -72,11 +72,14 @@ func TestCRIMounts(t *testing.T) {
 		{"image volume not prepared", m(func(x *runtimeapi.Mount) {
 			x.ContainerPath, x.HostPath, x.Image, x.Readonly = "/elsewhere", "", &runtimeapi.ImageSpec{Image: "sha256:abc"}, true
 		}), nil, "", "", errdefs.ErrFailedPrecondition, "ImageVolumeMountFailed: mounts[0]"},
-		{"id-mapped", m(func(x *runtimeapi.Mount) { x.UidMappings = []*runtimeapi.IDMapping{{Length: 1}} }), nil, "", "", errdefs.ErrUnimplemented, ""},
+		{"id-mapped outside a user namespace", m(func(x *runtimeapi.Mount) {
+			x.UidMappings = []*runtimeapi.IDMapping{{Length: 1}}
+			x.GidMappings = x.UidMappings
+		}), nil, "", "", errdefs.ErrInvalidArgument, "need a pod user namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, prop, err := criMounts([]*runtimeapi.Mount{tt.mount}, imageVolumes)
+			got, prop, err := criMounts([]*runtimeapi.Mount{tt.mount}, imageVolumes, nil)
 			checkErr(t, err, tt.err, tt.substr)
 			if err != nil {
 				return
@@ -97,7 +100,7 @@ func TestCRIMountsParentsFirst(t *testing.T) {
 		{ContainerPath: "/a/b/c", HostPath: dir},
 		{ContainerPath: "/a", HostPath: dir},
 		{ContainerPath: "/x/y", HostPath: dir},
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

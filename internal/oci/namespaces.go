@@ -7,6 +7,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/userns"
 )
 
 // SandboxNamespaces are the namespace paths of a running sandbox (usually
@@ -14,32 +15,28 @@ import (
 // A path is empty when the pod uses the host's namespace.
 type SandboxNamespaces struct {
 	Net, IPC, UTS, PID string
+	// User is the pod's user namespace; empty for the host's.
+	User string
 }
 
 func podNamespaceOptions(pod *runtimeapi.PodSandboxConfig) *runtimeapi.NamespaceOption {
 	return pod.GetLinux().GetSecurityContext().GetNamespaceOptions()
 }
 
-// checkUserns refuses user-namespaced pods: berth reports
-// user_namespaces=false, so kubelet should never ask, but a request that
-// does must fail rather than run without the isolation it asked for.
-func checkUserns(ns *runtimeapi.NamespaceOption) error {
-	u := ns.GetUsernsOptions()
-	if u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD && (len(u.GetUids()) > 0 || len(u.GetGids()) > 0) {
-		return fmt.Errorf("namespace_options.userns_options: user namespaces are not supported: %w", errdefs.ErrUnimplemented)
-	}
-	return nil
-}
-
 // sandboxNamespaces: the pause process creates the pod's IPC, UTS and PID
 // namespaces (each left out for the host's in NODE mode; UTS follows the
-// network mode, as in kubelet) and enters the pinned network namespace.
-func sandboxNamespaces(pod *runtimeapi.PodSandboxConfig, netnsPath string) ([]specs.LinuxNamespace, error) {
+// network mode, as in kubelet) and enters the pinned network namespace, or
+// creates one when netnsPath is empty. With a pod user namespace (idmap
+// set) it creates that one first, so that it owns all the others: the
+// caller then passes no netnsPath and pins the pause's network namespace,
+// since only a network namespace the pod's user namespace owns lets the pod
+// mount /sys and write its net.* sysctls.
+func sandboxNamespaces(pod *runtimeapi.PodSandboxConfig, netnsPath string, idmap *userns.Mappings) []specs.LinuxNamespace {
 	ns := podNamespaceOptions(pod)
-	if err := checkUserns(ns); err != nil {
-		return nil, err
-	}
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if idmap != nil {
+		out = append(out, specs.LinuxNamespace{Type: specs.UserNamespace})
+	}
 	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		out = append(out,
 			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath},
@@ -53,16 +50,18 @@ func sandboxNamespaces(pod *runtimeapi.PodSandboxConfig, netnsPath string) ([]sp
 		// which POD-mode containers then join.
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
-	return out, nil
+	return out
 }
 
 // containerNamespaces joins the sandbox's network, IPC and UTS namespaces
 // (or the host's, following the pod's modes) and picks the PID namespace
 // from the container's mode. targetPID is the PID namespace path of the
-// TARGET container.
+// TARGET container. A pod user namespace is joined too (the runtime joins
+// the network namespace, which the host's user namespace may own, before it).
 func containerNamespaces(pod *runtimeapi.PodSandboxConfig, sc *runtimeapi.LinuxContainerSecurityContext, sb SandboxNamespaces, targetPID string, newCgroupNS bool) ([]specs.LinuxNamespace, error) {
 	podNS := podNamespaceOptions(pod)
-	if err := checkUserns(podNS); err != nil {
+	idmap, err := UserNamespace(pod)
+	if err != nil {
 		return nil, err
 	}
 	join := func(typ specs.LinuxNamespaceType, p, what string) (specs.LinuxNamespace, error) {
@@ -72,6 +71,13 @@ func containerNamespaces(pod *runtimeapi.PodSandboxConfig, sc *runtimeapi.LinuxC
 		return specs.LinuxNamespace{Type: typ, Path: p}, nil
 	}
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if idmap != nil {
+		j, err := join(specs.UserNamespace, sb.User, "user")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
 	if podNS.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		for _, n := range []struct {
 			typ  specs.LinuxNamespaceType

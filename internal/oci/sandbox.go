@@ -50,6 +50,9 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 	if in.ID == "" || !path.IsAbs(in.Rootfs) {
 		return nil, fmt.Errorf("sandbox id and an absolute rootfs are required: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := checkSandboxEnums(cfg); err != nil {
+		return nil, err
+	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	ns := sc.GetNamespaceOptions()
 	hostNet := ns.GetNetwork() == runtimeapi.NamespaceMode_NODE
@@ -76,10 +79,11 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	namespaces, err := sandboxNamespaces(cfg, in.NetNSPath)
+	idmap, err := UserNamespace(cfg)
 	if err != nil {
 		return nil, err
 	}
+	namespaces := sandboxNamespaces(cfg, in.NetNSPath, idmap)
 	hostname := ""
 	if !hostNet {
 		// With host network the pod shares the host's UTS namespace and
@@ -112,7 +116,7 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 	noTaken := func(string) bool { return false }
 	mounts := standardMounts(false, false, func(dst string) bool { return dst == "/sys/fs/cgroup" })
 	if in.PodFiles.Shm != "" {
-		mounts = append(mounts, podFileMounts(PodFiles{Shm: in.PodFiles.Shm}, false, noTaken)...)
+		mounts = append(mounts, podFileMounts(PodFiles{Shm: in.PodFiles.Shm}, false, idmap, noTaken)...)
 	}
 	shares := uint64(sandboxCPUShares)
 	var sysctl map[string]string
@@ -123,6 +127,10 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 		}
 	}
 	empty := []string{}
+	var uidMap, gidMap []specs.LinuxIDMapping
+	if idmap != nil {
+		uidMap, gidMap = idmap.UIDs, idmap.GIDs
+	}
 	return &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -141,6 +149,8 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 		Linux: &specs.Linux{
 			CgroupsPath: cgPath,
 			Namespaces:  namespaces,
+			UIDMappings: uidMap,
+			GIDMappings: gidMap,
 			Sysctl:      sysctl,
 			Resources: &specs.LinuxResources{
 				Devices: defaultDeviceRules(),

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -98,11 +99,16 @@ func LoadSeccompProfile(p string, caps []string) (*specs.LinuxSeccomp, error) {
 	if !filepath.IsAbs(p) {
 		return nil, fmt.Errorf("seccomp localhost profile %q must be an absolute path: %w", p, errdefs.ErrInvalidArgument)
 	}
-	f, err := os.Open(p)
+	// O_NONBLOCK and the regular-file check: a FIFO or a device named as
+	// the profile would otherwise block the create forever.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp localhost profile %s: %v: %w", p, err, errdefs.ErrInvalidArgument)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("seccomp localhost profile %s is not a regular file: %w", p, errdefs.ErrInvalidArgument)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxProfileSize))
 	if err != nil {
 		return nil, fmt.Errorf("seccomp localhost profile %s: %v: %w", p, err, errdefs.ErrInvalidArgument)

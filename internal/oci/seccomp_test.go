@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -96,6 +97,11 @@ func TestSeccompProfileSelection(t *testing.T) {
 	badJSON := writeFile(t, `{"defaultAction":`)
 	badAction := writeFile(t, `{"defaultAction":"SCMP_ACT_MAYBE"}`)
 	badRule := writeFile(t, `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"nope"}]}`)
+	// A FIFO blocked the create forever (issue 9): not a regular file.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	prof := func(typ runtimeapi.SecurityProfile_ProfileType, ref string) *runtimeapi.SecurityProfile {
 		return &runtimeapi.SecurityProfile{ProfileType: typ, LocalhostRef: ref}
 	}
@@ -129,6 +135,8 @@ func TestSeccompProfileSelection(t *testing.T) {
 		{"Localhost unknown default action", h, prof(runtimeapi.SecurityProfile_Localhost, badAction), "", nil, errdefs.ErrInvalidArgument, "defaultAction"},
 		{"Localhost unknown rule action", h, prof(runtimeapi.SecurityProfile_Localhost, badRule), "", nil, errdefs.ErrInvalidArgument, "syscalls[0]"},
 		{"unknown type", h, prof(9, ""), "", nil, errdefs.ErrInvalidArgument, "profile_type"},
+		{"Localhost FIFO", h, prof(runtimeapi.SecurityProfile_Localhost, fifo), "", nil, errdefs.ErrInvalidArgument, "not a regular file"},
+		{"Localhost directory", h, prof(runtimeapi.SecurityProfile_Localhost, "/"), "", nil, errdefs.ErrInvalidArgument, "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

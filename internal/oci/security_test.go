@@ -103,8 +103,13 @@ func TestContainerNamespaces(t *testing.T) {
 		{"TARGET without path", &runtimeapi.NamespaceOption{}, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "c0"}, sb, "", nil, errdefs.ErrFailedPrecondition},
 		{"unknown pid mode", &runtimeapi.NamespaceOption{}, &runtimeapi.NamespaceOption{Pid: 9}, sb, "", nil, errdefs.ErrInvalidArgument},
 		{"missing sandbox path", &runtimeapi.NamespaceOption{}, &runtimeapi.NamespaceOption{Pid: 1}, SandboxNamespaces{Net: "/n"}, "", nil, errdefs.ErrFailedPrecondition},
-		{"user namespace refused", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Uids: []*runtimeapi.IDMapping{{Length: 65536}}}},
-			&runtimeapi.NamespaceOption{}, sb, "", nil, errdefs.ErrUnimplemented},
+		{"pod user namespace is joined", &runtimeapi.NamespaceOption{UsernsOptions: podUserns(0, 200000, 65536)},
+			&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, SandboxNamespaces{Net: "/n", IPC: "/i", UTS: "/u", PID: "/p", User: "/proc/1/ns/user"}, "",
+			nsmap{"mount": "", "user": "/proc/1/ns/user", "network": "/n", "uts": "/u", "ipc": "/i", "pid": "/p"}, nil},
+		{"pod user namespace without a path", &runtimeapi.NamespaceOption{UsernsOptions: podUserns(0, 200000, 65536)},
+			&runtimeapi.NamespaceOption{}, sb, "", nil, errdefs.ErrFailedPrecondition},
+		{"user namespace mode CONTAINER", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}},
+			&runtimeapi.NamespaceOption{}, sb, "", nil, errdefs.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

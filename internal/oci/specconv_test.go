@@ -63,6 +63,12 @@ func TestSpecsLoadThroughRunc(t *testing.T) {
 			in.SandboxConfig.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: 2, Pid: 2, Ipc: 2}
 			secCtx(in).NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}
 		},
+		"pod user namespace": func(in *ContainerInput) {
+			in.SandboxConfig = withUserns(in.SandboxConfig, podUserns(0, 200000, 65536))
+			in.Namespaces.User = "/proc/1/ns/user"
+			kubelet := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 200000, Length: 65536}}
+			in.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: dir, UidMappings: kubelet, GidMappings: kubelet}}
+		},
 	}
 	for name, mod := range containers {
 		t.Run("container/"+name, func(t *testing.T) {
@@ -88,6 +94,12 @@ func TestSpecsLoadThroughRunc(t *testing.T) {
 		},
 		"host network": func(in *SandboxInput) {
 			in.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: 2, Pid: 2, Ipc: 2}
+		},
+		"pod user namespace": func(in *SandboxInput) {
+			in.Config = withUserns(in.Config, podUserns(0, 200000, 65536))
+			in.NetNSPath = ""
+			in.Config.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}
+			in.PodFiles.Shm = dir
 		},
 	}
 	for name, mod := range sandboxes {
