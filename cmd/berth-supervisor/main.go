@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
@@ -71,6 +72,9 @@ const sealedFromEnv = "_BERTH_SUPERVISOR_SEALED_FROM"
 func runSealed() (string, error) {
 	if from, ok := os.LookupEnv(sealedFromEnv); ok {
 		os.Unsetenv(sealedFromEnv)
+		// Executed from /proc/self/fd/N, the kernel named the process "N":
+		// give it its name back for ps, top and pgrep.
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-supervisor\x00")[0])), 0, 0, 0)
 		return from, nil // sealed, or tried: either way, go on
 	}
 	exe, err := os.Executable()

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/events"
@@ -20,6 +22,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/nri"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -136,6 +139,24 @@ func serve(configPath string, loaded *config.Loaded) error {
 
 	broker := events.New()
 	p.containers.SetEvents(serverevents.NewPublisher(broker, p.sandboxes, p.containers))
+	// NRI is wired before recovery (exits recorded then are its events) and
+	// opened to plugins after it, when the lists it hands them are right.
+	var nriSvc *nri.NRI
+	if cfg.NRI.Enable {
+		cdiInject := cdi.New()
+		nriSvc, err = nri.New(nri.Options{
+			Config: cfg.NRI, Sandboxes: p.sandboxes, Containers: p.containers,
+			InjectCDI: func(spec *specs.Spec, devices []string) error {
+				return cdiInject.Inject(spec, p.cfg.Get().CDISpecDirs, devices)
+			},
+			RuntimeName: version.RuntimeName, RuntimeVersion: version.Version, Log: log.WithField("part", "nri"),
+		})
+		if err != nil {
+			return err
+		}
+		p.sandboxes.SetNRI(nriSvc)
+		p.containers.SetNRI(nriSvc)
+	}
 	cgroups, err := stats.NewCgroupReader()
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
@@ -198,6 +219,14 @@ func serve(configPath string, loaded *config.Loaded) error {
 		return fmt.Errorf("start-up recovery: %w", err)
 	}
 	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir, mtr)
+	if nriSvc != nil {
+		if err := nriSvc.Start(); err != nil {
+			grpcServer.Stop()
+			return err
+		}
+		defer nriSvc.Stop()
+		log.WithField("socket", cfg.NRI.SocketPath).Info("NRI plugins may connect")
+	}
 	p.ready.SetReady()
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.Info("ready")
@@ -283,6 +312,7 @@ func (p *daemonParts) reload(configPath string) {
 		"state_dir":       old.StateDir != cfg.StateDir,
 		"cni.conf_dir":    old.CNI.ConfDir != cfg.CNI.ConfDir,
 		"metrics_address": old.MetricsAddress != cfg.MetricsAddress,
+		"nri":             old.NRI != cfg.NRI,
 	} {
 		if changed {
 			p.log.WithField("key", key).Warn("reload: this key changes only at restart; keeping the old value until then")
@@ -290,6 +320,7 @@ func (p *daemonParts) reload(configPath string) {
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
 	cfg.MetricsAddress = old.MetricsAddress
+	cfg.NRI = old.NRI
 	applyLogSettings(p.log, cfg)
 	if err := p.images.Reload(registryOptions(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current registry settings")

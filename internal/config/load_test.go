@@ -119,6 +119,10 @@ func TestLoadErrors(t *testing.T) {
 		{"metrics address port not a number", "metrics_address = \"127.0.0.1:http\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
 		{"metrics address port zero", "metrics_address = \"127.0.0.1:0\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
 		{"metrics address port too big", "metrics_address = \"[::1]:65536\"", nil, []string{`"metrics_address"`, "1 to 65535"}},
+		{"nri relative socket", "[nri]\nsocket_path = \"nri.sock\"", nil, []string{`"nri.socket_path"`, "absolute"}},
+		{"nri socket path too long", "[nri]\nsocket_path = \"/" + strings.Repeat("n", 120) + "\"", nil, []string{`"nri.socket_path"`, "107 bytes"}},
+		{"nri zero request timeout", "[nri]\nplugin_request_timeout = \"0s\"", nil, []string{`"nri.plugin_request_timeout"`, "positive"}},
+		{"nri negative registration timeout", "[nri]\nplugin_registration_timeout = \"-1s\"", nil, []string{`"nri.plugin_registration_timeout"`, "positive"}},
 		{"error in drop-in names the drop-in", "", map[string]string{"50-x.toml": "sandbox_imag = \"p\""}, []string{"50-x.toml", `"sandbox_imag"`}},
 		{"validation names the drop-in that set it", "", map[string]string{"50-x.toml": "log_format = \"yaml\""}, []string{"50-x.toml", "log_format"}},
 	} {
@@ -171,5 +175,24 @@ func TestIsDNSLabel(t *testing.T) {
 		if IsDNSLabel(s) != want {
 			t.Errorf("IsDNSLabel(%q) = %v", s, !want)
 		}
+	}
+}
+
+func TestNRIDefaults(t *testing.T) {
+	l, err := Load(writeConfig(t, "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := l.Config.NRI
+	// On by default, with containerd's paths and timeouts, so plugins
+	// written for containerd find berthd where they look.
+	if !n.Enable || n.SocketPath != "/var/run/nri/nri.sock" || n.PluginPath != "/opt/nri/plugins" ||
+		n.PluginConfigPath != "/etc/nri/conf.d" || n.PluginRegistrationTimeout.Duration != 5*time.Second ||
+		n.PluginRequestTimeout.Duration != 2*time.Second {
+		t.Errorf("nri defaults: %+v", n)
+	}
+	// Off, the rest of the table is not checked.
+	if _, err := Load(writeConfig(t, "[nri]\nenable = false\nsocket_path = \"rel\"", nil)); err != nil {
+		t.Errorf("disabled nri with a relative socket: %v", err)
 	}
 }

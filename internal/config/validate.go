@@ -75,6 +75,9 @@ func (l *Loaded) validate() error {
 	if c.CNI.ConfDir == "" {
 		return bad("cni.conf_dir", "must not be empty")
 	}
+	if err := validateNRI(c.NRI); err != nil {
+		return bad("nri."+err.key, "%s", err.msg)
+	}
 	if len(c.Runtimes) == 0 {
 		return bad("runtimes", "at least one runtime handler must be configured")
 	}
@@ -102,6 +105,32 @@ func (l *Loaded) validate() error {
 	}
 	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
 		return bad("default_runtime", "%q names no configured handler (configured: %s)", c.DefaultRuntime, strings.Join(sortedKeys(c.Runtimes), ", "))
+	}
+	return nil
+}
+
+// keyError is a problem with one key of a table.
+type keyError struct{ key, msg string }
+
+// validateNRI checks the [nri] table; with NRI off, nothing in it is used.
+func validateNRI(n configv1.NRI) *keyError {
+	if !n.Enable {
+		return nil
+	}
+	for key, p := range map[string]string{"socket_path": n.SocketPath, "plugin_path": n.PluginPath, "plugin_config_path": n.PluginConfigPath} {
+		if !filepath.IsAbs(p) {
+			return &keyError{key, fmt.Sprintf("must be an absolute path, got %q", p)}
+		}
+	}
+	// sun_path holds 108 bytes with the terminating NUL.
+	if len(n.SocketPath) > 107 {
+		return &keyError{"socket_path", fmt.Sprintf("%q is longer than a unix socket path may be (107 bytes)", n.SocketPath)}
+	}
+	if n.PluginRegistrationTimeout.Duration <= 0 {
+		return &keyError{"plugin_registration_timeout", "must be positive"}
+	}
+	if n.PluginRequestTimeout.Duration <= 0 {
+		return &keyError{"plugin_request_timeout", "must be positive"}
 	}
 	return nil
 }

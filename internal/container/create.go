@@ -86,6 +86,9 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	}
 	unlock := m.locks.Lock(c.ID)
 	defer unlock()
+	if m.nri != nil {
+		defer m.nri.BlockSync()() // until the container is listed
+	}
 
 	img, err := m.d.Images.Use(cfg.GetImage().GetImage(), holder(c.ID))
 	if err != nil {
@@ -110,12 +113,18 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		return "", err
 	}
 	m.d.Events.ContainerEvent(EventCreated, c.clone())
+	if m.nri != nil {
+		m.nri.PostCreateContainer(ctx, c.clone())
+	}
 	return c.ID, nil
 }
 
 func (m *Manager) rollback(ctx context.Context, c *Container) {
 	if err := m.tearDown(ctx, c); err != nil {
 		m.d.Log.WithError(err).WithField("container", c.ID).Error("roll back a failed CreateContainer")
+	}
+	if m.nri != nil {
+		m.nri.UndoCreateContainer(ctx, c.clone())
 	}
 }
 
@@ -157,6 +166,13 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if err != nil {
 		return err
 	}
+	if err := checkHostPaths(cfg.GetMounts(), m.ownPaths()); err != nil {
+		return err
+	}
+	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return err
+	}
 	devices, err := cdi.Devices(cfg)
 	if err != nil {
 		return err
@@ -166,7 +182,18 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 		return fmt.Errorf("container rootfs: %w", err)
 	}
 	fault.Point("container.after-snapshot-prepare")
-	if _, err := m.d.Snapshots.MountRootfs(c.ID); err != nil {
+	// In a pod user namespace the image's layers are id-mapped, so that
+	// its files keep their owners as seen from inside.
+	idmap, err := oci.UserNamespace(sb.Config())
+	if err != nil {
+		return err
+	}
+	if idmap != nil {
+		_, err = m.d.Snapshots.MountRootfsMapped(c.ID, *idmap)
+	} else {
+		_, err = m.d.Snapshots.MountRootfs(c.ID)
+	}
+	if err != nil {
 		return fmt.Errorf("mount container rootfs: %w", err)
 	}
 	t.mark("rootfs")
@@ -197,11 +224,14 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if err := m.d.CDI.Inject(res.Spec, m.d.Config.Get().CDISpecDirs, devices); err != nil {
 		return err
 	}
-	t.mark("spec")
-	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
-	if err != nil {
-		return err
+	// NRI plugins adjust the finished spec (after CDI, as in containerd)
+	// before it is written; a plugin's refusal fails the create.
+	if m.nri != nil {
+		if err := m.nri.CreateContainer(ctx, c.clone(), res.Spec); err != nil {
+			return err
+		}
 	}
+	t.mark("spec")
 	c.LogPath, c.User, c.StopSignal = logPath, res.User, int(res.StopSignal)
 	if res.Spec.Linux != nil {
 		c.CgroupPath = res.Spec.Linux.CgroupsPath
@@ -256,32 +286,6 @@ func (p *phases) fields() map[string]any {
 		f[n] = p.took[i].Round(10 * time.Microsecond).String()
 	}
 	return f
-}
-
-// logPath joins the pod's log directory and the container's log path. An
-// empty log_path discards output (critest's default, CRI-CONTRACT.md). The
-// result must stay inside the log directory.
-func logPath(dir, rel string) (string, error) {
-	if rel == "" {
-		return "", nil
-	}
-	if dir == "" {
-		if !filepath.IsAbs(rel) {
-			return "", fmt.Errorf("log_path %q is relative and the pod has no log_directory: %w", rel, errdefs.ErrInvalidArgument)
-		}
-		return filepath.Clean(rel), nil
-	}
-	if !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("log_directory %q must be absolute: %w", dir, errdefs.ErrInvalidArgument)
-	}
-	p := filepath.Join(dir, rel)
-	if p != filepath.Clean(dir) && !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
-		return "", fmt.Errorf("log_path %q escapes the log directory %q: %w", rel, dir, errdefs.ErrInvalidArgument)
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return "", fmt.Errorf("log directory: %w", err)
-	}
-	return p, nil
 }
 
 // targetPIDNS is the pid namespace of namespace_options.target_id for PID

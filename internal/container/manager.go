@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -41,6 +42,30 @@ type Events interface {
 	ContainerEvent(kind EventKind, c *Container)
 }
 
+// NRI relays container lifecycle events to NRI plugins (internal/nri).
+// The calls that return an error fail the operation on a plugin's error;
+// the others only notify. c is a copy the callee may keep.
+type NRI interface {
+	// BlockSync holds off synchronizing a newly connected plugin until
+	// unblock is called: held by a create until its container is listed,
+	// so no plugin misses the container.
+	BlockSync() (unblock func())
+	// CreateContainer may adjust spec in place before it is written.
+	CreateContainer(ctx context.Context, c *Container, spec *specs.Spec) error
+	PostCreateContainer(ctx context.Context, c *Container)
+	// UndoCreateContainer follows a create that failed after
+	// CreateContainer succeeded.
+	UndoCreateContainer(ctx context.Context, c *Container)
+	StartContainer(ctx context.Context, c *Container) error
+	PostStartContainer(ctx context.Context, c *Container)
+	// UpdateContainer returns the resources to apply instead of res.
+	UpdateContainer(ctx context.Context, c *Container, res *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error)
+	PostUpdateContainer(ctx context.Context, c *Container)
+	// StopContainer is told once per container, when its exit is recorded.
+	StopContainer(ctx context.Context, c *Container)
+	RemoveContainer(ctx context.Context, c *Container)
+}
+
 // Deps are the parts the container manager uses.
 type Deps struct {
 	Config     *config.Holder
@@ -74,6 +99,8 @@ type Manager struct {
 	mu    sync.RWMutex
 	byID  map[string]*Container
 	names map[string]string // name -> id
+
+	nri NRI // nil: NRI is off
 }
 
 // New opens the records; Recover must run before the manager is used.
@@ -97,6 +124,10 @@ func (noEvents) ContainerEvent(EventKind, *Container) {}
 
 // SetEvents wires the event sink (which needs the manager, hence late).
 func (m *Manager) SetEvents(e Events) { m.d.Events = e }
+
+// SetNRI wires NRI (which needs the manager, hence late); call it before
+// Recover.
+func (m *Manager) SetNRI(n NRI) { m.nri = n }
 
 func (m *Manager) bundleDir(id string) string {
 	return filepath.Join(m.d.StateDir, "containers", id, "bundle")

@@ -26,6 +26,11 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
+	if m.nri != nil {
+		if err := m.nri.StartContainer(ctx, c.clone()); err != nil {
+			return err
+		}
+	}
 	fault.Point("container.before-start")
 	st, err := m.d.Supervisor.Start(ctx, c.ID)
 	if err != nil {
@@ -38,6 +43,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	}
 	m.d.Metrics.ContainerStarted()
 	m.d.Events.ContainerEvent(EventStarted, c.clone())
+	if m.nri != nil {
+		m.nri.PostStartContainer(ctx, c.clone())
+	}
 	if st.Status == supv1.StatusStopped && st.Exit != nil {
 		// It already exited (a /bin/true): record it now.
 		m.recordExitLocked(c, st)
@@ -104,6 +112,16 @@ func (m *Manager) recordExitLocked(c *Container, st *supv1.State) {
 		m.d.Log.WithError(err).WithField("container", c.ID).Error("record container exit")
 	}
 	m.d.Events.ContainerEvent(EventStopped, c.clone())
+	m.notifyStopped(c)
+}
+
+// notifyStopped tells NRI plugins c exited, stopped or on its own. The
+// caller holds c's lock and has just recorded the exit (once per
+// container: an exited container records no other).
+func (m *Manager) notifyStopped(c *Container) {
+	if m.nri != nil {
+		m.nri.StopContainer(context.Background(), c.clone())
+	}
 }
 
 // recordLost marks a container the supervisor no longer knows as exited
@@ -126,4 +144,5 @@ func (m *Manager) markLostLocked(c *Container, why string) {
 		m.d.Log.WithError(err).WithField("container", c.ID).Error("record lost container")
 	}
 	m.d.Events.ContainerEvent(EventStopped, c.clone())
+	m.notifyStopped(c)
 }

@@ -134,6 +134,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	m.d.Events.ContainerEvent(EventDeleted, c.clone())
+	if m.nri != nil {
+		m.nri.RemoveContainer(ctx, c.clone())
+	}
 	return nil
 }
 

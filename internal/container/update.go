@@ -12,8 +12,19 @@ import (
 )
 
 // UpdateResources applies new resources to a created or running container
-// and remembers them for ContainerStatus.resources.
+// and remembers them for ContainerStatus.resources. NRI plugins may change
+// them first.
 func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	return m.updateResources(ctx, id, res, true)
+}
+
+// ApplyResources is UpdateResources without relaying the update to NRI
+// plugins: it carries out the updates plugins ask for themselves.
+func (m *Manager) ApplyResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	return m.updateResources(ctx, id, res, false)
+}
+
+func (m *Manager) updateResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources, relay bool) error {
 	c, err := m.Get(id)
 	if err != nil {
 		return err
@@ -26,6 +37,12 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if c.State != StateCreated && c.State != StateRunning {
 		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
+	relay = relay && m.nri != nil
+	if relay {
+		if res, err = m.nri.UpdateContainer(ctx, c.clone(), res); err != nil {
+			return err
+		}
+	}
 	spec, err := oci.LinuxResources(m.d.Host, res)
 	if err != nil {
 		return err
@@ -37,7 +54,13 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return fmt.Errorf("encode resources: %w", err)
 	}
-	return m.update(c, func(c *Container) { c.ResourcesJSON, c.resources = b, res })
+	if err := m.update(c, func(c *Container) { c.ResourcesJSON, c.resources = b, res }); err != nil {
+		return err
+	}
+	if relay {
+		m.nri.PostUpdateContainer(ctx, c.clone())
+	}
+	return nil
 }
 
 // ReopenLog has the supervisor reopen the container's log file after

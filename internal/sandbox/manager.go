@@ -28,6 +28,19 @@ type Containers interface {
 	RemovePod(ctx context.Context, sandboxID string) error
 }
 
+// NRI relays pod lifecycle events to NRI plugins (internal/nri).
+type NRI interface {
+	// BlockSync holds off synchronizing a newly connected plugin until
+	// unblock is called: held from relaying RunPodSandbox until the pod
+	// is listed, so no plugin misses the pod.
+	BlockSync() (unblock func())
+	// RunPodSandbox fails the create on a plugin's error.
+	RunPodSandbox(ctx context.Context, s *Sandbox) error
+	// StopPodSandbox and RemovePodSandbox only notify.
+	StopPodSandbox(ctx context.Context, s *Sandbox)
+	RemovePodSandbox(ctx context.Context, s *Sandbox)
+}
+
 // Deps are the parts the sandbox manager uses.
 type Deps struct {
 	Config     *config.Holder
@@ -49,6 +62,7 @@ type Manager struct {
 	records    *store.Records[Sandbox]
 	inflight   store.Inflight[string]
 	containers Containers
+	nri        NRI // nil: NRI is off
 
 	// mu guards the maps; a sandbox's own operations are serialised by its
 	// lock in locks, taken before mu and never while holding mu.
@@ -74,6 +88,10 @@ func New(d Deps) (*Manager, error) {
 // SetContainers wires the container manager (which itself needs sandboxes,
 // hence not a constructor argument).
 func (m *Manager) SetContainers(c Containers) { m.containers = c }
+
+// SetNRI wires NRI (which needs the manager, hence late); call it before
+// Recover.
+func (m *Manager) SetNRI(n NRI) { m.nri = n }
 
 func (m *Manager) podDir(id string) string    { return filepath.Join(m.d.StateDir, "sandboxes", id) }
 func (m *Manager) netnsDir() string           { return filepath.Join(m.d.StateDir, "netns") }

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
+	"github.com/berth-cri/berth/internal/userns"
 )
 
 // NewID returns a fresh 64-hex object id, as containerd's.
@@ -83,6 +84,10 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	md := cfg.GetMetadata()
 	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
 		return "", fmt.Errorf("pod sandbox metadata needs name, namespace and uid: %w", errdefs.ErrInvalidArgument)
+	}
+	// A bad user namespace request is refused before anything is made.
+	if _, err := oci.UserNamespace(cfg); err != nil {
+		return "", err
 	}
 	h, err := ResolveHandler(m.d.Config.Get(), handler)
 	if err != nil {
@@ -166,9 +171,23 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		}
 		return "", err
 	}
+	// NRI plugins see the pod before anyone else can: it is listed only
+	// once they have accepted it.
+	if m.nri != nil {
+		defer m.nri.BlockSync()()
+		if err := m.nri.RunPodSandbox(ctx, s.clone()); err != nil {
+			if rbErr := m.tearDown(ctx, s); rbErr != nil {
+				m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+			}
+			return "", err
+		}
+	}
 	if err := m.update(s, func(s *Sandbox) { s.State = StateReady; s.Delivered = caller.Err() == nil }); err != nil {
 		if rbErr := m.tearDown(ctx, s); rbErr != nil {
 			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+		}
+		if m.nri != nil {
+			m.nri.RemovePodSandbox(ctx, s.clone())
 		}
 		return "", err
 	}
@@ -196,9 +215,15 @@ func (m *Manager) pauseImage(ctx context.Context, ref, handler, id string) (imag
 
 // setUp makes the sandbox's files, rootfs, network namespace, network and
 // pause process, recording in s each thing tearDown must undo. The pause
-// process starts while CNI ADD runs: both only need the netns pin.
+// process starts while CNI ADD runs: both only need the netns pin. In a pod
+// user namespace the pause creates the network namespace (see
+// pinPauseNetwork), so CNI ADD follows the start instead.
 func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Handler) error {
 	cfg := s.config
+	idmap, err := oci.UserNamespace(cfg)
+	if err != nil {
+		return err
+	}
 	mnt, err := m.d.Snapshots.PrepareRootfs(s.ID, img.ChainIDs)
 	if err != nil {
 		return fmt.Errorf("sandbox rootfs: %w", err)
@@ -208,7 +233,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		return err
 	}
 	netnsPath := ""
-	if !s.HostNetwork() {
+	if !s.HostNetwork() && idmap == nil {
 		netnsPath = filepath.Join(m.netnsDir(), s.ID)
 	}
 	spec, err := oci.SandboxSpec(oci.SandboxInput{
@@ -244,7 +269,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	} else {
 		netDone <- netResult{}
 	}
-	pid, startErr := m.startPause(ctx, s, spec, h)
+	pid, startErr := m.startPause(ctx, s, spec, h, idmap)
 	nr := <-netDone
 	fault.Point("sandbox.after-cni-add")
 	if nr.err == nil && netnsPath != "" {
@@ -262,13 +287,52 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	if nr.err != nil {
 		return fmt.Errorf("pod network: %w", nr.err)
 	}
-	return m.update(s, func(s *Sandbox) { s.PausePID = pid })
+	if err := m.update(s, func(s *Sandbox) { s.PausePID = pid }); err != nil {
+		return err
+	}
+	if idmap != nil && !s.HostNetwork() {
+		return m.pinPauseNetwork(ctx, s, pid)
+	}
+	return nil
 }
 
-// startPause mounts the pause rootfs, writes its bundle and has the
-// supervisor create and start it.
-func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handler) (int, error) {
-	if _, err := m.d.Snapshots.MountRootfs(s.ID); err != nil {
+// pinPauseNetwork pins the network namespace the pause of a user-namespaced
+// pod created, and sets up the pod network in it. The pod's user namespace
+// must own it: the kernel lets a user namespace mount sysfs and write net.*
+// sysctls only for network namespaces it owns, and one made by berthd would
+// be the host's. Should berthd die before the pin is recorded, recovery
+// sweeps the unowned pin; before the pin, the namespace dies with the pause.
+func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) error {
+	path, err := netns.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return fmt.Errorf("pod network namespace: %w", err)
+	}
+	if err := m.update(s, func(s *Sandbox) { s.NetNS = path }); err != nil {
+		return err
+	}
+	pod, err := m.networkPod(s)
+	if err != nil {
+		return err
+	}
+	res, err := m.d.Network.Setup(ctx, pod)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	var ips []string
+	for _, ip := range res.IPs {
+		ips = append(ips, ip.String())
+	}
+	return m.update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips })
+}
+
+// startPause mounts the pause rootfs (id-mapped for a pod user namespace),
+// writes its bundle and has the supervisor create and start it.
+func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handler, idmap *userns.Mappings) (int, error) {
+	mount := func() (string, error) { return m.d.Snapshots.MountRootfs(s.ID) }
+	if idmap != nil {
+		mount = func() (string, error) { return m.d.Snapshots.MountRootfsMapped(s.ID, *idmap) }
+	}
+	if _, err := mount(); err != nil {
 		return 0, fmt.Errorf("mount sandbox rootfs: %w", err)
 	}
 	bundle := m.bundleDir(s.ID)

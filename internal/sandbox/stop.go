@@ -43,7 +43,17 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	if s == nil {
 		return nil // removed meanwhile
 	}
+	m.notifyStop(ctx, s)
 	return m.stopLocked(ctx, s)
+}
+
+// notifyStop tells NRI plugins that a ready pod is being stopped, its
+// containers already are: once, as a stopped pod is not ready. The caller
+// holds s's lock.
+func (m *Manager) notifyStop(ctx context.Context, s *Sandbox) {
+	if m.nri != nil && s.State == StateReady {
+		m.nri.StopPodSandbox(ctx, s.clone())
+	}
 }
 
 // stopLocked kills the pause process and releases the network; each step
@@ -130,7 +140,14 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if s == nil {
 		return nil
 	}
-	return m.tearDown(ctx, s)
+	m.notifyStop(ctx, s)
+	if err := m.tearDown(ctx, s); err != nil {
+		return err
+	}
+	if m.nri != nil {
+		m.nri.RemovePodSandbox(ctx, s)
+	}
+	return nil
 }
 
 // tearDown undoes everything a sandbox has, in reverse order of setUp, and
@@ -175,6 +192,9 @@ func (s *Sandbox) Namespaces() oci.SandboxNamespaces {
 	}
 	if opts.GetPid() != runtimeapi.NamespaceMode_NODE {
 		ns.PID = proc("pid")
+	}
+	if u := opts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		ns.User = proc("user")
 	}
 	return ns
 }

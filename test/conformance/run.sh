@@ -53,6 +53,16 @@ sandbox_image = "registry.k8s.io/pause:3.10"
 config_path = "$work/certs.d"
 [cni]
 conf_dir = "$work/net.d"
+# NRI on its own socket and plugin dirs: critest's NRI cases connect their
+# plugins there (--nri-socket below). Its synchronization cases hold a
+# plugin's Synchronize for 2s while containers are created, to check none
+# is lost: the request timeout must outlast that hold (the default, 2s,
+# drops the plugin first and the cases skip).
+[nri]
+socket_path = "$work/nri/nri.sock"
+plugin_path = "$work/nri/plugins"
+plugin_config_path = "$work/nri/conf.d"
+plugin_request_timeout = "5s"
 TOML
 
 "$berthd" --config "$work/berth.toml" >"$work/berthd.log" 2>&1 &
@@ -73,7 +83,7 @@ for _ in $(seq 200); do
 done
 
 rc=0
-"$harness/run-critest.sh" "unix://$work/run/berth.sock" "$@" || rc=$?
+"$harness/run-critest.sh" "unix://$work/run/berth.sock" --nri-socket="$work/nri/nri.sock" "$@" || rc=$?
 
 # Judge by the JUnit report: every failed case must be an expected one.
 junit=$CRITEST_REPORT_DIR/junit.xml

@@ -75,7 +75,9 @@ func newDaemon(t *testing.T, extra string) *daemon {
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "berth.sock"), config: filepath.Join(dir, "berth.toml")}
 	// extra comes between the top-level keys and the tables, so it may set
-	// either; it must not repeat [cni] or [registry].
+	// either; it must not repeat [cni], [registry] or [nri]. NRI's socket
+	// is the daemon's own: tests never share it with each other or a host
+	// runtime.
 	cfg := fmt.Sprintf(`listen = %q
 root_dir = %q
 state_dir = %q
@@ -85,7 +87,10 @@ log_level = "debug"
 conf_dir = %q
 [registry]
 config_path = %q
-`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), extra, filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"))
+[nri]
+socket_path = %q
+`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), extra, filepath.Join(dir, "net.d"), filepath.Join(dir, "certs.d"),
+		filepath.Join(dir, "nri.sock"))
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@ func berthdChildren(pid int) []string {
 			continue
 		}
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 && f[1] == fmt.Sprint(pid) && !strings.Contains(string(b), "(berth-superviso") {
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if len(f) > 1 && f[1] == fmt.Sprint(pid) && !strings.Contains(string(cmdline), "berth-supervisor") {
 			comm := string(b[strings.IndexByte(string(b), '(')+1 : strings.LastIndexByte(string(b), ')')])
 			out = append(out, e.Name()+" "+comm+" "+f[0])
 		}
@@ -127,9 +128,7 @@ func TestExecSyncParallel(t *testing.T) {
 		}
 	}
 	settled := func(what string, threadsMax int) {
-		// A leak stays; a process merely slow to finish on a loaded
-		// machine (libcontainer's exec handshake starved of CPU) goes.
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for len(berthdChildren(pid)) != 0 || fds() > fdsBefore || threads(pid) > threadsMax {
 			if time.Now().After(deadline) {
 				t.Fatalf("berthd after %s: children %v, %d fds (was %d), %d threads (limit %d)",

@@ -116,7 +116,10 @@ metrics_address = %q
 log_level = "debug"
 [cni]
 conf_dir = %q
-`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), d.reg.host+"/"+pauseRepo, d.metrics, filepath.Join(dir, "net.d"))
+[nri]
+socket_path = %q
+`, d.socket, filepath.Join(dir, "root"), filepath.Join(dir, "run"), d.reg.host+"/"+pauseRepo, d.metrics, filepath.Join(dir, "net.d"),
+		filepath.Join(dir, "nri.sock"))
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

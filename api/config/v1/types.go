@@ -65,6 +65,7 @@ type Config struct {
 
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`
+	NRI      NRI      `toml:"nri" json:"nri"`
 	// Runtimes maps a RuntimeClass handler name (a DNS label) to its runtime.
 	Runtimes map[string]Runtime `toml:"runtimes" json:"runtimes"`
 }
@@ -89,6 +90,24 @@ type CNI struct {
 	ConfDir string `toml:"conf_dir" json:"conf_dir"`
 	// BinDirs are searched for plugin binaries, in order.
 	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
+}
+
+// NRI configures the Node Resource Interface: plugins that observe and may
+// adjust pod and container lifecycle events (github.com/containerd/nri).
+type NRI struct {
+	// Enable starts the NRI adaptation with berthd.
+	Enable bool `toml:"enable" json:"enable"`
+	// SocketPath is where external plugins connect.
+	SocketPath string `toml:"socket_path" json:"socket_path"`
+	// PluginPath holds pre-installed plugins berthd launches at start;
+	// PluginConfigPath their configuration drop-ins.
+	PluginPath       string `toml:"plugin_path" json:"plugin_path"`
+	PluginConfigPath string `toml:"plugin_config_path" json:"plugin_config_path"`
+	// PluginRegistrationTimeout bounds a plugin's registration;
+	// PluginRequestTimeout each request relayed to a plugin. A plugin that
+	// misses it is dropped and the request goes on without it.
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" json:"plugin_registration_timeout"`
+	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" json:"plugin_request_timeout"`
 }
 
 // Runtime types.

@@ -100,3 +100,44 @@ func TestParseKernelRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestUserNamespacesFeature(t *testing.T) {
+	const withIDMap = `{"linux":{"namespaces":["mount","user","network"],"mountExtensions":{"idmap":{"enabled":true}}}}`
+	const idmapOff = `{"linux":{"namespaces":["mount","user"],"mountExtensions":{"idmap":{"enabled":false}}}}`
+	const runc11 = `{"ociVersionMin":"1.0.0","mountOptions":["rro"]}` // no linux.mountExtensions
+	lib := configv1.Runtime{Type: configv1.RuntimeLibcontainer}
+	oci := configv1.Runtime{Type: configv1.RuntimeOCI, RuntimePath: "/rt"}
+	noIDMap := errors.New("id-mapped overlay layers: invalid argument")
+	tests := []struct {
+		name     string
+		rt       configv1.Runtime
+		out      string
+		probeErr error
+		want     bool
+	}{
+		{"libcontainer, kernel id-maps the root dir", lib, "", nil, true},
+		{"libcontainer, root dir cannot be id-mapped", lib, "", noIDMap, false},
+		{"oci runtime with idmap", oci, withIDMap, nil, true},
+		{"oci runtime with idmap, root dir cannot be id-mapped", oci, withIDMap, noIDMap, false},
+		{"oci runtime with idmap disabled", oci, idmapOff, nil, false},
+		{"oci runtime like runc 1.1", oci, runc11, nil, false},
+		{"unknown handler", configv1.Runtime{}, "", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			probes, runs := 0, 0
+			f := &features{ociIDMap: map[string]bool{}, idmapDirs: map[string]bool{},
+				runFeatures: func(context.Context, string) ([]byte, error) { runs++; return []byte(tt.out), nil },
+				probeIDMap:  func(string) error { probes++; return tt.probeErr },
+			}
+			for range 3 {
+				if got := f.userNamespaces(tt.rt, "/var/lib/berth"); got != tt.want {
+					t.Fatalf("userNamespaces = %v, want %v", got, tt.want)
+				}
+			}
+			if probes > 1 || runs > 1 {
+				t.Errorf("probed the dir %d and the runtime %d times, want at most once each", probes, runs)
+			}
+		})
+	}
+}

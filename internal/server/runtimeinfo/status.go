@@ -36,8 +36,9 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: s.handlerFeatures(cfg, cfg.DefaultRuntime)}},
 		// What internal/oci implements: Merge and Strict supplemental
 		// groups (with ContainerStatus.user), and noexec/nodev/nosuid mount
-		// options. Without the first, kubelet refuses Strict pods.
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true},
+		// options. Without the first, kubelet refuses Strict pods. A pod
+		// user namespace with host network is refused (oci.UserNamespace).
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true, MountOptions: true, UserNamespacesHostNetwork: false},
 	}
 	for _, name := range config.HandlerNames(cfg) {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: s.handlerFeatures(cfg, name)})
@@ -55,10 +56,11 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 // handlerFeatures advertises only what works for that handler (kubelet then
 // refuses pods needing the rest instead of running them wrong): recursive
 // read-only mounts where the kernel and the runtime apply them (internal/oci
-// passes "rro"); user namespaces are not implemented yet.
+// passes "rro"), and user namespaces where the kernel id-maps berth's
+// filesystems and the runtime makes id-mapped mounts.
 func (s *Service) handlerFeatures(cfg *configv1.Config, name string) *runtimeapi.RuntimeHandlerFeatures {
 	return &runtimeapi.RuntimeHandlerFeatures{
 		RecursiveReadOnlyMounts: s.features.recursiveReadOnly(cfg.Runtimes[name]),
-		UserNamespaces:          false,
+		UserNamespaces:          s.features.userNamespaces(cfg.Runtimes[name], cfg.RootDir),
 	}
 }
