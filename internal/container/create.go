@@ -56,25 +56,21 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 }
 
 func (m *Manager) markDelivered(id string) {
-	unlock := m.locks.Lock(id)
+	unlock := m.t.Lock(id)
 	defer unlock()
-	if c := m.current(id); c != nil && !c.Delivered {
-		if err := m.update(c, func(c *Container) { c.Delivered = true }); err != nil {
+	if c := m.t.Current(id); c != nil && !c.Delivered {
+		if err := m.t.Update(c, func(c *Container) { c.Delivered = true }); err != nil {
 			m.d.Log.WithError(err).Warn("record delivery of container")
 		}
 	}
 }
 
 func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
-	m.mu.RLock()
-	prevID, taken := m.names[name]
-	prev := m.byID[prevID]
-	m.mu.RUnlock()
-	if taken && prev != nil {
+	if prev := m.t.ByName(name); prev != nil {
 		if !prev.Delivered && prev.State != StateCreating {
 			return prev.ID, nil
 		}
-		return "", fmt.Errorf("container name %q is reserved by %s: %w", name, prevID, errdefs.ErrAlreadyExists)
+		return "", fmt.Errorf("container name %q is reserved by %s: %w", name, prev.ID, errdefs.ErrAlreadyExists)
 	}
 	cfgJSON, err := protojson.Marshal(cfg)
 	if err != nil {
@@ -84,7 +80,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, ConfigJSON: cfgJSON, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
 	}
-	unlock := m.locks.Lock(c.ID)
+	unlock := m.t.Lock(c.ID)
 	defer unlock()
 	if m.nri != nil {
 		defer m.nri.BlockSync()() // until the container is listed
@@ -100,7 +96,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	c.ImageID = img.ID.String()
 	c.ImageRef = imageRef(img)
 	c.ImageName = imageName(cfg.GetImage(), img)
-	if err := m.put(c); err != nil {
+	if err := m.t.Put(c); err != nil {
 		m.d.Images.Release(c.ImageID, holder(c.ID))
 		return "", err
 	}
@@ -108,7 +104,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		m.rollback(ctx, c)
 		return "", err
 	}
-	if err := m.update(c, func(c *Container) { c.State = StateCreated; c.Delivered = caller.Err() == nil }); err != nil {
+	if err := m.t.Update(c, func(c *Container) { c.State = StateCreated; c.Delivered = caller.Err() == nil }); err != nil {
 		m.rollback(ctx, c)
 		return "", err
 	}

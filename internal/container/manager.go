@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
-	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
@@ -90,22 +88,21 @@ type Deps struct {
 // Manager owns the node's containers.
 type Manager struct {
 	d        Deps
-	records  *store.Records[Container]
+	t        *store.Table[Container]
 	inflight store.Inflight[string]
-	locks    store.KeyedMutex
-
-	// mu guards the maps and every record's mutable fields; a container's
-	// operations are serialised by its lock in locks, taken before mu.
-	mu    sync.RWMutex
-	byID  map[string]*Container
-	names map[string]string // name -> id
 
 	nri NRI // nil: NRI is off
 }
 
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
-	recs, err := store.Open[Container](filepath.Join(d.RootDir, "containers"))
+	t, err := store.OpenTable(filepath.Join(d.RootDir, "containers"), store.TableOptions[Container]{
+		Kind:   "container",
+		ID:     func(c *Container) string { return c.ID },
+		Name:   func(c *Container) string { return c.Name },
+		Hidden: func(c *Container) bool { return c.State == StateCreating },
+		Clone:  (*Container).clone,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +112,7 @@ func New(d Deps) (*Manager, error) {
 	if d.CDI == nil {
 		d.CDI = cdi.New()
 	}
-	return &Manager{d: d, records: recs, byID: map[string]*Container{}, names: map[string]string{}}, nil
+	return &Manager{d: d, t: t}, nil
 }
 
 type noEvents struct{}
@@ -134,38 +131,7 @@ func (m *Manager) bundleDir(id string) string {
 }
 
 // Get returns a copy of container id (or a unique id prefix).
-func (m *Manager) Get(id string) (*Container, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	c, err := m.lookup(id)
-	if err != nil {
-		return nil, err
-	}
-	return c.clone(), nil
-}
-
-// lookup resolves id or a unique prefix. m.mu is held.
-func (m *Manager) lookup(id string) (*Container, error) {
-	if id == "" {
-		return nil, fmt.Errorf("container id is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	if c, ok := m.byID[id]; ok && c.State != StateCreating {
-		return c, nil
-	}
-	var found *Container
-	for full, c := range m.byID {
-		if strings.HasPrefix(full, id) && c.State != StateCreating {
-			if found != nil {
-				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = c
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
-}
+func (m *Manager) Get(id string) (*Container, error) { return m.t.Get(id) }
 
 // Filter selects containers in List; zero fields match everything.
 type Filter struct {
@@ -177,19 +143,14 @@ type Filter struct {
 
 // List returns copies of the containers matching f, oldest first.
 func (m *Manager) List(f Filter) []*Container {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []*Container
-	for id, c := range m.byID {
-		if c.State == StateCreating || (f.ID != "" && !strings.HasPrefix(id, f.ID)) ||
-			(f.SandboxID != "" && !strings.HasPrefix(c.SandboxID, f.SandboxID)) || (f.State != nil && c.State != *f.State) {
-			continue
+	m.t.Each(func(c *Container) {
+		if (f.ID != "" && !strings.HasPrefix(c.ID, f.ID)) || (f.SandboxID != "" && !strings.HasPrefix(c.SandboxID, f.SandboxID)) ||
+			(f.State != nil && c.State != *f.State) || !labelsMatch(c.config.GetLabels(), f.Labels) {
+			return
 		}
-		if !labelsMatch(c.config.GetLabels(), f.Labels) {
-			continue
-		}
-		out = append(out, c.clone())
-	}
+		out = append(out, c)
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
 	return out
 }
@@ -216,64 +177,8 @@ func FromCRIState(s runtimeapi.ContainerState) State {
 	return State("unknown")
 }
 
-// put persists c and indexes it. The caller holds c's lock.
-func (m *Manager) put(c *Container) error {
-	if err := m.records.Put(c.ID, c); err != nil {
-		return fmt.Errorf("persist container %s: %w", c.ID, err)
-	}
-	m.mu.Lock()
-	m.byID[c.ID] = c
-	m.names[c.Name] = c.ID
-	m.mu.Unlock()
-	return nil
-}
-
-// update changes c under m.mu and persists it (the record is written
-// before anyone can learn of the change through the CRI... except readers
-// of the in-memory copy, which only ever see a state that is then
-// persisted or, on a write error, reported). The caller holds c's lock.
-func (m *Manager) update(c *Container, change func(*Container)) error {
-	m.mu.Lock()
-	change(c)
-	snapshot := *c
-	m.mu.Unlock()
-	if err := m.records.Put(c.ID, &snapshot); err != nil {
-		return fmt.Errorf("persist container %s: %w", c.ID, err)
-	}
-	return nil
-}
-
-// forget drops c from disk and the index. The caller holds c's lock.
-func (m *Manager) forget(c *Container) error {
-	if err := m.records.Delete(c.ID); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	delete(m.byID, c.ID)
-	if m.names[c.Name] == c.ID {
-		delete(m.names, c.Name)
-	}
-	m.mu.Unlock()
-	return nil
-}
-
-// current returns the live record of id (not a copy), or nil.
-func (m *Manager) current(id string) *Container {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.byID[id]
-}
-
 // IDs returns the ids of every known container, for orphan sweeps.
-func (m *Manager) IDs() map[string]bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	ids := make(map[string]bool, len(m.byID))
-	for id := range m.byID {
-		ids[id] = true
-	}
-	return ids
-}
+func (m *Manager) IDs() map[string]bool { return m.t.IDs() }
 
 // Spec is the OCI spec container id runs with (its bundle's config.json),
 // for processes exec'd into it.

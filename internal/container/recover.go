@@ -15,25 +15,22 @@ import (
 // a create a crash interrupted is rolled back; running containers are
 // watched again.
 func (m *Manager) Recover(ctx context.Context) error {
-	recs, damaged, err := m.records.LoadAll()
+	recs, damaged, err := m.t.Load()
 	if err != nil {
 		return err
 	}
 	for _, d := range damaged {
 		m.d.Log.WithError(d.Err).WithField("container", d.ID).Error("dropping a container record that cannot be read")
-		m.records.Delete(d.ID)
+		m.t.DeleteRecord(d.ID)
 	}
 	for id, c := range recs {
 		log := m.d.Log.WithField("container", id)
 		if err := c.decode(); err != nil {
 			log.WithError(err).Error("dropping a container record that cannot be read")
-			m.records.Delete(id)
+			m.t.DeleteRecord(id)
 			continue
 		}
-		m.mu.Lock()
-		m.byID[id] = c
-		m.names[c.Name] = id
-		m.mu.Unlock()
+		m.t.Index(c)
 		if c.ImageID != "" {
 			if _, err := m.d.Images.Use(c.ImageID, holder(id)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 				log.WithError(err).Warn("claim the container image again")
@@ -44,7 +41,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 				log.WithError(err).Warn("claim an image volume's image again")
 			}
 		}
-		unlock := m.locks.Lock(id)
+		unlock := m.t.Lock(id)
 		m.reconcile(ctx, c)
 		unlock()
 	}
@@ -71,13 +68,13 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) {
 		log.WithError(err).Error("ask the supervisor about a container")
 	case st.Status == supv1.StatusStopped:
 		if c.State == StateCreated && c.StartedAt == 0 {
-			m.update(c, func(c *Container) { c.StartedAt = st.StartedAt })
+			m.t.Update(c, func(c *Container) { c.StartedAt = st.StartedAt })
 		}
 		m.recordExitLocked(c, st)
 	case st.Status == supv1.StatusRunning:
 		if c.State != StateRunning {
 			// Started, but berthd died before recording it.
-			m.update(c, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt) })
+			m.t.Update(c, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt) })
 		}
 		go m.watch(c.ID)
 	}

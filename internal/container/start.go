@@ -17,9 +17,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	unlock := m.locks.Lock(c.ID)
+	unlock := m.t.Lock(c.ID)
 	defer unlock()
-	c = m.current(c.ID)
+	c = m.t.Current(c.ID)
 	if c == nil {
 		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
@@ -36,7 +36,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	if err := m.update(c, func(c *Container) {
+	if err := m.t.Update(c, func(c *Container) {
 		c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt)
 	}); err != nil {
 		return err
@@ -77,7 +77,7 @@ func (m *Manager) watch(id string) {
 			m.recordLost(id)
 			return
 		}
-		if m.current(id) == nil {
+		if m.t.Current(id) == nil {
 			return
 		}
 		if err != nil {
@@ -89,9 +89,9 @@ func (m *Manager) watch(id string) {
 
 // recordExit stores an exit the supervisor reported.
 func (m *Manager) recordExit(id string, st *supv1.State) {
-	unlock := m.locks.Lock(id)
+	unlock := m.t.Lock(id)
 	defer unlock()
-	if c := m.current(id); c != nil {
+	if c := m.t.Current(id); c != nil {
 		m.recordExitLocked(c, st)
 	}
 }
@@ -103,7 +103,7 @@ func (m *Manager) recordExitLocked(c *Container, st *supv1.State) {
 		return
 	}
 	e := st.Exit
-	if err := m.update(c, func(c *Container) {
+	if err := m.t.Update(c, func(c *Container) {
 		c.State, c.ExitCode, c.Reason, c.FinishedAt = StateExited, e.ExitCode, e.Reason, nanos(e.FinishedAt)
 		if e.Reason == supv1.ReasonUnknown {
 			c.ExitCode = UnknownExitCode
@@ -127,9 +127,9 @@ func (m *Manager) notifyStopped(c *Container) {
 // recordLost marks a container the supervisor no longer knows as exited
 // with an unknown status: 255, never 0 (CRI-CONTRACT.md).
 func (m *Manager) recordLost(id string) {
-	unlock := m.locks.Lock(id)
+	unlock := m.t.Lock(id)
 	defer unlock()
-	if c := m.current(id); c != nil {
+	if c := m.t.Current(id); c != nil {
 		m.markLostLocked(c, "the supervisor lost track of the container")
 	}
 }
@@ -138,7 +138,7 @@ func (m *Manager) markLostLocked(c *Container, why string) {
 	if c.State == StateExited {
 		return
 	}
-	if err := m.update(c, func(c *Container) {
+	if err := m.t.Update(c, func(c *Container) {
 		c.State, c.ExitCode, c.Reason, c.Message, c.FinishedAt = StateExited, UnknownExitCode, ReasonUnknown, why, time.Now().UnixNano()
 	}); err != nil {
 		m.d.Log.WithError(err).WithField("container", c.ID).Error("record lost container")

@@ -28,9 +28,9 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
-	unlock := m.locks.Lock(c.ID)
+	unlock := m.t.Lock(c.ID)
 	defer unlock()
-	if c = m.current(c.ID); c == nil || c.State != StateRunning {
+	if c = m.t.Current(c.ID); c == nil || c.State != StateRunning {
 		return nil
 	}
 	return m.stopLocked(ctx, c, timeout)
@@ -90,13 +90,11 @@ func (m *Manager) RemovePod(ctx context.Context, sandboxID string) error {
 // eachOfPod runs fn for every container of the pod, concurrently.
 func (m *Manager) eachOfPod(sandboxID string, fn func(id string) error) error {
 	var ids []string
-	m.mu.RLock()
-	for id, c := range m.byID {
+	m.t.Each(func(c *Container) {
 		if c.SandboxID == sandboxID {
-			ids = append(ids, id)
+			ids = append(ids, c.ID)
 		}
-	}
-	m.mu.RUnlock()
+	})
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
@@ -120,9 +118,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	unlock := m.locks.Lock(c.ID)
+	unlock := m.t.Lock(c.ID)
 	defer unlock()
-	if c = m.current(c.ID); c == nil {
+	if c = m.t.Current(c.ID); c == nil {
 		return nil
 	}
 	if c.State == StateRunning {
@@ -174,5 +172,5 @@ func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 		}
 	}
 	m.releaseVolumeImages(c)
-	return m.forget(c)
+	return m.t.Forget(c)
 }

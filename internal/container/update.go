@@ -29,9 +29,9 @@ func (m *Manager) updateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return err
 	}
-	unlock := m.locks.Lock(c.ID)
+	unlock := m.t.Lock(c.ID)
 	defer unlock()
-	if c = m.current(c.ID); c == nil {
+	if c = m.t.Current(c.ID); c == nil {
 		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
 	if c.State != StateCreated && c.State != StateRunning {
@@ -54,7 +54,7 @@ func (m *Manager) updateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return fmt.Errorf("encode resources: %w", err)
 	}
-	if err := m.update(c, func(c *Container) { c.ResourcesJSON, c.resources = b, res }); err != nil {
+	if err := m.t.Update(c, func(c *Container) { c.ResourcesJSON, c.resources = b, res }); err != nil {
 		return err
 	}
 	if relay {

@@ -2,17 +2,14 @@ package sandbox
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/sirupsen/logrus"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
-	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
@@ -59,30 +56,28 @@ type Deps struct {
 // Manager owns the node's pod sandboxes.
 type Manager struct {
 	d          Deps
-	records    *store.Records[Sandbox]
+	t          *store.Table[Sandbox]
 	inflight   store.Inflight[string]
 	containers Containers
 	nri        NRI // nil: NRI is off
-
-	// mu guards the maps; a sandbox's own operations are serialised by its
-	// lock in locks, taken before mu and never while holding mu.
-	mu    sync.RWMutex
-	byID  map[string]*Sandbox
-	names map[string]string // name -> id
-
-	locks store.KeyedMutex
 }
 
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
-	recs, err := store.Open[Sandbox](filepath.Join(d.RootDir, "sandboxes"))
+	t, err := store.OpenTable(filepath.Join(d.RootDir, "sandboxes"), store.TableOptions[Sandbox]{
+		Kind:   "pod sandbox",
+		ID:     func(s *Sandbox) string { return s.ID },
+		Name:   func(s *Sandbox) string { return s.Name },
+		Hidden: func(s *Sandbox) bool { return s.State == StateCreating },
+		Clone:  (*Sandbox).clone,
+	})
 	if err != nil {
 		return nil, err
 	}
 	if d.HostFiles == (HostFiles{}) {
 		d.HostFiles = DefaultHostFiles
 	}
-	return &Manager{d: d, records: recs, byID: map[string]*Sandbox{}, names: map[string]string{}}, nil
+	return &Manager{d: d, t: t}, nil
 }
 
 // SetContainers wires the container manager (which itself needs sandboxes,
@@ -99,38 +94,7 @@ func (m *Manager) bundleDir(id string) string { return filepath.Join(m.podDir(id
 
 // Get returns a copy of the sandbox id, which may be a unique prefix of an
 // id (crictl passes short ids).
-func (m *Manager) Get(id string) (*Sandbox, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	s, err := m.lookup(id)
-	if err != nil {
-		return nil, err
-	}
-	return s.clone(), nil
-}
-
-// lookup resolves id or a unique prefix. m.mu is held.
-func (m *Manager) lookup(id string) (*Sandbox, error) {
-	if id == "" {
-		return nil, fmt.Errorf("pod sandbox id is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	if s, ok := m.byID[id]; ok {
-		return s, nil
-	}
-	var found *Sandbox
-	for full, s := range m.byID {
-		if strings.HasPrefix(full, id) {
-			if found != nil {
-				return nil, fmt.Errorf("pod sandbox id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = s
-		}
-	}
-	if found == nil || found.State == StateCreating {
-		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
-}
+func (m *Manager) Get(id string) (*Sandbox, error) { return m.t.Get(id) }
 
 // Filter selects sandboxes in List; zero fields match everything.
 type Filter struct {
@@ -141,18 +105,13 @@ type Filter struct {
 
 // List returns copies of the sandboxes matching f, oldest first.
 func (m *Manager) List(f Filter) []*Sandbox {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []*Sandbox
-	for id, s := range m.byID {
-		if s.State == StateCreating || (f.ID != "" && !strings.HasPrefix(id, f.ID)) || (f.State != nil && s.State != *f.State) {
-			continue
+	m.t.Each(func(s *Sandbox) {
+		if (f.ID != "" && !strings.HasPrefix(s.ID, f.ID)) || (f.State != nil && s.State != *f.State) || !labelsMatch(s.config.GetLabels(), f.Labels) {
+			return
 		}
-		if !labelsMatch(s.config.GetLabels(), f.Labels) {
-			continue
-		}
-		out = append(out, s.clone())
-	}
+		out = append(out, s)
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
 	return out
 }
@@ -180,41 +139,4 @@ func (s *Sandbox) CRIState() runtimeapi.PodSandboxState {
 		return runtimeapi.PodSandboxState_SANDBOX_READY
 	}
 	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-}
-
-// put persists s and indexes it. The caller holds s's lock.
-func (m *Manager) put(s *Sandbox) error {
-	if err := m.records.Put(s.ID, s); err != nil {
-		return fmt.Errorf("persist sandbox %s: %w", s.ID, err)
-	}
-	m.mu.Lock()
-	m.byID[s.ID] = s
-	m.names[s.Name] = s.ID
-	m.mu.Unlock()
-	return nil
-}
-
-// update changes s under m.mu and persists it. The caller holds s's lock.
-func (m *Manager) update(s *Sandbox, change func(*Sandbox)) error {
-	m.mu.Lock()
-	change(s)
-	m.mu.Unlock()
-	if err := m.records.Put(s.ID, s); err != nil {
-		return fmt.Errorf("persist sandbox %s: %w", s.ID, err)
-	}
-	return nil
-}
-
-// forget drops s from disk and the index. The caller holds s's lock.
-func (m *Manager) forget(s *Sandbox) error {
-	if err := m.records.Delete(s.ID); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	delete(m.byID, s.ID)
-	if m.names[s.Name] == s.ID {
-		delete(m.names, s.Name)
-	}
-	m.mu.Unlock()
-	return nil
 }

@@ -18,25 +18,22 @@ import (
 // half-created is rolled back; records too damaged to read are dropped
 // (logged); netns pins and pod directories no record owns are removed.
 func (m *Manager) Recover(ctx context.Context) error {
-	recs, damaged, err := m.records.LoadAll()
+	recs, damaged, err := m.t.Load()
 	if err != nil {
 		return err
 	}
 	for _, d := range damaged {
 		m.d.Log.WithError(d.Err).WithField("sandbox", d.ID).Error("dropping a sandbox record that cannot be read")
-		m.records.Delete(d.ID)
+		m.t.DeleteRecord(d.ID)
 	}
 	for id, s := range recs {
 		log := m.d.Log.WithField("sandbox", id)
 		if err := s.decode(); err != nil {
 			log.WithError(err).Error("dropping a sandbox record that cannot be read")
-			m.records.Delete(id)
+			m.t.DeleteRecord(id)
 			continue
 		}
-		m.mu.Lock()
-		m.byID[id] = s
-		m.names[s.Name] = id
-		m.mu.Unlock()
+		m.t.Index(s)
 		if s.Image != "" {
 			// Holders live in the image service's memory: claim it again.
 			if _, err := m.d.Images.Use(s.Image, holder(id)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
@@ -48,18 +45,18 @@ func (m *Manager) Recover(ctx context.Context) error {
 			if err := killOrphanCNI(id); err != nil {
 				log.WithError(err).Error("stop the CNI plugins of an interrupted sandbox")
 			}
-			unlock := m.locks.Lock(id)
+			unlock := m.t.Lock(id)
 			err := m.tearDown(ctx, s)
 			unlock()
 			if err != nil {
 				log.WithError(err).Error("roll back an interrupted sandbox; it stays listed as not ready")
-				m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+				m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady })
 			}
 			continue
 		}
 		if s.State == StateReady && !m.pauseRunning(ctx, id) {
 			log.Warn("pause process is gone: sandbox is not ready")
-			m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+			m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady })
 		}
 	}
 	m.sweep(ctx)
@@ -76,11 +73,10 @@ func (m *Manager) pauseRunning(ctx context.Context, id string) bool {
 // record dropped as unreadable. A pin's pod network is torn down first
 // (CNI DEL from the CNI cache), else its IP allocation would leak.
 func (m *Manager) sweep(ctx context.Context) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	known := m.t.IDs()
 	pins, _ := netns.List(m.netnsDir())
 	for _, id := range pins {
-		if _, ok := m.byID[id]; !ok {
+		if !known[id] {
 			p := filepath.Join(m.netnsDir(), id)
 			log := m.d.Log.WithField("netns", p)
 			log.Warn("removing a network namespace no sandbox owns")
@@ -95,7 +91,7 @@ func (m *Manager) sweep(ctx context.Context) {
 	}
 	dirs, _ := os.ReadDir(filepath.Join(m.d.StateDir, "sandboxes"))
 	for _, d := range dirs {
-		if _, ok := m.byID[d.Name()]; !ok {
+		if !known[d.Name()] {
 			m.d.Log.WithField("sandbox", d.Name()).Warn("removing pod files no sandbox owns")
 			CleanupFiles(m.podDir(d.Name()))
 		}
@@ -103,12 +99,4 @@ func (m *Manager) sweep(ctx context.Context) {
 }
 
 // IDs returns the ids of every known sandbox, for orphan sweeps by others.
-func (m *Manager) IDs() map[string]bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	ids := make(map[string]bool, len(m.byID))
-	for id := range m.byID {
-		ids[id] = true
-	}
-	return ids
-}
+func (m *Manager) IDs() map[string]bool { return m.t.IDs() }

@@ -109,13 +109,10 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 // markDelivered notes that a live client got id back. Best effort: a lost
 // mark only means a later duplicate name is returned instead of refused.
 func (m *Manager) markDelivered(id string) {
-	unlock := m.locks.Lock(id)
+	unlock := m.t.Lock(id)
 	defer unlock()
-	m.mu.RLock()
-	s := m.byID[id]
-	m.mu.RUnlock()
-	if s != nil && !s.Delivered {
-		if err := m.update(s, func(s *Sandbox) { s.Delivered = true }); err != nil {
+	if s := m.t.Current(id); s != nil && !s.Delivered {
+		if err := m.t.Update(s, func(s *Sandbox) { s.Delivered = true }); err != nil {
 			m.d.Log.WithError(err).Warn("record delivery of sandbox")
 		}
 	}
@@ -124,18 +121,11 @@ func (m *Manager) markDelivered(id string) {
 // run does the work of Run. ctx is never cancelled; caller is the client's
 // context, only asked whether anyone still waits.
 func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handler string, h Handler) (string, error) {
-	m.mu.RLock()
-	existing, taken := m.names[name]
-	var prev *Sandbox
-	if taken {
-		prev = m.byID[existing]
-	}
-	m.mu.RUnlock()
-	if prev != nil {
+	if prev := m.t.ByName(name); prev != nil {
 		if !prev.Delivered && prev.State != StateCreating {
 			return prev.ID, nil // kubelet's retry of a create it stopped waiting for
 		}
-		return "", fmt.Errorf("pod sandbox name %q is reserved by %s: %w", name, existing, errdefs.ErrAlreadyExists)
+		return "", fmt.Errorf("pod sandbox name %q is reserved by %s: %w", name, prev.ID, errdefs.ErrAlreadyExists)
 	}
 
 	cfgJSON, err := protojson.Marshal(cfg)
@@ -151,7 +141,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		ID: NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg,
 	}
-	unlock := m.locks.Lock(s.ID)
+	unlock := m.t.Lock(s.ID)
 	defer unlock()
 
 	img, err := m.pauseImage(ctx, pauseRef, handler, s.ID)
@@ -161,7 +151,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 	s.Image = img.ID.String()
 	// From here on the record exists, so a crash leaves a trace that
 	// recovery rolls back.
-	if err := m.put(s); err != nil {
+	if err := m.t.Put(s); err != nil {
 		m.d.Images.Release(s.Image, holder(s.ID))
 		return "", err
 	}
@@ -182,7 +172,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 			return "", err
 		}
 	}
-	if err := m.update(s, func(s *Sandbox) { s.State = StateReady; s.Delivered = caller.Err() == nil }); err != nil {
+	if err := m.t.Update(s, func(s *Sandbox) { s.State = StateReady; s.Delivered = caller.Err() == nil }); err != nil {
 		if rbErr := m.tearDown(ctx, s); rbErr != nil {
 			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
 		}
@@ -247,7 +237,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
 			return fmt.Errorf("pod network namespace: %w", err)
 		}
-		if err := m.update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
+		if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
 			return err
 		}
 	}
@@ -277,7 +267,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		for _, ip := range nr.res.IPs {
 			ips = append(ips, ip.String())
 		}
-		if err := m.update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips }); err != nil {
+		if err := m.t.Update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips }); err != nil {
 			return err
 		}
 	}
@@ -287,7 +277,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	if nr.err != nil {
 		return fmt.Errorf("pod network: %w", nr.err)
 	}
-	if err := m.update(s, func(s *Sandbox) { s.PausePID = pid }); err != nil {
+	if err := m.t.Update(s, func(s *Sandbox) { s.PausePID = pid }); err != nil {
 		return err
 	}
 	if idmap != nil && !s.HostNetwork() {
@@ -307,7 +297,7 @@ func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) erro
 	if err != nil {
 		return fmt.Errorf("pod network namespace: %w", err)
 	}
-	if err := m.update(s, func(s *Sandbox) { s.NetNS = path }); err != nil {
+	if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = path }); err != nil {
 		return err
 	}
 	pod, err := m.networkPod(s)
@@ -322,7 +312,7 @@ func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) erro
 	for _, ip := range res.IPs {
 		ips = append(ips, ip.String())
 	}
-	return m.update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips })
+	return m.t.Update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips })
 }
 
 // startPause mounts the pause rootfs (id-mapped for a pod user namespace),

@@ -35,12 +35,9 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 			return fmt.Errorf("stop containers of pod %s: %w", s.ID, err)
 		}
 	}
-	unlock := m.locks.Lock(s.ID)
+	unlock := m.t.Lock(s.ID)
 	defer unlock()
-	m.mu.RLock()
-	s = m.byID[s.ID]
-	m.mu.RUnlock()
-	if s == nil {
+	if s = m.t.Current(s.ID); s == nil {
 		return nil // removed meanwhile
 	}
 	m.notifyStop(ctx, s)
@@ -75,7 +72,7 @@ func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
 		if err != nil {
 			return fmt.Errorf("tear down the network of pod %s: %w", s.ID, err)
 		}
-		if err := m.update(s, func(s *Sandbox) { s.NetworkReady = false }); err != nil {
+		if err := m.t.Update(s, func(s *Sandbox) { s.NetworkReady = false }); err != nil {
 			return err
 		}
 	}
@@ -85,7 +82,7 @@ func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
 		}
 	}
 	if s.State != StateNotReady && s.State != StateCreating {
-		return m.update(s, func(s *Sandbox) { s.State = StateNotReady })
+		return m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady })
 	}
 	return nil
 }
@@ -132,12 +129,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("remove containers of pod %s: %w", s.ID, err)
 		}
 	}
-	unlock := m.locks.Lock(s.ID)
+	unlock := m.t.Lock(s.ID)
 	defer unlock()
-	m.mu.RLock()
-	s = m.byID[s.ID]
-	m.mu.RUnlock()
-	if s == nil {
+	if s = m.t.Current(s.ID); s == nil {
 		return nil
 	}
 	m.notifyStop(ctx, s)
@@ -171,7 +165,7 @@ func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
 			m.d.Log.WithError(err).WithField("sandbox", s.ID).Warn("release sandbox image")
 		}
 	}
-	return m.forget(s)
+	return m.t.Forget(s)
 }
 
 // Namespaces are the namespace paths containers of s join: the pinned

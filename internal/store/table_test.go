@@ -1,0 +1,91 @@
+package store
+
+import (
+	"errors"
+	"sort"
+	"testing"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+)
+
+type obj struct {
+	ID, Name, State string
+}
+
+func openTable(t *testing.T) *Table[obj] {
+	t.Helper()
+	tab, err := OpenTable(t.TempDir(), TableOptions[obj]{
+		Kind:   "thing",
+		ID:     func(o *obj) string { return o.ID },
+		Name:   func(o *obj) string { return o.Name },
+		Hidden: func(o *obj) bool { return o.State == "creating" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+func TestTable(t *testing.T) {
+	tab := openTable(t)
+	a := &obj{ID: "aaa111", Name: "a", State: "ready"}
+	b := &obj{ID: "aab222", Name: "b", State: "creating"}
+	for _, o := range []*obj{a, b} {
+		if err := tab.Put(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		id      string
+		want    string
+		wantErr error
+	}{
+		{"aaa111", "aaa111", nil},
+		{"aaa", "aaa111", nil},
+		{"aa", "aaa111", nil}, // the other match is hidden
+		{"aab222", "", errdefs.ErrNotFound},
+		{"zzz", "", errdefs.ErrNotFound},
+		{"", "", errdefs.ErrInvalidArgument},
+	} {
+		got, err := tab.Get(tc.id)
+		if !errors.Is(err, tc.wantErr) || (err == nil && got.ID != tc.want) {
+			t.Errorf("Get(%q) = %v, %v; want %q, %v", tc.id, got, err, tc.want, tc.wantErr)
+		}
+	}
+	// Get hands out copies: changing one does not change the table.
+	c, _ := tab.Get("aaa111")
+	c.State = "mangled"
+	if tab.Current("aaa111").State != "ready" {
+		t.Error("Get returned the live record")
+	}
+	if err := tab.Update(b, func(o *obj) { o.State = "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	tab.Each(func(o *obj) { seen = append(seen, o.ID) })
+	sort.Strings(seen)
+	if len(seen) != 2 {
+		t.Errorf("Each saw %v", seen)
+	}
+	if _, err := tab.Get("aa"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("ambiguous prefix: %v", err)
+	}
+	if got := tab.ByName("b"); got == nil || got.ID != "aab222" {
+		t.Errorf("ByName: %v", got)
+	}
+
+	// Reopen: the records were persisted, Update's included.
+	recs, damaged, err := tab.Load()
+	if err != nil || len(damaged) != 0 || recs["aab222"].State != "ready" {
+		t.Fatalf("Load: %v %v %v", recs, damaged, err)
+	}
+	if err := tab.Forget(a); err != nil {
+		t.Fatal(err)
+	}
+	if tab.Current("aaa111") != nil || tab.ByName("a") != nil || tab.IDs()["aaa111"] {
+		t.Error("Forget left the record indexed")
+	}
+	if recs, _, _ := tab.Load(); recs["aaa111"] != nil {
+		t.Error("Forget left the record on disk")
+	}
+}
