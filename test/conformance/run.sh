@@ -105,8 +105,16 @@ while IFS= read -r name; do
 		unexpected=$((unexpected + 1))
 	fi
 done < <(grep -o '<testcase name="[^"]*" classname="[^"]*" status="failed"' "$junit" | sed 's/<testcase name="\([^"]*\)".*/\1/')
+status() { { grep -o "<testcase name=\"\[It\][^\"]*\" [^>]*status=\"$1\"" "$junit" || true; } | wc -l; }
+passed=$(status passed)
+skipped=$(status skipped)
+failed=$(grep -c '<testcase name="[^"]*" classname="[^"]*" status="failed"' "$junit" || true)
 if ((unexpected)); then
 	echo "conformance: $unexpected unexpected failures (berthd log: $work/berthd.log)"
+	echo "conformance: $passed passed, $unexpected failed, $skipped skipped"
 	exit 1
 fi
-echo "conformance: no unexpected failures (critest exit $rc)"
+# The closing line counts only failures that count: the expected ones are
+# said on the line before.
+echo "conformance: $((failed - unexpected)) expected failure(s), listed in test/conformance/expected-failures.txt (critest exit $rc)"
+echo "conformance: $passed passed, 0 failed, $skipped skipped"
