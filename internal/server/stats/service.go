@@ -3,9 +3,8 @@
 // ListPodSandboxStats and StreamPodSandboxStats.
 //
 // ListMetricDescriptors, ListPodSandboxMetrics and StreamPodSandboxMetrics
-// stay Unimplemented, a decision per CRI-CONTRACT.md: a partial cAdvisor
-// metric set fails critest, while Unimplemented makes it skip, and kubelet
-// then takes those metrics from cAdvisor as it does for containerd.
+// serve cAdvisor's container_* families from the same readings (see
+// metrics.go for which are always 0 for want of a source).
 package stats
 
 import (
@@ -41,7 +40,9 @@ type ContainerInfo struct {
 	CgroupPath string
 	// RootfsKey is the container's key in the snapshot store.
 	RootfsKey string
-	Running   bool
+	// Image is the container's image as the user named it (metrics label).
+	Image   string
+	Running bool
 }
 
 // SandboxInfo is what stats need to know about a pod sandbox.

@@ -23,7 +23,7 @@ func containerInfo(c *container.Container) ContainerInfo {
 	return ContainerInfo{
 		ID: c.ID, SandboxID: c.SandboxID, Metadata: cfg.GetMetadata(),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-		CgroupPath: c.CgroupPath, RootfsKey: c.ID, Running: c.State == container.StateRunning,
+		CgroupPath: c.CgroupPath, RootfsKey: c.ID, Image: c.ImageName, Running: c.State == container.StateRunning,
 	}
 }
 
