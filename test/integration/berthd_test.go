@@ -101,6 +101,31 @@ socket_path = %q
 	return d
 }
 
+// removePods stops and removes every pod berthd still has, through the
+// CRI, so their networks get CNI DEL (a killed pause would leave its NAT
+// rules behind). Best effort: a test may have stopped berthd already.
+func (d *daemon) removePods() {
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt, err := remote.NewRemoteRuntimeService(ctx, d.endpoint(), 5*time.Second, nil, false)
+	if err != nil {
+		return
+	}
+	pods, err := rt.ListPodSandbox(ctx, nil)
+	if err != nil {
+		return
+	}
+	for _, p := range pods {
+		rt.StopPodSandbox(ctx, p.Id)
+		rt.RemovePodSandbox(ctx, p.Id)
+	}
+}
+
 // cleanupHost stops the daemon's supervisor (and so its containers' parent)
 // and unmounts what berthd mounted under the test's directories.
 func (d *daemon) cleanupHost() {
@@ -118,6 +143,16 @@ func (d *daemon) cleanupHost() {
 			for _, child := range d.supervisedPIDs() {
 				syscall.Kill(child, syscall.SIGKILL)
 			}
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// A pause or container re-adopted by a restarted supervisor is not its
+	// child: find whatever still runs in a root under the test's directory.
+	roots, _ := filepath.Glob("/proc/[0-9]*/root")
+	for _, r := range roots {
+		if target, err := os.Readlink(r); err == nil && strings.HasPrefix(target, d.dir+"/") {
+			var pid int
+			fmt.Sscanf(filepath.Base(filepath.Dir(r)), "%d", &pid)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -154,7 +189,10 @@ func (d *daemon) start() {
 	}
 	d.exited = make(chan struct{})
 	go func() { d.cmd.Wait(); close(d.exited) }()
-	d.t.Cleanup(d.stop)
+	d.t.Cleanup(func() {
+		d.removePods()
+		d.stop()
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
