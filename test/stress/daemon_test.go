@@ -160,6 +160,7 @@ func (d *daemon) start() {
 	go func() { d.cmd.Wait(); close(d.exited) }()
 	logs := d.logs
 	d.t.Cleanup(func() {
+		d.removePods()
 		d.stop()
 		// A berthd built with -race (BERTHD_BIN) reports here.
 		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
@@ -224,6 +225,29 @@ func (d *daemon) stop() {
 
 // cleanupHost kills the daemon's supervisor and its children and unmounts
 // what berthd mounted under the test's directory.
+// removePods stops and removes every pod berthd still has, through the
+// CRI, so their networks get CNI DEL (a killed pause leaves NAT rules).
+func (d *daemon) removePods() {
+	if d.rt == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pods, err := d.rt.ListPodSandbox(ctx, nil)
+	if err != nil {
+		return
+	}
+	for _, p := range pods {
+		d.rt.StopPodSandbox(ctx, p.Id)
+		d.rt.RemovePodSandbox(ctx, p.Id)
+	}
+}
+
 func (d *daemon) cleanupHost() {
 	d.stop()
 	if sup := d.supervisorPID(); sup != 0 {
@@ -231,6 +255,15 @@ func (d *daemon) cleanupHost() {
 			syscall.Kill(c, syscall.SIGKILL)
 		}
 		syscall.Kill(sup, syscall.SIGKILL)
+	}
+	// Processes re-adopted by a restarted supervisor are not its children.
+	roots, _ := filepath.Glob("/proc/[0-9]*/root")
+	for _, r := range roots {
+		if target, err := os.Readlink(r); err == nil && strings.HasPrefix(target, d.dir+"/") {
+			var pid int
+			fmt.Sscanf(filepath.Base(filepath.Dir(r)), "%d", &pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	mounts := d.mounts()
 	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
