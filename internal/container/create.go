@@ -50,27 +50,16 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	if ctx.Err() == nil {
-		m.markDelivered(id)
+		if err := m.t.MarkDelivered(id); err != nil {
+			m.d.Log.WithError(err).Warn("record the delivery of a create")
+		}
 	}
 	return id, nil
 }
 
-func (m *Manager) markDelivered(id string) {
-	unlock := m.t.Lock(id)
-	defer unlock()
-	if c := m.t.Current(id); c != nil && !c.Delivered {
-		if err := m.t.Update(c, func(c *Container) { c.Delivered = true }); err != nil {
-			m.d.Log.WithError(err).Warn("record delivery of container")
-		}
-	}
-}
-
 func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
-	if prev := m.t.ByName(name); prev != nil {
-		if !prev.Delivered && prev.State != StateCreating {
-			return prev.ID, nil
-		}
-		return "", fmt.Errorf("container name %q is reserved by %s: %w", name, prev.ID, errdefs.ErrAlreadyExists)
+	if id, err := m.t.Reserved(name); id != "" || err != nil {
+		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
 	cfgJSON, err := protojson.Marshal(cfg)
 	if err != nil {

@@ -34,6 +34,24 @@ const threadNetNS = "/proc/thread-self/ns/net"
 // is ErrAlreadyExists, even a stale one (see Pinned) that the caller must
 // Remove first; on any other failure nothing is left behind.
 func New(dir, id string) (string, error) {
+	return pin(dir, id, pinNew)
+}
+
+// Pin pins an existing network namespace, the nsfs file src (such as
+// /proc/<pid>/ns/net), at <dir>/<id> and returns that path, with New's
+// rules for dir and for an existing pin. It is for namespaces a process
+// had to create itself: one owned by a pod's user namespace.
+func Pin(dir, id, src string) (string, error) {
+	return pin(dir, id, func(path string) error {
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin netns %s at %s: %w", src, path, err)
+		}
+		return nil
+	})
+}
+
+// pin makes the pin file <dir>/<id> and has mount bind a namespace onto it.
+func pin(dir, id string, mount func(path string) error) (string, error) {
 	if err := validID(id); err != nil {
 		return "", err
 	}
@@ -44,7 +62,7 @@ func New(dir, id string) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, id)
-	// The mount target must exist; O_EXCL makes a second New of the same id
+	// The mount target must exist; O_EXCL makes a second pin of the same id
 	// fail instead of stacking a second namespace on the first one.
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -54,41 +72,11 @@ func New(dir, id string) (string, error) {
 		return "", fmt.Errorf("create netns pin %s: %w", path, err)
 	}
 	f.Close()
-	if err := pinNew(path); err != nil {
-		// pinNew fails before or at the mount, so there is no mount to undo,
-		// but Remove is harmless if there were.
+	if err := mount(path); err != nil {
+		// The mount failed before or at binding, so there is no mount to
+		// undo, but Remove is harmless if there were.
 		_ = Remove(path)
 		return "", err
-	}
-	return path, nil
-}
-
-// Pin pins an existing network namespace, the nsfs file src (such as
-// /proc/<pid>/ns/net), at <dir>/<id> and returns that path, with New's
-// rules for dir and for an existing pin. It is for namespaces a process
-// had to create itself: one owned by a pod's user namespace.
-func Pin(dir, id, src string) (string, error) {
-	if err := validID(id); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return "", fmt.Errorf("create netns dir: %w", err)
-	}
-	if err := ensureSharedMount(dir); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, id)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return "", fmt.Errorf("netns %s: %w", path, errdefs.ErrAlreadyExists)
-		}
-		return "", fmt.Errorf("create netns pin %s: %w", path, err)
-	}
-	f.Close()
-	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-		_ = Remove(path)
-		return "", fmt.Errorf("pin netns %s at %s: %w", src, path, err)
 	}
 	return path, nil
 }

@@ -101,31 +101,18 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	if ctx.Err() == nil {
-		m.markDelivered(id)
-	}
-	return id, nil
-}
-
-// markDelivered notes that a live client got id back. Best effort: a lost
-// mark only means a later duplicate name is returned instead of refused.
-func (m *Manager) markDelivered(id string) {
-	unlock := m.t.Lock(id)
-	defer unlock()
-	if s := m.t.Current(id); s != nil && !s.Delivered {
-		if err := m.t.Update(s, func(s *Sandbox) { s.Delivered = true }); err != nil {
-			m.d.Log.WithError(err).Warn("record delivery of sandbox")
+		if err := m.t.MarkDelivered(id); err != nil {
+			m.d.Log.WithError(err).Warn("record the delivery of a create")
 		}
 	}
+	return id, nil
 }
 
 // run does the work of Run. ctx is never cancelled; caller is the client's
 // context, only asked whether anyone still waits.
 func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handler string, h Handler) (string, error) {
-	if prev := m.t.ByName(name); prev != nil {
-		if !prev.Delivered && prev.State != StateCreating {
-			return prev.ID, nil // kubelet's retry of a create it stopped waiting for
-		}
-		return "", fmt.Errorf("pod sandbox name %q is reserved by %s: %w", name, prev.ID, errdefs.ErrAlreadyExists)
+	if id, err := m.t.Reserved(name); id != "" || err != nil {
+		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
 
 	cfgJSON, err := protojson.Marshal(cfg)

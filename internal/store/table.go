@@ -17,12 +17,13 @@ import (
 // Update, and read one only through the copies Get and Each hand out (or
 // while holding its Lock, which excludes every writer).
 type Table[T any] struct {
-	kind    string
-	records *Records[T]
-	id      func(*T) string
-	name    func(*T) string
-	hidden  func(*T) bool
-	clone   func(*T) *T
+	kind      string
+	records   *Records[T]
+	id        func(*T) string
+	name      func(*T) string
+	hidden    func(*T) bool
+	clone     func(*T) *T
+	delivered func(*T) *bool
 
 	locks KeyedMutex
 	mu    sync.RWMutex
@@ -41,6 +42,9 @@ type TableOptions[T any] struct {
 	Hidden func(*T) bool
 	// Clone copies a record for readers; nil: a shallow copy.
 	Clone func(*T) *T
+	// Delivered points at the record's flag saying the create that made it
+	// answered a live client (see Reserved); nil: creates are not retried.
+	Delivered func(*T) *bool
 }
 
 // OpenTable opens the records under dir; Load and Index fill the table.
@@ -56,7 +60,7 @@ func OpenTable[T any](dir string, o TableOptions[T]) (*Table[T], error) {
 		o.Clone = func(v *T) *T { c := *v; return &c }
 	}
 	return &Table[T]{
-		kind: o.Kind, records: recs, id: o.ID, name: o.Name, hidden: o.Hidden, clone: o.Clone,
+		kind: o.Kind, records: recs, id: o.ID, name: o.Name, hidden: o.Hidden, clone: o.Clone, delivered: o.Delivered,
 		byID: map[string]*T{}, names: map[string]string{},
 	}, nil
 }
@@ -113,6 +117,35 @@ func (t *Table[T]) Forget(v *T) error {
 	}
 	t.mu.Unlock()
 	return nil
+}
+
+// Reserved tells a create for name how to go on. kubelet gives up on a
+// create after its deadline and retries with the same name: if the record
+// holding name was made by a create whose answer no live client received,
+// Reserved returns its id (the retry gets it); if a client got it, the name
+// is taken (AlreadyExists); if none holds it, "" and nil: create it.
+func (t *Table[T]) Reserved(name string) (string, error) {
+	prev := t.ByName(name)
+	if prev == nil {
+		return "", nil
+	}
+	if t.delivered != nil && !*t.delivered(prev) && !t.hidden(prev) {
+		return t.id(prev), nil
+	}
+	return "", fmt.Errorf("%s name %q is reserved by %s: %w", t.kind, name, t.id(prev), errdefs.ErrAlreadyExists)
+}
+
+// MarkDelivered notes that a live client got the record id back. Best
+// effort: a lost mark only means a later duplicate name is returned
+// instead of refused.
+func (t *Table[T]) MarkDelivered(id string) error {
+	unlock := t.Lock(id)
+	defer unlock()
+	v := t.Current(id)
+	if v == nil || t.delivered == nil || *t.delivered(v) {
+		return nil
+	}
+	return t.Update(v, func(v *T) { *t.delivered(v) = true })
 }
 
 // Current is the live record of id (not a copy, hidden ones included), or

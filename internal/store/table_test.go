@@ -89,3 +89,51 @@ func TestTable(t *testing.T) {
 		t.Error("Forget left the record on disk")
 	}
 }
+
+type created struct {
+	ID, Name  string
+	Creating  bool
+	Delivered bool
+}
+
+func TestTableReservedAndDelivered(t *testing.T) {
+	tab, err := OpenTable(t.TempDir(), TableOptions[created]{
+		Kind: "thing", ID: func(c *created) string { return c.ID }, Name: func(c *created) string { return c.Name },
+		Hidden:    func(c *created) bool { return c.Creating },
+		Delivered: func(c *created) *bool { return &c.Delivered },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := tab.Reserved("free"); id != "" || err != nil {
+		t.Errorf("free name: %q %v", id, err)
+	}
+	tab.Put(&created{ID: "1", Name: "undelivered"})
+	tab.Put(&created{ID: "2", Name: "in-progress", Creating: true})
+	tab.Put(&created{ID: "3", Name: "delivered", Delivered: true})
+	for name, want := range map[string]struct {
+		id  string
+		err error
+	}{
+		"undelivered": {"1", nil},                     // kubelet's retry gets the earlier create
+		"in-progress": {"", errdefs.ErrAlreadyExists}, // (store.Inflight joins those instead)
+		"delivered":   {"", errdefs.ErrAlreadyExists}, // a client has it: the name is taken
+	} {
+		id, err := tab.Reserved(name)
+		if id != want.id || !errors.Is(err, want.err) {
+			t.Errorf("Reserved(%q) = %q, %v; want %q, %v", name, id, err, want.id, want.err)
+		}
+	}
+	if err := tab.MarkDelivered("1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.Reserved("undelivered"); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("after MarkDelivered: %v", err)
+	}
+	if recs, _, _ := tab.Load(); !recs["1"].Delivered {
+		t.Error("MarkDelivered was not persisted")
+	}
+	if err := tab.MarkDelivered("missing"); err != nil {
+		t.Errorf("MarkDelivered of an unknown id: %v", err)
+	}
+}

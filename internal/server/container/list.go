@@ -6,11 +6,10 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/server"
+
 	"github.com/berth-cri/berth/internal/container"
 )
-
-// streamBatch is how many containers one StreamContainers message carries.
-const streamBatch = 100
 
 // ListContainers lists containers matching the filter.
 func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
@@ -20,14 +19,9 @@ func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContai
 // StreamContainers is ListContainers in batches.
 func (s *Service) StreamContainers(req *runtimeapi.StreamContainersRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainersResponse]) error {
 	items := s.list(req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamContainersResponse{Containers: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return server.SendBatches(items, func(b []*runtimeapi.Container) error {
+		return stream.Send(&runtimeapi.StreamContainersResponse{Containers: b})
+	})
 }
 
 func (s *Service) list(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {

@@ -7,12 +7,10 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/server"
+
 	"github.com/berth-cri/berth/internal/image"
 )
-
-// streamBatch is how many images each StreamImages message carries; a few
-// hundred small records stay far below the 16 MiB message limit.
-const streamBatch = 100
 
 // ListImages lists every image, or the one image the filter names.
 func (s *Service) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
@@ -33,17 +31,16 @@ func (s *Service) StreamImages(req *runtimeapi.StreamImagesRequest, stream grpc.
 	if err != nil {
 		return err
 	}
-	for start := 0; start < len(imgs); start += streamBatch {
-		end := min(start+streamBatch, len(imgs))
-		batch := make([]*runtimeapi.Image, 0, end-start)
-		for _, img := range imgs[start:end] {
+	return server.SendBatches(imgs, func(b []image.Image) error {
+		batch := make([]*runtimeapi.Image, 0, len(b))
+		for _, img := range b {
 			batch = append(batch, toCRI(img))
 		}
 		if err := stream.Send(&runtimeapi.StreamImagesResponse{Images: batch}); err != nil {
 			return fmt.Errorf("stream images: %w", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (s *Service) list(f *runtimeapi.ImageFilter) ([]image.Image, error) {

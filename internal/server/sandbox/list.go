@@ -6,11 +6,10 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/server"
+
 	"github.com/berth-cri/berth/internal/sandbox"
 )
-
-// streamBatch is how many sandboxes one StreamPodSandboxes message carries.
-const streamBatch = 100
 
 // ListPodSandbox lists sandboxes matching the filter (id prefix, state,
 // labels).
@@ -22,14 +21,9 @@ func (s *Service) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSan
 // would not fit one message.
 func (s *Service) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
 	items := s.list(req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return server.SendBatches(items, func(b []*runtimeapi.PodSandbox) error {
+		return stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: b})
+	})
 }
 
 func (s *Service) list(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {

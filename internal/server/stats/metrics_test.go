@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/server"
+
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/stats"
@@ -217,7 +219,7 @@ func TestListPodSandboxMetrics(t *testing.T) {
 
 func TestStreamPodSandboxMetricsBatches(t *testing.T) {
 	var sbs []SandboxInfo
-	for i := range streamBatch + 1 {
+	for i := range server.StreamBatch + 1 {
 		sbs = append(sbs, SandboxInfo{ID: fmt.Sprintf("p%d", i)})
 	}
 	svc := newTestService(&fakeSource{sandboxes: sbs}, &fakeCgroups{}, nil)
@@ -229,7 +231,7 @@ func TestStreamPodSandboxMetricsBatches(t *testing.T) {
 	for _, m := range stream.sent {
 		n += len(m.GetPodSandboxMetrics())
 	}
-	if len(stream.sent) != 2 || n != streamBatch+1 {
-		t.Errorf("sent %d messages with %d pods, want 2 with %d", len(stream.sent), n, streamBatch+1)
+	if len(stream.sent) != 2 || n != server.StreamBatch+1 {
+		t.Errorf("sent %d messages with %d pods, want 2 with %d", len(stream.sent), n, server.StreamBatch+1)
 	}
 }

@@ -82,9 +82,6 @@ type Deps struct {
 // sees a measurement at most one round old.
 const DefaultLayerTTL = 10 * time.Second
 
-// streamBatch is how many items one Stream* message carries.
-const streamBatch = 100
-
 // Service serves the stats RPCs. It is safe for concurrent use.
 type Service struct {
 	src             Source
