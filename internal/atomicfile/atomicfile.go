@@ -14,6 +14,21 @@ import (
 // Write replaces path with data: temp file in the same directory, fsync,
 // rename, fsync of the directory (so the rename itself survives a power cut).
 func Write(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, true)
+}
+
+// WriteVolatile is Write without the fsyncs, for files under the state
+// directory: they describe what runs now, which no reboot preserves (the
+// start-up reconciliation throws such state away), while a crash of berthd
+// or the supervisor keeps the page cache. Readers and a restarted process
+// still see the old content or the new, never a mix; only a power cut may
+// lose the latest version. Two fsyncs cost ~1 ms here, several times per
+// container create.
+func WriteVolatile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, false)
+}
+
+func write(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -33,8 +48,10 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: sync: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -44,16 +61,36 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	ok = true
+	if !durable {
+		return nil
+	}
 	return SyncDir(dir)
 }
 
 // WriteJSON is Write of v encoded as indented JSON.
 func WriteJSON(path string, v any, perm os.FileMode) error {
+	data, err := encodeJSON(path, v)
+	if err != nil {
+		return err
+	}
+	return Write(path, data, perm)
+}
+
+// WriteJSONVolatile is WriteVolatile of v encoded as indented JSON.
+func WriteJSONVolatile(path string, v any, perm os.FileMode) error {
+	data, err := encodeJSON(path, v)
+	if err != nil {
+		return err
+	}
+	return WriteVolatile(path, data, perm)
+}
+
+func encodeJSON(path string, v any) ([]byte, error) {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
+		return nil, fmt.Errorf("encode %s: %w", path, err)
 	}
-	return Write(path, append(data, '\n'), perm)
+	return append(data, '\n'), nil
 }
 
 // SyncDir fsyncs a directory, making renames and unlinks in it durable.

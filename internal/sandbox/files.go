@@ -63,7 +63,7 @@ func PrepareFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) 
 			hostname = h
 		}
 	}
-	if err := atomicfile.Write(f.Hostname, []byte(hostname+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteVolatile(f.Hostname, []byte(hostname+"\n"), 0o644); err != nil {
 		return Files{}, fmt.Errorf("pod files: %w", err)
 	}
 
@@ -75,7 +75,7 @@ func PrepareFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) 
 		}
 		hosts = b
 	}
-	if err := atomicfile.Write(f.Hosts, hosts, 0o644); err != nil {
+	if err := atomicfile.WriteVolatile(f.Hosts, hosts, 0o644); err != nil {
 		return Files{}, fmt.Errorf("pod files: %w", err)
 	}
 
@@ -83,7 +83,7 @@ func PrepareFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) 
 	if err != nil {
 		return Files{}, fmt.Errorf("pod files: %w", err)
 	}
-	if err := atomicfile.Write(f.ResolvConf, resolv, 0o644); err != nil {
+	if err := atomicfile.WriteVolatile(f.ResolvConf, resolv, 0o644); err != nil {
 		return Files{}, fmt.Errorf("pod files: %w", err)
 	}
 

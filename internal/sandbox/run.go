@@ -320,7 +320,7 @@ func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handle
 	if err != nil {
 		return 0, fmt.Errorf("encode sandbox spec: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.WriteVolatile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return 0, err
 	}
 	kind, path, root := SupervisorRuntime(h, m.d.StateDir)

@@ -124,7 +124,7 @@ func (c *container) state() v1.State {
 
 // saveLocked persists the record; the caller holds c.mu.
 func (c *container) saveLocked() error {
-	return atomicfile.WriteJSON(c.path("container.json"), c.rec, 0o600)
+	return atomicfile.WriteJSONVolatile(c.path("container.json"), c.rec, 0o600)
 }
 
 func loadRecord(dir string) (record, error) {

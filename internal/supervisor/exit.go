@@ -137,7 +137,7 @@ func unknownExit(noticed time.Time) v1.ExitStatus {
 // still published (berthd must not wait for ever) and the error logged; a
 // restart would then report the exit as unknown, which stays honest.
 func (s *Server) recordExit(c *container, e v1.ExitStatus) {
-	if err := atomicfile.WriteJSON(c.path("exit.json"), e, 0o600); err != nil {
+	if err := atomicfile.WriteJSONVolatile(c.path("exit.json"), e, 0o600); err != nil {
 		s.log.Error("persisting exit failed", "id", c.rec.ID, "err", err)
 	}
 	c.mu.Lock()

@@ -175,7 +175,7 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 		h.Consoles[c.rec.ID] = fd
 		inherit = append(inherit, fd)
 	}
-	if err := atomicfile.WriteJSON(s.handoverPath(), h, 0o600); err != nil {
+	if err := atomicfile.WriteJSONVolatile(s.handoverPath(), h, 0o600); err != nil {
 		return err
 	}
 	restore := func() {
