@@ -169,7 +169,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 	streams, err := streaming.New(streaming.Config{
 		Address: cfg.StreamServerAddress, Port: cfg.StreamServerPort, IdleTimeout: cfg.StreamIdleTimeout.Duration,
 		TLSCert: cfg.StreamTLSCert, TLSKey: cfg.StreamTLSKey, MaxExecOutput: cfg.MaxExecOutput,
-	}, streaming.NewLookup(p.containers, p.sandboxes), exec.New(log.WithField("part", "exec")), p.supervisor, log.WithField("part", "streaming"))
+	}, streaming.NewLookup(p.containers, p.sandboxes), exec.New(log.WithField("part", "exec"), p.supervisor), p.supervisor, log.WithField("part", "streaming"))
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)
 	}

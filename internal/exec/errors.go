@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/opencontainers/runc/libcontainer"
-
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
@@ -15,8 +13,9 @@ import (
 // crossed a process boundary), so the command's own failures are recognised
 // by their message: Go's exec.LookPath wording, which runc and crun share.
 func startError(id string, err error) error {
-	if errors.Is(err, libcontainer.ErrNotRunning) {
-		return fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+	if errors.Is(err, errdefs.ErrFailedPrecondition) || errors.Is(err, errdefs.ErrNotFound) ||
+		errors.Is(err, errdefs.ErrUnavailable) || errors.Is(err, errdefs.ErrInvalidArgument) {
+		return fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	if n := classifyMessage(err.Error()); n != nil {
 		return n

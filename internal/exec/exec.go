@@ -1,13 +1,13 @@
 // Package exec runs processes inside existing containers for ExecSync
 // (probes, lifecycle hooks) and for the streaming server's exec.
 //
-// Execs run from berthd itself, not through the supervisor: they need not
-// survive berthd (kubelet retries a probe; a kubectl exec session dies with
-// its connection anyway), and skipping the extra hop halves a probe's cost.
-// For the libcontainer kind, berthd re-executes itself as "init" inside the
-// container's namespaces (libcontainer.Load + Run), so the exec'd process is
-// berthd's child and is reaped by Wait. For the oci kind, the runtime binary
-// runs as `exec` without --detach, stays our child, and exits with the
+// For the libcontainer kind, the supervisor runs the process (OpExec): it is
+// the supervisor's child, its stdio are berthd's pipes (or a pty whose
+// master the process sends to berthd), and its exit comes back on the
+// request's connection. An exec never outlives berthd's interest in it:
+// berthd closing the connection (a timeout, a client gone, berthd itself
+// gone) kills the process tree. For the oci kind, the runtime binary runs
+// as `exec` without --detach, stays berthd's child, and exits with the
 // process's exit code.
 package exec
 
@@ -22,6 +22,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // DefaultMaxOutput caps what Sync captures (stdout and stderr together) when
@@ -44,14 +45,16 @@ type Target struct {
 // keeps no state between calls.
 type Execer struct {
 	log logrus.FieldLogger
+	sup *client.Client // runs libcontainer-kind execs
 }
 
-// New returns an Execer logging to log.
-func New(log logrus.FieldLogger) *Execer {
+// New returns an Execer logging to log that runs libcontainer-kind execs
+// through sup.
+func New(log logrus.FieldLogger, sup *client.Client) *Execer {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	return &Execer{log: log}
+	return &Execer{log: log, sup: sup}
 }
 
 // stdio is what an exec'd process gets. A nil file means /dev/null. With a
@@ -60,10 +63,10 @@ type stdio struct {
 	stdin, stdout, stderr *os.File
 }
 
-// process is a started exec: the pid is our unreaped child until wait
-// returns, so killTree may use it without a pid-reuse race.
+// process is a started exec.
 type process struct {
-	pid int
+	// kill kills the process and everything it started; wait then returns.
+	kill func()
 	// wait reaps the process and returns its exit code (128+signal for a
 	// signal death).
 	wait func() (int, error)
@@ -85,7 +88,7 @@ func (e *Execer) start(ctx context.Context, t Target, cmd []string, io stdio, tt
 	}
 	switch t.Kind {
 	case supv1.RuntimeLibcontainer, "":
-		return startLibcontainer(t, cmd, io, tty)
+		return e.startLibcontainer(ctx, t, cmd, io, tty)
 	case supv1.RuntimeOCI:
 		return startOCI(ctx, t, cmd, io, tty)
 	}

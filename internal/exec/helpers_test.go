@@ -14,27 +14,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
 	// Linked for libcontainer's re-exec of the test binary, as in berthd.
-	_ "github.com/opencontainers/cgroups/devices"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
-// init is libcontainer's re-exec hook: exec'd processes start as
-// "<test binary> init" inside the container's namespaces.
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
-	}
+// testEnv is what TestMain prepares once: a busybox rootfs shared read-only
+// by every test container, and a supervisor (built from this tree) that
+// runs the libcontainer-kind containers and their execs.
+var testEnv struct {
+	rootfs string
+	sup    *client.Client
+	supPid int
 }
-
-var testRootfs string // set once by TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -45,22 +41,48 @@ func TestMain(m *testing.M) {
 		fmt.Println("skipping exec tests: apt-get install busybox-static")
 		return
 	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "berth-exec-test-")
 	if err != nil {
 		panic(err)
 	}
-	testRootfs = filepath.Join(dir, "rootfs")
-	if err := MakeBusyboxRootfs(testRootfs); err != nil {
+	defer os.RemoveAll(dir)
+	testEnv.rootfs = filepath.Join(dir, "rootfs")
+	if err := MakeBusyboxRootfs(testEnv.rootfs); err != nil {
 		panic(err)
 	}
+	bin := filepath.Join(dir, "berth-supervisor")
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, "github.com/berth-cri/berth/cmd/berth-supervisor")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Printf("build supervisor: %v\n%s", err, out)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stateDir := filepath.Join(dir, "state")
+	if testEnv.sup, err = client.EnsureRunning(ctx, bin, stateDir, client.WithCgroup("")); err != nil {
+		fmt.Printf("start supervisor: %v\n", err)
+		return 1
+	}
+	v, err := testEnv.sup.Version(ctx)
+	if err != nil {
+		fmt.Printf("supervisor version: %v\n", err)
+		return 1
+	}
+	testEnv.supPid = v.Pid
+	defer syscall.Kill(v.Pid, syscall.SIGTERM)
 	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	if log, _ := os.ReadFile(filepath.Join(stateDir, "supervisor", "supervisor.log")); strings.Contains(string(log), "panic") {
+		fmt.Printf("supervisor log:\n%s", log)
+		code = 1
+	}
+	return code
 }
 
-// MakeBusyboxRootfs is also what the streaming tests use; it lives in a
-// _test file of this package and is copied there (test helpers are not
-// shared across packages).
 func MakeBusyboxRootfs(root string) error {
 	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc", "work"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -84,7 +106,7 @@ func MakeBusyboxRootfs(root string) error {
 
 func testSpec(id string) *specs.Spec {
 	s := specconv.Example()
-	s.Root.Path = testRootfs
+	s.Root.Path = testEnv.rootfs
 	s.Root.Readonly = true
 	s.Process.Terminal = false
 	s.Process.Args = []string{"sleep", "1000"}
@@ -99,30 +121,29 @@ func testSpec(id string) *specs.Spec {
 // this process and removes it when the test ends.
 func runLibcontainer(t *testing.T, id string) Target {
 	t.Helper()
-	root := t.TempDir()
+	bundle := t.TempDir()
 	spec := testSpec(id)
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
-	if err != nil {
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := libcontainer.Create(root, id, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &libcontainer.Process{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: "/", Init: true}
-	if err := c.Run(p); err != nil {
-		c.Destroy()
+	ctx := testCtx(t)
+	if _, err := testEnv.sup.Create(ctx, id, supv1.CreateRequest{Bundle: bundle}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.Signal(syscall.SIGKILL)
-		p.Wait()
-		c.Destroy()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		testEnv.sup.Kill(ctx, id, syscall.SIGKILL, true)
+		testEnv.sup.Wait(ctx, id)
+		testEnv.sup.Delete(ctx, id)
 	})
-	return Target{ID: id, Kind: supv1.RuntimeLibcontainer, RuntimeRoot: root, Spec: spec}
+	if _, err := testEnv.sup.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	return Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: spec}
 }
 
-// runOCI starts the same container with the runc binary (detached).
 func runOCI(t *testing.T, id string) Target {
 	t.Helper()
 	runc, err := exec.LookPath("runc")
@@ -163,7 +184,7 @@ var kinds = []struct {
 func testExecer() *Execer {
 	l := logrus.New()
 	l.SetOutput(os.Stderr)
-	return New(l)
+	return New(l, testEnv.sup)
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -210,23 +231,40 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// childCount counts our direct child processes, zombies included (an
-// unreaped exec is a leak). Orphans of an exec'd tree belong to the
-// container's init afterwards (a pid namespace's reaper), not to us.
-func childCount() int {
-	self := os.Getpid()
+// childCount counts the direct child processes of pid, zombies included
+// (an unreaped exec is a leak). Orphans of an exec'd tree belong to the
+// container's init afterwards (a pid namespace's reaper), not to its parent.
+func childCount(pid int) int {
 	n := 0
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if ppid, ok := parentOf(pid); ok && ppid == self {
+		if ppid, ok := parentOf(p); ok && ppid == pid {
 			n++
 		}
 	}
 	return n
+}
+
+// parentOf reads the ppid from /proc/<pid>/stat.
+func parentOf(pid int) (int, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(fields[1])
+	return ppid, err == nil
 }
 
 func fdCount() int {

@@ -13,6 +13,7 @@ import (
 	"github.com/berth-cri/berth/internal/runtimecli"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/proctree"
 )
 
 // startOCI runs `<runtime> --root <root> exec --process <file> <id>` without
@@ -97,7 +98,10 @@ func startOCI(_ context.Context, t Target, cmd []string, io stdio, tty bool) (*p
 		}
 		return code, nil
 	}
-	return &process{pid: c.Process.Pid, wait: wait, console: master, cleanup: cleanup}, nil
+	// The runtime is our unreaped child until wait returns: its pid cannot
+	// be reused meanwhile.
+	pid := c.Process.Pid
+	return &process{kill: func() { proctree.Kill(pid) }, wait: wait, console: master, cleanup: cleanup}, nil
 }
 
 // ociError classifies the runtime's logged failure.
@@ -112,4 +116,12 @@ func ociError(id, msg string) error {
 		return fmt.Errorf("container %s: %s: %w", id, msg, errdefs.ErrFailedPrecondition)
 	}
 	return fmt.Errorf("exec in container %s: %s", id, msg)
+}
+
+// exitCode is the shell convention: the code, or 128+signal.
+func exitCode(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
 }

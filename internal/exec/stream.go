@@ -139,7 +139,7 @@ func (e *Execer) Stream(ctx context.Context, t Target, cmd []string, in io.Reade
 	select {
 	case <-exited:
 	case <-ctx.Done():
-		killTree(p.pid)
+		p.kill()
 		<-exited
 	}
 	close(done)

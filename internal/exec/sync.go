@@ -90,7 +90,7 @@ func (e *Execer) Sync(ctx context.Context, t Target, cmd []string, timeout time.
 	select {
 	case res = <-exited:
 	case <-waitCtx.Done():
-		killTree(p.pid)
+		p.kill()
 		res = <-exited
 		waitErr = waitCtx.Err()
 	}

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -125,11 +124,7 @@ func TestSyncContainerState(t *testing.T) {
 		t.Fatalf("empty command: %v, want ErrInvalidArgument", err)
 	}
 	// Kill the init: the container is stopped.
-	c, err := libcontainer.Load(tg.RuntimeRoot, tg.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Signal(syscall.SIGKILL); err != nil {
+	if err := testEnv.sup.Kill(testCtx(t), tg.ID, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the container to stop", 5*time.Second, func() bool {
@@ -146,7 +141,12 @@ func TestSyncParallel(t *testing.T) {
 	e := testExecer()
 	// Warm up (first use opens long-lived descriptors, e.g. the poller).
 	e.Sync(testCtx(t), tg, []string{"true"}, time.Second, 0)
-	fds, goroutines, children := fdCount(), runtimeGoroutines(), childCount()
+	fds, goroutines, children := fdCount(), runtimeGoroutines(), childCount(os.Getpid())
+	supBefore, err := testEnv.sup.Stats(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	supChildren := childCount(testEnv.supPid)
 
 	mix := append([]syncCase{}, syncCases...)
 	mix = append(mix,
@@ -177,11 +177,23 @@ func TestSyncParallel(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// Nothing left behind here, nor in the supervisor that ran the execs.
+	supLeaks := func() string {
+		st, err := testEnv.sup.Stats(testCtx(t))
+		if err != nil {
+			return err.Error()
+		}
+		if n := childCount(testEnv.supPid); n > supChildren || st.OpenFDs > supBefore.OpenFDs || st.Goroutines > supBefore.Goroutines {
+			return fmt.Sprintf("supervisor: children %d -> %d, fds %d -> %d, goroutines %d -> %d",
+				supChildren, n, supBefore.OpenFDs, st.OpenFDs, supBefore.Goroutines, st.Goroutines)
+		}
+		return ""
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for childCount() > children || fdCount() > fds || runtimeGoroutines() > goroutines {
+	for childCount(os.Getpid()) > children || fdCount() > fds || runtimeGoroutines() > goroutines || supLeaks() != "" {
 		if time.Now().After(deadline) {
-			t.Fatalf("leak: children %d -> %d, fds %d -> %d, goroutines %d -> %d",
-				children, childCount(), fds, fdCount(), goroutines, runtimeGoroutines())
+			t.Fatalf("leak: children %d -> %d, fds %d -> %d, goroutines %d -> %d; %s",
+				children, childCount(os.Getpid()), fds, fdCount(), goroutines, runtimeGoroutines(), supLeaks())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

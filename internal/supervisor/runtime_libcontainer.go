@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/berth-cri/berth/internal/runtimecli"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
@@ -212,6 +214,10 @@ func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 		UID:  int(p.User.UID),
 		GID:  int(p.User.GID),
 		Cwd:  p.Cwd,
+		// The init logs at libcontainer's level, not at its default of
+		// debug: every debug line crosses a pipe and is decoded here, only
+		// to be dropped.
+		LogLevel: strconv.Itoa(int(logrus.GetLevel())),
 	}
 	for _, g := range p.User.AdditionalGids {
 		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))

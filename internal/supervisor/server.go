@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,8 +52,11 @@ type Server struct {
 	// it exclusively, so no operation is half-done when the process execs.
 	opMu sync.RWMutex
 
-	mu         sync.Mutex // guards containers; never held while calling a runtime
+	mu         sync.Mutex // guards containers and execs; never held while calling a runtime
 	containers map[string]*container
+	// execs are the pids of running exec'd processes (OpExec), which their
+	// own connections reap; the orphan reaper leaves them alone.
+	execs map[int]struct{}
 	// upgrading is set while an upgrade runs: Serve pauses accepting.
 	upgrading bool
 
@@ -163,6 +167,9 @@ func (s *Server) lockAndListen() error {
 // Serve answers connections until the listener closes (an upgrade execs out
 // of Serve and never returns).
 func (s *Server) Serve() error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.reapOrphans(stop)
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -188,14 +195,27 @@ func (s *Server) Serve() error {
 // maxRequest bounds one request line.
 const maxRequest = 1 << 20
 
+// maxRequestFiles bounds the descriptors one request may carry (OpExec's
+// stdin, stdout and stderr).
+const maxRequestFiles = 3
+
 func (s *Server) serveConn(conn *net.UnixConn) {
 	defer conn.Close()
-	lr := &io.LimitedReader{R: conn, N: maxRequest}
-	br := bufio.NewReaderSize(lr, 4096)
-	line, err := br.ReadBytes('\n')
-	if err != nil && len(line) == 0 {
+	// The first read takes the descriptors sent with the request, if any;
+	// only OpExec keeps them.
+	first, files, err := readFirst(conn)
+	if err != nil {
+		closeFiles(files)
 		return
 	}
+	lr := &io.LimitedReader{R: conn, N: maxRequest - int64(len(first))}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), lr), 4096)
+	line, err := br.ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		closeFiles(files)
+		return
+	}
+	defer func() { closeFiles(files) }()
 	var req v1.Request
 	var resp v1.Response
 	if err := json.Unmarshal(line, &req); err != nil {
@@ -204,6 +224,10 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		resp.Error = v1.Errorf(v1.CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, v1.Version)
 	} else if req.Op == v1.OpUpgrade {
 		s.upgrade(conn)
+		return
+	} else if req.Op == v1.OpExec {
+		s.serveExec(conn, br, &req, files)
+		files = nil // serveExec closed them
 		return
 	} else if req.Op == v1.OpAttach {
 		// The request is read; input frames that follow are not bounded.
@@ -223,13 +247,55 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 	writeResponse(conn, &resp)
 }
 
-func writeResponse(conn net.Conn, resp *v1.Response) {
+// readFirst reads the start of a request with the descriptors sent on it.
+// More than maxRequestFiles descriptors (or a truncated set) refuse the
+// connection.
+func readFirst(conn *net.UnixConn) ([]byte, []*os.File, error) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*(maxRequestFiles+1)))
+	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
+	files := parseRights(oob[:oobn])
+	if err == nil && (flags&unix.MSG_CTRUNC != 0 || len(files) > maxRequestFiles) {
+		err = errors.New("too many descriptors")
+	}
+	if err != nil {
+		return nil, files, err
+	}
+	return buf[:n], files, nil
+}
+
+// parseRights returns the descriptors of SCM_RIGHTS messages as files.
+func parseRights(oob []byte) []*os.File {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var files []*os.File
+	for i := range msgs {
+		fds, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd) // Go sets MSG_CMSG_CLOEXEC; be sure regardless
+			files = append(files, os.NewFile(uintptr(fd), "received"))
+		}
+	}
+	return files
+}
+
+func encodeResponse(resp *v1.Response) ([]byte, error) {
 	data, err := json.Marshal(resp)
 	if err != nil {
-		data, _ = json.Marshal(&v1.Response{Error: v1.Errorf(v1.CodeInternal, "encode response: %v", err)})
+		data, err = json.Marshal(&v1.Response{Error: v1.Errorf(v1.CodeInternal, "encode response: %v", err)})
 	}
+	return append(data, '\n'), err
+}
+
+func writeResponse(conn net.Conn, resp *v1.Response) {
+	data, _ := encodeResponse(resp)
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	conn.Write(append(data, '\n'))
+	conn.Write(data)
 }
 
 // handle runs one operation.

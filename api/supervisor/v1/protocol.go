@@ -19,9 +19,16 @@
 // sends frames the other way on the same connection: stdin for the terminal
 // and resize events (see FrameStdin).
 //
+// OpExec (1.3) also outlives its first Response: the request carries the
+// exec'd process's stdio as open files (SCM_RIGHTS on the request's first
+// byte), the first Response says the process started (with a pidfd for it,
+// as SCM_RIGHTS on that Response's first byte), and a second Response
+// carries its exit once it ended. The client closing its side of the
+// connection (or going away) kills the exec'd process tree.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
-// frames FrameStdin, FrameResize and FrameStdinEnd.
+// frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec.
 package v1
 
 import (
@@ -33,7 +40,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.2"
+const Version = "1.3"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -64,6 +71,8 @@ const (
 	OpStats           Op = "stats"
 	// OpAttach streams a container's live output (since 1.1).
 	OpAttach Op = "attach"
+	// OpExec runs a process in a running container (since 1.3).
+	OpExec Op = "exec"
 )
 
 // Attach frames: after OpAttach's Response, each chunk of output the
@@ -123,6 +132,39 @@ type Request struct {
 	Create *CreateRequest        `json:"create,omitempty"`
 	Kill   *KillRequest          `json:"kill,omitempty"`
 	Update *specs.LinuxResources `json:"update,omitempty"`
+	Exec   *ExecRequest          `json:"exec,omitempty"`
+}
+
+// ExecRequest runs a process in a running container of kind libcontainer
+// (execs into oci-kind containers go through the runtime binary, not here).
+// The supervisor is the process's parent: it reaps it and reports the exit
+// on the same connection, so no exit is lost to a subreaper race, and the
+// process needs no copy of berthd's (much larger) binary as its init.
+type ExecRequest struct {
+	// Process is the exec'd process: args, env, cwd, user, capabilities,
+	// no_new_privileges, rlimits and labels are applied as given (the
+	// container's own process spec with the exec's args, normally).
+	// Terminal asks for a pty, which the process allocates inside the
+	// container and sends as its master to the console socket.
+	Process specs.Process `json:"process"`
+	// Files says which files travel with the request, in this order:
+	// without Terminal, stdin, stdout and stderr (each when set; a missing
+	// one is /dev/null); with Terminal, exactly one: the console socket
+	// (a unix socket the pty master is sent to).
+	Stdin  bool `json:"stdin,omitempty"`
+	Stdout bool `json:"stdout,omitempty"`
+	Stderr bool `json:"stderr,omitempty"`
+}
+
+// ExecStarted is the first answer to OpExec.
+type ExecStarted struct {
+	Pid int `json:"pid"`
+}
+
+// ExecExit is the second answer to OpExec.
+type ExecExit struct {
+	// ExitCode is the exit code, or 128+signal for a signal death.
+	ExitCode int `json:"exit_code"`
 }
 
 // RuntimeKind selects how the supervisor runs a container.
@@ -264,6 +306,9 @@ type Response struct {
 	State   *State       `json:"state,omitempty"`
 	List    []State      `json:"list,omitempty"`
 	Stats   *Stats       `json:"stats,omitempty"`
+	// ExecStarted and ExecExit answer OpExec (see ExecRequest).
+	ExecStarted *ExecStarted `json:"exec_started,omitempty"`
+	ExecExit    *ExecExit    `json:"exec_exit,omitempty"`
 	// Upgrading is the first of two answers to OpUpgrade: the server is
 	// about to exec. The connection then closes on success (EOF), or a
 	// second Response carries the exec error.

@@ -15,8 +15,9 @@ import (
 
 func TestExecSync(t *testing.T) {
 	l := newLookup()
-	l.execs["c1"] = runContainer(t, "c1")
-	s := newService(t, l, nil)
+	sup := startSupervisor(t)
+	l.execs["c1"] = runContainer(t, sup, "c1")
+	s := newService(t, l, sup)
 	ctx := testCtx(t)
 	for _, tc := range []struct {
 		name     string
@@ -52,8 +53,9 @@ func TestExecSync(t *testing.T) {
 
 func TestExecURL(t *testing.T) {
 	l := newLookup()
-	l.execs["c1"] = runContainer(t, "c1")
-	s := newService(t, l, nil)
+	sup := startSupervisor(t)
+	l.execs["c1"] = runContainer(t, sup, "c1")
+	s := newService(t, l, sup)
 	ctx := testCtx(t)
 	if _, err := s.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "gone", Cmd: []string{"true"}, Stdout: true}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("exec in unknown container: %v", err)
@@ -90,12 +92,13 @@ func TestExecURL(t *testing.T) {
 		}
 	})
 	t.Run("tty with resize", func(t *testing.T) {
-		resp, err := s.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh", "-c", `tty; i=0; while [ "$(stty size)" = "0 0" ] && [ $i -lt 1000 ]; do i=$((i+1)); done; stty size; exit 4`}, Stdout: true, Tty: true})
+		resp, err := s.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sh", "-c", `tty; i=0; while s=$(stty size 2>/dev/null); [ -z "$s" -o "$s" = "0 0" ] && [ $i -lt 1000 ]; do i=$((i+1)); sleep 0.01; done; stty size; exit 4`}, Stdout: true, Tty: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// kubectl sends the initial size right after creating the streams;
-		// it reaches the pty asynchronously, so the command polls for it.
+		// it reaches the pty asynchronously, so the command polls for it
+		// (busybox's stty size fails on a 0x0 terminal rather than print it).
 		sess := runSession(t, resp.Url, nil, false, true, []remotecommand.TerminalSize{{Width: 100, Height: 30}}, nil)
 		out := sess.stdout.String()
 		if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "30 100") || !strings.Contains(sess.status, `"message":"4"`) {

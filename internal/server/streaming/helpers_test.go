@@ -108,33 +108,27 @@ func testSpec(id, script string) *specs.Spec {
 	return s
 }
 
-// runContainer starts a libcontainer container running sleep in-process.
-func runContainer(t *testing.T, id string) berthexec.Target {
+// runContainer starts a container running sleep under sup, which also
+// runs its execs.
+func runContainer(t *testing.T, sup *client.Client, id string) berthexec.Target {
 	t.Helper()
-	root := t.TempDir()
+	bundle := t.TempDir()
 	spec := testSpec(id, "sleep 1000")
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
-	if err != nil {
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := libcontainer.Create(root, id, cfg)
-	if err != nil {
+	ctx := testCtx(t)
+	if _, err := sup.Create(ctx, id, supv1.CreateRequest{Bundle: bundle}); err != nil {
 		t.Fatal(err)
 	}
-	p := &libcontainer.Process{Args: spec.Process.Args, Env: spec.Process.Env, Cwd: "/", Init: true}
-	if err := c.Run(p); err != nil {
-		c.Destroy()
+	if _, err := sup.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		p.Signal(syscall.SIGKILL)
-		p.Wait()
-		c.Destroy()
-	})
-	return berthexec.Target{ID: id, Kind: supv1.RuntimeLibcontainer, RuntimeRoot: root, Spec: spec}
+	return berthexec.Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: spec}
 }
 
-// startSupervisor runs a supervisor for attach tests and stops it (and its
+// startSupervisor runs a supervisor for attach and exec tests and stops it (and its
 // containers) at the end.
 func startSupervisor(t *testing.T) *client.Client {
 	t.Helper()
@@ -207,7 +201,7 @@ func (l *fakeLookup) SandboxNetNS(_ context.Context, id string) (string, error) 
 func newService(t *testing.T, l Lookup, sup *client.Client) *Service {
 	t.Helper()
 	log := logrus.New()
-	s, err := New(Config{}, l, berthexec.New(log), sup, log)
+	s, err := New(Config{}, l, berthexec.New(log, sup), sup, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package exec
+// Package proctree kills a process and everything it started, as an exec's
+// timeout or a vanished client requires. berthd (execs through a runtime
+// binary) and the supervisor (execs it runs itself) both use it.
+package proctree
 
 import (
 	"bytes"
@@ -8,12 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// killTree kills root and all its descendants. Every member is stopped
-// first, so that none can fork a child that escapes between the scan and
-// the kill (an orphan would be reparented away and lost from the tree);
-// scanning repeats until no new member appears. root must be our unreaped
+// Kill kills root and all its descendants. Every member is stopped first,
+// so that none can fork a child that escapes between the scan and the kill
+// (an orphan would be reparented away and lost from the tree); scanning
+// repeats until no new member appears. root must be the caller's unreaped
 // child, so its pid cannot be reused meanwhile.
-func killTree(root int) {
+func Kill(root int) {
 	seen := map[int]bool{}
 	for range 20 {
 		found := 0
