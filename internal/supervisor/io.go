@@ -4,13 +4,59 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/crilog"
 )
 
-// readBufSize is each stream reader's buffer: two per running container.
+// readBufSize is the buffer a stream reader borrows for one read.
 const readBufSize = 32 * 1024
+
+// readBufs lends read buffers: a reader holds one only while output is
+// waiting, not while it waits for output, so idle containers (most of them,
+// on most nodes) cost the supervisor no buffer.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// copyOutput copies what f yields, read through r (f itself or a wrapper),
+// to w until EOF, an error or f's read deadline, and flushes w's pending
+// partial line.
+func copyOutput(w *crilog.StreamWriter, f *os.File, r io.Reader) error {
+	defer w.Flush()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for {
+		// Park on the poller, without a buffer, until f is readable (data,
+		// end of file or an error); a deadline ends the wait.
+		if err := rc.Read(readable); err != nil {
+			return err
+		}
+		buf := readBufs.Get().(*[]byte)
+		n, err := r.Read(*buf)
+		if n > 0 {
+			w.Write((*buf)[:n])
+		}
+		readBufs.Put(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readable is a RawConn.Read callback: done once fd polls readable (or
+// hung up), otherwise it asks the runtime to wait for readiness.
+func readable(fd uintptr) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0
+}
 
 // attach opens what the supervisor holds for a live container (log file,
 // FIFO read ends and stdin holder, or the terminal's master) and starts its
@@ -79,7 +125,7 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 				r = ttyReader{f}
 			}
 			tee := &teeReader{r: r, c: c, stream: byte(i + 1)} // FrameStdout, FrameStderr
-			err := w.Copy(tee, make([]byte, readBufSize))
+			err := copyOutput(w, f, tee)
 			stopped := errors.Is(err, os.ErrDeadlineExceeded)
 			if err != nil && !stopped {
 				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
