@@ -44,13 +44,15 @@ func (r *Records[T]) path(id string) (string, error) {
 	return filepath.Join(r.dir, id+".json"), nil
 }
 
-// Put writes v as the record id, atomically and durably.
+// Put writes v as the record id: atomically before it returns, durably
+// soon after (atomicfile.WriteFlushBehind: a record a power cut loses or
+// damages is dropped at recovery, and what it named swept as an orphan).
 func (r *Records[T]) Put(id string, v *T) error {
 	p, err := r.path(id)
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteJSON(p, v, 0o600)
+	return atomicfile.WriteJSONFlushBehind(p, v, 0o600)
 }
 
 // Get reads one record; ErrNotFound if absent.
@@ -82,7 +84,10 @@ func (r *Records[T]) Delete(id string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete record %s: %w", id, err)
 	}
-	return atomicfile.SyncDir(r.dir)
+	// Flushed behind too: a record a power cut brings back names things
+	// already gone, which recovery tolerates.
+	go atomicfile.SyncDir(r.dir)
+	return nil
 }
 
 // Damaged is a record file that could not be read at load.
