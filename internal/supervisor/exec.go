@@ -94,7 +94,7 @@ func (s *Server) startExec(req *v1.Request, files []*os.File) (*libcontainer.Pro
 	if err := assignExecFiles(p, x, files); err != nil {
 		return nil, nil, err
 	}
-	lc, err := libcontainerRuntime{}.load(&rec)
+	lc, err := loadContainer(&rec)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/berth-cri/berth/internal/runtimecli"
 
@@ -25,11 +26,14 @@ import (
 // libcontainerRuntime runs containers in-process: libcontainer re-executes
 // this binary as "init" (see cmd/berth-supervisor), so the container init is
 // the supervisor's own child. The libcontainer.Container of a create is
-// dropped once the init waits on its exec fifo; later calls Load it from the
-// runtime root, exactly as they must after an upgrade or restart.
-type libcontainerRuntime struct{}
+// kept only for the start that normally follows (Load parses the whole
+// config again, ~0.2 ms); every other call, and a start after an upgrade or
+// restart, Loads it from the runtime root.
+type libcontainerRuntime struct {
+	created sync.Map // id -> *libcontainer.Container, until its start or delete
+}
 
-func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
+func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
 	if spec.Process == nil {
 		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "spec has no process")
 	}
@@ -102,10 +106,12 @@ func (libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Sp
 			rec.MemoryCgroup = st.CgroupPaths["memory"]
 		}
 	}
+	r.created.Store(rec.ID, lc)
 	return pid, console, nil
 }
 
-func (libcontainerRuntime) load(rec *record) (*libcontainer.Container, error) {
+// loadContainer loads rec's libcontainer state from its runtime root.
+func loadContainer(rec *record) (*libcontainer.Container, error) {
 	lc, err := libcontainer.Load(rec.RuntimeRoot, rec.ID)
 	if errors.Is(err, libcontainer.ErrNotExist) {
 		return nil, v1.Errorf(v1.CodeNotFound, "no libcontainer state for %s", rec.ID)
@@ -116,10 +122,15 @@ func (libcontainerRuntime) load(rec *record) (*libcontainer.Container, error) {
 	return lc, nil
 }
 
-func (r libcontainerRuntime) start(_ context.Context, rec *record) error {
-	lc, err := r.load(rec)
-	if err != nil {
-		return err
+func (r *libcontainerRuntime) start(_ context.Context, rec *record) error {
+	var lc *libcontainer.Container
+	if v, ok := r.created.LoadAndDelete(rec.ID); ok {
+		lc = v.(*libcontainer.Container)
+	} else {
+		var err error
+		if lc, err = loadContainer(rec); err != nil {
+			return err
+		}
 	}
 	if err := lc.Exec(); err != nil {
 		return fmt.Errorf("libcontainer exec %s: %w", rec.ID, err)
@@ -127,8 +138,8 @@ func (r libcontainerRuntime) start(_ context.Context, rec *record) error {
 	return nil
 }
 
-func (r libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all bool) error {
-	lc, err := r.load(rec)
+func (r *libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all bool) error {
+	lc, err := loadContainer(rec)
 	if err != nil {
 		return err
 	}
@@ -150,8 +161,9 @@ func (r libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all b
 	return nil
 }
 
-func (r libcontainerRuntime) delete(_ context.Context, rec *record) error {
-	lc, err := r.load(rec)
+func (r *libcontainerRuntime) delete(_ context.Context, rec *record) error {
+	r.created.Delete(rec.ID)
+	lc, err := loadContainer(rec)
 	if err != nil {
 		var e *v1.Error
 		if errors.As(err, &e) && e.Code == v1.CodeNotFound {
@@ -165,8 +177,8 @@ func (r libcontainerRuntime) delete(_ context.Context, rec *record) error {
 	return nil
 }
 
-func (r libcontainerRuntime) update(_ context.Context, rec *record, res *specs.LinuxResources) error {
-	lc, err := r.load(rec)
+func (r *libcontainerRuntime) update(_ context.Context, rec *record, res *specs.LinuxResources) error {
+	lc, err := loadContainer(rec)
 	if err != nil {
 		return err
 	}
@@ -192,8 +204,8 @@ func (r libcontainerRuntime) update(_ context.Context, rec *record, res *specs.L
 	return nil
 }
 
-func (r libcontainerRuntime) started(_ context.Context, rec *record) (bool, error) {
-	lc, err := r.load(rec)
+func (r *libcontainerRuntime) started(_ context.Context, rec *record) (bool, error) {
+	lc, err := loadContainer(rec)
 	if err != nil {
 		return false, err
 	}

@@ -90,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		resume:     make(chan struct{}),
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
-		v1.RuntimeLibcontainer: libcontainerRuntime{},
+		v1.RuntimeLibcontainer: &libcontainerRuntime{},
 		v1.RuntimeOCI:          ociRuntime{dir: s.containerDir},
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "containers"), 0o700); err != nil {
