@@ -12,7 +12,10 @@
 #   BENCH_ROUNDS=N         alternation rounds (light workloads and cold pulls)
 #   BENCH_CRITEST=0|1      run critest -benchmark against both (default 1, 0 when quick)
 #   BENCH_CRITEST_TIMEOUT  per runtime, seconds (default 420)
-#   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pod-start, memory...)
+#   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pod-start, memory...);
+#                          container-floor runs with container-lifecycle, whose floor it is
+#   BENCH_FLOOR_PERIOD     container-floor's pace: a duration between creates (30ms, 0 for back
+#                          to back) or auto, the default: berth's container-lifecycle cycle
 #   BENCH_OUT              where results.md/.json and results/ go (default bench/)
 #   BENCH_WORK             private dirs (default /tmp/berth-bench; emptied at start and end)
 #   HARNESS                the cri-harness (default ../shared/cri-harness)
@@ -63,6 +66,8 @@ cleanup() {
 	for m in $(awk -v w="$BENCH_WORK/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
 		umount -l "$m" 2>/dev/null || true
 	done
+	# container-floor's cgroups, if berth-bench was killed mid-floor.
+	[[ ! -x $BENCH_WORK/libcontainer-floor ]] || "$BENCH_WORK/libcontainer-floor" -cleanup || true
 	rm -rf "$BENCH_WORK"
 	echo "bench: cleaned up (logs in $out/results/)"
 	exit "$rc"
@@ -92,6 +97,8 @@ mkdir -p "$BENCH_WORK" "$out/results"
 
 step "building the benchmark and its image"
 CGO_ENABLED=0 go build -C "$BENCH_TOP" -o "$BENCH_WORK/berth-bench" ./test/bench/cmd/berth-bench
+# libcontainer in-process, as berth's supervisor builds it (cgo, libseccomp).
+CGO_ENABLED=1 go build -C "$BENCH_TOP" -tags seccomp -o "$BENCH_WORK/libcontainer-floor" ./test/bench/cmd/libcontainer-floor
 "$BENCH_WORK/berth-bench" image -ref "$BENCH_REGISTRY/berth-bench/multilayer:5x40"
 
 step "starting berthd and containerd"
@@ -100,7 +107,9 @@ containerd_start
 echo "[$(berth_target), $(containerd_target)]" >"$BENCH_WORK/targets.json"
 
 step "workloads"
-args=(-targets "$BENCH_WORK/targets.json" -out "$out/results.json")
+args=(-targets "$BENCH_WORK/targets.json" -out "$out/results.json"
+	-floor "$BENCH_WORK/libcontainer-floor" -floor-dir "$BENCH_WORK/floor")
+[[ -n ${BENCH_FLOOR_PERIOD:-} ]] && args+=(-floor-period "$BENCH_FLOOR_PERIOD")
 [[ $quick == 1 ]] && args+=(-quick)
 [[ -n ${BENCH_ROUNDS:-} ]] && args+=(-rounds "$BENCH_ROUNDS" -cold-pulls "$BENCH_ROUNDS")
 [[ -n ${BENCH_ONLY:-} ]] && args+=(-only "$BENCH_ONLY")

@@ -30,12 +30,14 @@ berth_start() {
 }
 
 # berth_target: this runtime's entry of targets.json. The supervisor is
-# found by the state dir on its command line.
+# found by the state dir on its command line; spec_path is where berthd
+# writes a container's OCI spec (internal/container: the bundle's).
 berth_target() {
 	cat <<-JSON
 		{"name": "berth", "endpoint": "unix://$BERTH_SOCK", "daemon_pid": $BERTH_PID,
 		 "helper_cmdline": ["berth-supervisor", "--state-dir $BERTH_DIR/run"],
 		 "root_dir": "$BERTH_DIR/root", "log_dir": "$BERTH_DIR/logs",
+		 "spec_path": "$BERTH_DIR/run/containers/{id}/bundle/config.json",
 		 "versions": [["$BERTHD", "--version"]]}
 	JSON
 }

@@ -46,11 +46,19 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&c.PullImage, "pull-image", defaultPullImage, "the multi-layer image")
 	fs.StringVar(&c.Image, "image", "127.0.0.1:5000/e2e-test-images/busybox:1.29-2", "container image")
 	fs.StringVar(&c.SandboxImage, "sandbox-image", "registry.k8s.io/pause:3.10", "the runtimes' sandbox image, pulled before pod figures")
+	fs.StringVar(&c.FloorBin, "floor", "", "the libcontainer-floor program (hack/bench.sh builds it); without it container-floor fails")
+	fs.StringVar(&c.FloorDir, "floor-dir", filepath.Join(os.TempDir(), "berth-bench-floor"), "the floor's libcontainer roots (emptied)")
+	fs.StringVar(&c.FloorPeriod, "floor-period", workload.AutoPeriod, "the floor's pace: a duration from one create to the next (0: back to back), or auto: the runtime's container-lifecycle cycle in this run ("+workload.DefaultPace.String()+" if it did not run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *targets == "" {
 		return fmt.Errorf("-targets is required")
+	}
+	if c.FloorPeriod != workload.AutoPeriod {
+		if d, err := time.ParseDuration(c.FloorPeriod); err != nil || d < 0 {
+			return fmt.Errorf("-floor-period %q: want auto or a duration", c.FloorPeriod)
+		}
 	}
 	mode := "full"
 	if *isQuick {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"strings"
+
+	"github.com/berth-cri/berth/test/bench/internal/workload"
 )
 
 // WriteMarkdown renders r as results.md.
@@ -67,6 +69,10 @@ func (r *Results) tables(w io.Writer, names []string) {
 		rule.WriteString(" ---: | --- |")
 	}
 	for _, wl := range r.Workloads {
+		if wl.FloorOf != nil {
+			r.floor(w, wl)
+			continue
+		}
 		fmt.Fprintf(w, "### %s\n\n%s (%d round(s) per runtime).\n\n", wl.Name, upperFirst(wl.Description), wl.Rounds)
 		fmt.Fprintln(w, head.String())
 		fmt.Fprintln(w, rule.String())
@@ -100,6 +106,127 @@ func (r *Results) tables(w io.Writer, names []string) {
 	}
 }
 
+// floor renders a floor workload: its figures for the runtimes it applies
+// to, the figure it is the floor of and their ratio, and the paces kept.
+func (r *Results) floor(w io.Writer, wl WorkloadResult) {
+	fl := wl.FloorOf
+	fmt.Fprintf(w, "### %s\n\n%s (%d round(s) per runtime).\n\n", wl.Name, upperFirst(wl.Description), wl.Rounds)
+	var names, na []string // the runtimes it applies to, and not
+	if len(wl.Figures) > 0 {
+		for _, o := range wl.Figures[0].Outcomes {
+			if o.Status == StatusNA {
+				na = append(na, o.Runtime)
+			} else {
+				names = append(names, o.Runtime)
+			}
+		}
+	}
+	var pace string
+	switch p := r.Config.FloorPeriod; p {
+	case workload.AutoPeriod:
+		pace = fmt.Sprintf("one create per %s cycle of the same runtime in this run (its median), or one every %s if %[1]s did not run", fl.Workload, workload.DefaultPace)
+	case "0", "0s":
+		pace = fmt.Sprintf("back to back (BENCH_FLOOR_PERIOD=0), unlike %s", fl.Workload)
+	default:
+		pace = fmt.Sprintf("one create every %s (BENCH_FLOOR_PERIOD)", p)
+	}
+	above := r.figure(fl.Workload, fl.Figure)
+	fmt.Fprintf(w, `The floor is what nothing can beat with the same spec: test/bench/cmd/libcontainer-floor runs
+runc's libcontainer in-process, from a sealed copy of its binary, as berth's supervisor does, on the
+OCI spec (config.json) the runtime wrote for a container made like %[1]s's, in a pod of its
+own that stays up. Rootfs, namespaces (the pod's, joined), mounts, masked paths, seccomp,
+capabilities, devices and process are the runtime's; only the container id, its cgroup
+(/berth-floor/ID) and its stdio (/dev/null) differ. *Create* is libcontainer Create + Start (the init
+set up and waiting on its exec fifo, as after CreateContainer), *start* is Exec (as StartContainer);
+no RPC, no image or rootfs work, no bookkeeping. Pace: %[2]s; the first create of each round is
+an unmeasured warm-up. The floor is paced because a create may cost more after a quiet spell than
+right after another (on cgroup v1, moving a process into a cgroup can wait for an RCU grace period):
+a back-to-back loop could report a floor that real use never sees.
+`, fl.Workload, pace)
+	if above != nil {
+		fmt.Fprintf(w, "The bold row is %s's CreateContainer+StartContainer, per cycle, over this floor.\n", fl.Workload)
+	}
+	fmt.Fprintln(w)
+	var head, rule strings.Builder
+	head.WriteString("| figure | unit |")
+	rule.WriteString("| --- | --- |")
+	for _, n := range names {
+		fmt.Fprintf(&head, " %s median | %s p95 |", n, n)
+		rule.WriteString(" ---: | ---: |")
+	}
+	head.WriteString(" n |")
+	rule.WriteString(" --- |")
+	fmt.Fprintln(w, head.String())
+	fmt.Fprintln(w, rule.String())
+	row := func(title string, f *FigureResult) {
+		fmt.Fprintf(w, "| %s | %s |", mdEscape(title), f.Unit)
+		var ns []string
+		for _, rt := range names {
+			o := outcomeOf(f, rt)
+			switch {
+			case o != nil && o.Summary != nil:
+				fmt.Fprintf(w, " %s | %s |", num(o.Summary.Median), num(o.Summary.P95))
+				ns = append(ns, fmt.Sprint(o.Summary.N))
+			case o != nil:
+				fmt.Fprintf(w, " %s | |", o.Status)
+				ns = append(ns, "0")
+			default:
+				fmt.Fprint(w, " not run | |")
+				ns = append(ns, "0")
+			}
+		}
+		fmt.Fprintf(w, " %s |\n", strings.Join(ns, "/"))
+	}
+	var interval *FigureResult
+	for i := range wl.Figures {
+		f := &wl.Figures[i]
+		title := strings.TrimSpace(f.Title)
+		switch {
+		case f.ID == workload.FloorInterval:
+			interval = f
+			continue
+		case strings.HasPrefix(f.Title, "  "):
+			title = "↳ " + title
+		}
+		row(title, f)
+	}
+	if above != nil {
+		title := fmt.Sprintf("%s (%s)", strings.TrimSpace(above.Title), fl.Workload)
+		row(title, above)
+		fmt.Fprintf(w, "| **%s / floor** | × |", mdEscape(title))
+		for _, rt := range names {
+			if fr := floorRatioOf(wl.FloorRatios, rt); fr != nil {
+				fmt.Fprintf(w, " **%s** | %s |", ratioString(fr.Median), ratioString(fr.P95))
+			} else {
+				fmt.Fprint(w, " – | |")
+			}
+		}
+		fmt.Fprintln(w, " |")
+	}
+	if interval != nil {
+		row(strings.TrimSpace(interval.Title), interval)
+	}
+	if f := r.figure(fl.Workload, fl.Pace); f != nil {
+		row(fmt.Sprintf("%s (%s's pace)", strings.TrimSpace(f.Title), fl.Workload), f)
+	}
+	if above == nil {
+		fmt.Fprintf(w, "\n%s did not run: no ratio to the floor.\n", fl.Workload)
+	}
+	if len(na) > 0 {
+		fmt.Fprintf(w, "\nNot measured for %s: no spec_path in targets.json.\n", strings.Join(na, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+func floorRatioOf(rs []FloorRatio, runtime string) *FloorRatio {
+	for i := range rs {
+		if rs[i].Runtime == runtime {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
 // notes lists, once per workload and runtime, why figures are missing.
 func (r *Results) notes(w io.Writer) {
 	var lines []string
@@ -107,7 +234,7 @@ func (r *Results) notes(w io.Writer) {
 		seen := map[string]bool{}
 		for _, f := range wl.Figures {
 			for _, o := range f.Outcomes {
-				if o.Note == "" || seen[o.Runtime+o.Note] {
+				if o.Note == "" || o.Status == StatusNA || seen[o.Runtime+o.Note] {
 					continue
 				}
 				seen[o.Runtime+o.Note] = true

@@ -72,3 +72,51 @@ func TestWriteAndLoad(t *testing.T) {
 		}
 	}
 }
+
+// A floor workload gets the ratio of the figure it is the floor of, for
+// the runtimes it applies to, and its own section.
+func TestFloor(t *testing.T) {
+	fo := func(rt string, s *stats.Summary) Outcome {
+		if s == nil {
+			return Outcome{Runtime: rt, Status: StatusNA, Note: "setup: not applicable"}
+		}
+		return Outcome{Runtime: rt, Status: StatusOK, Summary: s}
+	}
+	r := &Results{
+		Config:   workload.Config{FloorPeriod: workload.AutoPeriod},
+		Runtimes: []Runtime{{Name: "berth"}, {Name: "containerd"}},
+		Workloads: []WorkloadResult{
+			{Name: "container-lifecycle", Figures: []FigureResult{
+				{Figure: workload.Figure{ID: "ctr.cycle", Title: "cycle", Unit: "ms"}, Outcomes: []Outcome{fo("berth", summary(30, 40)), fo("containerd", summary(90, 99))}},
+				{Figure: workload.Figure{ID: "ctr.create_start", Title: "  create+start", Unit: "ms"}, Outcomes: []Outcome{fo("berth", summary(15, 30)), fo("containerd", summary(50, 60))}},
+			}},
+			{Name: "container-floor", FloorOf: &workload.FloorOf{Workload: "container-lifecycle", Figure: "ctr.create_start", Floor: "floor.create_start", Pace: "ctr.cycle"},
+				Figures: []FigureResult{
+					{Figure: workload.Figure{ID: "floor.create_start", Title: "floor", Unit: "ms"}, Outcomes: []Outcome{fo("berth", summary(10, 12)), fo("containerd", nil)}},
+					{Figure: workload.Figure{ID: "floor.interval", Title: "pace kept", Unit: "ms"}, Outcomes: []Outcome{fo("berth", summary(30, 31)), fo("containerd", nil)}},
+				}},
+		},
+	}
+	r.Finish()
+	want := []FloorRatio{{Runtime: "berth", Median: 1.5, P95: 2.5}}
+	if got := r.Workloads[1].FloorRatios; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("floor ratios %+v, want %+v", got, want)
+	}
+	var md strings.Builder
+	r.markdown(&md)
+	for _, want := range []string{
+		"| figure | unit | berth median | berth p95 | n |",
+		"| floor | ms | 10.0 | 12.0 | 3 |",
+		"| **create+start (container-lifecycle) / floor** | × | **1.50** | 2.50 | |",
+		"| pace kept | ms | 30.0 | 31.0 | 3 |",
+		"| cycle (container-lifecycle's pace) | ms | 30.0 | 40.0 | 3 |",
+		"Not measured for containerd",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md.String())
+		}
+	}
+	if strings.Contains(md.String(), "not applicable") {
+		t.Errorf("results.md notes an n/a outcome:\n%s", md.String())
+	}
+}

@@ -18,6 +18,7 @@ const (
 	StatusPartial = "partial" // some samples, then an error (see Note)
 	StatusSkipped = "skipped" // the runtime answers Unimplemented
 	StatusFailed  = "failed"
+	StatusNA      = "n/a" // the workload has no meaning for the runtime (see Note)
 )
 
 // Results is the whole of one run.
@@ -47,6 +48,18 @@ type WorkloadResult struct {
 	Description string         `json:"description"`
 	Rounds      int            `json:"rounds"`
 	Figures     []FigureResult `json:"figures"`
+	// FloorOf is set on a floor workload: FloorRatios divide the figure
+	// it names by the floor's, runtime by runtime.
+	FloorOf     *workload.FloorOf `json:"floor_of,omitempty"`
+	FloorRatios []FloorRatio      `json:"floor_ratios,omitempty"`
+}
+
+// FloorRatio is how far a runtime's figure is above its floor: the
+// figure's median over the floor's, and so for the p95.
+type FloorRatio struct {
+	Runtime string  `json:"runtime"`
+	Median  float64 `json:"median"`
+	P95     float64 `json:"p95"`
 }
 
 // FigureResult is one figure for every runtime.
@@ -81,8 +94,10 @@ type Critest struct {
 	Table   string `json:"table"`   // benchsummary's output
 }
 
-// Finish computes the ratio of every figure from its outcomes' summaries.
+// Finish computes the ratio of every figure from its outcomes' summaries,
+// and of every floor.
 func (r *Results) Finish() {
+	r.floorRatios()
 	if len(r.Runtimes) < 2 {
 		return
 	}
@@ -106,6 +121,57 @@ func (r *Results) Finish() {
 			}
 		}
 	}
+}
+
+// floorRatios divides, for each floor workload and runtime, the figure it
+// is the floor of by the floor's figure.
+func (r *Results) floorRatios() {
+	for wi := range r.Workloads {
+		wl := &r.Workloads[wi]
+		wl.FloorRatios = nil
+		if wl.FloorOf == nil {
+			continue
+		}
+		above, floor := r.figure(wl.FloorOf.Workload, wl.FloorOf.Figure), r.figure(wl.Name, wl.FloorOf.Floor)
+		if above == nil || floor == nil {
+			continue
+		}
+		for _, fo := range floor.Outcomes {
+			a := outcomeOf(above, fo.Runtime)
+			if a == nil || a.Summary == nil || fo.Summary == nil || fo.Summary.Median <= 0 || fo.Summary.P95 <= 0 {
+				continue
+			}
+			med, p95 := stats.Ratio(a.Summary.Median, fo.Summary.Median), stats.Ratio(a.Summary.P95, fo.Summary.P95)
+			if isNum(med) && isNum(p95) {
+				wl.FloorRatios = append(wl.FloorRatios, FloorRatio{Runtime: fo.Runtime, Median: med, P95: p95})
+			}
+		}
+	}
+}
+
+// figure returns figure id of workload name, nil if it did not run.
+func (r *Results) figure(name, id string) *FigureResult {
+	for wi := range r.Workloads {
+		if r.Workloads[wi].Name != name {
+			continue
+		}
+		for fi := range r.Workloads[wi].Figures {
+			if f := &r.Workloads[wi].Figures[fi]; f.ID == id {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// outcomeOf returns the runtime's outcome of f, nil if none.
+func outcomeOf(f *FigureResult, runtime string) *Outcome {
+	for i := range f.Outcomes {
+		if f.Outcomes[i].Runtime == runtime {
+			return &f.Outcomes[i]
+		}
+	}
+	return nil
 }
 
 // isNum is false for NaN and infinities, which JSON cannot hold.

@@ -26,9 +26,12 @@ import (
 type Runner struct {
 	Config  workload.Config
 	Targets []*target.Target
-	// Only, when set, selects the workloads whose name it matches.
+	// Only, when set, selects the workloads whose name it matches, and the
+	// floors of those.
 	Only *regexp.Regexp
 	Log  io.Writer
+
+	done []report.WorkloadResult // the results so far, for a floor's pace
 }
 
 // Run runs every selected workload and returns the results. A workload that
@@ -37,16 +40,53 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, entries []workload.Entry) []report.WorkloadResult {
 	var out []report.WorkloadResult
 	for _, e := range entries {
-		if r.Only != nil && !r.Only.MatchString(e.Name) {
+		if !r.selected(e) {
 			continue
 		}
 		if ctx.Err() != nil {
 			r.logf("interrupted: %s and later workloads not run", e.Name)
 			break
 		}
-		out = append(out, r.runEntry(ctx, e))
+		res := r.runEntry(ctx, e)
+		r.done = append(r.done, res)
+		out = append(out, res)
 	}
 	return out
+}
+
+// pace resolves the floor's period for one runtime: under AutoPeriod, the
+// median of the floored workload's pace figure for that runtime, measured
+// earlier in this run, else DefaultPace.
+func (r *Runner) pace(e workload.Entry, runtime string) time.Duration {
+	if r.Config.FloorPeriod != workload.AutoPeriod {
+		d, _ := time.ParseDuration(r.Config.FloorPeriod) // validated by the caller
+		return d
+	}
+	for _, wl := range r.done {
+		if wl.Name != e.Floor.Workload {
+			continue
+		}
+		for _, f := range wl.Figures {
+			if f.ID != e.Floor.Pace {
+				continue
+			}
+			for _, o := range f.Outcomes {
+				if o.Runtime == runtime && o.Summary != nil && o.Summary.Median > 0 {
+					return time.Duration(o.Summary.Median * float64(time.Millisecond))
+				}
+			}
+		}
+	}
+	return workload.DefaultPace
+}
+
+// selected is true when Only matches the workload, or the one it is the
+// floor of: a floor without its workload has nothing to compare.
+func (r *Runner) selected(e workload.Entry) bool {
+	if r.Only == nil || r.Only.MatchString(e.Name) {
+		return true
+	}
+	return e.Floor != nil && r.Only.MatchString(e.Floor.Workload)
 }
 
 // cleanupTimeout bounds a workload's teardown, which runs even after an
@@ -77,12 +117,16 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 			if errs[i] != nil || ctx.Err() != nil {
 				continue // it failed in an earlier round: do not retry each round
 			}
+			cfg := r.Config
+			if e.Floor != nil {
+				cfg.FloorPace = r.pace(e, t.Name)
+			}
 			t0 := time.Now()
-			errs[i] = r.once(ctx, e, t, recs[i])
+			errs[i] = r.once(ctx, e, cfg, t, recs[i])
 			r.logf("%-20s round %d/%d %-10s %6.1fs %s", e.Name, round, rounds, t.Name, time.Since(t0).Seconds(), brief(errs[i]))
 		}
 	}
-	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds}
+	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds, FloorOf: e.Floor}
 	for _, f := range e.Figures {
 		fr := report.FigureResult{Figure: f}
 		for i, t := range r.Targets {
@@ -95,8 +139,8 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 
 // once runs one round of e on t: Setup, Run, and always Teardown and a
 // sweep of leftover pods.
-func (r *Runner) once(ctx context.Context, e workload.Entry, t *target.Target, rec workload.Recorder) error {
-	w := e.New(r.Config)
+func (r *Runner) once(ctx context.Context, e workload.Entry, cfg workload.Config, t *target.Target, rec workload.Recorder) error {
+	w := e.New(cfg)
 	err := w.Setup(ctx, t)
 	if err != nil {
 		err = fmt.Errorf("setup: %w", err)
@@ -123,6 +167,8 @@ func outcome(name string, samples []float64, err error) report.Outcome {
 		o.Summary = &s
 	}
 	switch {
+	case errors.Is(err, workload.ErrNotApplicable) && len(samples) == 0:
+		o.Status, o.Note = report.StatusNA, brief(err)
 	case err == nil && len(samples) > 0:
 		o.Status = report.StatusOK
 	case err == nil:

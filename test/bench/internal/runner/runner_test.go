@@ -3,12 +3,15 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-cri/berth/test/bench/internal/report"
+	"github.com/berth-cri/berth/test/bench/internal/workload"
 )
 
 func TestOutcome(t *testing.T) {
@@ -27,6 +30,7 @@ func TestOutcome(t *testing.T) {
 		{"unimplemented after samples", []float64{1}, unimpl, report.StatusOK},
 		{"other error after samples", []float64{1}, other, report.StatusPartial},
 		{"other error at once", nil, other, report.StatusFailed},
+		{"not applicable", nil, fmt.Errorf("setup: %w: no spec", workload.ErrNotApplicable), report.StatusNA},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,5 +49,55 @@ func TestBrief(t *testing.T) {
 	err := fmt.Errorf("run: %w", status.Error(codes.Unimplemented, "method ExecSync not implemented"))
 	if got, want := brief(err), "run: Unimplemented method ExecSync not implemented"; got != want {
 		t.Errorf("brief = %q, want %q", got, want)
+	}
+}
+
+// A floor runs when its own name or its workload's is selected.
+func TestSelected(t *testing.T) {
+	floor := workload.Entry{Name: "container-floor", Floor: &workload.FloorOf{Workload: "container-lifecycle"}}
+	plain := workload.Entry{Name: "exec-sync"}
+	tests := []struct {
+		only  string
+		entry workload.Entry
+		want  bool
+	}{
+		{"", floor, true},
+		{"container-floor", floor, true},
+		{"^container-lifecycle$", floor, true},
+		{"exec", floor, false},
+		{"container-lifecycle", plain, false},
+	}
+	for _, tt := range tests {
+		r := &Runner{}
+		if tt.only != "" {
+			r.Only = regexp.MustCompile(tt.only)
+		}
+		if got := r.selected(tt.entry); got != tt.want {
+			t.Errorf("only %q, %s: selected %v, want %v", tt.only, tt.entry.Name, got, tt.want)
+		}
+	}
+}
+
+// Under auto, the floor keeps the pace of the workload it is the floor of,
+// runtime by runtime; a set period wins.
+func TestPace(t *testing.T) {
+	e := workload.Entry{Name: "container-floor", Floor: &workload.FloorOf{Workload: "container-lifecycle", Pace: "ctr.cycle"}}
+	r := &Runner{Config: workload.Config{FloorPeriod: workload.AutoPeriod}}
+	if got := r.pace(e, "berth"); got != workload.DefaultPace {
+		t.Errorf("pace before container-lifecycle ran: %v, want %v", got, workload.DefaultPace)
+	}
+	r.done = []report.WorkloadResult{{Name: "container-lifecycle", Figures: []report.FigureResult{{
+		Figure:   workload.Figure{ID: "ctr.cycle"},
+		Outcomes: []report.Outcome{outcome("berth", []float64{20, 25, 40}, nil), outcome("containerd", nil, errors.New("boom"))},
+	}}}}
+	if got, want := r.pace(e, "berth"), 25*time.Millisecond; got != want {
+		t.Errorf("auto pace %v, want %v", got, want)
+	}
+	if got := r.pace(e, "containerd"); got != workload.DefaultPace {
+		t.Errorf("auto pace of a runtime without samples: %v, want %v", got, workload.DefaultPace)
+	}
+	r.Config.FloorPeriod = "0"
+	if got := r.pace(e, "berth"); got != 0 {
+		t.Errorf("pace with period 0: %v", got)
 	}
 }

@@ -34,6 +34,10 @@ type Spec struct {
 	RootDir string `json:"root_dir"`
 	// LogDir is where pod log directories are created.
 	LogDir string `json:"log_dir"`
+	// SpecPath is where the runtime writes a container's OCI spec, {id}
+	// standing for the container id: the spec container-floor runs.
+	// Empty: that runtime has no floor figures.
+	SpecPath string `json:"spec_path,omitempty"`
 	// Versions are commands whose output the report quotes, e.g.
 	// ["containerd", "--version"].
 	Versions [][]string `json:"versions,omitempty"`

@@ -47,6 +47,21 @@ type Entry struct {
 	// Heavy set-ups (hundreds of containers) run once per runtime.
 	Rounds func(Config) int
 	New    func(Config) Workload
+	// Floor, when set, makes this workload the floor of another's figure:
+	// it runs whenever that workload is selected too, and the report
+	// divides that figure by this one's, runtime by runtime.
+	Floor *FloorOf
+}
+
+// FloorOf names the figure a floor workload is the floor of, and the
+// floor's own figure to divide it by.
+type FloorOf struct {
+	Workload string `json:"workload"` // "container-lifecycle"
+	Figure   string `json:"figure"`   // "ctr.create_start"
+	Floor    string `json:"floor"`    // the floor workload's figure
+	// Pace is the figure of Workload whose median is the time from one
+	// of its creates to the next: the floor's pace under AutoPeriod.
+	Pace string `json:"pace"` // "ctr.cycle"
 }
 
 // Config sizes the workloads; hack/bench.sh passes the full or the quick
@@ -62,7 +77,20 @@ type Config struct {
 	PullImage      string `json:"pull_image"`      // the multi-layer image
 	Image          string `json:"image"`           // container image (busybox)
 	SandboxImage   string `json:"sandbox_image"`   // pre-pulled so pod starts are warm
+	// FloorPeriod is the floor's pace: "auto" (the pace of the workload
+	// it is the floor of, runtime by runtime) or a duration between creates.
+	FloorPeriod string        `json:"floor_period"`
+	FloorPace   time.Duration `json:"-"` // FloorPeriod resolved for one runtime, by the runner
+	FloorBin    string        `json:"-"` // cmd/libcontainer-floor, built by hack/bench.sh
+	FloorDir    string        `json:"-"` // the floor's libcontainer roots
 }
+
+// AutoPeriod is the FloorPeriod that follows the floored workload's pace;
+// DefaultPace is its pace when that workload did not run.
+const (
+	AutoPeriod  = "auto"
+	DefaultPace = 30 * time.Millisecond
+)
 
 // perRound splits n samples over the rounds, rounding up.
 func (c Config) perRound(n int) int {
@@ -115,11 +143,19 @@ func Table() []Entry {
 			New:         func(c Config) Workload { return &parallelStart{cfg: c} },
 		},
 		{
-			Name:        "container-lifecycle",
+			Name:        LifecycleName,
 			Description: "CreateContainer, StartContainer, StopContainer, RemoveContainer in a running pod",
 			Figures:     lifecycleFigures,
 			Rounds:      light,
 			New:         func(c Config) Workload { return &lifecycle{cfg: c} },
+		},
+		{
+			Name:        FloorName,
+			Description: "in-process libcontainer creating and starting a container from the OCI spec the runtime wrote for container-lifecycle's container, at the same pace: the floor under CreateContainer+StartContainer",
+			Figures:     floorFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &containerFloor{cfg: c} },
+			Floor:       &FloorOf{Workload: LifecycleName, Figure: CreateStartFigure, Floor: FloorFigure, Pace: "ctr.cycle"},
 		},
 		{
 			Name:        "exec-sync",
