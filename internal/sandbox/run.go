@@ -190,22 +190,15 @@ func (m *Manager) pauseImage(ctx context.Context, ref, handler, id string) (imag
 	return img, nil
 }
 
-// setUp makes the sandbox's files, rootfs, network namespace, network and
-// pause process, recording in s each thing tearDown must undo. The pause
-// process starts while CNI ADD runs: both only need the netns pin. In a pod
-// user namespace the pause creates the network namespace (see
-// pinPauseNetwork), so CNI ADD follows the start instead.
+// setUp makes the sandbox's network namespace, network, files, rootfs and
+// pause process, recording in s each thing tearDown must undo. CNI ADD, the
+// longest step of a pod start, needs only the netns pin: it starts first,
+// and the rest (files, rootfs, pause) is made while it runs. In a pod user
+// namespace the pause creates the network namespace (see pinPauseNetwork),
+// so CNI ADD follows the start instead.
 func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Handler) error {
 	cfg := s.config
 	idmap, err := oci.UserNamespace(cfg)
-	if err != nil {
-		return err
-	}
-	mnt, err := m.d.Snapshots.PrepareRootfs(s.ID, img.ChainIDs)
-	if err != nil {
-		return fmt.Errorf("sandbox rootfs: %w", err)
-	}
-	files, err := PrepareFiles(m.podDir(s.ID), cfg, m.d.HostFiles)
 	if err != nil {
 		return err
 	}
@@ -213,22 +206,6 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	if !s.HostNetwork() && idmap == nil {
 		netnsPath = filepath.Join(m.netnsDir(), s.ID)
 	}
-	spec, err := oci.SandboxSpec(oci.SandboxInput{
-		ID: s.ID, Config: cfg, Image: img.Spec.Config, Rootfs: mnt.Target, NetNSPath: netnsPath,
-		PodFiles: oci.PodFiles{Shm: files.Shm}, Host: m.d.Host, Handler: OCIHandler(h),
-	})
-	if err != nil {
-		return err
-	}
-	if netnsPath != "" {
-		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
-			return fmt.Errorf("pod network namespace: %w", err)
-		}
-		if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
-			return err
-		}
-	}
-
 	type netResult struct {
 		res network.Result
 		err error
@@ -239,6 +216,13 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		if err != nil {
 			return err
 		}
+		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
+			return fmt.Errorf("pod network namespace: %w", err)
+		}
+		if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
+			return err
+		}
+		pod.NetNS = netnsPath
 		go func() {
 			res, err := m.d.Network.Setup(ctx, pod)
 			netDone <- netResult{res, err}
@@ -246,7 +230,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	} else {
 		netDone <- netResult{}
 	}
-	pid, startErr := m.startPause(ctx, s, spec, h, idmap)
+	pid, startErr := m.makePause(ctx, s, img, h, idmap, netnsPath)
 	nr := <-netDone
 	fault.Point("sandbox.after-cni-add")
 	if nr.err == nil && netnsPath != "" {
@@ -300,6 +284,27 @@ func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) erro
 		ips = append(ips, ip.String())
 	}
 	return m.t.Update(s, func(s *Sandbox) { s.NetworkReady, s.IPs = true, ips })
+}
+
+// makePause prepares the pause's rootfs, the pod files and the spec, then
+// creates and starts the pause.
+func (m *Manager) makePause(ctx context.Context, s *Sandbox, img image.Image, h Handler, idmap *userns.Mappings, netnsPath string) (int, error) {
+	mnt, err := m.d.Snapshots.PrepareRootfs(s.ID, img.ChainIDs)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox rootfs: %w", err)
+	}
+	files, err := PrepareFiles(m.podDir(s.ID), s.config, m.d.HostFiles)
+	if err != nil {
+		return 0, err
+	}
+	spec, err := oci.SandboxSpec(oci.SandboxInput{
+		ID: s.ID, Config: s.config, Image: img.Spec.Config, Rootfs: mnt.Target, NetNSPath: netnsPath,
+		PodFiles: oci.PodFiles{Shm: files.Shm}, Host: m.d.Host, Handler: OCIHandler(h),
+	})
+	if err != nil {
+		return 0, err
+	}
+	return m.startPause(ctx, s, spec, h, idmap)
 }
 
 // startPause mounts the pause rootfs (id-mapped for a pod user namespace),
