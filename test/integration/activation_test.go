@@ -11,14 +11,16 @@ import (
 	"time"
 
 	remote "k8s.io/cri-client/pkg"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // TestSocketActivation hands berthd a listening socket as systemd does
 // (fd 3, LISTEN_FDS=1, LISTEN_PID = its pid): it serves that socket
 // instead of creating its own.
 func TestSocketActivation(t *testing.T) {
-	d := newDaemon(t, "")
-	sock := filepath.Join(d.dir, "activated.sock")
+	d := harness.New(t, "")
+	sock := filepath.Join(d.Dir, "activated.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -31,9 +33,9 @@ func TestSocketActivation(t *testing.T) {
 	ul.SetUnlinkOnClose(false) // the path stays for berthd, as systemd leaves it
 	ul.Close()
 	// The shell's pid is berthd's after exec, so LISTEN_PID can be set.
-	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1"`, binary(t), d.config)
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1"`, harness.Binary(t), d.Config)
 	cmd.ExtraFiles = []*os.File{f}
-	logs := &syncBuffer{}
+	logs := &harness.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -57,8 +59,8 @@ func TestSocketActivation(t *testing.T) {
 	if !ok {
 		t.Fatalf("berthd did not serve the activated socket\n%s", logs)
 	}
-	if _, err := os.Stat(d.socket); err == nil {
-		t.Errorf("berthd also created %s under socket activation", d.socket)
+	if _, err := os.Stat(d.Socket); err == nil {
+		t.Errorf("berthd also created %s under socket activation", d.Socket)
 	}
 	if !logs.Contains("socket_activated=true") {
 		t.Errorf("log does not say the socket was activated:\n%s", logs)

@@ -16,12 +16,14 @@ import (
 	"google.golang.org/grpc/status"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // podEnv is a running pod daemon with one ready sandbox.
 type podEnv struct {
-	d      *daemon
-	reg    *testRegistry
+	d      *harness.Daemon
+	reg    *harness.Registry
 	rt     internalapi.RuntimeService
 	img    internalapi.ImageManagerService
 	pod    string
@@ -32,9 +34,9 @@ type podEnv struct {
 func newPodEnv(t *testing.T, name string) *podEnv {
 	t.Helper()
 	d, reg, _ := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), podCfg: podConfig(name), image: reg.host + "/" + busyboxRepo}
+	d.Start()
+	d.WaitReady()
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	ctx := context.Background()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
@@ -42,7 +44,7 @@ func newPodEnv(t *testing.T, name string) *podEnv {
 	}
 	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	e.pod = pod
 	t.Cleanup(func() {
@@ -72,10 +74,10 @@ func (e *podEnv) run(t *testing.T, cfg *runtimeapi.ContainerConfig) string {
 	ctx := context.Background()
 	id, err := e.rt.CreateContainer(ctx, e.pod, cfg, e.podCfg)
 	if err != nil {
-		t.Fatalf("create %s: %v\n%s", cfg.Metadata.Name, err, e.d.logs)
+		t.Fatalf("create %s: %v\n%s", cfg.Metadata.Name, err, e.d.Logs)
 	}
 	if err := e.rt.StartContainer(ctx, id); err != nil {
-		t.Fatalf("start %s: %v\n%s", cfg.Metadata.Name, err, e.d.logs)
+		t.Fatalf("start %s: %v\n%s", cfg.Metadata.Name, err, e.d.Logs)
 	}
 	return id
 }
@@ -84,7 +86,7 @@ func (e *podEnv) run(t *testing.T, cfg *runtimeapi.ContainerConfig) string {
 func (e *podEnv) waitExit(t *testing.T, id string) *runtimeapi.ContainerStatus {
 	t.Helper()
 	var st *runtimeapi.ContainerStatus
-	waitFor(t, "container exit", 20*time.Second, func() bool {
+	harness.WaitFor(t, "container exit", 20*time.Second, func() bool {
 		resp, err := e.rt.ContainerStatus(context.Background(), id, false)
 		if err != nil {
 			return false
@@ -220,12 +222,12 @@ func TestBerthdKilledMidWorkload(t *testing.T) {
 			fmt.Sprintf("for j in $(seq 1 %d); do echo line $j; sleep 0.02; done; exit %d", 20+i*15, i)))
 	}
 	time.Sleep(150 * time.Millisecond) // let them run; the kill lands mid-workload either way
-	e.d.cmd.Process.Signal(syscall.SIGKILL)
-	<-e.d.exited
+	e.d.Cmd.Process.Signal(syscall.SIGKILL)
+	<-e.d.Exited
 	time.Sleep(1500 * time.Millisecond) // every container exits while berthd is down
-	e.d.start()
-	waitReady(t, e.d)
-	e.rt = e.d.runtimeClient()
+	e.d.Start()
+	e.d.WaitReady()
+	e.rt = e.d.RuntimeClient()
 	for i, id := range ids {
 		st := e.waitExit(t, id)
 		if st.ExitCode != int32(i) || st.FinishedAt == 0 || st.FinishedAt < st.StartedAt {

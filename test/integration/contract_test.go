@@ -11,6 +11,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // TestCreateByImageID creates a container the way kubelet does: image =
@@ -64,9 +66,9 @@ func TestCreateByImageID(t *testing.T) {
 // too (gRPC's default is 4 MiB).
 func TestLargeMessages(t *testing.T) {
 	d, _, _ := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	big := strings.Repeat("a", 6<<20)
 	cfg := podConfig("big", func(c *runtimeapi.PodSandboxConfig) { c.Annotations["big"] = big })
@@ -95,14 +97,14 @@ func TestUnobservedExitIsUnknown(t *testing.T) {
 
 	sup := supervisorPid(t, e.d)
 	syscall.Kill(sup, syscall.SIGKILL)
-	waitFor(t, "the supervisor to die", 5*time.Second, func() bool { return syscall.Kill(sup, 0) != nil })
+	harness.WaitFor(t, "the supervisor to die", 5*time.Second, func() bool { return syscall.Kill(sup, 0) != nil })
 	syscall.Kill(pid, syscall.SIGKILL)
 
 	got := e.waitExit(t, id)
 	if got.ExitCode != 255 || got.Reason != "Unknown" || got.FinishedAt == 0 {
 		t.Errorf("unobserved exit: code %d reason %q finished %d", got.ExitCode, got.Reason, got.FinishedAt)
 	}
-	if !e.d.logs.Contains("starting it again") {
+	if !e.d.Logs.Contains("starting it again") {
 		t.Errorf("berthd did not restart the supervisor")
 	}
 	// The pod still works: a new container runs under the new supervisor.

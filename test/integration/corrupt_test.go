@@ -37,17 +37,17 @@ func TestCorruptStateAtStartup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recImg := e.reg.push(t, "corrupt/record", "v1", 2)
-	blobImg := e.reg.push(t, "corrupt/blob", "v1", 2)
-	refs := map[string]string{"record": e.reg.host + "/corrupt/record:v1", "blob": e.reg.host + "/corrupt/blob:v1"}
+	recImg := e.reg.Push(t, "corrupt/record", "v1", 2)
+	blobImg := e.reg.Push(t, "corrupt/blob", "v1", 2)
+	refs := map[string]string{"record": e.reg.Host + "/corrupt/record:v1", "blob": e.reg.Host + "/corrupt/blob:v1"}
 	for _, ref := range refs {
 		if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.d.stop()
+	e.d.Stop()
 
-	root := filepath.Join(e.d.dir, "root")
+	root := filepath.Join(e.d.Dir, "root")
 	truncate(t, filepath.Join(root, "sandboxes", victimPod+".json"))
 	truncate(t, filepath.Join(root, "containers", victimCtr+".json"))
 	recCfg, _ := recImg.ConfigName()
@@ -61,8 +61,8 @@ func TestCorruptStateAtStartup(t *testing.T) {
 	os.WriteFile(filepath.Join(half, "partial"), []byte("half a fi"), 0o644)
 	os.WriteFile(filepath.Join(root, "sandboxes", "."+keepPod+".json.tmp-123"), []byte(`{"ID":`), 0o600)
 
-	e.d.start()
-	waitReady(t, e.d)
+	e.d.Start()
+	e.d.WaitReady()
 	e.connect()
 
 	for _, want := range []string{
@@ -71,7 +71,7 @@ func TestCorruptStateAtStartup(t *testing.T) {
 		"dropping unreadable image record", recCfg.Hex,
 		"its config blob " + blobCfg.String() + " is missing",
 	} {
-		if !e.d.logs.Contains(want) {
+		if !e.d.Logs.Contains(want) {
 			t.Errorf("the logs do not report %q", want)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // The tests here kill berthd at the named points of internal/fault
@@ -24,22 +26,22 @@ import (
 // the daemon's life (the pause and busybox images, the bridge, the netns
 // directory mount) is in the baseline.
 type faultEnv struct {
-	d      *daemon
-	reg    *testRegistry
-	pn     podNet
+	d      *harness.Daemon
+	reg    *harness.Registry
+	pn     harness.Net
 	rt     internalapi.RuntimeService
 	img    internalapi.ImageManagerService
 	image  string
 	logDir string
-	before resourceCounts
+	before harness.Counts
 }
 
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
 	d, reg, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	e := &faultEnv{d: d, reg: reg, pn: pn, image: reg.host + "/" + busyboxRepo, logDir: t.TempDir()}
+	d.Start()
+	d.WaitReady()
+	e := &faultEnv{d: d, reg: reg, pn: pn, image: reg.Host + "/" + harness.BusyboxRepo, logDir: t.TempDir()}
 	e.connect()
 	if _, err := e.img.PullImage(context.Background(), &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
 		t.Fatal(err)
@@ -54,14 +56,14 @@ func newFaultEnv(t *testing.T) *faultEnv {
 }
 
 func (e *faultEnv) connect() {
-	e.rt, e.img = e.d.runtimeClient(), e.d.imageClient()
+	e.rt, e.img = e.d.RuntimeClient(), e.d.ImageClient()
 }
 
 // counts are the resource counts but berthd's fds, which belong to one
 // process and so do not compare across restarts (the churn test checks
 // them).
-func (e *faultEnv) counts(t *testing.T) resourceCounts {
-	c := e.d.countResources(t, e.pn)
+func (e *faultEnv) counts(t *testing.T) harness.Counts {
+	c := e.d.Resources(e.pn)
 	delete(c, "berthd fds")
 	return c
 }
@@ -103,7 +105,7 @@ func (e *faultEnv) sync(t *testing.T, pod, ctr string, start bool) (podID, ctrID
 	}
 	if podID == "" {
 		if podID, err = e.rt.RunPodSandbox(ctx, pcfg, ""); err != nil {
-			t.Fatalf("run pod %s: %v\n%s", pod, err, e.d.logs)
+			t.Fatalf("run pod %s: %v\n%s", pod, err, e.d.Logs)
 		}
 	}
 	ccfg := e.containerConfig(ctr)
@@ -128,13 +130,13 @@ func (e *faultEnv) sync(t *testing.T, pod, ctr string, start bool) (podID, ctrID
 	}
 	if ctrID == "" {
 		if ctrID, err = e.rt.CreateContainer(ctx, podID, ccfg, pcfg); err != nil {
-			t.Fatalf("create %s: %v\n%s", ctr, err, e.d.logs)
+			t.Fatalf("create %s: %v\n%s", ctr, err, e.d.Logs)
 		}
 		state = runtimeapi.ContainerState_CONTAINER_CREATED
 	}
 	if start && state == runtimeapi.ContainerState_CONTAINER_CREATED {
 		if err := e.rt.StartContainer(ctx, ctrID); err != nil {
-			t.Fatalf("start %s: %v\n%s", ctr, err, e.d.logs)
+			t.Fatalf("start %s: %v\n%s", ctr, err, e.d.Logs)
 		}
 	}
 	return podID, ctrID
@@ -144,29 +146,29 @@ func (e *faultEnv) sync(t *testing.T, pod, ctr string, start bool) (podID, ctrID
 // die there, and restarts berthd unarmed.
 func (e *faultEnv) crash(t *testing.T, point string, drive func(ctx context.Context) error) {
 	t.Helper()
-	e.d.stop()
-	e.d.env = []string{"BERTH_FAULT=" + point}
-	e.d.start()
-	e.d.env = nil
-	waitReady(t, e.d)
+	e.d.Stop()
+	e.d.Env = []string{"BERTH_FAULT=" + point}
+	e.d.Start()
+	e.d.Env = nil
+	e.d.WaitReady()
 	e.connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := drive(ctx)
 	select {
-	case <-e.d.exited:
+	case <-e.d.Exited:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("berthd did not die at %s (the RPC returned %v)\n%s", point, err, e.d.logs)
+		t.Fatalf("berthd did not die at %s (the RPC returned %v)\n%s", point, err, e.d.Logs)
 	}
-	if ws, ok := e.d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("berthd ended with %v, not killed at %s\n%s", e.d.cmd.ProcessState, point, e.d.logs)
+	if ws, ok := e.d.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("berthd ended with %v, not killed at %s\n%s", e.d.Cmd.ProcessState, point, e.d.Logs)
 	}
 	if err == nil {
 		t.Errorf("the RPC that hit %s succeeded", point)
 	}
 	t.Logf("killed at %s: %v", point, err)
-	e.d.start()
-	waitReady(t, e.d)
+	e.d.Start()
+	e.d.WaitReady()
 	e.connect()
 }
 
@@ -229,14 +231,14 @@ func (e *faultEnv) checkConsistent(t *testing.T) {
 				}
 			}
 		}
-		if got := len(e.d.supervisedPIDs()); got != want {
+		if got := len(e.d.SupervisedPIDs()); got != want {
 			why = fmt.Sprintf("the supervisor has %d children, berthd lists %d ready pods and live containers", got, want)
 			return false
 		}
 		return true
 	})
 	if !ok {
-		t.Errorf("state inconsistent with what runs: %s\n%s", why, e.d.logs)
+		t.Errorf("state inconsistent with what runs: %s\n%s", why, e.d.Logs)
 	}
 }
 
@@ -270,12 +272,12 @@ func (e *faultEnv) removeAll(t *testing.T) {
 func (e *faultEnv) checkNoLeak(t *testing.T) {
 	t.Helper()
 	e.removeAll(t)
-	var after resourceCounts
+	var after harness.Counts
 	if !pollUntil(10*time.Second, func() bool {
 		after = e.counts(t)
 		return after.String() == e.before.String()
 	}) {
-		t.Errorf("resources leaked:\nbefore %s\nafter  %s\n%s", e.before, after, e.d.logs)
+		t.Errorf("resources leaked:\nbefore %s\nafter  %s\n%s", e.before, after, e.d.Logs)
 	}
 }
 
@@ -320,8 +322,8 @@ func TestFaultSandboxAfterCNIAdd(t *testing.T) {
 		_, err := e.rt.RunPodSandbox(ctx, e.podConfig("web"), "")
 		return err
 	})
-	if !e.d.logs.Contains("rolling back a sandbox whose creation was interrupted") {
-		t.Errorf("no roll-back logged:\n%s", e.d.logs)
+	if !e.d.Logs.Contains("rolling back a sandbox whose creation was interrupted") {
+		t.Errorf("no roll-back logged:\n%s", e.d.Logs)
 	}
 	if n := e.listed(t); n != 0 {
 		t.Errorf("%d objects listed after the roll-back", n)
@@ -334,7 +336,7 @@ func TestFaultSandboxAfterCNIAdd(t *testing.T) {
 	// kubelet's retry gets a working pod.
 	pod, _ := e.sync(t, "web", "c", true)
 	st, err := e.rt.PodSandboxStatus(context.Background(), pod, false)
-	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(st.Status.Network.GetIp(), e.pn.prefix) {
+	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(st.Status.Network.GetIp(), e.pn.Prefix) {
 		t.Errorf("retried pod: %+v %v", st, err)
 	}
 	e.checkConsistent(t)
@@ -353,8 +355,8 @@ func TestFaultContainerCreate(t *testing.T) {
 				_, err := e.rt.CreateContainer(ctx, pod, e.containerConfig("app"), e.podConfig("web"))
 				return err
 			})
-			if !e.d.logs.Contains("rolling back a container whose creation was interrupted") {
-				t.Errorf("no roll-back logged:\n%s", e.d.logs)
+			if !e.d.Logs.Contains("rolling back a container whose creation was interrupted") {
+				t.Errorf("no roll-back logged:\n%s", e.d.Logs)
 			}
 			if ctrs, _ := e.rt.ListContainers(context.Background(), nil); len(ctrs) != 0 {
 				t.Errorf("containers listed after the roll-back: %v", ctrs)
@@ -399,8 +401,8 @@ func TestFaultImagePull(t *testing.T) {
 	for _, point := range []string{"image.mid-layer-download", "snapshot.mid-unpack"} {
 		t.Run(point, func(t *testing.T) {
 			e := newFaultEnv(t)
-			e.reg.push(t, "fault/app", "v1", 3)
-			ref := e.reg.host + "/fault/app:v1"
+			e.reg.Push(t, "fault/app", "v1", 3)
+			ref := e.reg.Host + "/fault/app:v1"
 			e.crash(t, point, func(ctx context.Context) error {
 				_, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil)
 				return err
@@ -414,7 +416,7 @@ func TestFaultImagePull(t *testing.T) {
 			}
 			// kubelet's retry pulls it whole.
 			if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil); err != nil {
-				t.Fatalf("retried pull: %v\n%s", err, e.d.logs)
+				t.Fatalf("retried pull: %v\n%s", err, e.d.Logs)
 			}
 			if err := e.img.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: ref}); err != nil {
 				t.Fatal(err)

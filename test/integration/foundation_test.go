@@ -13,12 +13,14 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 func TestVersionAndStatus(t *testing.T) {
-	d := newDaemon(t, "")
-	d.start()
-	rt := d.runtimeClient()
+	d := harness.New(t, "")
+	d.Start()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 
 	v, err := rt.Version(ctx, "v1")
@@ -29,7 +31,7 @@ func TestVersionAndStatus(t *testing.T) {
 		t.Errorf("version %+v", v)
 	}
 
-	waitFor(t, "RuntimeReady", 10*time.Second, func() bool {
+	harness.WaitFor(t, "RuntimeReady", 10*time.Second, func() bool {
 		st, err := rt.Status(ctx, false)
 		return err == nil && condition(st.Status, runtimeapi.RuntimeReady).Status
 	})
@@ -56,7 +58,7 @@ func TestVersionAndStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil {
 		t.Fatalf("verbose info[config] is not JSON: %v", err)
 	}
-	if cfg["state_dir"] != filepath.Join(d.dir, "run") {
+	if cfg["state_dir"] != filepath.Join(d.Dir, "run") {
 		t.Errorf("verbose config state_dir %v", cfg["state_dir"])
 	}
 
@@ -70,37 +72,37 @@ func TestVersionAndStatus(t *testing.T) {
 }
 
 func TestNetworkReadyFollowsConfDir(t *testing.T) {
-	d := newDaemon(t, "")
-	d.start()
-	rt := d.runtimeClient()
+	d := harness.New(t, "")
+	d.Start()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	netReady := func() bool {
 		st, err := rt.Status(ctx, false)
 		return err == nil && condition(st.Status, runtimeapi.NetworkReady).Status
 	}
-	confDir := filepath.Join(d.dir, "net.d")
+	confDir := filepath.Join(d.Dir, "net.d")
 	os.MkdirAll(confDir, 0o755)
 	conf := `{"cniVersion":"1.0.0","name":"itest","plugins":[{"type":"bridge","bridge":"berthitest0","ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}]}`
 	if err := os.WriteFile(filepath.Join(confDir, "10-itest.conflist"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "NetworkReady=true after a config appears", 10*time.Second, netReady)
+	harness.WaitFor(t, "NetworkReady=true after a config appears", 10*time.Second, netReady)
 	os.Remove(filepath.Join(confDir, "10-itest.conflist"))
-	waitFor(t, "NetworkReady=false after the config goes", 10*time.Second, func() bool { return !netReady() })
+	harness.WaitFor(t, "NetworkReady=false after the config goes", 10*time.Second, func() bool { return !netReady() })
 }
 
 func TestSocketModeStaleAndSecondDaemon(t *testing.T) {
-	d := newDaemon(t, "")
+	d := harness.New(t, "")
 	// A stale socket left by a dead berthd is replaced.
-	os.MkdirAll(filepath.Dir(d.socket), 0o755)
-	l, err := net.Listen("unix", d.socket)
+	os.MkdirAll(filepath.Dir(d.Socket), 0o755)
+	l, err := net.Listen("unix", d.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
-	d.start()
-	st, err := os.Stat(d.socket)
+	d.Start()
+	st, err := os.Stat(d.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +112,11 @@ func TestSocketModeStaleAndSecondDaemon(t *testing.T) {
 
 	// A second berthd on the same socket is refused with a clear error and
 	// does not disturb the first.
-	out, err := exec.Command(binary(t), "--config", d.config).CombinedOutput()
+	out, err := exec.Command(harness.Binary(t), "--config", d.Config).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "another berthd") {
 		t.Errorf("second berthd: err=%v output=%s", err, out)
 	}
-	if _, err := d.runtimeClient().Version(context.Background(), "v1"); err != nil {
+	if _, err := d.RuntimeClient().Version(context.Background(), "v1"); err != nil {
 		t.Errorf("first berthd disturbed: %v", err)
 	}
 }
@@ -128,8 +130,8 @@ func TestBadConfigRefused(t *testing.T) {
 		{"handler name", "[runtimes.\"Bad_Name\"]\ntype = \"libcontainer\"\n", []string{"Bad_Name", "DNS label"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newDaemon(t, tc.extra)
-			out, err := exec.Command(binary(t), "--config", d.config).CombinedOutput()
+			d := harness.New(t, tc.extra)
+			out, err := exec.Command(harness.Binary(t), "--config", d.Config).CombinedOutput()
 			if err == nil {
 				t.Fatalf("berthd started with a bad config")
 			}
@@ -138,7 +140,7 @@ func TestBadConfigRefused(t *testing.T) {
 					t.Errorf("output %q lacks %q", out, w)
 				}
 			}
-			if !strings.Contains(string(out), d.config) {
+			if !strings.Contains(string(out), d.Config) {
 				t.Errorf("output %q does not name the file", out)
 			}
 		})
@@ -146,25 +148,25 @@ func TestBadConfigRefused(t *testing.T) {
 }
 
 func TestConfigCommands(t *testing.T) {
-	out, err := exec.Command(binary(t), "config", "default").Output()
+	out, err := exec.Command(harness.Binary(t), "config", "default").Output()
 	if err != nil || !strings.Contains(string(out), `listen = "/run/berth/berth.sock"`) {
 		t.Fatalf("config default: %v\n%s", err, out)
 	}
-	d := newDaemon(t, "")
-	out, err = exec.Command(binary(t), "config", "check", "--config", d.config).Output()
-	if err != nil || !strings.Contains(string(out), d.socket) || !strings.Contains(string(out), "[runtimes.runc]") {
+	d := harness.New(t, "")
+	out, err = exec.Command(harness.Binary(t), "config", "check", "--config", d.Config).Output()
+	if err != nil || !strings.Contains(string(out), d.Socket) || !strings.Contains(string(out), "[runtimes.runc]") {
 		t.Fatalf("config check: %v\n%s", err, out)
 	}
-	out, err = exec.Command(binary(t), "--version").Output()
+	out, err = exec.Command(harness.Binary(t), "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "berthd ") {
 		t.Fatalf("--version: %v %s", err, out)
 	}
 }
 
 func TestReloadOnSIGHUP(t *testing.T) {
-	d := newDaemon(t, "")
-	d.start()
-	rt := d.runtimeClient()
+	d := harness.New(t, "")
+	d.Start()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	handlers := func() string {
 		st, err := rt.Status(ctx, false)
@@ -177,21 +179,21 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		}
 		return strings.Join(names, ",")
 	}
-	dropins := filepath.Join(d.dir, "berth.d")
+	dropins := filepath.Join(d.Dir, "berth.d")
 	os.Mkdir(dropins, 0o755)
 
 	// An invalid new config is refused and the old one kept.
 	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("[runtimes.kata]\ntype = \"vm\"\n"), 0o644)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "the reload error in the log", 10*time.Second, func() bool { return d.logs.Contains("keeping the current config") })
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	harness.WaitFor(t, "the reload error in the log", 10*time.Second, func() bool { return d.Logs.Contains("keeping the current config") })
 	if got := handlers(); got != ",runc" {
 		t.Errorf("handlers after a bad reload: %q", got)
 	}
 
 	// A valid one adds the handler without a restart.
 	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("[runtimes.kata]\ntype = \"oci\"\nruntime_path = \"/usr/bin/kata-runtime\"\n"), 0o644)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "handler kata after reload", 10*time.Second, func() bool { return handlers() == ",kata,runc" })
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	harness.WaitFor(t, "handler kata after reload", 10*time.Second, func() bool { return handlers() == ",kata,runc" })
 }
 
 func condition(st *runtimeapi.RuntimeStatus, typ string) *runtimeapi.RuntimeCondition {

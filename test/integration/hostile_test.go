@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // Issue 9, hostile input through the CRI: each bad request gets a clear
@@ -29,9 +31,9 @@ import (
 
 // rawClient is a plain gRPC client of d: unlike kubelet's, it sends any
 // request as is (empty ids, unknown enums) and up to 64 MiB.
-func rawClient(t *testing.T, d *daemon) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+func rawClient(t *testing.T, d *harness.Daemon) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+d.socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20), grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		t.Fatal(err)
@@ -41,20 +43,20 @@ func rawClient(t *testing.T, d *daemon) (runtimeapi.RuntimeServiceClient, runtim
 }
 
 // healthy fails the test unless berthd is still running and answering.
-func healthy(t *testing.T, d *daemon) {
+func healthy(t *testing.T, d *harness.Daemon) {
 	t.Helper()
 	select {
-	case <-d.exited:
-		t.Fatalf("berthd died: %v\n%s", d.cmd.ProcessState, d.logs)
+	case <-d.Exited:
+		t.Fatalf("berthd died: %v\n%s", d.Cmd.ProcessState, d.Logs)
 	default:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := d.runtimeClient().Version(ctx, "v1"); err != nil {
-		t.Fatalf("berthd stopped answering: %v\n%s", err, d.logs)
+	if _, err := d.RuntimeClient().Version(ctx, "v1"); err != nil {
+		t.Fatalf("berthd stopped answering: %v\n%s", err, d.Logs)
 	}
-	if strings.Contains(d.logs.String(), "panic") {
-		t.Fatalf("berthd logged a panic:\n%s", d.logs)
+	if strings.Contains(d.Logs.String(), "panic") {
+		t.Fatalf("berthd logged a panic:\n%s", d.Logs)
 	}
 }
 
@@ -114,7 +116,7 @@ func TestHostileLogPaths(t *testing.T) {
 
 func TestHostileHostPaths(t *testing.T) {
 	e := newPodEnv(t, "hostile-mounts")
-	root, run := filepath.Join(e.d.dir, "root"), filepath.Join(e.d.dir, "run")
+	root, run := filepath.Join(e.d.Dir, "root"), filepath.Join(e.d.Dir, "run")
 	link := filepath.Join(t.TempDir(), "innocent")
 	os.Symlink(filepath.Join(root, "containers"), link)
 	for _, host := range []string{root, run, filepath.Join(run, "supervisor"), filepath.Join(root, "snapshots"), link} {
@@ -130,7 +132,7 @@ func TestHostileHostPaths(t *testing.T) {
 	cfg := e.containerConfig("allowed", "sh", "-c", "test -d /host/etc && test -S /cri.sock")
 	cfg.Mounts = []*runtimeapi.Mount{
 		{ContainerPath: "/host", HostPath: "/", Readonly: true},
-		{ContainerPath: "/cri.sock", HostPath: e.d.socket},
+		{ContainerPath: "/cri.sock", HostPath: e.d.Socket},
 	}
 	if st := e.waitExit(t, e.run(t, cfg)); st.ExitCode != 0 {
 		t.Errorf("mounting / and the CRI socket: exit %d, %s", st.ExitCode, logLines(t, st.LogPath))
@@ -211,13 +213,13 @@ func TestHostileSizes(t *testing.T) {
 	}
 	healthy(t, e.d)
 	// The records (labels, annotations, env) load again after a restart.
-	e.d.stop()
-	e.d.start()
-	waitReady(t, e.d)
-	e.rt = e.d.runtimeClient()
+	e.d.Stop()
+	e.d.Start()
+	e.d.WaitReady()
+	e.rt = e.d.RuntimeClient()
 	list, err := e.rt.ListContainers(ctx, nil)
 	if err != nil || len(list) != 3 {
-		t.Fatalf("containers after restart: %d, %v\n%s", len(list), err, e.d.logs)
+		t.Fatalf("containers after restart: %d, %v\n%s", len(list), err, e.d.Logs)
 	}
 	if st, err := e.rt.PodSandboxStatus(ctx, pod, false); err != nil || len(st.Status.Labels) != 10_000 {
 		t.Errorf("big pod after restart: %v", err)
@@ -234,7 +236,7 @@ func TestHostileIDs(t *testing.T) {
 	e := newPodEnv(t, "hostile-ids")
 	rt, _ := rawClient(t, e.d)
 	ctx := context.Background()
-	parent := filepath.Dir(e.d.dir)
+	parent := filepath.Dir(e.d.Dir)
 	before, _ := os.ReadDir(parent)
 	ids := []string{"", "../x", "../../../../../../tmp/berth-hostile-id", strings.Repeat("a", 300) + "z", "nul\x00byte", "ünïcødé-☃", "/", "."}
 	notFound := []codes.Code{codes.NotFound, codes.InvalidArgument}
@@ -399,8 +401,8 @@ func TestHostileEnums(t *testing.T) {
 // refused by gRPC itself, and berthd keeps serving.
 func TestHostileOversizedRequest(t *testing.T) {
 	d, _, _ := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
+	d.Start()
+	d.WaitReady()
 	rt, img := rawClient(t, d)
 	ctx := context.Background()
 	cfg := podConfig("oversized", func(c *runtimeapi.PodSandboxConfig) { c.Annotations["big"] = strings.Repeat("o", 17<<20) })
@@ -408,7 +410,7 @@ func TestHostileOversizedRequest(t *testing.T) {
 	wantCode(t, "17 MiB RunPodSandbox", err, codes.ResourceExhausted)
 	_, err = img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: strings.Repeat("i", 20<<20)}})
 	wantCode(t, "20 MiB PullImage", err, codes.ResourceExhausted)
-	if pods, err := d.runtimeClient().ListPodSandbox(ctx, nil); err != nil || len(pods) != 0 {
+	if pods, err := d.RuntimeClient().ListPodSandbox(ctx, nil); err != nil || len(pods) != 0 {
 		t.Errorf("after the oversized requests: %v %v", pods, err)
 	}
 	healthy(t, d)
@@ -433,13 +435,13 @@ func TestHostileCredentials(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 
-	d := newDaemon(t, "")
-	b, _ := os.ReadFile(d.config)
-	os.WriteFile(d.config, []byte(strings.Replace(string(b), `log_level = "debug"`, `log_level = "trace"`, 1)), 0o644)
-	d.start()
-	waitReady(t, d)
+	d := harness.New(t, "")
+	b, _ := os.ReadFile(d.Config)
+	os.WriteFile(d.Config, []byte(strings.Replace(string(b), `log_level = "debug"`, `log_level = "trace"`, 1)), 0o644)
+	d.Start()
+	d.WaitReady()
 	_, img := rawClient(t, d)
-	rt := d.runtimeClient()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	secrets := []string{"pw-Zq8-distinctive", "auth-pw-Kx3-distinctive", "idtoken-Vb7-distinctive", "regtoken-Np2-distinctive"}
 	basic := func(user, pw string) string { return base64.StdEncoding.EncodeToString([]byte(user + ":" + pw)) }
@@ -462,7 +464,7 @@ func TestHostileCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	verbose := fmt.Sprint(st.Info)
-	logs := d.logs.String()
+	logs := d.Logs.String()
 	if !strings.Contains(logs, "PullImage") || !strings.Contains(logs, `"request"`) && !strings.Contains(logs, "request=") {
 		t.Fatalf("trace logging of requests is off; the grep proves nothing:\n%s", logs)
 	}

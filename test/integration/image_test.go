@@ -4,22 +4,23 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 func TestImageLifecycle(t *testing.T) {
-	reg := newTestRegistry(t)
-	img := reg.push(t, "team/app", "v1", 3)
+	reg := harness.NewRegistry(t)
+	img := reg.Push(t, "team/app", "v1", 3)
 	digest, _ := img.Digest()
 	cfgName, _ := img.ConfigName()
-	d := newDaemon(t, "")
-	reg.mirror(t, d, "registry.example.test")
-	d.start()
-	ic := d.imageClient()
+	d := harness.New(t, "")
+	reg.Mirror(t, d, "registry.example.test")
+	d.Start()
+	ic := d.ImageClient()
 	ctx := context.Background()
-	waitReady(t, d)
+	d.WaitReady()
 
 	// Through the mirror, by the public name kubelet would use.
 	publicRef := "registry.example.test/team/app:v1"
@@ -31,7 +32,7 @@ func TestImageLifecycle(t *testing.T) {
 	if ref != wantID {
 		t.Errorf("image_ref %q, want the image id %q", ref, wantID)
 	}
-	layerGets := reg.blobGets.Load()
+	layerGets := reg.BlobGets.Load()
 
 	// Status by tag, id, bare hex and repo digest: one canonical record.
 	repoDigest := "registry.example.test/team/app@" + digest.String()
@@ -57,12 +58,12 @@ func TestImageLifecycle(t *testing.T) {
 	if _, err := ic.PullImage(ctx, &runtimeapi.ImageSpec{Image: publicRef}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.blobGets.Load(); got != layerGets {
+	if got := reg.BlobGets.Load(); got != layerGets {
 		t.Errorf("re-pull fetched %d more blobs", got-layerGets)
 	}
 
 	// By loopback address and by digest (which adds no tag).
-	if _, err := ic.PullImage(ctx, &runtimeapi.ImageSpec{Image: reg.host + "/team/app@" + digest.String()}, nil, nil); err != nil {
+	if _, err := ic.PullImage(ctx, &runtimeapi.ImageSpec{Image: reg.Host + "/team/app@" + digest.String()}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	list, err := ic.ListImages(ctx, nil)
@@ -90,17 +91,17 @@ func TestImageLifecycle(t *testing.T) {
 }
 
 func TestPullErrors(t *testing.T) {
-	reg := newTestRegistry(t)
-	d := newDaemon(t, "")
-	d.start()
-	ic := d.imageClient()
-	waitReady(t, d)
+	reg := harness.NewRegistry(t)
+	d := harness.New(t, "")
+	d.Start()
+	ic := d.ImageClient()
+	d.WaitReady()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		ref  string
 		want string
 	}{
-		{reg.host + "/nothing/here:v1", "not found"},
+		{reg.Host + "/nothing/here:v1", "not found"},
 		{"team//app:1", "invalid"}, // malformed: never sent anywhere
 		{"127.0.0.1:1/closed/port:v1", "RegistryUnavailable"},
 	} {
@@ -109,14 +110,4 @@ func TestPullErrors(t *testing.T) {
 			t.Errorf("pull %s: %v, want an error mentioning %q", tc.ref, err, tc.want)
 		}
 	}
-}
-
-// waitReady waits until recovery is done and every RPC is served.
-func waitReady(t *testing.T, d *daemon) {
-	t.Helper()
-	rt := d.runtimeClient()
-	waitFor(t, "RuntimeReady", 20*time.Second, func() bool {
-		st, err := rt.Status(context.Background(), false)
-		return err == nil && condition(st.Status, runtimeapi.RuntimeReady).Status
-	})
 }

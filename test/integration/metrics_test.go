@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -13,19 +12,9 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
 
-// freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
-// ago (metrics_address takes no port 0).
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+	"github.com/berth-cri/berth/test/internal/harness"
+)
 
 func scrape(t *testing.T, url string) (string, error) {
 	t.Helper()
@@ -46,10 +35,10 @@ func scrape(t *testing.T, url string) (string, error) {
 }
 
 func TestMetricsEndpoint(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
-	d := newDaemon(t, fmt.Sprintf("metrics_address = %q\n", addr))
-	d.start()
-	if _, err := d.runtimeClient().Version(context.Background(), "v1"); err != nil {
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	d := harness.New(t, fmt.Sprintf("metrics_address = %q\n", addr))
+	d.Start()
+	if _, err := d.RuntimeClient().Version(context.Background(), "v1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -57,7 +46,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	// Version call shows (it does at once; the deadline covers a slow CI).
 	versionCount := regexp.MustCompile(`(?m)^berth_cri_requests_total\{code="OK",method="/runtime\.v1\.RuntimeService/Version"\} (\d+)$`)
 	var body string
-	waitFor(t, "Version counted in /metrics", 10*time.Second, func() bool {
+	harness.WaitFor(t, "Version counted in /metrics", 10*time.Second, func() bool {
 		var err error
 		body, err = scrape(t, "http://"+addr+"/metrics")
 		if err != nil {
@@ -82,12 +71,12 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if !d.logs.Contains("serving metrics") {
-		t.Errorf("berthd did not log the metrics address\n%s", d.logs)
+	if !d.Logs.Contains("serving metrics") {
+		t.Errorf("berthd did not log the metrics address\n%s", d.Logs)
 	}
 
 	// berthd stops the endpoint when it stops.
-	d.stop()
+	d.Stop()
 	if _, err := scrape(t, "http://"+addr+"/metrics"); err == nil {
 		t.Error("/metrics still answers after berthd stopped")
 	}
@@ -109,11 +98,11 @@ func metricValue(body, series string) float64 {
 
 // A pull moves bytes and is timed; a container start is counted.
 func TestMetricsPullAndStart(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	d, reg, _ := newPodDaemon(t, fmt.Sprintf("metrics_address = %q\n", addr))
-	d.start()
-	waitReady(t, d)
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), podCfg: podConfig("metrics"), image: reg.host + "/" + busyboxRepo}
+	d.Start()
+	d.WaitReady()
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig("metrics"), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	ctx := context.Background()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
@@ -121,7 +110,7 @@ func TestMetricsPullAndStart(t *testing.T) {
 	}
 	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	e.pod = pod
 	t.Cleanup(func() {
@@ -153,9 +142,9 @@ func TestMetricsPullAndStart(t *testing.T) {
 }
 
 func TestMetricsOffByDefault(t *testing.T) {
-	d := newDaemon(t, "")
-	d.start()
-	if d.logs.Contains("serving metrics") {
-		t.Errorf("berthd serves metrics without metrics_address\n%s", d.logs)
+	d := harness.New(t, "")
+	d.Start()
+	if d.Logs.Contains("serving metrics") {
+		t.Errorf("berthd serves metrics without metrics_address\n%s", d.Logs)
 	}
 }

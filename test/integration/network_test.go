@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // httpGet fetches url until it answers or the deadline passes.
@@ -32,25 +33,14 @@ func httpGet(t *testing.T, url string) string {
 	return ""
 }
 
-// freePort is a TCP port on loopback nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestPodNetworkReachable: a web server in a pod answers on the pod IP
 // from the host, and on a host port through its port mapping.
 func TestPodNetworkReachable(t *testing.T) {
 	d, reg, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	hostPort := freePort(t)
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), image: reg.host + "/" + busyboxRepo}
+	d.Start()
+	d.WaitReady()
+	hostPort := harness.FreePort(t)
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg = podConfig("web", func(c *runtimeapi.PodSandboxConfig) {
 		c.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8080, HostPort: int32(hostPort), HostIp: "127.0.0.1"}}
 	})
@@ -68,7 +58,7 @@ func TestPodNetworkReachable(t *testing.T) {
 	e.run(t, e.containerConfig("httpd", "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www"))
 	st, _ := e.rt.PodSandboxStatus(ctx, pod, false)
 	ip := st.Status.Network.GetIp()
-	if !strings.HasPrefix(ip, pn.prefix) {
+	if !strings.HasPrefix(ip, pn.Prefix) {
 		t.Fatalf("pod ip %q", ip)
 	}
 	if got := httpGet(t, fmt.Sprintf("http://%s:8080/", ip)); !strings.Contains(got, "hello-from-pod") {
@@ -83,10 +73,10 @@ func TestPodNetworkReachable(t *testing.T) {
 // lists the host's network interfaces (the test's private bridge among them).
 func TestHostNetworkPodSeesHostInterfaces(t *testing.T) {
 	d, reg, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
+	d.Start()
+	d.WaitReady()
 	ctx := context.Background()
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), image: reg.host + "/" + busyboxRepo}
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), image: reg.Host + "/" + harness.BusyboxRepo}
 	// A pod network pod first, so the test's bridge exists on the host.
 	other, err := e.rt.RunPodSandbox(ctx, podConfig("other"), "")
 	if err != nil {
@@ -108,7 +98,7 @@ func TestHostNetworkPodSeesHostInterfaces(t *testing.T) {
 	t.Cleanup(func() { e.rt.StopPodSandbox(ctx, pod); e.rt.RemovePodSandbox(ctx, pod) })
 	id := e.run(t, e.containerConfig("links", "cat", "/proc/net/dev"))
 	st := e.waitExit(t, id)
-	if out := strings.Join(logLines(t, st.LogPath), "\n"); !strings.Contains(out, pn.bridge+":") {
-		t.Errorf("host-network container does not see the host's %s:\n%s", pn.bridge, out)
+	if out := strings.Join(logLines(t, st.LogPath), "\n"); !strings.Contains(out, pn.Bridge+":") {
+		t.Errorf("host-network container does not see the host's %s:\n%s", pn.Bridge, out)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // envPlugin is a tiny NRI plugin that injects an environment variable
@@ -62,7 +64,7 @@ func connectPlugin(t *testing.T, e *podEnv, name, idx string, p *envPlugin) {
 	t.Helper()
 	p.synced, p.release = make(chan struct{}), make(chan struct{})
 	s, err := stub.New(p, stub.WithPluginName(name), stub.WithPluginIdx(idx),
-		stub.WithSocketPath(filepath.Join(e.d.dir, "nri.sock")))
+		stub.WithSocketPath(filepath.Join(e.d.Dir, "nri.sock")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +75,9 @@ func connectPlugin(t *testing.T, e *podEnv, name, idx string, p *envPlugin) {
 	select {
 	case <-p.synced:
 	case <-done:
-		t.Fatalf("plugin %s exited before it was synchronized\n%s", name, e.d.logs)
+		t.Fatalf("plugin %s exited before it was synchronized\n%s", name, e.d.Logs)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("plugin %s was not synchronized\n%s", name, e.d.logs)
+		t.Fatalf("plugin %s was not synchronized\n%s", name, e.d.Logs)
 	}
 }
 
@@ -95,7 +97,7 @@ func TestNRIPlugins(t *testing.T) {
 		if st := e.waitExit(t, id); st.ExitCode != 0 {
 			t.Fatalf("%s exited %d", name, st.ExitCode)
 		}
-		waitFor(t, "the plugin to hear of the exit", 10*time.Second, func() bool { return inject.sawStop(id) })
+		harness.WaitFor(t, "the plugin to hear of the exit", 10*time.Second, func() bool { return inject.sawStop(id) })
 		return logLines(t, filepath.Join(e.podCfg.LogDirectory, name+".log"))
 	}
 	want := []string{"stdout NRI_INJECTED=from-plugin"}
@@ -110,7 +112,7 @@ func TestNRIPlugins(t *testing.T) {
 	id, err := e.rt.CreateContainer(ctx, e.pod, e.containerConfig("slow", "sh", "-c", "echo NRI_INJECTED=$NRI_INJECTED"), e.podCfg)
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("create with a slow plugin: %v\n%s", err, e.d.logs)
+		t.Fatalf("create with a slow plugin: %v\n%s", err, e.d.Logs)
 	}
 	// The 2s request timeout plus an ordinary create, with room for a
 	// loaded CI machine; the plugin would hold it for a minute.
@@ -121,8 +123,8 @@ func TestNRIPlugins(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitExit(t, id)
-	if !e.d.logs.Contains("closing plugin 10-slow") {
-		t.Errorf("berthd did not drop the slow plugin\n%s", e.d.logs)
+	if !e.d.Logs.Contains("closing plugin 10-slow") {
+		t.Errorf("berthd did not drop the slow plugin\n%s", e.d.Logs)
 	}
 	// The slow plugin was dropped: its adjustment is missing, the first
 	// plugin's is there.

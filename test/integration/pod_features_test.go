@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // Issue 10: image volumes, recursive read-only mounts and CDI devices.
@@ -23,9 +25,9 @@ const volumeRepo = "test/volume:1"
 func newPodEnvWith(t *testing.T, name, extra string) *podEnv {
 	t.Helper()
 	d, reg, _ := newPodDaemon(t, extra)
-	d.start()
-	waitReady(t, d)
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), podCfg: podConfig(name), image: reg.host + "/" + busyboxRepo}
+	d.Start()
+	d.WaitReady()
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	ctx := context.Background()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
@@ -33,7 +35,7 @@ func newPodEnvWith(t *testing.T, name, extra string) *podEnv {
 	}
 	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	e.pod = pod
 	t.Cleanup(func() {
@@ -74,20 +76,20 @@ func (e *podEnv) createErr(t *testing.T, cfg *runtimeapi.ContainerConfig) *statu
 func TestImageVolumes(t *testing.T) {
 	e := newPodEnv(t, "imgvol")
 	ctx := context.Background()
-	e.reg.pushImage(t, volumeRepo, layerOf(t, []tarEntry{
-		{name: "data/", dir: true, mode: 0o755}, {name: "data/sub/", dir: true, mode: 0o755},
-		{name: "data/hello.txt", mode: 0o644, body: []byte("hello from the image volume")},
-		{name: "data/sub/inner.txt", mode: 0o644, body: []byte("inner file")},
-	}), v1.Config{})
-	volRef, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.reg.host + "/" + volumeRepo}, nil, nil)
+	e.reg.PushImage(t, volumeRepo, []v1.Layer{harness.Layer(t, []harness.TarEntry{
+		{Name: "data/", Dir: true, Mode: 0o755}, {Name: "data/sub/", Dir: true, Mode: 0o755},
+		{Name: "data/hello.txt", Mode: 0o644, Body: []byte("hello from the image volume")},
+		{Name: "data/sub/inner.txt", Mode: 0o644, Body: []byte("inner file")},
+	})}, v1.Config{})
+	volRef, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.reg.Host + "/" + volumeRepo}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	volumes := filepath.Join(e.d.dir, "root", "snapshots", "volumes")
+	volumes := filepath.Join(e.d.Dir, "root", "snapshots", "volumes")
 	imageMount := func(path, sub string) *runtimeapi.Mount {
 		// As kubelet sends it: the id PullImage returned, read-only.
 		return &runtimeapi.Mount{ContainerPath: path, Readonly: true, ImageSubPath: sub,
-			Image: &runtimeapi.ImageSpec{Image: volRef, UserSpecifiedImage: e.reg.host + "/" + volumeRepo}}
+			Image: &runtimeapi.ImageSpec{Image: volRef, UserSpecifiedImage: e.reg.Host + "/" + volumeRepo}}
 	}
 
 	cfg := e.containerConfig("reader", "sh", "-c",
@@ -146,17 +148,17 @@ func TestImageVolumes(t *testing.T) {
 	// The container holds the image, across a restart of berthd too:
 	// RemoveImage drops the record, the snapshots stay until the container
 	// goes; then nothing is left.
-	e.d.stop()
-	e.d.start()
-	waitReady(t, e.d)
-	e.rt, e.img = e.d.runtimeClient(), e.d.imageClient()
+	e.d.Stop()
+	e.d.Start()
+	e.d.WaitReady()
+	e.rt, e.img = e.d.RuntimeClient(), e.d.ImageClient()
 	if resp, err := e.rt.ContainerStatus(ctx, id, false); err != nil || resp.Status.Mounts[0].GetImage().GetImageRef() != volRef {
 		t.Fatalf("status after restart: %v %v", resp, err)
 	}
 	if err := e.img.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: volRef}); err != nil {
 		t.Fatal(err)
 	}
-	layers := filepath.Join(e.d.dir, "root", "snapshots", "layers")
+	layers := filepath.Join(e.d.Dir, "root", "snapshots", "layers")
 	before, _ := os.ReadDir(layers)
 	if err := e.rt.RemoveContainer(ctx, id); err != nil {
 		t.Fatal(err)

@@ -30,21 +30,21 @@ func podConfig(name string, mutate ...func(*runtimeapi.PodSandboxConfig)) *runti
 
 func TestSandboxLifecycle(t *testing.T) {
 	d, _, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 
 	id, err := rt.RunPodSandbox(ctx, podConfig("web"), "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	st, err := rt.PodSandboxStatus(ctx, id, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := st.Status
-	if s.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(s.Network.GetIp(), pn.prefix) {
+	if s.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(s.Network.GetIp(), pn.Prefix) {
 		t.Fatalf("status %+v", s)
 	}
 	if s.Annotations["note"] != "kept unaltered" || s.Labels["app"] != "web" || s.Metadata.Name != "web" {
@@ -104,17 +104,17 @@ func TestSandboxLifecycle(t *testing.T) {
 func TestSandboxHostNetworkWithoutCNI(t *testing.T) {
 	d, _, _ := newPodDaemon(t, "")
 	// CNI installers run as host-network pods while no CNI config exists.
-	os.RemoveAll(filepath.Join(d.dir, "net.d"))
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	os.RemoveAll(filepath.Join(d.Dir, "net.d"))
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	hostNet := func(c *runtimeapi.PodSandboxConfig) {
 		c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}
 	}
 	id, err := rt.RunPodSandbox(ctx, podConfig("hostnet", hostNet), "")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	st, err := rt.PodSandboxStatus(ctx, id, false)
 	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
@@ -136,9 +136,9 @@ func TestSandboxHostNetworkWithoutCNI(t *testing.T) {
 
 func TestSandboxBadInputLeavesNothing(t *testing.T) {
 	d, _, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	// Warm up: the first pod pulls the pause image and opens what stays open.
 	warm, err := rt.RunPodSandbox(ctx, podConfig("warm"), "")
@@ -147,7 +147,7 @@ func TestSandboxBadInputLeavesNothing(t *testing.T) {
 	}
 	rt.StopPodSandbox(ctx, warm)
 	rt.RemovePodSandbox(ctx, warm)
-	before := d.countResources(t, pn)
+	before := d.Resources(pn)
 
 	_, err = rt.RunPodSandbox(ctx, podConfig("a"), "no-such-handler")
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "runc") {
@@ -165,16 +165,16 @@ func TestSandboxBadInputLeavesNothing(t *testing.T) {
 	if items, _ := rt.ListPodSandbox(ctx, nil); len(items) != 0 {
 		t.Errorf("sandboxes left: %v", items)
 	}
-	if after := d.countResources(t, pn); after.String() != before.String() {
+	if after := d.Resources(pn); after.String() != before.String() {
 		t.Errorf("resources leaked:\nbefore %s\nafter  %s", before, after)
 	}
 }
 
 func TestSandboxCyclesLeakNothing(t *testing.T) {
 	d, _, pn := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	// One warm-up cycle: the first pod pulls the pause image and sets up
 	// the bridge, which stay.
@@ -191,12 +191,12 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 		}
 	}
 	cycle(0)
-	before := d.countResources(t, pn)
+	before := d.Resources(pn)
 	const n = 100
 	for i := 1; i <= n; i++ {
 		cycle(i)
 	}
-	after := d.countResources(t, pn)
+	after := d.Resources(pn)
 	t.Logf("after %d run/stop/remove cycles: %s", n, after)
 	if after.String() != before.String() {
 		t.Errorf("resources leaked:\nbefore %s\nafter  %s", before, after)
@@ -205,9 +205,9 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 
 func TestSandboxSurvivesBerthdKill(t *testing.T) {
 	d, _, _ := newPodDaemon(t, "")
-	d.start()
-	waitReady(t, d)
-	rt := d.runtimeClient()
+	d.Start()
+	d.WaitReady()
+	rt := d.RuntimeClient()
 	ctx := context.Background()
 	id, err := rt.RunPodSandbox(ctx, podConfig("survivor"), "")
 	if err != nil {
@@ -215,11 +215,11 @@ func TestSandboxSurvivesBerthdKill(t *testing.T) {
 	}
 	st1, _ := rt.PodSandboxStatus(ctx, id, true)
 
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
-	d.start()
-	waitReady(t, d)
-	rt = d.runtimeClient()
+	d.Cmd.Process.Signal(syscall.SIGKILL)
+	<-d.Exited
+	d.Start()
+	d.WaitReady()
+	rt = d.RuntimeClient()
 	st2, err := rt.PodSandboxStatus(ctx, id, true)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // TestStatsMove: a container burning CPU and holding memory shows it in
@@ -17,7 +19,7 @@ func TestStatsMove(t *testing.T) {
 	id := e.run(t, e.containerConfig("burner", "sh", "-c",
 		"dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>/dev/null; x=$(head -c 33554432 /dev/zero | tr '\\0' a); while :; do :; done"))
 	var cs *runtimeapi.ContainerStats
-	waitFor(t, "CPU, memory and the writable layer in the stats", 30*time.Second, func() bool {
+	harness.WaitFor(t, "CPU, memory and the writable layer in the stats", 30*time.Second, func() bool {
 		list, err := e.rt.ListContainerStats(ctx, &runtimeapi.ContainerStatsFilter{Id: id})
 		if err != nil || len(list) != 1 {
 			return false

@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // berthdChildren lists the processes whose parent is berthd (exec'd
@@ -38,18 +40,6 @@ func berthdChildren(pid int) []string {
 	return out
 }
 
-func threads(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "Threads:") {
-			var n int
-			fmt.Sscan(strings.TrimPrefix(l, "Threads:"), &n)
-			return n
-		}
-	}
-	return 0
-}
-
 // TestExecSyncParallel runs 100 ExecSyncs at once, mixing plain commands,
 // failures, timeouts and large outputs, checks every answer, and checks
 // that berthd is left with no extra children, fds or threads.
@@ -57,13 +47,14 @@ func TestExecSyncParallel(t *testing.T) {
 	e := newPodEnv(t, "execsync")
 	id := e.run(t, e.containerConfig("target", "sleep", "1000"))
 	ctx := context.Background()
-	pid := e.d.cmd.Process.Pid
+	pid := e.d.Cmd.Process.Pid
 	// Warm up (first exec loads what stays loaded).
 	if _, _, err := e.rt.ExecSync(ctx, id, []string{"true"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	fds := func() int { ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); return len(ents) }
-	fdsBefore, threadsBefore := fds(), threads(pid)
+	fds := func() int { return harness.CountFDs(pid) }
+	threads := func() int { return harness.ProcStatus(pid, "Threads") }
+	fdsBefore, threadsBefore := fds(), threads()
 
 	type call struct {
 		cmd     []string
@@ -129,10 +120,10 @@ func TestExecSyncParallel(t *testing.T) {
 	}
 	settled := func(what string, threadsMax int) {
 		deadline := time.Now().Add(15 * time.Second)
-		for len(berthdChildren(pid)) != 0 || fds() > fdsBefore || threads(pid) > threadsMax {
+		for len(berthdChildren(pid)) != 0 || fds() > fdsBefore || threads() > threadsMax {
 			if time.Now().After(deadline) {
 				t.Fatalf("berthd after %s: children %v, %d fds (was %d), %d threads (limit %d)",
-					what, berthdChildren(pid), fds(), fdsBefore, threads(pid), threadsMax)
+					what, berthdChildren(pid), fds(), fdsBefore, threads(), threadsMax)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -160,7 +151,7 @@ func TestExecSyncParallel(t *testing.T) {
 }
 
 func (e *podEnv) crictl(args ...string) *exec.Cmd {
-	ep := e.d.endpoint()
+	ep := e.d.Endpoint()
 	cmd := exec.Command("crictl", append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep}, args...)...)
 	cmd.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
 	return cmd
@@ -185,13 +176,13 @@ func TestCrictlStreaming(t *testing.T) {
 	sh := exec.Command("script", "-qec", cmdline, "/dev/null")
 	sh.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
 	in, _ := sh.StdinPipe()
-	var out syncBuffer
+	var out harness.SyncBuffer
 	sh.Stdout, sh.Stderr = &out, &out
 	if err := sh.Start(); err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(in, "tty; echo shell-$((6*7))\n")
-	waitFor(t, "the shell's answer", 10*time.Second, func() bool { return out.Contains("shell-42") })
+	harness.WaitFor(t, "the shell's answer", 10*time.Second, func() bool { return out.Contains("shell-42") })
 	io.WriteString(in, "exit 0\n")
 	sh.Wait()
 	if !out.Contains("/dev/pts/") {
@@ -200,25 +191,25 @@ func TestCrictlStreaming(t *testing.T) {
 
 	// crictl attach: live output.
 	att := e.crictl("attach", id)
-	var attOut syncBuffer
+	var attOut harness.SyncBuffer
 	att.Stdout = &attOut
 	if err := att.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "live output through attach", 10*time.Second, func() bool { return attOut.Contains("tick") })
+	harness.WaitFor(t, "live output through attach", 10*time.Second, func() bool { return attOut.Contains("tick") })
 	att.Process.Kill()
 	att.Wait()
 
 	// crictl port-forward to a busybox httpd in the pod.
 	e.run(t, e.containerConfig("web", "sh", "-c", "mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 8080 -h /www"))
-	port := freePort(t)
+	port := harness.FreePort(t)
 	pf := e.crictl("port-forward", e.pod, fmt.Sprintf("%d:8080", port))
 	if err := pf.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { pf.Process.Kill(); pf.Wait() }()
 	var body string
-	waitFor(t, "the forwarded port", 15*time.Second, func() bool {
+	harness.WaitFor(t, "the forwarded port", 15*time.Second, func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {
 			return false

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // copyFile copies src to dst (a new inode), executable.
@@ -37,18 +39,18 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 // supervisorPid is the pid of the supervisor serving d.
-func supervisorPid(t *testing.T, d *daemon) int {
+func supervisorPid(t *testing.T, d *harness.Daemon) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(d.dir, "run", "supervisor", "supervisor.pid"))
+	b, err := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", "supervisor.pid"))
 	if err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			return pid
 		}
 	}
-	out, _ := exec.Command("pgrep", "-f", "berth-supervisor --state-dir "+filepath.Join(d.dir, "run")).Output()
+	out, _ := exec.Command("pgrep", "-f", "berth-supervisor --state-dir "+filepath.Join(d.Dir, "run")).Output()
 	pid, err := strconv.Atoi(strings.Fields(string(out) + " 0")[0])
 	if err != nil || pid == 0 {
-		t.Fatalf("no supervisor for %s", d.dir)
+		t.Fatalf("no supervisor for %s", d.Dir)
 	}
 	return pid
 }
@@ -59,15 +61,15 @@ func supervisorPid(t *testing.T, d *daemon) int {
 // every line once.
 func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 	binDir := t.TempDir()
-	berthd := binary(t)
+	berthd := harness.Binary(t)
 	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
 	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
 
 	d, reg, _ := newPodDaemon(t, "")
-	d.bin = filepath.Join(binDir, "berthd")
-	d.start()
-	waitReady(t, d)
-	e := &podEnv{d: d, reg: reg, rt: d.runtimeClient(), img: d.imageClient(), podCfg: podConfig("upgrade"), image: reg.host + "/" + busyboxRepo}
+	d.Bin = filepath.Join(binDir, "berthd")
+	d.Start()
+	d.WaitReady()
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig("upgrade"), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	ctx := context.Background()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
@@ -84,16 +86,16 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 
 	// A package upgrade: new supervisor binary on disk, berthd restarted.
 	copyFile(t, filepath.Join(binDir, "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
-	d.stop()
-	d.start()
-	waitReady(t, d)
-	if !d.logs.Contains("supervisor upgraded") {
-		t.Errorf("berthd did not upgrade the supervisor:\n%s", d.logs)
+	d.Stop()
+	d.Start()
+	d.WaitReady()
+	if !d.Logs.Contains("supervisor upgraded") {
+		t.Errorf("berthd did not upgrade the supervisor:\n%s", d.Logs)
 	}
 	if pid := supervisorPid(t, d); pid != pidBefore {
 		t.Errorf("supervisor pid %d after upgrade, was %d", pid, pidBefore)
 	}
-	e.rt = d.runtimeClient()
+	e.rt = d.RuntimeClient()
 	st := e.waitExit(t, id)
 	if st.ExitCode != 7 {
 		t.Errorf("exit code %d (%s), want 7", st.ExitCode, st.Reason)
@@ -119,11 +121,11 @@ func TestOCIRuntimeHandler(t *testing.T) {
 		t.Fatalf("runc is needed (hack/install-deps.sh installs it): %v", err)
 	}
 	d, reg, _ := newPodDaemon(t, fmt.Sprintf("[runtimes.runc-binary]\ntype = \"oci\"\nruntime_path = %q\n", runc))
-	d.start()
-	waitReady(t, d)
-	rt, img := d.runtimeClient(), d.imageClient()
+	d.Start()
+	d.WaitReady()
+	rt, img := d.RuntimeClient(), d.ImageClient()
 	ctx := context.Background()
-	image := reg.host + "/" + busyboxRepo
+	image := reg.Host + "/" + harness.BusyboxRepo
 	if _, err := img.PullImage(ctx, &runtimeapi.ImageSpec{Image: image}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestOCIRuntimeHandler(t *testing.T) {
 	podCfg.LogDirectory = t.TempDir()
 	pod, err := rt.RunPodSandbox(ctx, podCfg, "runc-binary")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	e := &podEnv{d: d, reg: reg, rt: rt, img: img, pod: pod, podCfg: podCfg, image: image}
 	id := e.run(t, e.containerConfig("viarunc", "sh", "-c", "echo through runc; exit 4"))

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // usernsHostID is where the test pod's ids start on the host.
@@ -75,10 +77,10 @@ func fileOwner(t *testing.T, path string) uint32 {
 // it sees, root's as 0), and to its rootfs; it has its pod network.
 func TestUserNamespacePod(t *testing.T) {
 	d, reg, _ := newPodDaemon(t, "")
-	letOthersThrough(t, d.dir)
-	d.start()
-	waitReady(t, d)
-	rt, ctx := d.runtimeClient(), context.Background()
+	letOthersThrough(t, d.Dir)
+	d.Start()
+	d.WaitReady()
+	rt, ctx := d.RuntimeClient(), context.Background()
 
 	st, err := rt.Status(ctx, false)
 	if err != nil {
@@ -96,13 +98,13 @@ func TestUserNamespacePod(t *testing.T) {
 		t.Errorf("user namespace with host network: %v, want InvalidArgument", err)
 	}
 
-	e := &podEnv{d: d, reg: reg, rt: rt, img: d.imageClient(), podCfg: usernsPod("userns", false), image: reg.host + "/" + busyboxRepo}
+	e := &podEnv{d: d, reg: reg, rt: rt, img: d.ImageClient(), podCfg: usernsPod("userns", false), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if e.pod, err = rt.RunPodSandbox(ctx, e.podCfg, ""); err != nil {
-		t.Fatalf("%v\n%s", err, d.logs)
+		t.Fatalf("%v\n%s", err, d.Logs)
 	}
 	t.Cleanup(func() {
 		rt.StopPodSandbox(context.Background(), e.pod)
@@ -133,7 +135,7 @@ func TestUserNamespacePod(t *testing.T) {
 	id := e.run(t, cfg)
 	logPath := filepath.Join(e.podCfg.LogDirectory, "probe.log")
 	var out string
-	waitFor(t, "the container's output", 20*time.Second, func() bool {
+	harness.WaitFor(t, "the container's output", 20*time.Second, func() bool {
 		if _, err := os.Stat(logPath); err != nil {
 			return false
 		}
@@ -196,7 +198,7 @@ func TestUserNamespacePod(t *testing.T) {
 	if err := rt.RemovePodSandbox(ctx, e.pod); err != nil {
 		t.Fatal(err)
 	}
-	if pins, _ := os.ReadDir(filepath.Join(d.dir, "run", "netns")); len(pins) != 0 {
+	if pins, _ := os.ReadDir(filepath.Join(d.Dir, "run", "netns")); len(pins) != 0 {
 		t.Errorf("netns pins left: %v", pins)
 	}
 }

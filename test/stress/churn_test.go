@@ -4,32 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
-
-// counts are the host and process resources pods use, for leak checks.
-type counts map[string]int
-
-func (c counts) String() string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%d ", k, c[k])
-	}
-	return b.String()
-}
 
 // ids remembers every sandbox and container id a test made, to count the
 // cgroups named after them (other berthds on the host make their own).
@@ -37,15 +20,10 @@ type ids struct{ m sync.Map }
 
 func (s *ids) add(id string) { s.m.Store(id, true) }
 
-func (d *daemon) count(seen *ids) counts {
-	c := counts{}
-	c["mounts"] = len(d.mounts())
-	pins, _ := os.ReadDir(filepath.Join(d.dir, "run", "netns"))
-	c["netns pins"] = len(pins)
-	links, _ := exec.Command("ip", "-o", "link", "show", "master", d.bridge).Output()
-	c["veths"] = strings.Count(string(links), "\n")
-	ips, _ := filepath.Glob(filepath.Join(d.ipamDir, "*", d.prefix+"*"))
-	c["IP allocations"] = len(ips)
+// count is the daemon's resource counts, with only the cgroups of seen's
+// ids, and berthd's and its supervisor's threads, memory and goroutines.
+func (d *daemon) count(seen *ids) harness.Counts {
+	c := d.Resources(d.net)
 	c["cgroups"] = 0
 	seen.m.Range(func(k, _ any) bool {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory/berth", k.(string))); err == nil {
@@ -53,17 +31,13 @@ func (d *daemon) count(seen *ids) counts {
 		}
 		return true
 	})
-	rootfs, _ := os.ReadDir(filepath.Join(d.dir, "root", "snapshots", "rootfs"))
-	c["rootfs dirs"] = len(rootfs)
-	pid := d.cmd.Process.Pid
-	c["berthd fds"] = countFDs(pid)
-	c["berthd threads"] = procStatus(pid, "Threads")
-	c["berthd RSS MiB"] = procStatus(pid, "VmRSS") / 1024
+	pid := d.Cmd.Process.Pid
+	c["berthd threads"] = harness.ProcStatus(pid, "Threads")
+	c["berthd RSS MiB"] = harness.ProcStatus(pid, "VmRSS") / 1024
 	c["berthd goroutines"] = d.goroutines()
-	if sup := d.supervisorPID(); sup != 0 {
-		c["supervisor fds"] = countFDs(sup)
-		c["supervisor threads"] = procStatus(sup, "Threads")
-		c["supervised processes"] = len(childrenOf(sup))
+	if sup := d.SupervisorPID(); sup != 0 {
+		c["supervisor fds"] = harness.CountFDs(sup)
+		c["supervisor threads"] = harness.ProcStatus(sup, "Threads")
 	}
 	return c
 }
@@ -77,7 +51,7 @@ var slack = map[string]int{
 }
 
 // within reports whether after is back within slack of before.
-func within(before, after counts) bool {
+func within(before, after harness.Counts) bool {
 	for k, b := range before {
 		if after[k] > b+slack[k] {
 			return false
@@ -179,10 +153,10 @@ func TestChurn(t *testing.T) {
 	// Warm-up at full concurrency: the threads and heap a burst of 20 needs
 	// are kept by the Go runtime and belong in the baseline.
 	if errs := c.run(ctx, 20, 20); len(errs) > 0 {
-		t.Fatalf("warm-up: %v\n%s", errs[0], d.logs)
+		t.Fatalf("warm-up: %v\n%s", errs[0], d.Logs)
 	}
-	var before counts
-	waitFor(t, "a steady baseline", 30*time.Second, func() bool {
+	var before harness.Counts
+	harness.WaitFor(t, "a steady baseline", 30*time.Second, func() bool {
 		before = d.count(c.seen)
 		return before["supervised processes"] == 0
 	})
@@ -196,7 +170,7 @@ func TestChurn(t *testing.T) {
 		}
 		t.Error(err)
 	}
-	var after counts
+	var after harness.Counts
 	ok := false
 	deadline := time.Now().Add(30 * time.Second)
 	for !ok && time.Now().Before(deadline) {

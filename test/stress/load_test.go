@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // TestConcurrentPulls pulls five images that share layers, fifty pulls at
@@ -21,7 +23,7 @@ import (
 func TestConcurrentPulls(t *testing.T) {
 	needStress(t)
 	d := newDaemon(t)
-	base := busyboxLayer(t)
+	base := harness.BusyboxLayer(t)
 	shared := make([]v1.Layer, 2)
 	for i := range shared {
 		l, err := random.Layer(256<<10, types.DockerLayer)
@@ -40,8 +42,8 @@ func TestConcurrentPulls(t *testing.T) {
 		// base, one of the two shared layers, its own: chains overlap in
 		// their first one or two layers.
 		repo := fmt.Sprintf("stress/app%d:v1", i)
-		d.reg.pushImage(t, repo, []v1.Layer{base, shared[i%2], own}, v1.Config{Cmd: []string{"sh"}})
-		refs[i] = d.reg.host + "/" + repo
+		d.reg.PushImage(t, repo, []v1.Layer{base, shared[i%2], own}, v1.Config{Cmd: []string{"sh"}})
+		refs[i] = d.reg.Host + "/" + repo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -71,8 +73,8 @@ func TestConcurrentPulls(t *testing.T) {
 		t.Errorf("%d images listed, want %d: %v", len(list), images, err)
 	}
 	// Chains: base; base+shared0; base+shared1; and one per image.
-	snaps, _ := readDirNames(d.dir + "/root/snapshots/layers")
-	tmp, _ := readDirNames(d.dir + "/root/snapshots/tmp")
+	snaps, _ := readDirNames(d.Dir + "/root/snapshots/layers")
+	tmp, _ := readDirNames(d.Dir + "/root/snapshots/tmp")
 	if len(snaps) != 3+images || len(tmp) != 0 {
 		t.Errorf("%d layer snapshots (want %d), %d temp dirs", len(snaps), 3+images, len(tmp))
 	}
@@ -180,7 +182,7 @@ func TestLoadWhileChurning(t *testing.T) {
 		t.Errorf("churn: %v", err)
 	}
 	if execErrs > 0 {
-		for _, line := range strings.Split(d.logs.String(), "\n") {
+		for _, line := range strings.Split(d.Logs.String(), "\n") {
 			if strings.Contains(line, "exec") && (strings.Contains(line, "level=warn") || strings.Contains(line, "level=error") || strings.Contains(line, "holding its output")) {
 				t.Log(line)
 			}
@@ -190,11 +192,11 @@ func TestLoadWhileChurning(t *testing.T) {
 		t.Errorf("list: %v", err)
 	}
 	// Only the target pod is left, with its pause and container running.
-	waitFor(t, "the churn's pods gone", 30*time.Second, func() bool {
+	harness.WaitFor(t, "the churn's pods gone", 30*time.Second, func() bool {
 		pods, _ := d.rt.ListPodSandbox(ctx, nil)
 		return len(pods) == 1
 	})
-	if got := len(childrenOf(d.supervisorPID())); got != 2 {
+	if got := len(d.SupervisedPIDs()); got != 2 {
 		t.Errorf("%d supervised processes, want 2 (the target's pause and container)", got)
 	}
 }

@@ -1,0 +1,188 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Net is a pod daemon's private CNI network.
+type Net struct {
+	Bridge, Subnet, Prefix, DataDir string
+}
+
+// NewPod is New for a daemon that can run pods: a registry holding the
+// pause and busybox images (pause is its sandbox image), and a bridge CNI
+// network of its own, so tests never share network state with each other
+// or with a berthd running on the host. bridge names the bridge, net24 is
+// the first three octets of its /24 ("10.87.3").
+func NewPod(t testing.TB, extra, bridge, net24 string) (*Daemon, *Registry, Net) {
+	t.Helper()
+	reg := NewRegistry(t)
+	reg.PushPodImages(t)
+	d := New(t, fmt.Sprintf("sandbox_image = %q\n", reg.Host+"/"+PauseRepo)+extra)
+	n := Net{Bridge: bridge, Subnet: net24 + ".0/24", Prefix: net24 + ".", DataDir: filepath.Join(d.Dir, "ipam")}
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"%s","plugins":[
+ {"type":"bridge","bridge":"%s","isGateway":true,"ipMasq":true,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"%s"}]],"routes":[{"dst":"0.0.0.0/0"}],"dataDir":"%s"}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}`, n.Bridge, n.Bridge, n.Subnet, n.DataDir)
+	os.MkdirAll(filepath.Join(d.Dir, "net.d"), 0o755)
+	if err := os.WriteFile(filepath.Join(d.Dir, "net.d", "10-test.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", n.Bridge).Run() })
+	return d, reg, n
+}
+
+// Counts are resource counts, for leak checks.
+type Counts map[string]int
+
+func (c Counts) String() string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%d ", k, c[k])
+	}
+	return b.String()
+}
+
+// Resources counts what d's pods use of the host and of berthd. All but
+// cgroups are d's own: other berthds (other tests, a developer's own) work
+// meanwhile.
+func (d *Daemon) Resources(n Net) Counts {
+	c := Counts{"mounts": len(d.mounts())}
+	netns, _ := os.ReadDir(filepath.Join(d.Dir, "run", "netns"))
+	c["netns pins"] = len(netns)
+	links, _ := exec.Command("ip", "-o", "link", "show", "master", n.Bridge).Output()
+	c["veths on the bridge"] = strings.Count(string(links), "\n")
+	ips, _ := filepath.Glob(filepath.Join(n.DataDir, "*", n.Prefix+"*"))
+	c["IP allocations"] = len(ips)
+	cg, _ := filepath.Glob("/sys/fs/cgroup/memory/berth/*/")
+	c["cgroups"] = len(cg)
+	c["berthd fds"] = CountFDs(d.Cmd.Process.Pid)
+	for key, dir := range map[string]string{
+		"rootfs dirs": "snapshots/rootfs", "layer snapshots": "snapshots/layers", "snapshot temp dirs": "snapshots/tmp",
+	} {
+		ents, _ := os.ReadDir(filepath.Join(d.Dir, "root", dir))
+		c[key] = len(ents)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(d.Dir, "root", "content", "blobs", "*", "*"))
+	c["content blobs"] = len(blobs)
+	c["state temp files"] = d.countTempFiles()
+	c["supervised processes"] = len(d.SupervisedPIDs())
+	return c
+}
+
+// countTempFiles counts atomicfile leftovers (".name.tmp-*") under berthd's
+// directories, not looking inside container root filesystems.
+func (d *Daemon) countTempFiles() int {
+	n := 0
+	for _, top := range []string{filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "run")} {
+		filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if e.IsDir() && (e.Name() == "rootfs" || e.Name() == "layers" || e.Name() == "netns") {
+				return filepath.SkipDir
+			}
+			if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
+				n++
+			}
+			return nil
+		})
+	}
+	return n
+}
+
+// SupervisorPID is the pid of the supervisor of d's state dir, or 0 when
+// none runs.
+func (d *Daemon) SupervisorPID() int {
+	if sups := d.supervisors(); len(sups) > 0 {
+		return sups[0]
+	}
+	return 0
+}
+
+// SupervisedPIDs are the live (not zombie) children of d's supervisor: one
+// per ready sandbox's pause and per created or running container.
+func (d *Daemon) SupervisedPIDs() []int {
+	sup := d.SupervisorPID()
+	if sup == 0 {
+		return nil
+	}
+	return childrenOf(sup)
+}
+
+// supervisors are the berth-supervisor processes of d's state dir.
+func (d *Daemon) supervisors() []int {
+	stateDir := filepath.Join(d.Dir, "run")
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 2 && strings.HasSuffix(args[0], "berth-supervisor") && slices.Contains(args, stateDir) {
+			pids = append(pids, pidOf(p))
+		}
+	}
+	return pids
+}
+
+// childrenOf lists the live (not zombie) children of pid.
+func childrenOf(pid int) []int {
+	var out []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		var state string
+		var ppid int
+		if _, err := fmt.Sscanf(string(b[i+1:]), " %s %d", &state, &ppid); err == nil && ppid == pid && state != "Z" {
+			out = append(out, pidOf(p))
+		}
+	}
+	return out
+}
+
+// pidOf is the pid in a /proc/<pid>/... path.
+func pidOf(procPath string) int {
+	pid, _ := strconv.Atoi(strings.Split(procPath, "/")[2])
+	return pid
+}
+
+// ProcStatus reads a numeric field (Threads, VmRSS in kB) of
+// /proc/pid/status, or -1.
+func ProcStatus(pid int, field string) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	return -1
+}
+
+// CountFDs is how many files pid has open.
+func CountFDs(pid int) int {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(fds)
+}
