@@ -42,13 +42,28 @@ func ensureSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir stri
 		return nil
 	}
 	log.WithFields(logrus.Fields{"pid": v.Pid, "binary": bin}).Info("the supervisor binary changed: upgrading the supervisor in place")
-	nv, err := c.Upgrade(ctx)
-	if err != nil {
-		return fmt.Errorf("upgrade the supervisor: %w", err)
+	uctx, cancel := context.WithTimeout(ctx, upgradeTimeout)
+	nv, err := c.Upgrade(uctx)
+	cancel()
+	if err == nil {
+		log.WithFields(logrus.Fields{"pid": nv.Pid, "version": nv.Binary}).Info("supervisor upgraded")
+		return nil
 	}
-	log.WithFields(logrus.Fields{"pid": nv.Pid, "version": nv.Binary}).Info("supervisor upgraded")
+	// A failed exec leaves the old supervisor serving; an exec that
+	// succeeded into a binary that then died (a file still being written,
+	// say) leaves none, and the running containers to re-adopt. Either
+	// way, go on with whatever answers now rather than fail the start:
+	// the next start of berthd tries the upgrade again.
+	log.WithError(err).Error("upgrading the supervisor in place failed; going on with the supervisor that answers")
+	if _, err := client.EnsureRunning(ctx, bin, stateDir); err != nil {
+		return fmt.Errorf("supervisor after a failed upgrade: %w", err)
+	}
 	return nil
 }
+
+// upgradeTimeout bounds an in-place upgrade: the exec and the new
+// process's start take well under a second.
+const upgradeTimeout = 30 * time.Second
 
 // binaryChanged reports whether process pid runs another file than bin
 // (same path, replaced by a new inode).

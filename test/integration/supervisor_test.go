@@ -113,6 +113,64 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 	e.rt.RemovePodSandbox(ctx, pod)
 }
 
+// TestSupervisorFailedUpgradeKeepsServing: a supervisor binary on disk
+// that cannot be executed (a broken package, a file still being written)
+// fails the in-place upgrade; berthd starts all the same with the
+// supervisor that runs, and its containers keep running.
+func TestSupervisorFailedUpgradeKeepsServing(t *testing.T) {
+	binDir := t.TempDir()
+	berthd := harness.Binary(t)
+	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
+	good := filepath.Join(t.TempDir(), "berth-supervisor")
+	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), good)
+	copyFile(t, good, filepath.Join(binDir, "berth-supervisor"))
+
+	d, reg, _ := newPodDaemon(t, "")
+	d.Bin = filepath.Join(binDir, "berthd")
+	d.Start()
+	d.WaitReady()
+	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig("badupgrade"), image: reg.Host + "/" + harness.BusyboxRepo}
+	e.podCfg.LogDirectory = t.TempDir()
+	ctx := context.Background()
+	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pod = pod
+	id := e.run(t, e.containerConfig("sleeper", "sleep", "1000"))
+	pidBefore := supervisorPid(t, d)
+
+	// An ELF header and nothing else: execve refuses it.
+	bad := filepath.Join(binDir, "berth-supervisor.bad")
+	if err := os.WriteFile(bad, append([]byte("\x7fELF"), make([]byte, 60)...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bad, filepath.Join(binDir, "berth-supervisor")); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	d.Start()
+	d.WaitReady()
+	if !d.Logs.Contains("upgrading the supervisor in place failed") {
+		t.Errorf("berthd did not report the failed upgrade:\n%s", d.Logs)
+	}
+	if pid := supervisorPid(t, d); pid != pidBefore {
+		t.Errorf("supervisor pid %d, was %d: the old supervisor should serve on", pid, pidBefore)
+	}
+	e.rt = d.RuntimeClient()
+	st, err := e.rt.ContainerStatus(ctx, id, false)
+	if err != nil || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container after the failed upgrade: %v %v", st.GetStatus().GetState(), err)
+	}
+	// The good binary back, for the cleanup's sake.
+	copyFile(t, good, filepath.Join(binDir, "berth-supervisor"))
+	e.rt.StopPodSandbox(ctx, pod)
+	e.rt.RemovePodSandbox(ctx, pod)
+}
+
 // TestOCIRuntimeHandler runs a pod and a container through a RuntimeClass
 // handler of type "oci" (Debian's runc binary), supervised the same way.
 func TestOCIRuntimeHandler(t *testing.T) {
