@@ -8,40 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// consoleSocketPair returns the two ends of libcontainer's console socket:
-// the child end goes to the exec'd process, which sends its pty master back.
-func consoleSocketPair() (parent, child *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("console socketpair: %w", err)
-	}
-	return os.NewFile(uintptr(fds[0]), "console-parent"), os.NewFile(uintptr(fds[1]), "console-child"), nil
-}
-
-// receiveConsole reads the pty master sent over the console socket. Every
-// other holder of the child end must be closed, so that a process that died
-// before sending gives EOF instead of a hang.
-func receiveConsole(sock *os.File) (*os.File, error) {
-	name := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), name, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("receive console: %w", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, fmt.Errorf("receive console: no file descriptor sent (%v)", err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("receive console: bad rights message (%v)", err)
-	}
-	return pollable(fds[0], string(name[:n]))
-}
-
 // pollable wraps fd as a non-blocking *os.File: reads park on the Go poller
 // instead of a thread and can be stopped with a deadline.
 func pollable(fd int, name string) (*os.File, error) {
@@ -50,25 +16,6 @@ func pollable(fd int, name string) (*os.File, error) {
 		return nil, fmt.Errorf("console %s: %w", name, err)
 	}
 	return os.NewFile(uintptr(fd), name), nil
-}
-
-// setSize applies a terminal size to a pty.
-func setSize(f *os.File, width, height uint16) error {
-	if width == 0 && height == 0 {
-		return nil
-	}
-	conn, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = conn.Control(func(fd uintptr) {
-		serr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: width, Row: height})
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 // openPty allocates a pty pair on the host: a pollable master and the slave.

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"github.com/berth-cri/berth/internal/pty"
 	"os"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
@@ -29,7 +30,7 @@ func (e *Execer) startLibcontainer(ctx context.Context, t Target, cmd []string, 
 	var consoleParent, consoleChild *os.File
 	if tty {
 		var err error
-		if consoleParent, consoleChild, err = consoleSocketPair(); err != nil {
+		if consoleParent, consoleChild, err = pty.SocketPair(); err != nil {
 			return nil, err
 		}
 		defer consoleParent.Close()
@@ -60,7 +61,7 @@ func (e *Execer) startLibcontainer(ctx context.Context, t Target, cmd []string, 
 		cleanup: sess.Close,
 	}
 	if tty {
-		if proc.console, err = receiveConsole(consoleParent); err != nil {
+		if proc.console, err = pty.Receive(consoleParent); err != nil {
 			// The process runs without anyone holding its terminal: end it.
 			sess.Kill()
 			sess.Wait()

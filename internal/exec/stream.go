@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"github.com/berth-cri/berth/internal/pty"
 	"io"
 	"os"
 	"sync"
@@ -182,7 +183,7 @@ func applyResizes(console *os.File, resize <-chan remotecommand.TerminalSize, do
 			if !ok {
 				return
 			}
-			if err := setSize(console, sz.Width, sz.Height); err != nil {
+			if err := pty.SetSize(console, sz.Height, sz.Width); err != nil {
 				e.log.WithError(err).Debug("resize exec tty")
 			}
 		}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"encoding/binary"
+	"github.com/berth-cri/berth/internal/pty"
 	"io"
 	"net"
 	"os"
@@ -175,7 +176,7 @@ func (c *container) readInput(r io.Reader) {
 				return
 			}
 			if console := c.terminal(); console != nil {
-				setWinsize(console, binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:]))
+				pty.SetSize(console, binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:]))
 			}
 		case v1.FrameStdinEnd:
 			c.mu.Lock()

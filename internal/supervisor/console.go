@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"github.com/berth-cri/berth/internal/pty"
 	"io"
 	"net"
 	"os"
@@ -36,72 +37,6 @@ import (
 //     lost, attaches get no output and their stdin is dropped, and the exit
 //     is reported like any exit it could not observe (255/Unknown).
 
-// consoleSocketPair returns the two ends of a libcontainer console socket: the
-// child end is passed to the container's init, which sends the pty master
-// back on it.
-func consoleSocketPair() (parent, child *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("console socketpair: %w", err)
-	}
-	return os.NewFile(uintptr(fds[0]), "console-parent"), os.NewFile(uintptr(fds[1]), "console-child"), nil
-}
-
-// consoleReceiveTimeout bounds the wait for a master that the runtime said it
-// sent: it is already queued on the socket by then.
-const consoleReceiveTimeout = 10 * time.Second
-
-// receiveConsole reads one pty master sent with SCM_RIGHTS on conn. Every
-// other holder of the peer end must be closed first, so that a runtime that
-// died before sending gives EOF, not a hang.
-func receiveConsole(conn *net.UnixConn) (*os.File, error) {
-	conn.SetReadDeadline(time.Now().Add(consoleReceiveTimeout))
-	name := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*4)) // room for a few fds, all closed but one
-	n, oobn, _, _, err := conn.ReadMsgUnix(name, oob)
-	if err != nil {
-		return nil, fmt.Errorf("receive console: %w", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("receive console: %w", err)
-	}
-	var fds []int
-	for i := range msgs {
-		got, err := unix.ParseUnixRights(&msgs[i])
-		if err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	if len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("receive console: %d descriptors sent, want 1", len(fds))
-	}
-	// Go's net package receives with MSG_CMSG_CLOEXEC; non-blocking makes
-	// reads park on the poller and lets an upgrade stop them by deadline.
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		return nil, fmt.Errorf("console: %w", err)
-	}
-	return os.NewFile(uintptr(fds[0]), string(name[:n])), nil
-}
-
-// receiveConsoleFile is receiveConsole on the parent end of a socketpair.
-func receiveConsoleFile(sock *os.File) (*os.File, error) {
-	c, err := net.FileConn(sock) // dups
-	if err != nil {
-		return nil, fmt.Errorf("console socket: %w", err)
-	}
-	defer c.Close()
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return nil, fmt.Errorf("console socket is %T", c)
-	}
-	return receiveConsole(uc)
-}
-
 // consoleListener is the socket an OCI runtime's --console-socket connects
 // to. It lives in a fresh directory under the temp dir: a unix socket path
 // must fit in 108 bytes, which a container directory may not.
@@ -129,38 +64,18 @@ func (l *consoleListener) path() string { return filepath.Join(l.dir, "sock") }
 // receive accepts the runtime's connection (already queued once the runtime's
 // create returned) and reads the master from it.
 func (l *consoleListener) receive() (*os.File, error) {
-	l.ln.SetDeadline(time.Now().Add(consoleReceiveTimeout))
+	l.ln.SetDeadline(time.Now().Add(10 * time.Second)) // queued once the runtime's create returned
 	conn, err := l.ln.AcceptUnix()
 	if err != nil {
 		return nil, fmt.Errorf("console socket accept: %w", err)
 	}
 	defer conn.Close()
-	return receiveConsole(conn)
+	return pty.ReceiveConn(conn)
 }
 
 func (l *consoleListener) close() {
 	l.ln.Close()
 	os.RemoveAll(l.dir)
-}
-
-// setWinsize applies a window size to the terminal behind a pty master
-// (TIOCSWINSZ on the master sets the slave's size; the kernel sends SIGWINCH
-// to the foreground process group).
-func setWinsize(master *os.File, rows, cols uint16) error {
-	if rows == 0 && cols == 0 {
-		return nil
-	}
-	rc, err := master.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // sendEOF types the terminal's end-of-file character (VEOF, read from the

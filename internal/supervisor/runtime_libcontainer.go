@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-cri/berth/internal/pty"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,7 +51,7 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 	if rec.Terminal {
 		// The init allocates the pty inside the container, makes the slave
 		// its stdio and controlling terminal, and sends the master here.
-		if consoleParent, consoleChild, err = consoleSocketPair(); err != nil {
+		if consoleParent, consoleChild, err = pty.SocketPair(); err != nil {
 			return 0, nil, err
 		}
 		defer consoleParent.Close()
@@ -92,7 +93,7 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 	}
 	var console *os.File
 	if rec.Terminal {
-		if console, err = receiveConsoleFile(consoleParent); err != nil {
+		if console, err = pty.Receive(consoleParent); err != nil {
 			lc.Signal(unix.SIGKILL)
 			p.Wait()
 			lc.Destroy()
