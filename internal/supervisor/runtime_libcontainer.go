@@ -8,17 +8,14 @@ import (
 	"github.com/berth-cri/berth/internal/pty"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 
-	"github.com/berth-cri/berth/internal/runtimecli"
+	"github.com/berth-cri/berth/internal/lcprocess"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
@@ -217,30 +214,11 @@ func (r *libcontainerRuntime) started(_ context.Context, rec *record) (bool, err
 	return st == libcontainer.Running || st == libcontainer.Paused, nil
 }
 
-// newProcess converts the spec's process into the init process.
-// CreateLibcontainerConfig already carries capabilities, no_new_privileges,
-// umask and labels in the config; arguments, user and rlimits belong here.
+// newProcess converts the spec's process (see lcprocess.New).
 func newProcess(p *specs.Process) (*libcontainer.Process, error) {
-	lp := &libcontainer.Process{
-		Args: p.Args,
-		Env:  p.Env,
-		UID:  int(p.User.UID),
-		GID:  int(p.User.GID),
-		Cwd:  p.Cwd,
-		// The init logs at libcontainer's level, not at its default of
-		// debug: every debug line crosses a pipe and is decoded here, only
-		// to be dropped.
-		LogLevel: strconv.Itoa(int(logrus.GetLevel())),
-	}
-	for _, g := range p.User.AdditionalGids {
-		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
-	}
-	for _, rl := range p.Rlimits {
-		t, ok := runtimecli.RlimitType(rl.Type)
-		if !ok {
-			return nil, v1.Errorf(v1.CodeInvalidArgument, "unknown rlimit %q", rl.Type)
-		}
-		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	lp, err := lcprocess.New(p)
+	if err != nil {
+		return nil, v1.Errorf(v1.CodeInvalidArgument, "%v", err)
 	}
 	return lp, nil
 }

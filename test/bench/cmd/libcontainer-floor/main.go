@@ -20,23 +20,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 
 	// The container init side, as in cmd/berth-supervisor.
 	_ "github.com/opencontainers/cgroups/devices"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
-	"github.com/berth-cri/berth/internal/runtimecli"
+	"github.com/berth-cri/berth/internal/lcprocess"
 	"github.com/berth-cri/berth/test/bench/internal/floor"
 )
 
@@ -190,7 +187,7 @@ func once(spec *specs.Spec, root, id string, null *os.File) (create, start time.
 	if err != nil {
 		return 0, 0, fmt.Errorf("convert spec: %w", err)
 	}
-	p, err := newProcess(spec.Process)
+	p, err := lcprocess.New(spec.Process)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -221,31 +218,6 @@ func once(spec *specs.Spec, root, id string, null *os.File) (create, start time.
 	return t1.Sub(t0), time.Since(t1), nil
 }
 
-// newProcess is the supervisor's conversion of the spec's process
-// (internal/supervisor/runtime_libcontainer.go).
-func newProcess(p *specs.Process) (*libcontainer.Process, error) {
-	lp := &libcontainer.Process{
-		Args: p.Args,
-		Env:  p.Env,
-		UID:  int(p.User.UID),
-		GID:  int(p.User.GID),
-		Cwd:  p.Cwd,
-		// As the supervisor: the init logs at libcontainer's level, not at
-		// nsexec's default of debug.
-		LogLevel: strconv.Itoa(int(logrus.GetLevel())),
-	}
-	for _, g := range p.User.AdditionalGids {
-		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
-	}
-	for _, rl := range p.Rlimits {
-		t, ok := runtimecli.RlimitType(rl.Type)
-		if !ok {
-			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
-		}
-		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
-	}
-	return lp, nil
-}
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
