@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -144,25 +143,10 @@ type Filter struct {
 
 // List returns copies of the containers matching f, oldest first.
 func (m *Manager) List(f Filter) []*Container {
-	var out []*Container
-	m.t.Each(func(c *Container) {
-		if (f.ID != "" && !strings.HasPrefix(c.ID, f.ID)) || (f.SandboxID != "" && !strings.HasPrefix(c.SandboxID, f.SandboxID)) ||
-			(f.State != nil && c.State != *f.State) || !labelsMatch(c.config.GetLabels(), f.Labels) {
-			return
-		}
-		out = append(out, c)
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
-	return out
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
+	return m.t.List(func(c *Container) bool {
+		return (f.ID == "" || strings.HasPrefix(c.ID, f.ID)) && (f.SandboxID == "" || strings.HasPrefix(c.SandboxID, f.SandboxID)) &&
+			(f.State == nil || c.State == *f.State) && store.LabelsMatch(c.config.GetLabels(), f.Labels)
+	}, func(c *Container) int64 { return c.CreatedAt })
 }
 
 // FromCRIState maps a CRI state filter.

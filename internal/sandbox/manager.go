@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -106,24 +105,9 @@ type Filter struct {
 
 // List returns copies of the sandboxes matching f, oldest first.
 func (m *Manager) List(f Filter) []*Sandbox {
-	var out []*Sandbox
-	m.t.Each(func(s *Sandbox) {
-		if (f.ID != "" && !strings.HasPrefix(s.ID, f.ID)) || (f.State != nil && s.State != *f.State) || !labelsMatch(s.config.GetLabels(), f.Labels) {
-			return
-		}
-		out = append(out, s)
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
-	return out
-}
-
-func labelsMatch(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
+	return m.t.List(func(s *Sandbox) bool {
+		return (f.ID == "" || strings.HasPrefix(s.ID, f.ID)) && (f.State == nil || s.State == *f.State) && store.LabelsMatch(s.config.GetLabels(), f.Labels)
+	}, func(s *Sandbox) int64 { return s.CreatedAt })
 }
 
 // ToState maps a CRI state filter.

@@ -23,6 +23,20 @@ const pauseStopTimeout = 10 * time.Second
 // network (CNI DEL, netns pin removed). Stopping a stopped or unknown
 // sandbox succeeds, as api.proto requires of StopPodSandbox.
 func (m *Manager) Stop(ctx context.Context, id string) error {
+	return m.withPod(ctx, id, "stop", Containers.StopPod, func(s *Sandbox) error {
+		m.notifyStop(ctx, s)
+		return m.stopLocked(ctx, s)
+	})
+}
+
+// withPod is how Stop and Remove begin: it finds the sandbox id, applies
+// containers ("stop" or "remove" in errors) to the pod's containers, then
+// takes the pod's lock and runs locked with the live record. An unknown
+// sandbox, or one removed while its containers were handled (they are
+// handled before the pod's lock is taken, under their own locks), runs
+// nothing and succeeds: api.proto makes StopPodSandbox and
+// RemovePodSandbox idempotent.
+func (m *Manager) withPod(ctx context.Context, id, verb string, containers func(Containers, context.Context, string) error, locked func(*Sandbox) error) error {
 	s, err := m.Get(id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
@@ -31,8 +45,8 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 		return err
 	}
 	if m.containers != nil {
-		if err := m.containers.StopPod(ctx, s.ID); err != nil {
-			return fmt.Errorf("stop containers of pod %s: %w", s.ID, err)
+		if err := containers(m.containers, ctx, s.ID); err != nil {
+			return fmt.Errorf("%s containers of pod %s: %w", verb, s.ID, err)
 		}
 	}
 	unlock := m.t.Lock(s.ID)
@@ -40,8 +54,7 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	if s = m.t.Current(s.ID); s == nil {
 		return nil // removed meanwhile
 	}
-	m.notifyStop(ctx, s)
-	return m.stopLocked(ctx, s)
+	return locked(s)
 }
 
 // notifyStop tells NRI plugins that a ready pod is being stopped, its
@@ -117,31 +130,16 @@ func (m *Manager) killPause(ctx context.Context, id string) error {
 // Remove removes the sandbox with its containers, stopping it first if
 // needed. Removing an unknown sandbox succeeds (api.proto).
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	s, err := m.Get(id)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if m.containers != nil {
-		if err := m.containers.RemovePod(ctx, s.ID); err != nil {
-			return fmt.Errorf("remove containers of pod %s: %w", s.ID, err)
+	return m.withPod(ctx, id, "remove", Containers.RemovePod, func(s *Sandbox) error {
+		m.notifyStop(ctx, s)
+		if err := m.tearDown(ctx, s); err != nil {
+			return err
 		}
-	}
-	unlock := m.t.Lock(s.ID)
-	defer unlock()
-	if s = m.t.Current(s.ID); s == nil {
+		if m.nri != nil {
+			m.nri.RemovePodSandbox(ctx, s)
+		}
 		return nil
-	}
-	m.notifyStop(ctx, s)
-	if err := m.tearDown(ctx, s); err != nil {
-		return err
-	}
-	if m.nri != nil {
-		m.nri.RemovePodSandbox(ctx, s)
-	}
-	return nil
+	})
 }
 
 // tearDown undoes everything a sandbox has, in reverse order of setUp, and
