@@ -218,7 +218,6 @@ func once(spec *specs.Spec, root, id string, null *os.File) (create, start time.
 	return t1.Sub(t0), time.Since(t1), nil
 }
 
-
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func fatal(err error) {
