@@ -55,21 +55,19 @@ func supervisorPid(t *testing.T, d *harness.Daemon) int {
 	return pid
 }
 
-// TestSupervisorUpgradeKeepsContainers replaces the supervisor binary and
-// restarts berthd, which upgrades the supervisor in place: same pid, the
-// running container keeps running, its exit code is exact and its log has
-// every line once.
-func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
-	binDir := t.TempDir()
+// upgradablePod starts a berthd whose binaries are private copies in
+// binDir (so a test may replace them), pulls busybox and runs a pod.
+func upgradablePod(t *testing.T, name string) (e *podEnv, binDir string) {
+	t.Helper()
+	binDir = t.TempDir()
 	berthd := harness.Binary(t)
 	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
 	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
-
 	d, reg, _ := newPodDaemon(t, "")
 	d.Bin = filepath.Join(binDir, "berthd")
 	d.Start()
 	d.WaitReady()
-	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig("upgrade"), image: reg.Host + "/" + harness.BusyboxRepo}
+	e = &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}
 	e.podCfg.LogDirectory = t.TempDir()
 	ctx := context.Background()
 	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
@@ -80,6 +78,16 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.pod = pod
+	return e, binDir
+}
+
+// TestSupervisorUpgradeKeepsContainers replaces the supervisor binary and
+// restarts berthd, which upgrades the supervisor in place: same pid, the
+// running container keeps running, its exit code is exact and its log has
+// every line once.
+func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
+	e, binDir := upgradablePod(t, "upgrade")
+	d, pod, ctx := e.d, e.pod, context.Background()
 	const lines = 150
 	id := e.run(t, e.containerConfig("counter", "sh", "-c", fmt.Sprintf("for i in $(seq 1 %d); do echo n $i; sleep 0.01; done; exit 7", lines)))
 	pidBefore := supervisorPid(t, d)
@@ -118,28 +126,10 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 // fails the in-place upgrade; berthd starts all the same with the
 // supervisor that runs, and its containers keep running.
 func TestSupervisorFailedUpgradeKeepsServing(t *testing.T) {
-	binDir := t.TempDir()
-	berthd := harness.Binary(t)
-	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
+	e, binDir := upgradablePod(t, "badupgrade")
+	d, pod, ctx := e.d, e.pod, context.Background()
 	good := filepath.Join(t.TempDir(), "berth-supervisor")
-	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), good)
-	copyFile(t, good, filepath.Join(binDir, "berth-supervisor"))
-
-	d, reg, _ := newPodDaemon(t, "")
-	d.Bin = filepath.Join(binDir, "berthd")
-	d.Start()
-	d.WaitReady()
-	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig("badupgrade"), image: reg.Host + "/" + harness.BusyboxRepo}
-	e.podCfg.LogDirectory = t.TempDir()
-	ctx := context.Background()
-	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.pod = pod
+	copyFile(t, filepath.Join(binDir, "berth-supervisor"), good)
 	id := e.run(t, e.containerConfig("sleeper", "sleep", "1000"))
 	pidBefore := supervisorPid(t, d)
 
