@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -208,6 +209,7 @@ func writeResponseFiles(conn *net.UnixConn, resp *v1.Response, files ...*os.File
 	for i, f := range files {
 		fds[i] = int(f.Fd())
 	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second)) // as writeResponse
 	n, _, err := conn.WriteMsgUnix(data, unix.UnixRights(fds...), nil)
 	if err == nil && n < len(data) {
 		_, err = conn.Write(data[n:])
