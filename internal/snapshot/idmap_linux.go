@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -33,27 +32,11 @@ func (s *Store) MountRootfsMapped(key string, m userns.Mappings) (string, error)
 	}
 	s.rootfsMu.Lock()
 	defer s.rootfsMu.Unlock()
-	ids, err := s.readLowers(key)
-	if err != nil {
-		return "", err
-	}
-	mnt := s.mountFor(key, ids)
-	if mounted, err := isMounted(mnt.Target); err != nil || mounted {
+	mnt, lowers, mounted, err := s.toMount(key)
+	if err != nil || mounted {
 		return mnt.Target, err
 	}
-	for _, id := range ids {
-		if validChainID(id) != nil || !s.Exists(id) {
-			return "", fmt.Errorf("mount rootfs %s: layer %s: %w", key, id, errdefs.ErrFailedPrecondition)
-		}
-	}
 	dir := s.keyDir(key)
-	lowers := []string{filepath.Join(dir, "empty")}
-	if len(ids) > 0 {
-		lowers = lowers[:0]
-		for _, id := range slices.Backward(ids) {
-			lowers = append(lowers, s.diffDir(id))
-		}
-	}
 	// The runtime sets the rootfs up from inside the user namespace, where
 	// berthd's 0700 dir is some stranger's: let it through (not list it).
 	// Directories above the store are the admin's: only checked.

@@ -123,23 +123,49 @@ func (s *Store) populateRootfs(dir string, chainIDs []digest.Digest) error {
 	return atomicfile.WriteJSONVolatile(filepath.Join(dir, lowersFile), chainIDs, 0o644) // flushed by PrepareRootfs
 }
 
-// mountFor builds the overlay mount of key. Overlay lists lower dirs
-// top-most first, the reverse of image order.
+// mountFor builds the overlay mount of key.
 func (s *Store) mountFor(key string, chainIDs []digest.Digest) Mount {
 	dir := s.keyDir(key)
-	var lowers []string
-	for _, id := range slices.Backward(chainIDs) {
-		lowers = append(lowers, s.diffDir(id))
-	}
-	if len(chainIDs) == 0 {
-		lowers = []string{filepath.Join(dir, "empty")}
-	}
 	return Mount{
 		Type:    "overlay",
 		Source:  "overlay",
 		Target:  filepath.Join(dir, "merged"),
-		Options: overlayOptions(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work")),
+		Options: overlayOptions(s.lowerDirs(key, chainIDs), filepath.Join(dir, "upper"), filepath.Join(dir, "work")),
 	}
+}
+
+// lowerDirs are the overlay lower dirs of key: its layers top-most first
+// (overlay's order, the reverse of the image's), or its empty dir for an
+// image without layers.
+func (s *Store) lowerDirs(key string, chainIDs []digest.Digest) []string {
+	if len(chainIDs) == 0 {
+		return []string{filepath.Join(s.keyDir(key), "empty")}
+	}
+	var lowers []string
+	for _, id := range slices.Backward(chainIDs) {
+		lowers = append(lowers, s.diffDir(id))
+	}
+	return lowers
+}
+
+// toMount is how MountRootfs and MountRootfsMapped begin, holding
+// rootfsMu: key's mount and lower dirs, or mounted when there is nothing to
+// do. Every layer must still exist.
+func (s *Store) toMount(key string) (m Mount, lowers []string, mounted bool, err error) {
+	ids, err := s.readLowers(key)
+	if err != nil {
+		return Mount{}, nil, false, err
+	}
+	m = s.mountFor(key, ids)
+	if mounted, err := isMounted(m.Target); err != nil || mounted {
+		return m, nil, mounted, err
+	}
+	for _, id := range ids {
+		if validChainID(id) != nil || !s.Exists(id) {
+			return Mount{}, nil, false, fmt.Errorf("mount rootfs %s: layer %s: %w", key, id, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return m, s.lowerDirs(key, ids), false, nil
 }
 
 func (s *Store) readLowers(key string) ([]digest.Digest, error) {
@@ -171,25 +197,9 @@ func (s *Store) MountRootfs(key string) (string, error) {
 	}
 	s.rootfsMu.Lock()
 	defer s.rootfsMu.Unlock()
-	ids, err := s.readLowers(key)
-	if err != nil {
-		return "", err
-	}
-	m := s.mountFor(key, ids)
-	if mounted, err := isMounted(m.Target); err != nil || mounted {
+	m, lowers, mounted, err := s.toMount(key)
+	if err != nil || mounted {
 		return m.Target, err
-	}
-	for _, id := range ids {
-		if validChainID(id) != nil || !s.Exists(id) {
-			return "", fmt.Errorf("mount rootfs %s: layer %s: %w", key, id, errdefs.ErrFailedPrecondition)
-		}
-	}
-	var lowers []string
-	for _, id := range slices.Backward(ids) {
-		lowers = append(lowers, s.diffDir(id))
-	}
-	if len(ids) == 0 {
-		lowers = []string{filepath.Join(s.keyDir(key), "empty")}
 	}
 	dir := s.keyDir(key)
 	if err := mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), m.Target); err != nil {
