@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	// Linked for libcontainer's re-exec of the test binary, as in berthd.
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // testEnv is what TestMain prepares once: a busybox rootfs shared read-only
@@ -51,14 +51,12 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	testEnv.rootfs = filepath.Join(dir, "rootfs")
-	if err := MakeBusyboxRootfs(testEnv.rootfs); err != nil {
+	if err := testsupport.BusyboxRootfs(testEnv.rootfs); err != nil {
 		panic(err)
 	}
-	bin := filepath.Join(dir, "berth-supervisor")
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, "github.com/berth-cri/berth/cmd/berth-supervisor")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Printf("build supervisor: %v\n%s", err, out)
+	bin, err := testsupport.BuildSupervisor(dir, false)
+	if err != nil {
+		fmt.Println(err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -81,27 +79,6 @@ func runMain(m *testing.M) int {
 		code = 1
 	}
 	return code
-}
-
-func MakeBusyboxRootfs(root string) error {
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc", "work"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return err
-		}
-	}
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "id", "env", "pwd", "dd", "head", "tty", "stty", "yes", "seq", "ls"} {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
-			return err
-		}
-	}
-	return os.WriteFile(filepath.Join(root, "etc", "notexec"), []byte("x"), 0o644)
 }
 
 func testSpec(id string) *specs.Spec {
@@ -191,44 +168,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// buffer is a WriteCloser for Stream's outputs.
-type buffer struct {
-	mu     sync.Mutex
-	b      strings.Builder
-	closed bool
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	return nil
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // childCount counts the direct child processes of pid, zombies included

@@ -8,20 +8,22 @@ import (
 	"time"
 
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestStreamPipes(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			tg := k.run(t, "stream-"+k.name)
-			var out, errb buffer
+			var out, errb testsupport.SyncBuffer
 			code, err := testExecer().Stream(testCtx(t), tg, []string{"sh", "-c", "cat; echo err >&2; exit 4"},
 				strings.NewReader("hello\n"), &out, &errb, false, nil)
 			if err != nil || code != 4 {
 				t.Fatalf("code %d err %v", code, err)
 			}
-			if out.String() != "hello\n" || errb.String() != "err\n" || !out.closed || !errb.closed {
-				t.Fatalf("stdout %q stderr %q (closed %v %v)", out.String(), errb.String(), out.closed, errb.closed)
+			if out.String() != "hello\n" || errb.String() != "err\n" || !out.Closed() || !errb.Closed() {
+				t.Fatalf("stdout %q stderr %q (closed %v %v)", out.String(), errb.String(), out.Closed(), errb.Closed())
 			}
 			code, err = testExecer().Stream(testCtx(t), tg, []string{"nope"}, nil, &out, &errb, false, nil)
 			if err != nil || code != 127 || !strings.Contains(errb.String(), "executable file not found") {
@@ -38,7 +40,7 @@ func TestStreamTTY(t *testing.T) {
 			inR, inW := io.Pipe()
 			defer inW.Close()
 			resize := make(chan remotecommand.TerminalSize)
-			var out buffer
+			var out testsupport.SyncBuffer
 			type result struct {
 				code int
 				err  error
@@ -48,7 +50,7 @@ func TestStreamTTY(t *testing.T) {
 				code, err := testExecer().Stream(testCtx(t), tg, []string{"sh", "-c", `tty; while read x; do [ "$x" = q ] && exit 5; stty size; done`}, inR, &out, nil, true, resize)
 				done <- result{code, err}
 			}()
-			waitFor(t, "tty output", 10*time.Second, func() bool { return strings.Contains(out.String(), "/dev/pts/") })
+			testsupport.PollUntil(t, "tty output", 10*time.Second, func() bool { return strings.Contains(out.String(), "/dev/pts/") })
 			if !regexp.MustCompile(`^/dev/pts/\d+\r?\n`).MatchString(out.String()) {
 				t.Fatalf("tty printed %q", out.String())
 			}
@@ -62,7 +64,7 @@ func TestStreamTTY(t *testing.T) {
 			}
 			// For the oci kind the size travels asynchronously (SIGWINCH to
 			// the runtime): ask until it arrived.
-			waitFor(t, "stty size to show the new size", 10*time.Second, func() bool {
+			testsupport.PollUntil(t, "stty size to show the new size", 10*time.Second, func() bool {
 				inW.Write([]byte("go\n"))
 				return strings.Contains(out.String(), "45 123")
 			})

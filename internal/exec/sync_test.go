@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 type syncCase struct {
@@ -86,7 +87,7 @@ func TestSyncTimeoutKillsTree(t *testing.T) {
 				t.Fatalf("timeout took %s", d)
 			}
 			// Only the container's own sleep (its init) is left.
-			waitFor(t, "exec'd sleeps to die", 5*time.Second, func() bool {
+			testsupport.PollUntil(t, "exec'd sleeps to die", 5*time.Second, func() bool {
 				out, _, _, _ := e.Sync(testCtx(t), tg, []string{"sh", "-c", "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done"}, 10*time.Second, 0)
 				return strings.Count(string(out), "sleep100") == 0 && strings.Count(string(out), "sleep") == 1
 			})
@@ -127,7 +128,7 @@ func TestSyncContainerState(t *testing.T) {
 	if err := testEnv.sup.Kill(testCtx(t), tg.ID, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the container to stop", 5*time.Second, func() bool {
+	testsupport.PollUntil(t, "the container to stop", 5*time.Second, func() bool {
 		_, _, _, err := e.Sync(testCtx(t), tg, []string{"true"}, time.Second, 0)
 		return errors.Is(err, errdefs.ErrFailedPrecondition)
 	})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,41 +13,12 @@ import (
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
-
-// syncBuffer collects an attacher's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// pollUntil polls cond until it holds or 10 s passed.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 type attached struct {
 	a        *client.Attachment
-	out, err syncBuffer
+	out, err testsupport.SyncBuffer
 	done     chan error
 }
 
@@ -92,15 +62,15 @@ func TestAttachLiveOutput(t *testing.T) {
 	if a1.a.State.Status != v1.StatusRunning {
 		t.Fatalf("attach state %+v", a1.a.State)
 	}
-	pollUntil(t, "both attachers to see 20 lines", func() bool {
+	testsupport.PollUntil(t, "both attachers to see 20 lines", 10*time.Second, func() bool {
 		return strings.Count(a1.out.String(), "\n") >= 20 && strings.Count(a2.out.String(), "\n") >= 20
 	})
-	pollUntil(t, "stderr output", func() bool { return strings.Contains(a1.err.String(), "err\n") })
+	testsupport.PollUntil(t, "stderr output", 10*time.Second, func() bool { return strings.Contains(a1.err.String(), "err\n") })
 	// The first detaches; the second keeps seeing output.
 	a1.a.Close()
 	<-a1.done
 	n := strings.Count(a2.out.String(), "\n")
-	pollUntil(t, "more output after a detach", func() bool { return strings.Count(a2.out.String(), "\n") >= n+10 })
+	testsupport.PollUntil(t, "more output after a detach", 10*time.Second, func() bool { return strings.Count(a2.out.String(), "\n") >= n+10 })
 
 	ctx := testCtx(t)
 	c.Kill(ctx, "counter", syscall.SIGKILL, true)
@@ -143,7 +113,7 @@ func TestAttachStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write([]byte("hello\n"))
-	pollUntil(t, "stdin echoed", func() bool { return a.out.String() == "hello\n" })
+	testsupport.PollUntil(t, "stdin echoed", 10*time.Second, func() bool { return a.out.String() == "hello\n" })
 	// StdinOnce as berthd does it: the attacher detaches, stdin is closed,
 	// cat reads EOF and exits.
 	w.Close()

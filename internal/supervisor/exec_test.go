@@ -17,6 +17,7 @@ import (
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // execProc is the process spec of an exec running sh -c script.
@@ -106,7 +107,7 @@ func TestExecKillAndHangup(t *testing.T) {
 		waitPidfd(t, f)
 		f.Close()
 		// Only the container's init remains in the cgroup.
-		pollUntil(t, end+": the tree to die", func() bool { return len(cgroupProcs(t, "kt")) == 1 })
+		testsupport.PollUntil(t, end+": the tree to die", 10*time.Second, func() bool { return len(cgroupProcs(t, "kt")) == 1 })
 	}
 }
 
@@ -154,7 +155,7 @@ func TestExecOrphansReaped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("orphan pid %q", out)
 	}
-	pollUntil(t, "the orphan to be reaped", func() bool {
+	testsupport.PollUntil(t, "the orphan to be reaped", 10*time.Second, func() bool {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
 		if err != nil {
 			return true

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // env is what TestMain prepares once: the supervisor binary and a busybox
@@ -47,44 +47,17 @@ func runMain(m *testing.M) int {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	testEnv.bin = filepath.Join(dir, "berth-supervisor")
-	args := []string{"build", "-tags", "seccomp", "-o", testEnv.bin}
-	if os.Getenv("BERTH_SUPERVISOR_RACE") != "" {
-		args = append(args, "-race") // race-check the supervisor itself
-	}
-	build := exec.Command("go", append(args, "github.com/berth-cri/berth/cmd/berth-supervisor")...)
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Printf("build supervisor: %v\n%s", err, out)
+	// BERTH_SUPERVISOR_RACE: race-check the supervisor itself.
+	if testEnv.bin, err = testsupport.BuildSupervisor(dir, os.Getenv("BERTH_SUPERVISOR_RACE") != ""); err != nil {
+		fmt.Println(err)
 		return 1
 	}
 	testEnv.rootfs = filepath.Join(dir, "rootfs")
-	if err := makeRootfs(testEnv.rootfs); err != nil {
+	if err := testsupport.BusyboxRootfs(testEnv.rootfs); err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	return m.Run()
-}
-
-func makeRootfs(root string) error {
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return err
-		}
-	}
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "false", "printf", "dd", "tr", "head", "seq", "kill", "tty", "stty"} {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // startSupervisor starts a supervisor with its own state dir and stops it

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // withTerminal gives the bundle's process a terminal of rows x cols.
@@ -108,7 +110,7 @@ func TestTerminalAttach(t *testing.T) {
 	if _, err := a.a.Write([]byte("stty size; echo answer-$((6*7))\n")); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "the shell's answer", func() bool { return strings.Contains(a.out.String(), "answer-42") })
+	testsupport.PollUntil(t, "the shell's answer", 10*time.Second, func() bool { return strings.Contains(a.out.String(), "answer-42") })
 	if !strings.Contains(a.out.String(), "30 100") {
 		t.Fatalf("stty size after a resize to 30x100: %q", a.out.String())
 	}
@@ -299,7 +301,7 @@ func TestTerminalNoLeaks(t *testing.T) {
 		cycle()
 	}
 	var after *v1.Stats
-	pollUntil(t, "descriptors and goroutines to settle", func() bool {
+	testsupport.PollUntil(t, "descriptors and goroutines to settle", 10*time.Second, func() bool {
 		if after, err = c.Stats(ctx); err != nil {
 			t.Fatal(err)
 		}

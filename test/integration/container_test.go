@@ -33,7 +33,18 @@ type podEnv struct {
 
 func newPodEnv(t *testing.T, name string) *podEnv {
 	t.Helper()
-	d, reg, _ := newPodDaemon(t, "")
+	return startPodEnv(t, name, "", "")
+}
+
+// startPodEnv starts a berthd (with extra config, and bin instead of the
+// binary under test if set), pulls busybox and runs a pod, removed at the
+// end of the test.
+func startPodEnv(t *testing.T, name, extra, bin string) *podEnv {
+	t.Helper()
+	d, reg, _ := newPodDaemon(t, extra)
+	if bin != "" {
+		d.Bin = bin
+	}
 	d.Start()
 	d.WaitReady()
 	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}

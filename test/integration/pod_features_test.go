@@ -24,25 +24,7 @@ const volumeRepo = "test/volume:1"
 // newPodEnvWith is newPodEnv with extra daemon config.
 func newPodEnvWith(t *testing.T, name, extra string) *podEnv {
 	t.Helper()
-	d, reg, _ := newPodDaemon(t, extra)
-	d.Start()
-	d.WaitReady()
-	e := &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}
-	e.podCfg.LogDirectory = t.TempDir()
-	ctx := context.Background()
-	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, d.Logs)
-	}
-	e.pod = pod
-	t.Cleanup(func() {
-		e.rt.StopPodSandbox(context.Background(), pod)
-		e.rt.RemovePodSandbox(context.Background(), pod)
-	})
-	return e
+	return startPodEnv(t, name, extra, "")
 }
 
 // mountsUnder lists the mount points at or below dir in the host's mount

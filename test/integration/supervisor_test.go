@@ -63,22 +63,7 @@ func upgradablePod(t *testing.T, name string) (e *podEnv, binDir string) {
 	berthd := harness.Binary(t)
 	copyFile(t, berthd, filepath.Join(binDir, "berthd"))
 	copyFile(t, filepath.Join(filepath.Dir(berthd), "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
-	d, reg, _ := newPodDaemon(t, "")
-	d.Bin = filepath.Join(binDir, "berthd")
-	d.Start()
-	d.WaitReady()
-	e = &podEnv{d: d, reg: reg, rt: d.RuntimeClient(), img: d.ImageClient(), podCfg: podConfig(name), image: reg.Host + "/" + harness.BusyboxRepo}
-	e.podCfg.LogDirectory = t.TempDir()
-	ctx := context.Background()
-	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := e.rt.RunPodSandbox(ctx, e.podCfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.pod = pod
-	return e, binDir
+	return startPodEnv(t, name, "", filepath.Join(binDir, "berthd")), binDir
 }
 
 // TestSupervisorUpgradeKeepsContainers replaces the supervisor binary and

@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // TestAttach: an attach session sees live output, stdin reaches the
@@ -41,12 +44,12 @@ func TestAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	inR, inW := io.Pipe()
-	var live lockedWriter
+	var live testsupport.SyncBuffer
 	done := make(chan *session, 1)
 	go func() { done <- runSession(t, resp.Url, inR, true, false, nil, &live) }()
 	// Output written after the attach began comes through the session; keep
 	// sending until the echo shows the session is connected end to end.
-	pollUntil(t, "stdin echoed through the attach", func() bool {
+	testsupport.PollUntil(t, "stdin echoed through the attach", 10*time.Second, func() bool {
 		inW.Write([]byte("ping\n"))
 		return strings.Contains(live.String(), "ping\n")
 	})
@@ -98,13 +101,13 @@ func TestAttachTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	inR, inW := io.Pipe()
-	var live lockedWriter
+	var live testsupport.SyncBuffer
 	done := make(chan *session, 1)
 	sizes := []remotecommand.TerminalSize{{Width: 100, Height: 30}}
 	go func() { done <- runSession(t, resp.Url, inR, false, true, sizes, &live) }()
 	// Resize and stdin travel on different streams: ask until the shell
 	// reports the new size.
-	pollUntil(t, "stty size after the resize", func() bool {
+	testsupport.PollUntil(t, "stty size after the resize", 10*time.Second, func() bool {
 		inW.Write([]byte("stty size\n"))
 		return strings.Contains(live.String(), "30 100")
 	})

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -23,21 +21,12 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
-	// Linked for libcontainer's re-exec of the test binary, as in berthd.
-	_ "github.com/opencontainers/cgroups/devices"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	berthexec "github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/supervisor/client"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
-
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
-	}
-}
 
 // testEnv is prepared once by TestMain and read-only afterwards.
 var testEnv struct {
@@ -60,41 +49,17 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		testEnv.rootfs = filepath.Join(dir, "rootfs")
-		if err := makeRootfs(testEnv.rootfs); err != nil {
+		if err := testsupport.BusyboxRootfs(testEnv.rootfs); err != nil {
 			fmt.Println(err)
 			return 1
 		}
-		testEnv.supervisor = filepath.Join(dir, "berth-supervisor")
-		build := exec.Command("go", "build", "-tags", "seccomp", "-o", testEnv.supervisor, "github.com/berth-cri/berth/cmd/berth-supervisor")
-		build.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Printf("build supervisor: %v\n%s", err, out)
+		if testEnv.supervisor, err = testsupport.BuildSupervisor(dir, false); err != nil {
+			fmt.Println(err)
 			return 1
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-func makeRootfs(root string) error {
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return err
-		}
-	}
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "echo", "sleep", "cat", "true", "tty", "stty", "seq"} {
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func testSpec(id, script string) *specs.Spec {
@@ -303,33 +268,4 @@ func runSession(t *testing.T, url string, stdin io.Reader, stderr, tty bool, siz
 	wg.Wait()
 	sess.status = string(status)
 	return &sess
-}
-
-// lockedWriter is a Writer tests poll while a session runs.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -22,6 +22,8 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 var (
@@ -296,17 +298,8 @@ func (d *Daemon) mounts() []string {
 	return out
 }
 
-// WaitFor polls cond until it holds or the deadline passes.
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+// WaitFor polls cond until it holds, failing the test after timeout.
+var WaitFor = testsupport.PollUntil
 
 // FreePort is a TCP port on loopback nothing listens on right now
 // (metrics_address takes no port 0).
@@ -320,23 +313,5 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// SyncBuffer is a bytes.Buffer safe for berthd's stdout and stderr to
-// write while a test reads it.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *SyncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }
+// SyncBuffer collects berthd's stdout and stderr while a test reads them.
+type SyncBuffer = testsupport.SyncBuffer

@@ -1,0 +1,112 @@
+// Package testsupport is what the tests of internal/exec,
+// internal/server/streaming, internal/supervisor and test/ share: a supervisor
+// binary built from this tree, a busybox root filesystem, a buffer that
+// tests read while something writes it, and polling. Only tests import it.
+package testsupport
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BuildSupervisor builds cmd/berth-supervisor (cgo, seccomp) into dir and
+// returns its path; race adds -race (the supervisor checking itself).
+func BuildSupervisor(dir string, race bool) (string, error) {
+	bin := filepath.Join(dir, "berth-supervisor")
+	args := []string{"build", "-tags", "seccomp", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/berth-cri/berth/cmd/berth-supervisor")...)
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build supervisor: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// applets are the busybox commands the tests run.
+var applets = []string{
+	"sh", "echo", "sleep", "cat", "true", "false", "printf", "dd", "tr", "head", "seq", "kill",
+	"tty", "stty", "id", "env", "pwd", "yes", "ls",
+}
+
+// BusyboxRootfs makes a minimal root filesystem at root from the host's
+// static busybox (apt-get install busybox-static): /bin with the applets
+// above, the usual mount points, /work, and /etc/notexec (a file that is
+// not executable).
+func BusyboxRootfs(root string) error {
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc", "work"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	data, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
+		return err
+	}
+	for _, a := range applets {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(root, "etc", "notexec"), []byte("x"), 0o644)
+}
+
+// SyncBuffer is a WriteCloser tests read while something writes to it.
+type SyncBuffer struct {
+	mu     sync.Mutex
+	b      strings.Builder
+	closed bool
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// Close records that the writer was closed; writes still land.
+func (b *SyncBuffer) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return nil
+}
+
+// Closed reports whether Close was called.
+func (b *SyncBuffer) Closed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Contains reports whether what was written so far holds sub.
+func (b *SyncBuffer) Contains(sub string) bool { return strings.Contains(b.String(), sub) }
+
+// PollUntil polls cond every 10 ms until it holds, failing the test after d.
+func PollUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
