@@ -28,28 +28,6 @@ func WriteVolatile(path string, data []byte, perm os.FileMode) error {
 	return write(path, data, perm, false)
 }
 
-// WriteFlushBehind replaces path like Write and returns once the new
-// version is in place, before it reaches the disk: the file and directory
-// fsyncs follow in the background. Readers and a restarted berthd see the
-// old content or the new, never a mix, exactly as with Write; a power cut
-// within the few milliseconds of the flush may lose the latest version.
-// For records whose loss after a power cut recovery tolerates (berthd's
-// container and sandbox records: a lost or damaged one is dropped and what
-// it named is swept as an orphan), on the path of every container create
-// and start, where the fsyncs cost ~0.5 ms each time.
-func WriteFlushBehind(path string, data []byte, perm os.FileMode) error {
-	f, err := writeTemp(path, data, perm, false)
-	if err != nil {
-		return err
-	}
-	go func() {
-		f.Sync()
-		f.Close()
-		SyncDir(filepath.Dir(path))
-	}()
-	return nil
-}
-
 func write(path string, data []byte, perm os.FileMode, durable bool) error {
 	f, err := writeTemp(path, data, perm, durable)
 	if err != nil {
@@ -104,15 +82,6 @@ func WriteJSON(path string, v any, perm os.FileMode) error {
 		return err
 	}
 	return Write(path, data, perm)
-}
-
-// WriteJSONFlushBehind is WriteFlushBehind of v encoded as indented JSON.
-func WriteJSONFlushBehind(path string, v any, perm os.FileMode) error {
-	data, err := encodeJSON(path, v)
-	if err != nil {
-		return err
-	}
-	return WriteFlushBehind(path, data, perm)
 }
 
 // WriteJSONVolatile is WriteVolatile of v encoded as indented JSON.

@@ -1,6 +1,6 @@
 // Package store keeps berthd's metadata records (sandboxes, containers) on
-// disk, one JSON file per object, each written atomically before the RPC
-// that changed it answers.
+// disk, one record file (atomicfile.WriteRecord: JSON, updated in place) per
+// object, each written atomically before the RPC that changed it answers.
 package store
 
 import (
@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -18,6 +19,7 @@ import (
 // Records is a directory of JSON records of type T keyed by id.
 type Records[T any] struct {
 	dir string
+	mu  sync.Mutex // serialises writes (a write is ~0.02 ms)
 }
 
 // Open creates dir if needed and removes temp files a crash left mid-write.
@@ -45,14 +47,23 @@ func (r *Records[T]) path(id string) (string, error) {
 }
 
 // Put writes v as the record id: atomically before it returns, durably
-// soon after (atomicfile.WriteFlushBehind: a record a power cut loses or
-// damages is dropped at recovery, and what it named swept as an orphan).
+// soon after (atomicfile.FlushBehind: a power cut may lose its latest
+// versions; a record a power cut loses or damages is dropped at recovery,
+// and what it named swept as an orphan).
 func (r *Records[T]) Put(id string, v *T) error {
 	p, err := r.path(id)
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteJSONFlushBehind(p, v, 0o600)
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", id, err)
+	}
+	// One writer per file at a time (WriteRecord's rule): a record is
+	// normally changed under its object's lock, but not every caller is.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return atomicfile.WriteRecord(p, data, 0o600, atomicfile.FlushBehind)
 }
 
 // Get reads one record; ErrNotFound if absent.
@@ -61,7 +72,7 @@ func (r *Records[T]) Get(id string) (*T, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(p)
+	data, err := atomicfile.ReadRecord(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("record %s: %w", id, errdefs.ErrNotFound)
 	}
