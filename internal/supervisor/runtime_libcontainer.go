@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/berth-cri/berth/internal/pty"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/berth-cri/berth/internal/pty"
 
 	"github.com/berth-cri/berth/internal/lcprocess"
 
@@ -97,16 +98,38 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 			return 0, nil, err
 		}
 	}
-	if st, err := lc.State(); err == nil {
-		if cgroups.IsCgroup2UnifiedMode() {
-			rec.MemoryCgroup = st.CgroupPaths[""]
-		} else {
-			rec.MemoryCgroup = st.CgroupPaths["memory"]
-		}
-	}
+	rec.MemoryCgroup = memoryCgroup(lc, cfg.Cgroups)
 	r.created.Store(rec.ID, lc)
 	return pid, console, nil
 }
+
+// memoryCgroup is the container's memory cgroup directory. For an
+// absolute cgroupfs path (what berthd writes) it is the path under the
+// memory hierarchy's mount point (libcontainer's rule), found once; else
+// the container's state is asked (~0.1 ms: it reads the init's /proc
+// entries too; a new cgroupfs manager would read mountinfo per controller).
+func memoryCgroup(lc *libcontainer.Container, cg *cgroups.Cgroup) string {
+	if !cg.Systemd && filepath.IsAbs(cg.Path) {
+		if cgroups.IsCgroup2UnifiedMode() {
+			return filepath.Join(cgroupMount, cg.Path)
+		}
+		if mnt, err := memoryMount(); err == nil {
+			return filepath.Join(mnt, cg.Path)
+		}
+	}
+	st, err := lc.State()
+	if err != nil {
+		return ""
+	}
+	if cgroups.IsCgroup2UnifiedMode() {
+		return st.CgroupPaths[""]
+	}
+	return st.CgroupPaths["memory"]
+}
+
+const cgroupMount = "/sys/fs/cgroup"
+
+var memoryMount = sync.OnceValues(func() (string, error) { return cgroups.FindCgroupMountpoint("", "memory") })
 
 // loadContainer loads rec's libcontainer state from its runtime root.
 func loadContainer(rec *record) (*libcontainer.Container, error) {
