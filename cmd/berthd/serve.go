@@ -35,6 +35,7 @@ import (
 	serverstats "github.com/berth-cri/berth/internal/server/stats"
 	"github.com/berth-cri/berth/internal/server/streaming"
 	"github.com/berth-cri/berth/internal/snapshot"
+	"github.com/berth-cri/berth/internal/statedir"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/version"
@@ -62,10 +63,18 @@ func serve(configPath string, loaded *config.Loaded) error {
 	applyLogSettings(log, cfg)
 	log.WithFields(logrus.Fields{"version": version.Version, "config": append([]string{config.DefaultSource}, loaded.Files...)}).Info("berthd starting")
 
-	for _, dir := range []string{cfg.RootDir, cfg.StateDir} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
+	if err := os.MkdirAll(cfg.RootDir, 0o711); err != nil {
+		return fmt.Errorf("create %s: %w", cfg.RootDir, err)
+	}
+	placed, err := statedir.Prepare(cfg.StateDir, statedir.Options{Tmpfs: cfg.StateDirTmpfs, Activated: statedir.Activated()})
+	if err != nil {
+		return err
+	}
+	switch {
+	case placed.Mounted:
+		log.WithField("state_dir", cfg.StateDir).Info("state dir: mounted a tmpfs on it")
+	case !placed.Memory:
+		log.WithFields(logrus.Fields{"state_dir": cfg.StateDir, "why": placed.Why}).Info("state dir stays on disk (slower container creates)")
 	}
 	// Signals are caught from the first instant: SIGHUP's default action
 	// would kill berthd, and a reload may come while recovery runs.
@@ -310,6 +319,7 @@ func (p *daemonParts) reload(configPath string) {
 		"socket_group":    old.SocketGroup != cfg.SocketGroup,
 		"root_dir":        old.RootDir != cfg.RootDir,
 		"state_dir":       old.StateDir != cfg.StateDir,
+		"state_dir_tmpfs": old.StateDirTmpfs != cfg.StateDirTmpfs,
 		"cni.conf_dir":    old.CNI.ConfDir != cfg.CNI.ConfDir,
 		"metrics_address": old.MetricsAddress != cfg.MetricsAddress,
 		"nri":             old.NRI != cfg.NRI,
@@ -319,6 +329,7 @@ func (p *daemonParts) reload(configPath string) {
 		}
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
+	cfg.StateDirTmpfs = old.StateDirTmpfs
 	cfg.MetricsAddress = old.MetricsAddress
 	cfg.NRI = old.NRI
 	applyLogSettings(p.log, cfg)

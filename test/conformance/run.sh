@@ -71,6 +71,9 @@ cleanup() {
 	kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	pkill -f "berth-supervisor --state-dir $work/" 2>/dev/null || true
 	ip link del berthct0 2>/dev/null || true
+	# berthd's state dir (a tmpfs it mounted when /run is on disk) and
+	# whatever else is mounted under the work dir.
+	grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
 trap cleanup EXIT
 for _ in $(seq 200); do

@@ -30,6 +30,9 @@ type Config struct {
 	RootDir string `toml:"root_dir" json:"root_dir"`
 	// StateDir holds runtime state: netns pins, supervisor socket, locks.
 	StateDir string `toml:"state_dir" json:"state_dir"`
+	// StateDirTmpfs lets berthd mount a tmpfs on StateDir when it is on
+	// disk and holds nothing of this boot (internal/statedir).
+	StateDirTmpfs bool `toml:"state_dir_tmpfs" json:"state_dir_tmpfs"`
 	// LogLevel is a logrus level: trace, debug, info, warn, error.
 	LogLevel string `toml:"log_level" json:"log_level"`
 	// LogFormat is text or json.

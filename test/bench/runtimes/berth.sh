@@ -31,13 +31,17 @@ berth_start() {
 
 # berth_target: this runtime's entry of targets.json. The supervisor is
 # found by the state dir on its command line; spec_path is where berthd
-# writes a container's OCI spec (internal/container: the bundle's).
+# writes a container's OCI spec (internal/container: the bundle's);
+# floor_dir puts the floor's libcontainer state in berthd's state dir,
+# beside the supervisor's (a tmpfs berthd mounted, when the host's is on
+# disk), so that both pay the same for it.
 berth_target() {
 	cat <<-JSON
 		{"name": "berth", "endpoint": "unix://$BERTH_SOCK", "daemon_pid": $BERTH_PID,
 		 "helper_cmdline": ["berth-supervisor", "--state-dir $BERTH_DIR/run"],
 		 "root_dir": "$BERTH_DIR/root", "log_dir": "$BERTH_DIR/logs",
 		 "spec_path": "$BERTH_DIR/run/containers/{id}/bundle/config.json",
+		 "floor_dir": "$BERTH_DIR/run/bench-floor",
 		 "versions": [["$BERTHD", "--version"]]}
 	JSON
 }

@@ -136,7 +136,8 @@ runc's libcontainer in-process, from a sealed copy of its binary, as berth's sup
 OCI spec (config.json) the runtime wrote for a container made like %[1]s's, in a pod of its
 own that stays up. Rootfs, namespaces (the pod's, joined), mounts, masked paths, seccomp,
 capabilities, devices and process are the runtime's; only the container id, its cgroup
-(/berth-floor/ID) and its stdio (/dev/null) differ. *Create* is libcontainer Create + Start (the init
+(/berth-floor/ID) and its stdio (/dev/null) differ; libcontainer's state goes where the runtime keeps
+its own (floor_dir in targets.json: berth's state dir). *Create* is libcontainer Create + Start (the init
 set up and waiting on its exec fifo, as after CreateContainer), *start* is Exec (as StartContainer);
 no RPC, no image or rootfs work, no bookkeeping. Pace: %[2]s; the first create of each round is
 an unmeasured warm-up. The floor is paced because a create may cost more after a quiet spell than

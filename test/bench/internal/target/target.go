@@ -38,6 +38,11 @@ type Spec struct {
 	// standing for the container id: the spec container-floor runs.
 	// Empty: that runtime has no floor figures.
 	SpecPath string `json:"spec_path,omitempty"`
+	// FloorDir is where container-floor keeps libcontainer's state: a new
+	// directory on the filesystem where the runtime keeps its own runtime
+	// state, so that the floor's Create pays what the runtime's does.
+	// Empty: a directory under the bench's work dir.
+	FloorDir string `json:"floor_dir,omitempty"`
 	// Versions are commands whose output the report quotes, e.g.
 	// ["containerd", "--version"].
 	Versions [][]string `json:"versions,omitempty"`

@@ -128,6 +128,9 @@ func (w *containerFloor) Teardown(ctx context.Context, t *target.Target) error {
 }
 
 func (w *containerFloor) rootDir(t *target.Target) string {
+	if t.FloorDir != "" {
+		return t.FloorDir
+	}
 	return filepath.Join(w.cfg.FloorDir, t.Name)
 }
 
