@@ -63,9 +63,12 @@ func (s *Store) PrepareRootfs(key string, chainIDs []digest.Digest) (Mount, erro
 	if _, err := os.Lstat(dir); err == nil {
 		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, errdefs.ErrAlreadyExists)
 	}
-	tmp, err := os.MkdirTemp(s.tmpDir(), "rootfs-")
-	if err != nil {
-		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
+	tmp, ok := s.takeSpare()
+	if !ok {
+		var err error
+		if tmp, err = s.makeSkeleton(); err != nil {
+			return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
+		}
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	if err := s.populateRootfs(tmp, chainIDs); err != nil {
@@ -74,7 +77,7 @@ func (s *Store) PrepareRootfs(key string, chainIDs []digest.Digest) (Mount, erro
 	if err := os.Rename(tmp, dir); err != nil {
 		return Mount{}, fmt.Errorf("prepare rootfs %s: %w", key, err)
 	}
-	// Flushed behind (see atomicfile.WriteFlushBehind): the rename is what
+	// Flushed behind (see atomicfile.FlushBehind): the rename is what
 	// a crash of berthd sees; a rootfs a power cut loses or leaves without
 	// its lowers.json belongs to a container that did not survive the cut
 	// either, and is removed with it or swept as an orphan. ~0.6 ms of
@@ -90,12 +93,9 @@ func (s *Store) PrepareRootfs(key string, chainIDs []digest.Digest) (Mount, erro
 	return s.mountFor(key, chainIDs), nil
 }
 
+// populateRootfs makes the skeleton dir (see makeSkeleton) the rootfs of
+// chainIDs.
 func (s *Store) populateRootfs(dir string, chainIDs []digest.Digest) error {
-	for _, d := range []string{"upper", "work", "merged"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return err
-		}
-	}
 	if len(chainIDs) == 0 {
 		// Overlay needs a lower dir: an image without layers gets an empty one.
 		if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
@@ -120,8 +120,17 @@ func (s *Store) populateRootfs(dir string, chainIDs []digest.Digest) error {
 	if chainIDs == nil {
 		chainIDs = []digest.Digest{}
 	}
-	return atomicfile.WriteJSONVolatile(filepath.Join(dir, lowersFile), chainIDs, 0o644) // flushed by PrepareRootfs
+	data, err := json.Marshal(chainIDs)
+	if err != nil {
+		return err
+	}
+	// Written in place (the skeleton's empty file): dir is renamed into
+	// view only once complete (and flushed by PrepareRootfs).
+	return os.WriteFile(filepath.Join(dir, lowersFile), data, 0o644)
 }
+
+// RootfsTarget is where MountRootfs mounts key's overlay.
+func (s *Store) RootfsTarget(key string) string { return filepath.Join(s.keyDir(key), "merged") }
 
 // mountFor builds the overlay mount of key.
 func (s *Store) mountFor(key string, chainIDs []digest.Digest) Mount {
@@ -129,7 +138,7 @@ func (s *Store) mountFor(key string, chainIDs []digest.Digest) Mount {
 	return Mount{
 		Type:    "overlay",
 		Source:  "overlay",
-		Target:  filepath.Join(dir, "merged"),
+		Target:  s.RootfsTarget(key),
 		Options: overlayOptions(s.lowerDirs(key, chainIDs), filepath.Join(dir, "upper"), filepath.Join(dir, "work")),
 	}
 }
@@ -265,6 +274,9 @@ func (s *Store) RemoveRootfs(key string) error {
 	// recursive delete below cannot reach into the layers.
 	if err := s.unmount(key); err != nil {
 		return err
+	}
+	if s.recycle(key) {
+		return nil
 	}
 	return s.removeDir(s.keyDir(key), s.rootfsDir())
 }

@@ -50,6 +50,8 @@ type Store struct {
 	// rootfsMu serialises the rootfs operations, so that two callers cannot
 	// both see a rootfs unmounted and stack two mounts on it.
 	rootfsMu sync.Mutex
+
+	spares spares // see spares_linux.go
 }
 
 // Open prepares a store at root, creating its directories and removing what

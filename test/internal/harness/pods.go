@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berth-cri/berth/internal/snapshot"
 )
 
 // Net is a pod daemon's private CNI network.
@@ -75,7 +77,11 @@ func (d *Daemon) Resources(n Net) Counts {
 		"rootfs dirs": "snapshots/rootfs", "layer snapshots": "snapshots/layers", "snapshot temp dirs": "snapshots/tmp",
 	} {
 		ents, _ := os.ReadDir(filepath.Join(d.Dir, "root", dir))
-		c[key] = len(ents)
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), snapshot.SpareDirPrefix) { // kept ready on purpose
+				c[key]++
+			}
+		}
 	}
 	blobs, _ := filepath.Glob(filepath.Join(d.Dir, "root", "content", "blobs", "*", "*"))
 	c["content blobs"] = len(blobs)
