@@ -276,10 +276,11 @@ func (p *daemonParts) recover(ctx context.Context) error {
 	return nil
 }
 
-// sweepOrphans removes supervisor entries and container root filesystems
-// that belong to no sandbox or container: what a crash left between
-// removing a record and the things it named (records are written first on
-// create and forgotten last on remove, so this is rare).
+// sweepOrphans removes supervisor entries, container root filesystems and
+// bundles that belong to no sandbox or container: what a crash left between
+// removing a record and the things it named, or during a create before its
+// first record (a container's rootfs and bundle are made while its record
+// is written, and the supervisor creates nothing before it is).
 func (p *daemonParts) sweepOrphans(ctx context.Context) {
 	known := p.sandboxes.IDs()
 	for id := range p.containers.IDs() {
@@ -304,6 +305,9 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 				p.snapshots.RemoveRootfs(key)
 			}
 		}
+	}
+	for _, id := range p.containers.SweepBundles(known) {
+		p.log.WithField("id", id).Warn("removed a container bundle no container owns")
 	}
 }
 

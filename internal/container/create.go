@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/userns"
 )
 
 // holder names a container as a user of its image.
@@ -61,12 +64,8 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	if id, err := m.t.Reserved(name); id != "" || err != nil {
 		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
-	cfgJSON, err := protojson.Marshal(cfg)
-	if err != nil {
-		return "", fmt.Errorf("encode container config: %w", err)
-	}
 	c := &Container{
-		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, ConfigJSON: cfgJSON, Runtime: sb.Runtime,
+		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
 	}
 	unlock := m.t.Lock(c.ID)
@@ -85,11 +84,18 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	c.ImageID = img.ID.String()
 	c.ImageRef = imageRef(img)
 	c.ImageName = imageName(cfg.GetImage(), img)
-	if err := m.t.Put(c); err != nil {
+	in, err := m.check(cfg, sb)
+	if err != nil {
 		m.d.Images.Release(c.ImageID, holder(c.ID))
 		return "", err
 	}
-	if err := m.setUp(ctx, c, sb, img); err != nil {
+	// The rootfs (an overlay mount, ~0.2-1 ms) is made while the
+	// supervisor prepares its side and the record is written (setUp). A
+	// crash meanwhile leaves a rootfs without a record, which recovery
+	// sweeps as an orphan; a failure waits for it and removes it.
+	rootfs := m.makeRootfs(c.ID, img.ChainIDs, in.idmap)
+	if err := m.setUp(ctx, c, sb, img, in, rootfs); err != nil {
+		rootfs()
 		m.rollback(ctx, c)
 		return "", err
 	}
@@ -139,50 +145,86 @@ func imageName(spec *runtimeapi.ImageSpec, img image.Image) string {
 	return asked
 }
 
-// setUp prepares and mounts the rootfs and the image volumes, builds the
-// spec, adds the CDI devices and has the supervisor create the container.
-// The caller holds c's lock.
-func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image) error {
+// checked is what check found valid in a create request.
+type checked struct {
+	vols    []oci.ImageVolume
+	logPath string
+	devices []string
+	idmap   *userns.Mappings
+}
+
+// check refuses a bad create request before anything is made for it.
+func (m *Manager) check(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) (in checked, err error) {
+	if in.vols, err = oci.ImageVolumes(cfg.GetMounts()); err != nil {
+		return in, err
+	}
+	if err := checkHostPaths(cfg.GetMounts(), m.ownPaths()); err != nil {
+		return in, err
+	}
+	if in.logPath, err = logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath()); err != nil {
+		return in, err
+	}
+	if in.devices, err = cdi.Devices(cfg); err != nil {
+		return in, err
+	}
+	in.idmap, err = oci.UserNamespace(sb.Config())
+	return in, err
+}
+
+// setUp has the supervisor create the container: while the supervisor
+// makes its side (directory, record, FIFOs, log), berthd writes the first
+// record, waits for the rootfs and writes the bundle (the spec needs the
+// mounted rootfs: users are looked up in its /etc/passwd and /etc/group).
+// The supervisor creates nothing before that is done: a crash until then
+// has it give the create up (its client hung up), and recovery sweeps the
+// rootfs and bundle no record names. The caller holds c's lock.
+func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, rootfs func() error) error {
 	cfg := c.config
 	t := newPhases()
 	defer func() { m.d.Log.WithField("container", c.ID).WithFields(t.fields()).Debug("create phases") }()
-	// Refuse a bad request before mounting anything.
-	vols, err := oci.ImageVolumes(cfg.GetMounts())
+	h, err := sandbox.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
 	if err != nil {
 		return err
 	}
-	if err := checkHostPaths(cfg.GetMounts(), m.ownPaths()); err != nil {
-		return err
+	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
+	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot, c.LogPath = kind, rpath, root, in.logPath
+	var readyErr error
+	ready := func() error {
+		readyErr = m.putCreating(c)
+		t.mark("record")
+		if readyErr == nil {
+			readyErr = rootfs()
+			t.mark("rootfs")
+		}
+		if readyErr == nil {
+			readyErr = m.writeBundle(ctx, c, sb, img, in, h, t)
+		}
+		return readyErr
 	}
-	logPath, err := logPath(sb.Config().GetLogDirectory(), cfg.GetLogPath())
-	if err != nil {
-		return err
+	if _, err := m.d.Supervisor.CreateWhenReady(ctx, c.ID, supv1.CreateRequest{
+		Bundle: m.bundleDir(c.ID), Kind: kind, RuntimePath: rpath, RuntimeRoot: root,
+		LogPath: in.logPath, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Terminal: cfg.GetTty(),
+		MaxLogLineSize: m.d.MaxLogLineSize,
+	}, ready); err != nil {
+		if readyErr != nil {
+			return readyErr // berthd's own part failed, as it says
+		}
+		if rerr := rootfs(); rerr != nil {
+			return rerr
+		}
+		return fmt.Errorf("create container: %w", err)
 	}
-	devices, err := cdi.Devices(cfg)
-	if err != nil {
-		return err
-	}
-	mnt, err := m.d.Snapshots.PrepareRootfs(c.ID, img.ChainIDs)
-	if err != nil {
-		return fmt.Errorf("container rootfs: %w", err)
-	}
-	fault.Point("container.after-snapshot-prepare")
-	// In a pod user namespace the image's layers are id-mapped, so that
-	// its files keep their owners as seen from inside.
-	idmap, err := oci.UserNamespace(sb.Config())
-	if err != nil {
-		return err
-	}
-	if idmap != nil {
-		_, err = m.d.Snapshots.MountRootfsMapped(c.ID, *idmap)
-	} else {
-		_, err = m.d.Snapshots.MountRootfs(c.ID)
-	}
-	if err != nil {
-		return fmt.Errorf("mount container rootfs: %w", err)
-	}
-	t.mark("rootfs")
-	volumes, err := m.mountImageVolumes(c, vols)
+	t.mark("supervisor")
+	fault.Point("container.after-create")
+	return nil
+}
+
+// writeBundle mounts the image volumes, builds the spec, adds the CDI
+// devices and NRI adjustments, and writes the bundle. The rootfs is
+// mounted.
+func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, h sandbox.Handler, t *phases) error {
+	cfg := c.config
+	volumes, err := m.mountImageVolumes(c, in.vols)
 	if err != nil {
 		return err
 	}
@@ -190,14 +232,10 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	if err != nil {
 		return err
 	}
-	h, err := sandbox.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
-	if err != nil {
-		return err
-	}
 	res, err := oci.ContainerSpec(oci.ContainerInput{
 		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
 		Namespaces: sb.Namespaces(), TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
-		Image: img.Spec.Config, Rootfs: mnt.Target, ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
+		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
 	})
 	if err != nil {
 		return err
@@ -206,7 +244,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	// device nodes, cgroup rules, env and mounts are added to (or replace)
 	// what the CRI config asked for. internal/oci stays a pure function of
 	// its input; the spec dirs are node state read here.
-	if err := m.d.CDI.Inject(res.Spec, m.d.Config.Get().CDISpecDirs, devices); err != nil {
+	if err := m.d.CDI.Inject(res.Spec, m.d.Config.Get().CDISpecDirs, in.devices); err != nil {
 		return err
 	}
 	// NRI plugins adjust the finished spec (after CDI, as in containerd)
@@ -217,7 +255,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 		}
 	}
 	t.mark("spec")
-	c.LogPath, c.User, c.StopSignal = logPath, res.User, int(res.StopSignal)
+	c.User, c.StopSignal = res.User, int(res.StopSignal)
 	if res.Spec.Linux != nil {
 		c.CgroupPath = res.Spec.Linux.CgroupsPath
 	}
@@ -235,17 +273,44 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 		return fmt.Errorf("container bundle: %w", err)
 	}
 	t.mark("bundle")
-	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
-	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot = kind, rpath, root
-	if _, err := m.d.Supervisor.Create(ctx, c.ID, supv1.CreateRequest{
-		Bundle: bundle, Kind: kind, RuntimePath: rpath, RuntimeRoot: root,
-		LogPath: logPath, Stdin: res.Stdin, StdinOnce: res.StdinOnce, Terminal: res.TTY,
-		MaxLogLineSize: m.d.MaxLogLineSize,
-	}); err != nil {
-		return fmt.Errorf("create container: %w", err)
+	return nil
+}
+
+// putCreating writes c's first record (state creating): from then on, a
+// crash makes recovery roll the create back.
+func (m *Manager) putCreating(c *Container) error {
+	var err error
+	if c.ConfigJSON, err = protojson.Marshal(c.config); err != nil {
+		return fmt.Errorf("encode container config: %w", err)
 	}
-	t.mark("supervisor")
-	fault.Point("container.after-create")
+	return m.t.Put(c)
+}
+
+// makeRootfs starts preparing and mounting a container's rootfs: an
+// overlay of the image's layers, id-mapped in a pod user namespace (idmap
+// not nil), so that the image's files keep their owners as seen from
+// inside. The function it returns waits for the result (any number of
+// times).
+func (m *Manager) makeRootfs(id string, chainIDs []digest.Digest, idmap *userns.Mappings) func() error {
+	done := make(chan error, 1)
+	go func() { done <- m.mountRootfs(id, chainIDs, idmap) }()
+	return sync.OnceValue(func() error { return <-done })
+}
+
+func (m *Manager) mountRootfs(id string, chainIDs []digest.Digest, idmap *userns.Mappings) error {
+	if _, err := m.d.Snapshots.PrepareRootfs(id, chainIDs); err != nil {
+		return fmt.Errorf("container rootfs: %w", err)
+	}
+	fault.Point("container.after-snapshot-prepare")
+	var err error
+	if idmap != nil {
+		_, err = m.d.Snapshots.MountRootfsMapped(id, *idmap)
+	} else {
+		_, err = m.d.Snapshots.MountRootfs(id)
+	}
+	if err != nil {
+		return fmt.Errorf("mount container rootfs: %w", err)
+	}
 	return nil
 }
 

@@ -130,6 +130,22 @@ func (m *Manager) bundleDir(id string) string {
 	return filepath.Join(m.d.StateDir, "containers", id, "bundle")
 }
 
+// SweepBundles removes the bundle directories of containers not in known
+// (a crash between writing a bundle and the container's first record) and
+// returns their ids.
+func (m *Manager) SweepBundles(known map[string]bool) []string {
+	dir := filepath.Join(m.d.StateDir, "containers")
+	entries, _ := os.ReadDir(dir)
+	var swept []string
+	for _, e := range entries {
+		if !known[e.Name()] {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+			swept = append(swept, e.Name())
+		}
+	}
+	return swept
+}
+
 // Get returns a copy of container id (or a unique id prefix).
 func (m *Manager) Get(id string) (*Container, error) { return m.t.Get(id) }
 

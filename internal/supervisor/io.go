@@ -59,11 +59,11 @@ func readable(fd uintptr) bool {
 }
 
 // attach opens what the supervisor holds for a live container (log file,
-// FIFO read ends and stdin holder, or the terminal's master) and starts its
-// goroutines: one reader per output stream and the exit watcher. It takes
-// ownership of pidfd. Each goroutine closes the files it owns when it
-// returns.
-func (s *Server) attach(c *container, pidfd *os.File) error {
+// unless log is already the open one, FIFO read ends and stdin holder, or
+// the terminal's master) and starts its goroutines: one reader per output
+// stream and the exit watcher. It takes ownership of pidfd and log. Each
+// goroutine closes the files it owns when it returns.
+func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 	c.mu.Lock()
 	rec, console := c.rec, c.console
 	c.mu.Unlock()
@@ -72,10 +72,12 @@ func (s *Server) attach(c *container, pidfd *os.File) error {
 			pidfd.Close()
 		}
 	}
-	log, err := crilog.Open(rec.LogPath)
-	if err != nil {
-		closePidfd()
-		return err
+	if log == nil {
+		var err error
+		if log, err = crilog.Open(rec.LogPath); err != nil {
+			closePidfd()
+			return err
+		}
 	}
 	var readers []*os.File
 	var stdinW *os.File

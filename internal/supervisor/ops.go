@@ -12,9 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/crilog"
 )
 
-func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (*v1.State, error) {
+// create creates container id's init from req. gate is called once the
+// spec is read and the directory, record and stdio are made, before the
+// runtime creates the init; its error undoes the preparation.
+func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, gate func() error) (*v1.State, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
@@ -28,15 +32,6 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 	rt, ok := s.rt[kind]
 	if !ok {
 		return nil, v1.Errorf(v1.CodeInvalidArgument, "unknown runtime kind %q", kind)
-	}
-	spec, err := readSpec(req.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	if spec.Process != nil && spec.Process.Terminal != req.Terminal {
-		// The runtimes read the spec (runc refuses a terminal without a
-		// console socket); the supervisor reads the request. They must agree.
-		return nil, v1.Errorf(v1.CodeInvalidArgument, "terminal is %v in the request but %v in the bundle's process", req.Terminal, spec.Process.Terminal)
 	}
 	root := req.RuntimeRoot
 	if root == "" {
@@ -59,7 +54,17 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 	s.containers[id] = c
 	s.mu.Unlock()
 
-	pid, pidfd, err := s.createInit(ctx, c, rt, &rec, spec)
+	// The log is opened before the init exists: one that cannot be
+	// written fails the create with nothing to undo, and making the file
+	// overlaps the client's work (OpCreateWhenReady).
+	log, err := crilog.Open(rec.LogPath)
+	var pid int
+	var pidfd *os.File
+	if err == nil {
+		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, gate); err != nil {
+			log.Close()
+		}
+	}
 	if err != nil {
 		s.mu.Lock()
 		delete(s.containers, id)
@@ -73,7 +78,10 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 	err = c.saveLocked()
 	c.mu.Unlock()
 	if err == nil {
-		err = s.attach(c, pidfd)
+		err = s.attach(c, pidfd, log)
+	} else {
+		pidfd.Close()
+		log.Close()
 	}
 	if err != nil {
 		// The init exists: kill it and let Delete clean up after its exit.
@@ -86,7 +94,7 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest) (
 
 // createInit prepares the directory and stdio and has the runtime create the
 // init; on error it leaves nothing behind but the directory.
-func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, spec *specs.Spec) (int, *os.File, error) {
+func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, gate func() error) (int, *os.File, error) {
 	// A directory not in the table is a leftover of a create that failed
 	// half-way during a crash.
 	os.RemoveAll(c.dir)
@@ -108,6 +116,19 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 		if io, toClose, err = c.makeStdio(rec.Stdin); err != nil {
 			return 0, nil, err
 		}
+	}
+	// OpCreateWhenReady's client writes the bundle while the above is made.
+	if err := gate(); err != nil {
+		return 0, nil, err
+	}
+	spec, err := readSpec(rec.Bundle)
+	if err != nil {
+		return 0, nil, err
+	}
+	if spec.Process != nil && spec.Process.Terminal != rec.Terminal {
+		// The runtimes read the spec (runc refuses a terminal without a
+		// console socket); the supervisor reads the request. They must agree.
+		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "terminal is %v in the request but %v in the bundle's process", rec.Terminal, spec.Process.Terminal)
 	}
 	pid, console, err := rt.create(ctx, rec, spec, io)
 	if err != nil {

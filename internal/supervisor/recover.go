@@ -94,5 +94,5 @@ func (s *Server) adopt(c *container) error {
 			c.mu.Unlock()
 		}
 	}
-	return s.attach(c, pidfd)
+	return s.attach(c, pidfd, nil)
 }

@@ -238,13 +238,47 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		// A client hanging up cancels what it waits for (Wait).
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go func() {
-			io.Copy(io.Discard, br)
-			cancel()
-		}()
-		resp = s.handle(ctx, &req)
+		watchHangUp := func() {
+			go func() {
+				io.Copy(io.Discard, br)
+				cancel()
+			}()
+		}
+		gate := func() error { return nil }
+		if req.Op == v1.OpCreateWhenReady {
+			// The Proceed line comes first; the watch starts after it.
+			gate = func() error {
+				err := readProceed(conn, br)
+				if err == nil {
+					watchHangUp()
+				}
+				return err
+			}
+		} else {
+			watchHangUp()
+		}
+		resp = s.handle(ctx, &req, gate)
 	}
 	writeResponse(conn, &resp)
+}
+
+// readProceed reads OpCreateWhenReady's Proceed line; a refusal, a
+// hang-up or silence past v1.ProceedTimeout is an error.
+func readProceed(conn *net.UnixConn, br *bufio.Reader) error {
+	conn.SetReadDeadline(time.Now().Add(v1.ProceedTimeout))
+	defer conn.SetReadDeadline(time.Time{})
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return v1.Errorf(v1.CodeFailedPrecondition, "create given up: no word from the client: %v", err)
+	}
+	var p v1.Proceed
+	if err := json.Unmarshal(line, &p); err != nil {
+		return v1.Errorf(v1.CodeInvalidArgument, "decode proceed: %v", err)
+	}
+	if !p.OK {
+		return v1.Errorf(v1.CodeFailedPrecondition, "create given up by the client: %s", p.Reason)
+	}
+	return nil
 }
 
 // readFirst reads the start of a request with the descriptors sent on it.
@@ -298,8 +332,9 @@ func writeResponse(conn net.Conn, resp *v1.Response) {
 	conn.Write(data)
 }
 
-// handle runs one operation.
-func (s *Server) handle(ctx context.Context, req *v1.Request) (resp v1.Response) {
+// handle runs one operation. gate is OpCreateWhenReady's wait for the
+// client's Proceed (a no-op for every other operation).
+func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error) (resp v1.Response) {
 	var err error
 	switch req.Op {
 	case v1.OpVersion:
@@ -316,12 +351,12 @@ func (s *Server) handle(ctx context.Context, req *v1.Request) (resp v1.Response)
 		}
 	case v1.OpWait:
 		resp.State, err = s.wait(ctx, req.ID)
-	case v1.OpCreate, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources:
+	case v1.OpCreate, v1.OpCreateWhenReady, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources:
 		s.opMu.RLock()
 		defer s.opMu.RUnlock()
 		switch req.Op {
-		case v1.OpCreate:
-			resp.State, err = s.create(ctx, req.ID, req.Create)
+		case v1.OpCreate, v1.OpCreateWhenReady:
+			resp.State, err = s.create(ctx, req.ID, req.Create, gate)
 		case v1.OpStart:
 			resp.State, err = s.start(ctx, req.ID)
 		case v1.OpKill:

@@ -26,21 +26,33 @@
 // carries its exit once it ended. The client closing its side of the
 // connection (or going away) kills the exec'd process tree.
 //
+// OpCreateWhenReady (1.4) is OpCreate in two steps, for a bundle the client
+// is still making (its rootfs, its config.json): the server makes the
+// container's directory, record, stdio and log, then reads one Proceed line
+// from the connection (within ProceedTimeout); only then does it read the
+// bundle's spec and have the runtime create the init. Proceed{OK: true} continues as OpCreate and gets its Response;
+// anything else undoes the preparation (the container is unknown again)
+// and the Response is an error. The client's preparation and the server's
+// overlap. A server older than 1.4 answers CodeUnimplemented at once, with
+// nothing done.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
-// frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec.
+// frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
+// added OpCreateWhenReady.
 package v1
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.3"
+const Version = "1.4"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -73,7 +85,20 @@ const (
 	OpAttach Op = "attach"
 	// OpExec runs a process in a running container (since 1.3).
 	OpExec Op = "exec"
+	// OpCreateWhenReady is OpCreate gated by a Proceed line (since 1.4).
+	OpCreateWhenReady Op = "create_when_ready"
 )
+
+// Proceed is the line a client sends on an OpCreateWhenReady connection once
+// the bundle's rootfs is ready (OK), or to give the create up (Reason).
+type Proceed struct {
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ProceedTimeout bounds the server's wait for Proceed: a client that neither
+// proceeds nor hangs up must not hold the container (or an upgrade) forever.
+const ProceedTimeout = 30 * time.Second
 
 // Attach frames: after OpAttach's Response, each chunk of output the
 // supervisor reads from the container is sent as a FrameHeaderSize header

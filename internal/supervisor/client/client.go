@@ -52,9 +52,15 @@ var idempotent = map[v1.Op]bool{
 // call sends req and decodes the answer, retrying as described above until
 // ctx ends.
 func (c *Client) call(ctx context.Context, req *v1.Request) (*v1.Response, error) {
+	return c.callWith(ctx, req, nil)
+}
+
+// callWith is call with a step between sending the request and reading
+// the answer (OpCreateWhenReady's Proceed), run once the request is sent.
+func (c *Client) callWith(ctx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, error) {
 	req.Version = v1.Version
 	for {
-		resp, sent, err := c.once(ctx, req)
+		resp, sent, err := c.once(ctx, req, between)
 		if err == nil {
 			return resp, nil
 		}
@@ -72,7 +78,7 @@ func (c *Client) call(ctx context.Context, req *v1.Request) (*v1.Response, error
 
 // once makes one attempt; sent reports whether the request may have reached
 // the supervisor.
-func (c *Client) once(ctx context.Context, req *v1.Request) (*v1.Response, bool, error) {
+func (c *Client) once(ctx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, bool, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, false, err
@@ -86,6 +92,9 @@ func (c *Client) once(ctx context.Context, req *v1.Request) (*v1.Response, bool,
 	}
 	if _, err := conn.Write(append(data, '\n')); err != nil {
 		return nil, true, err
+	}
+	if between != nil {
+		between(conn)
 	}
 	var resp v1.Response
 	if err := readResponse(bufio.NewReader(conn), &resp); err != nil {
@@ -161,6 +170,45 @@ func (c *Client) Create(ctx context.Context, id string, req v1.CreateRequest) (*
 	resp, err := c.do(ctx, &v1.Request{Op: v1.OpCreate, ID: id, Create: &req})
 	if err != nil {
 		return nil, err
+	}
+	return resp.State, nil
+}
+
+// CreateWhenReady is Create for a bundle still being made (ready finishes
+// its rootfs and writes its config.json): the supervisor makes the
+// container's directory, record, stdio and log meanwhile, and reads the
+// spec and creates the init once ready returned nil. An
+// error from ready gives the create up (the supervisor keeps nothing) and
+// is returned as it is. ready is called once the request is sent, so not
+// at all when no supervisor could be reached.
+func (c *Client) CreateWhenReady(ctx context.Context, id string, req v1.CreateRequest, ready func() error) (*v1.State, error) {
+	var readyErr error
+	proceed := func(conn *net.UnixConn) {
+		readyErr = ready()
+		p := v1.Proceed{OK: readyErr == nil}
+		if readyErr != nil {
+			p.Reason = readyErr.Error()
+		}
+		data, _ := json.Marshal(p)
+		// A failed write is an answer already given (a supervisor before
+		// 1.4) or a supervisor gone: the read that follows tells which.
+		conn.Write(append(data, '\n'))
+	}
+	r := &v1.Request{Op: v1.OpCreateWhenReady, ID: id, Create: &req}
+	resp, err := c.callWith(ctx, r, proceed)
+	if readyErr != nil {
+		return nil, readyErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil && resp.Error.Code == v1.CodeUnimplemented {
+		// A supervisor before 1.4 (one berthd could not upgrade) did
+		// nothing; ready has returned nil.
+		return c.Create(ctx, id, req)
+	}
+	if resp.Error != nil {
+		return nil, toErrdefs(r, resp.Error)
 	}
 	return resp.State, nil
 }

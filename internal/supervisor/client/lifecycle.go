@@ -96,7 +96,7 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 func (c *Client) answers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	resp, _, err := c.once(ctx, &v1.Request{Version: v1.Version, Op: v1.OpVersion})
+	resp, _, err := c.once(ctx, &v1.Request{Version: v1.Version, Op: v1.OpVersion}, nil)
 	return err == nil && resp.Error == nil
 }
 
