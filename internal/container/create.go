@@ -173,8 +173,9 @@ func (m *Manager) check(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) (i
 
 // setUp has the supervisor create the container: while the supervisor
 // makes its side (directory, record, FIFOs, log), berthd writes the first
-// record, waits for the rootfs and writes the bundle (the spec needs the
-// mounted rootfs: users are looked up in its /etc/passwd and /etc/group).
+// record, waits for the rootfs and writes the bundle (unless written
+// already: the spec needs the image's /etc/passwd and /etc/group, from the
+// mounted rootfs or kept from an earlier container of the image).
 // The supervisor creates nothing before that is done: a crash until then
 // has it give the create up (its client hung up), and recovery sweeps the
 // rootfs and bundle no record names. The caller holds c's lock.
@@ -188,6 +189,15 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	}
 	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
 	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot, c.LogPath = kind, rpath, root, in.logPath
+	// With the image's user files known from an earlier container, the
+	// bundle is written at once, and the supervisor reads it while it
+	// prepares; else it is written once the rootfs is mounted.
+	files := m.users.get(c.ImageID)
+	if files != nil {
+		if err := m.writeBundle(ctx, c, sb, img, in, h, files, t); err != nil {
+			return err
+		}
+	}
 	var readyErr error
 	ready := func() error {
 		readyErr = m.putCreating(c)
@@ -196,15 +206,16 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 			readyErr = rootfs()
 			t.mark("rootfs")
 		}
-		if readyErr == nil {
-			readyErr = m.writeBundle(ctx, c, sb, img, in, h, t)
+		if readyErr == nil && files == nil {
+			read := m.users.recording(c.ImageID, oci.RootfsFiles(m.d.Snapshots.RootfsTarget(c.ID)))
+			readyErr = m.writeBundle(ctx, c, sb, img, in, h, read, t)
 		}
 		return readyErr
 	}
 	if _, err := m.d.Supervisor.CreateWhenReady(ctx, c.ID, supv1.CreateRequest{
 		Bundle: m.bundleDir(c.ID), Kind: kind, RuntimePath: rpath, RuntimeRoot: root,
 		LogPath: in.logPath, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Terminal: cfg.GetTty(),
-		MaxLogLineSize: m.d.MaxLogLineSize,
+		MaxLogLineSize: m.d.MaxLogLineSize, SpecWritten: files != nil,
 	}, ready); err != nil {
 		if readyErr != nil {
 			return readyErr // berthd's own part failed, as it says
@@ -219,10 +230,10 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	return nil
 }
 
-// writeBundle mounts the image volumes, builds the spec, adds the CDI
-// devices and NRI adjustments, and writes the bundle. The rootfs is
-// mounted.
-func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, h sandbox.Handler, t *phases) error {
+// writeBundle mounts the image volumes, builds the spec (the image's user
+// files read through files), adds the CDI devices and NRI adjustments, and
+// writes the bundle.
+func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, h sandbox.Handler, files oci.ImageFiles, t *phases) error {
 	cfg := c.config
 	volumes, err := m.mountImageVolumes(c, in.vols)
 	if err != nil {
@@ -235,7 +246,7 @@ func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.San
 	res, err := oci.ContainerSpec(oci.ContainerInput{
 		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
 		Namespaces: sb.Namespaces(), TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
-		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
+		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageFiles: files, ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
 	})
 	if err != nil {
 		return err

@@ -89,6 +89,7 @@ type Manager struct {
 	d        Deps
 	t        *store.Table[Container]
 	inflight store.Inflight[string]
+	users    userFiles // images' /etc/passwd and /etc/group
 
 	nri NRI // nil: NRI is off
 }

@@ -29,8 +29,12 @@ type ContainerInput struct {
 	// and /dev/shm on the host.
 	PodFiles PodFiles
 	Image    ocispec.ImageConfig
-	// Rootfs is the container's mounted root filesystem.
+	// Rootfs is the container's root filesystem, mounted unless
+	// ImageFiles is set.
 	Rootfs string
+	// ImageFiles reads the image's /etc/passwd and /etc/group (nil: from
+	// Rootfs).
+	ImageFiles ImageFiles
 	// ImageVolumes maps the cleaned container path of each image mount
 	// (see ImageVolumes) to the host path mounted for it: the image's
 	// read-only snapshot, or image_sub_path inside it.
@@ -72,7 +76,11 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 	if privileged && !pod.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, fmt.Errorf("security_context.privileged: the sandbox is not privileged: %w", errdefs.ErrInvalidArgument)
 	}
-	user, err := resolveUser(in.Rootfs, containerUserRequest(sc), in.Image.User)
+	files := in.ImageFiles
+	if files == nil {
+		files = RootfsFiles(in.Rootfs)
+	}
+	user, err := resolveUser(files, containerUserRequest(sc), in.Image.User)
 	if err != nil {
 		return nil, err
 	}

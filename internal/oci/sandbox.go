@@ -70,7 +70,7 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	user, err := resolveUser(in.Rootfs, userRequest{
+	user, err := resolveUser(RootfsFiles(in.Rootfs), userRequest{
 		runAsUser:    sc.GetRunAsUser(),
 		runAsGroup:   sc.GetRunAsGroup(),
 		supplemental: sc.GetSupplementalGroups(),

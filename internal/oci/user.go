@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,14 +62,14 @@ func containerUserRequest(sc *runtimeapi.LinuxContainerSecurityContext) userRequ
 
 // resolveUser picks the process user from the CRI request, else the image's
 // User, resolving names against the image's /etc/passwd and /etc/group.
-func resolveUser(rootfs string, req userRequest, imageUser string) (User, error) {
+func resolveUser(files ImageFiles, req userRequest, imageUser string) (User, error) {
 	if req.runAsGroup != nil && req.runAsUser == nil && req.runAsUsername == "" {
 		return User{}, fmt.Errorf("security_context.run_as_group is set without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
 	}
 	if req.runAsUser != nil && req.runAsUsername != "" {
 		return User{}, fmt.Errorf("security_context: only one of run_as_user and run_as_username may be set: %w", errdefs.ErrInvalidArgument)
 	}
-	db := userDB{rootfs: rootfs}
+	db := userDB{read: files}
 	var (
 		u    User
 		name string // passwd name, for /etc/group membership
@@ -185,10 +186,44 @@ func appendUniqueIDs(list []uint32, add ...uint32) []uint32 {
 	return list
 }
 
-// userDB reads the image's /etc/passwd and /etc/group. Paths are resolved
-// inside rootfs (securejoin), so a symlinked /etc/passwd cannot make berthd
-// read a host file. A missing file is an empty database.
-type userDB struct{ rootfs string }
+// ImageFiles reads a file of the image (an absolute path in it, such as
+// /etc/passwd): its content, or nil without error when it does not exist.
+type ImageFiles func(rel string) ([]byte, error)
+
+// RootfsFiles reads the image's files from a mounted rootfs. Paths are
+// resolved inside it (securejoin), so a symlinked /etc/passwd cannot make
+// berthd read a host file; at most maxDBSize bytes are read.
+func RootfsFiles(rootfs string) ImageFiles {
+	return func(rel string) ([]byte, error) {
+		if rootfs == "" {
+			return nil, nil
+		}
+		p, err := securejoin.SecureJoin(rootfs, rel)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s in rootfs: %w", rel, err)
+		}
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read image %s: %w", rel, err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxDBSize))
+		if err != nil {
+			return nil, fmt.Errorf("read image %s: %w", rel, err)
+		}
+		if data == nil {
+			data = []byte{} // present, empty
+		}
+		return data, nil
+	}
+}
+
+// userDB reads the image's /etc/passwd and /etc/group. A missing file is an
+// empty database.
+type userDB struct{ read ImageFiles }
 
 type passwdEntry struct {
 	name     string
@@ -199,22 +234,11 @@ type passwdEntry struct {
 const maxDBSize = 8 << 20
 
 func (db userDB) lines(rel string, each func(fields []string) bool) error {
-	if db.rootfs == "" {
-		return nil
+	data, err := db.read(rel)
+	if err != nil || data == nil {
+		return err
 	}
-	p, err := securejoin.SecureJoin(db.rootfs, rel)
-	if err != nil {
-		return fmt.Errorf("resolve %s in rootfs: %w", rel, err)
-	}
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read image %s: %w", rel, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, maxDBSize))
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

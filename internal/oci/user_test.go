@@ -46,7 +46,7 @@ func TestResolveUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := resolveUser(root, tt.req, tt.imageUser)
+			got, err := resolveUser(RootfsFiles(root), tt.req, tt.imageUser)
 			checkErr(t, err, tt.err, tt.substr)
 			if err == nil && (got.UID != tt.want.UID || got.GID != tt.want.GID || !slices.Equal(got.AdditionalGids, tt.want.AdditionalGids)) {
 				t.Fatalf("user = %+v, want %+v", got, tt.want)
@@ -57,11 +57,11 @@ func TestResolveUser(t *testing.T) {
 
 func TestResolveUserWithoutEtc(t *testing.T) {
 	root := t.TempDir() // distroless-like: no /etc at all
-	u, err := resolveUser(root, userRequest{}, "65532:65532")
+	u, err := resolveUser(RootfsFiles(root), userRequest{}, "65532:65532")
 	if err != nil || u.UID != 65532 || u.GID != 65532 {
 		t.Fatalf("got %+v, %v", u, err)
 	}
-	if _, err := resolveUser(root, userRequest{}, "nonroot"); !isNotFound(err) {
+	if _, err := resolveUser(RootfsFiles(root), userRequest{}, "nonroot"); !isNotFound(err) {
 		t.Fatalf("named user without passwd: %v, want NotFound", err)
 	}
 }
@@ -79,7 +79,7 @@ func TestResolveUserSymlinkStaysInRootfs(t *testing.T) {
 	if err := os.Symlink(filepath.Join(host, "passwd"), filepath.Join(root, "etc", "passwd")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := resolveUser(root, userRequest{}, "evil"); !isNotFound(err) {
+	if _, err := resolveUser(RootfsFiles(root), userRequest{}, "evil"); !isNotFound(err) {
 		t.Fatalf("user from a host file was resolved: %v", err)
 	}
 }

@@ -36,7 +36,8 @@ func TestCreateWhenReady(t *testing.T) {
 			prepared = err == nil && lerr == nil
 			return nil
 		}
-		if _, err := c.CreateWhenReady(ctx, "ready", v1.CreateRequest{Bundle: bundle(t, "ready", "echo hi"), LogPath: logPath}, ready); err != nil {
+		req := v1.CreateRequest{Bundle: bundle(t, "ready", "echo hi"), LogPath: logPath, SpecWritten: true}
+		if _, err := c.CreateWhenReady(ctx, "ready", req, ready); err != nil {
 			t.Fatal(err)
 		}
 		if !prepared {
@@ -51,6 +52,25 @@ func TestCreateWhenReady(t *testing.T) {
 		if recs := readLog(t, logPath); len(recs) != 1 || recs[0].msg != "hi" {
 			t.Fatalf("log %+v", recs)
 		}
+	})
+
+	t.Run("spec written by ready", func(t *testing.T) {
+		done := bundle(t, "late", "true")
+		dir := t.TempDir() // the bundle, without its config.json yet
+		ready := func() error {
+			data, err := os.ReadFile(filepath.Join(done, "config.json"))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
+			}
+			return err
+		}
+		if _, err := c.CreateWhenReady(ctx, "late", v1.CreateRequest{Bundle: dir}, ready); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Start(ctx, "late"); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, c, "late")
 	})
 
 	t.Run("given up", func(t *testing.T) {

@@ -61,7 +61,7 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 	var pid int
 	var pidfd *os.File
 	if err == nil {
-		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, gate); err != nil {
+		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, req.SpecWritten, gate); err != nil {
 			log.Close()
 		}
 	}
@@ -94,7 +94,7 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 
 // createInit prepares the directory and stdio and has the runtime create the
 // init; on error it leaves nothing behind but the directory.
-func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, gate func() error) (int, *os.File, error) {
+func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, specWritten bool, gate func() error) (int, *os.File, error) {
 	// A directory not in the table is a leftover of a create that failed
 	// half-way during a crash.
 	os.RemoveAll(c.dir)
@@ -117,13 +117,22 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 			return 0, nil, err
 		}
 	}
-	// OpCreateWhenReady's client writes the bundle while the above is made.
+	// OpCreateWhenReady's client finishes the bundle while the above is
+	// made: its spec is read before the gate only when already written.
+	var spec *specs.Spec
+	var err error
+	if specWritten {
+		if spec, err = readSpec(rec.Bundle); err != nil {
+			return 0, nil, err
+		}
+	}
 	if err := gate(); err != nil {
 		return 0, nil, err
 	}
-	spec, err := readSpec(rec.Bundle)
-	if err != nil {
-		return 0, nil, err
+	if spec == nil {
+		if spec, err = readSpec(rec.Bundle); err != nil {
+			return 0, nil, err
+		}
 	}
 	if spec.Process != nil && spec.Process.Terminal != rec.Terminal {
 		// The runtimes read the spec (runc refuses a terminal without a

@@ -155,18 +155,23 @@ func TestContainerSeesItsConfig(t *testing.T) {
 	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}
 	sc := cfg.Linux.SecurityContext
 	sc.RunAsUser, sc.SupplementalGroups, sc.NoNewPrivs = &runtimeapi.Int64Value{Value: 33}, []int64{4000}, true
-	id := e.run(t, cfg)
-	st := e.waitExit(t, id)
-	if st.ExitCode != 0 || st.Reason != "Completed" {
-		t.Errorf("exit %d %q", st.ExitCode, st.Reason)
-	}
-	got := strings.Join(logLines(t, st.LogPath), "\n")
-	for _, want := range []string{
-		"stdout 33", "stdout 33 3000 4000", "stdout FOO=bar", "stdout from-host", "stdout /tmp",
-		fmt.Sprintf("stdout %d", 64<<20), "stdout CapEff:\t0000000000000000", "stdout NoNewPrivs:\t1", "stdout ro", "stdout config",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("container output lacks %q:\n%s", want, got)
+	// The second container of the image has its spec built from the
+	// image's user files kept from the first, before its rootfs is mounted.
+	var st *runtimeapi.ContainerStatus
+	for _, name := range []string{"probe", "probe-again"} {
+		cfg.Metadata.Name = name
+		st = e.waitExit(t, e.run(t, cfg))
+		if st.ExitCode != 0 || st.Reason != "Completed" {
+			t.Errorf("%s: exit %d %q", name, st.ExitCode, st.Reason)
+		}
+		got := strings.Join(logLines(t, st.LogPath), "\n")
+		for _, want := range []string{
+			"stdout 33", "stdout 33 3000 4000", "stdout FOO=bar", "stdout from-host", "stdout /tmp",
+			fmt.Sprintf("stdout %d", 64<<20), "stdout CapEff:\t0000000000000000", "stdout NoNewPrivs:\t1", "stdout ro", "stdout config",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: container output lacks %q:\n%s", name, want, got)
+			}
 		}
 	}
 	// The status echoes exactly the CRI mounts, the user and the image.

@@ -240,6 +240,10 @@ type CreateRequest struct {
 	// MaxLogLineSize splits longer lines into partial (P) records; 0 means
 	// the default of 16 KiB.
 	MaxLogLineSize int `json:"max_log_line_size,omitempty"`
+	// SpecWritten (1.4), for OpCreateWhenReady: the bundle's config.json is
+	// complete already (only its rootfs is not), so the server reads it
+	// while it prepares rather than after Proceed.
+	SpecWritten bool `json:"spec_written,omitempty"`
 }
 
 // KillRequest sends Signal (a number) to the container init, or to every
