@@ -275,8 +275,8 @@ func (s *Store) RemoveRootfs(key string) error {
 	if err := s.unmount(key); err != nil {
 		return err
 	}
-	if s.recycle(key) {
-		return nil
+	if recycled, err := s.recycle(key); recycled || err != nil {
+		return err
 	}
 	return s.removeDir(s.keyDir(key), s.rootfsDir())
 }

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -73,9 +74,11 @@ func (s *Store) refill() {
 		sp.filled = make(chan struct{})
 	}
 	go func() {
+		var err error
 		for {
 			sp.mu.Lock()
-			if len(sp.ready) >= sp.target {
+			// On an error, creates make their own; the next take retries.
+			if err != nil || len(sp.ready) >= sp.target {
 				sp.filling = false
 				close(sp.filled)
 				sp.filled = make(chan struct{})
@@ -83,18 +86,12 @@ func (s *Store) refill() {
 				return
 			}
 			sp.mu.Unlock()
-			dir, err := s.makeSkeleton()
-			sp.mu.Lock()
-			if err != nil {
-				// Creates fall back to making their own; the next take retries.
-				sp.filling = false
-				close(sp.filled)
-				sp.filled = make(chan struct{})
+			var dir string
+			if dir, err = s.makeSkeleton(); err == nil {
+				sp.mu.Lock()
+				sp.ready = append(sp.ready, dir)
 				sp.mu.Unlock()
-				return
 			}
-			sp.ready = append(sp.ready, dir)
-			sp.mu.Unlock()
 		}
 	}()
 }
@@ -115,9 +112,10 @@ func (s *Store) waitSpares() {
 // ext4 skips every inode freed in the last minute when it allocates one,
 // so churn makes each new inode dearer), its upper dir is made anew (the
 // container may have left ACLs or attributes on it) and work emptied. It
-// reports false when the rootfs is to be removed instead. s.rootfsMu is
-// held.
-func (s *Store) recycle(key string) bool {
+// reports false when the rootfs is to be removed instead. Unlike a
+// removal, nothing is flushed: a rootfs a power cut brings back in view
+// has no record and is swept as an orphan. s.rootfsMu is held.
+func (s *Store) recycle(key string) (bool, error) {
 	sp := &s.spares
 	sp.mu.Lock()
 	want := len(sp.ready)+sp.recycling < sp.target
@@ -126,7 +124,7 @@ func (s *Store) recycle(key string) bool {
 	}
 	sp.mu.Unlock()
 	if !want {
-		return false
+		return false, nil
 	}
 	defer func() {
 		sp.mu.Lock()
@@ -135,7 +133,7 @@ func (s *Store) recycle(key string) bool {
 	}()
 	dir := filepath.Join(s.tmpDir(), SpareDirPrefix+key)
 	if err := os.Rename(s.keyDir(key), dir); err != nil {
-		return false
+		return false, nil // removed as usual (or absent)
 	}
 	// From here on the rootfs is gone from view; a failure only loses the
 	// spare (removed here, or with the tmp dir at the next start).
@@ -149,13 +147,15 @@ func (s *Store) recycle(key string) bool {
 		ok = false // not the layout makeSkeleton makes
 	}
 	if !ok {
-		os.RemoveAll(dir)
-		return true
+		if err := os.RemoveAll(dir); err != nil {
+			return true, fmt.Errorf("remove rootfs %s: %w", key, err)
+		}
+		return true, nil
 	}
 	sp.mu.Lock()
 	sp.ready = append(sp.ready, dir)
 	sp.mu.Unlock()
-	return true
+	return true, nil
 }
 
 // emptyDir removes what dir holds, keeping dir.

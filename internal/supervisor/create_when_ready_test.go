@@ -75,15 +75,18 @@ func TestCreateWhenReady(t *testing.T) {
 
 	t.Run("given up", func(t *testing.T) {
 		why := errors.New("rootfs failed")
-		_, err := c.CreateWhenReady(ctx, "gaveup", v1.CreateRequest{Bundle: bundle(t, "gaveup", "true")}, func() error { return why })
+		logPath := filepath.Join(t.TempDir(), "gaveup.log")
+		_, err := c.CreateWhenReady(ctx, "gaveup", v1.CreateRequest{Bundle: bundle(t, "gaveup", "true"), LogPath: logPath}, func() error { return why })
 		if !errors.Is(err, why) {
 			t.Fatalf("create: %v, want the ready error", err)
 		}
 		if _, err := c.State(ctx, "gaveup"); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("state after giving up: %v, want not found", err)
 		}
-		if _, err := os.Stat(dirOf("gaveup")); !os.IsNotExist(err) {
-			t.Fatalf("container dir after giving up: %v", err)
+		for _, p := range []string{dirOf("gaveup"), logPath} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Fatalf("%s after giving up: %v", p, err)
+			}
 		}
 		// The id is free again.
 		run(t, c, "gaveup", v1.CreateRequest{Bundle: bundle(t, "gaveup", "true")})

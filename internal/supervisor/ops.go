@@ -2,7 +2,9 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -15,9 +17,11 @@ import (
 	"github.com/berth-cri/berth/internal/crilog"
 )
 
-// create creates container id's init from req. gate is called once the
-// spec is read and the directory, record and stdio are made, before the
-// runtime creates the init; its error undoes the preparation.
+// create creates container id's init from req. gate, for OpCreateWhenReady
+// (nil for OpCreate, whose bundle is complete), is called once the
+// directory, record, stdio and log are made (and the spec read, if
+// req.SpecWritten), before the runtime creates the init; its error undoes
+// the preparation.
 func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, gate func() error) (*v1.State, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
@@ -56,13 +60,18 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 
 	// The log is opened before the init exists: one that cannot be
 	// written fails the create with nothing to undo, and making the file
-	// overlaps the client's work (OpCreateWhenReady).
+	// overlaps the client's work (OpCreateWhenReady). A failed create
+	// removes the file it made.
+	_, statErr := os.Lstat(rec.LogPath)
 	log, err := crilog.Open(rec.LogPath)
 	var pid int
 	var pidfd *os.File
 	if err == nil {
-		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, req.SpecWritten, gate); err != nil {
+		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, gate == nil || req.SpecWritten, gate); err != nil {
 			log.Close()
+			if rec.LogPath != "" && errors.Is(statErr, fs.ErrNotExist) {
+				os.Remove(rec.LogPath)
+			}
 		}
 	}
 	if err != nil {
@@ -126,8 +135,10 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 			return 0, nil, err
 		}
 	}
-	if err := gate(); err != nil {
-		return 0, nil, err
+	if gate != nil {
+		if err := gate(); err != nil {
+			return 0, nil, err
+		}
 	}
 	if spec == nil {
 		if spec, err = readSpec(rec.Bundle); err != nil {

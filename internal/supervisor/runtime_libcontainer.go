@@ -9,10 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/berth-cri/berth/internal/pty"
-
-	"github.com/berth-cri/berth/internal/lcprocess"
-
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -20,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/lcprocess"
+	"github.com/berth-cri/berth/internal/pty"
 )
 
 // libcontainerRuntime runs containers in-process: libcontainer re-executes

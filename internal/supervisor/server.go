@@ -244,7 +244,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 				cancel()
 			}()
 		}
-		gate := func() error { return nil }
+		var gate func() error
 		if req.Op == v1.OpCreateWhenReady {
 			// The Proceed line comes first; the watch starts after it.
 			gate = func() error {
@@ -333,7 +333,7 @@ func writeResponse(conn net.Conn, resp *v1.Response) {
 }
 
 // handle runs one operation. gate is OpCreateWhenReady's wait for the
-// client's Proceed (a no-op for every other operation).
+// client's Proceed (nil for every other operation).
 func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error) (resp v1.Response) {
 	var err error
 	switch req.Op {

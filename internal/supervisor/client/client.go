@@ -175,12 +175,12 @@ func (c *Client) Create(ctx context.Context, id string, req v1.CreateRequest) (*
 }
 
 // CreateWhenReady is Create for a bundle still being made (ready finishes
-// its rootfs and writes its config.json): the supervisor makes the
-// container's directory, record, stdio and log meanwhile, and reads the
-// spec and creates the init once ready returned nil. An
-// error from ready gives the create up (the supervisor keeps nothing) and
-// is returned as it is. ready is called once the request is sent, so not
-// at all when no supervisor could be reached.
+// its rootfs, and writes its config.json unless req.SpecWritten): the
+// supervisor makes the container's directory, record, stdio and log
+// meanwhile, and creates the init once ready returned nil. An error from
+// ready gives the create up (the supervisor keeps nothing) and is returned
+// as it is. ready is called once the request is sent, so not at all when
+// no supervisor could be reached.
 func (c *Client) CreateWhenReady(ctx context.Context, id string, req v1.CreateRequest, ready func() error) (*v1.State, error) {
 	var readyErr error
 	proceed := func(conn *net.UnixConn) {
