@@ -113,6 +113,7 @@ func TestLoadErrors(t *testing.T) {
 		{"relative root", "root_dir = \"var/lib\"", nil, []string{`"root_dir"`, "absolute"}},
 		{"bad level", "log_level = \"loud\"", nil, []string{`"log_level"`}},
 		{"bad format", "log_format = \"xml\"", nil, []string{`"log_format"`}},
+		{"bad cgroup driver", "cgroup_driver = \"Systemd\"", nil, []string{`"cgroup_driver"`, "auto, systemd or cgroupfs"}},
 		{"zero downloads", "[registry]\nmax_concurrent_downloads = 0", nil, []string{"max_concurrent_downloads"}},
 		{"future version", "version = 2", nil, []string{`"version"`, "not supported"}},
 		{"metrics address without port", "metrics_address = \"127.0.0.1\"", nil, []string{`"metrics_address"`, "not host:port"}},

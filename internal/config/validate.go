@@ -34,6 +34,11 @@ func (l *Loaded) validate() error {
 			return bad(key, "must be an absolute path, got %q", p)
 		}
 	}
+	switch c.CgroupDriver {
+	case "auto", "systemd", "cgroupfs":
+	default:
+		return bad("cgroup_driver", "%q is not auto, systemd or cgroupfs", c.CgroupDriver)
+	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		return bad("log_level", "%q is not one of trace, debug, info, warn, error, fatal, panic", c.LogLevel)
 	}

@@ -33,6 +33,11 @@ type Config struct {
 	// StateDirTmpfs lets berthd mount a tmpfs on StateDir when it is on
 	// disk and holds nothing of this boot (internal/statedir).
 	StateDirTmpfs bool `toml:"state_dir_tmpfs" json:"state_dir_tmpfs"`
+	// CgroupDriver is who owns container cgroups: "systemd" (transient
+	// scopes in the pod's slice), "cgroupfs" (plain directories), or
+	// "auto" (systemd where systemd is init on a pure cgroup v2 node).
+	// Resolved once at start (internal/cgroupdriver).
+	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
 	// LogLevel is a logrus level: trace, debug, info, warn, error.
 	LogLevel string `toml:"log_level" json:"log_level"`
 	// LogFormat is text or json.
