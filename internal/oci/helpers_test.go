@@ -40,7 +40,7 @@ func fakeHost() Host {
 	return Host{
 		BoundingCaps:   fakeBounding(),
 		CgroupV2:       false,
-		HugetlbV1:      false,
+		Hugetlb:        false,
 		SwapAccounting: true,
 		SeccompEnabled: true,
 		Devices: func(p string) ([]specs.LinuxDevice, error) {

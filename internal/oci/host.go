@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,12 +26,17 @@ type Host struct {
 	OOMScoreAdj int
 	// CgroupV2 is true on a unified hierarchy.
 	CgroupV2 bool
-	// HugetlbV1 is true when a cgroup v1 hugetlb controller is mounted;
-	// without it hugepage limits (kubelet sends zero limits for every page
-	// size) are skipped.
-	HugetlbV1 bool
+	// Controllers are the cgroup v2 controllers the kernel offers (the root's
+	// cgroup.controllers): the ones libcontainer enables down to a
+	// container's cgroup. Empty on v1.
+	Controllers []string
+	// Hugetlb is true when a hugetlb controller is there to take limits: a
+	// mounted v1 hierarchy, or "hugetlb" among the v2 Controllers. Without
+	// it the hugepage limits kubelet sends (one per page size, zeros
+	// included) are skipped.
+	Hugetlb bool
 	// SwapAccounting is true when swap limits can be applied (memory.memsw.*
-	// on v1).
+	// on v1, memory.swap.max on v2).
 	SwapAccounting bool
 	// SeccompEnabled is true when the kernel supports seccomp filters.
 	SeccompEnabled bool
@@ -65,16 +72,41 @@ func ProbeHost() (Host, error) {
 		h.CgroupV2 = true
 	}
 	if h.CgroupV2 {
-		// Swap accounting is always compiled into cgroup v2 memory control.
-		h.SwapAccounting = exists("/sys/fs/cgroup/cgroup.controllers")
+		h.Controllers, h.SwapAccounting, err = probeCgroupV2("/sys/fs/cgroup")
+		if err != nil {
+			return h, fmt.Errorf("probe host: %w", err)
+		}
+		h.Hugetlb = slices.Contains(h.Controllers, "hugetlb")
 	} else {
-		h.HugetlbV1 = exists("/sys/fs/cgroup/hugetlb")
+		h.Hugetlb = exists("/sys/fs/cgroup/hugetlb")
 		h.SwapAccounting = exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 	}
 	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil {
 		h.AppArmorEnabled = strings.TrimSpace(string(b)) == "Y"
 	}
 	return h, nil
+}
+
+// probeCgroupV2 reads the controllers a unified hierarchy mounted at root
+// offers, and whether swap is accounted. The root cgroup has no memory.*
+// limit files, so swap is judged from its children: one with memory.max
+// but no memory.swap.max means the kernel does not account swap
+// (swapaccount=0, cgroup.memory=noswap). With no child using the memory
+// controller yet it is assumed, the kernel's default.
+func probeCgroupV2(root string) (controllers []string, swap bool, err error) {
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	if err != nil {
+		return nil, false, fmt.Errorf("cgroup v2 controllers: %w", err)
+	}
+	controllers = strings.Fields(string(b))
+	if !slices.Contains(controllers, "memory") {
+		return controllers, false, nil
+	}
+	withMemory, _ := filepath.Glob(filepath.Join(root, "*", "memory.max"))
+	if len(withMemory) == 0 {
+		return controllers, true, nil
+	}
+	return controllers, exists(filepath.Join(filepath.Dir(withMemory[0]), "memory.swap.max")), nil
 }
 
 func exists(p string) bool {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -103,9 +105,12 @@ func linuxResources(h Host, r *runtimeapi.LinuxContainerResources) (*specs.Linux
 		if !pageSizeRE.MatchString(hp.GetPageSize()) {
 			return nil, bad(fmt.Sprintf("hugepage_limits[%d].page_size", i), fmt.Sprintf("%q", hp.GetPageSize()))
 		}
-		// No hugetlb controller (this host's v1 layout): kubelet still
-		// sends a zero limit per page size; skipping is the only option.
-		if h.CgroupV2 || h.HugetlbV1 {
+		// kubelet sends a limit per page size the node has, zeros included,
+		// whether or not a hugetlb controller exists (none on this fleet's
+		// v1 hosts; on v2 the kernel may be built without it). Skipping is
+		// the only option there: libcontainer would fail on the missing
+		// hugetlb.<size>.max file.
+		if h.Hugetlb {
 			out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: hp.GetPageSize(), Limit: hp.GetLimit()})
 		}
 	}
@@ -115,13 +120,45 @@ func linuxResources(h Host, r *runtimeapi.LinuxContainerResources) (*specs.Linux
 		}
 		out.Unified = make(map[string]string, len(u))
 		for k, v := range u {
-			if k == "" || hasNUL(k) || hasNUL(v) || path.Base(k) != k {
-				return nil, bad("unified key", fmt.Sprintf("%q", k))
+			if err := checkUnified(h, k, v); err != nil {
+				return nil, err
 			}
 			out.Unified[k] = v
 		}
 	}
 	return out, nil
+}
+
+// unifiedCgroupFiles are the core cgroup.* files a unified map may set:
+// limits. The others (cgroup.procs, .freeze, .kill, .type,
+// .subtree_control...) move, stop or reshape the cgroup, which is the
+// runtime's business.
+var unifiedCgroupFiles = map[string]bool{"cgroup.max.depth": true, "cgroup.max.descendants": true}
+
+// checkUnified refuses a unified entry libcontainer could not apply, with
+// the reason, before anything is created. libcontainer writes every key to
+// <cgroup>/<key> on both its managers (the systemd one first turns the keys
+// it knows into unit properties), and a file of a controller the kernel
+// does not offer is missing, which it reports only as a failed write. Its
+// value is passed as is: the kernel is the judge of values, and its error
+// comes back with the key.
+func checkUnified(h Host, k, v string) error {
+	ctrl, param, ok := strings.Cut(k, ".")
+	if !ok || ctrl == "" || param == "" || strings.ContainsAny(k, "/\x00") || hasNUL(v) {
+		return fmt.Errorf("resources.unified key %q is not a cgroup file name CONTROLLER.PARAMETER: %w", k, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case ctrl == "cgroup":
+		if !unifiedCgroupFiles[k] {
+			return fmt.Errorf("resources.unified key %q is not a resource limit: %w", k, errdefs.ErrInvalidArgument)
+		}
+	case !slices.Contains(h.Controllers, ctrl):
+		return fmt.Errorf("resources.unified key %q: the %s controller is not available on this host (it has %s): %w",
+			k, ctrl, strings.Join(h.Controllers, " "), errdefs.ErrInvalidArgument)
+	case strings.HasPrefix(k, "memory.swap.") && !h.SwapAccounting:
+		return fmt.Errorf("resources.unified key %q: this host does not account swap: %w", k, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // oomScoreAdj validates a CRI oom_score_adj and clamps it up to berthd's

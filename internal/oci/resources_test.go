@@ -13,10 +13,18 @@ func TestLinuxResources(t *testing.T) {
 	v1 := fakeHost()
 	v2 := fakeHost()
 	v2.CgroupV2 = true
+	v2.Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"} // no hugetlb
+	v2Hugetlb := v2
+	v2Hugetlb.Controllers = append(v2.Controllers, "hugetlb")
+	v2Hugetlb.Hugetlb = true
+	v2NoSwap := v2
+	v2NoSwap.SwapAccounting = false
 	noSwap := fakeHost()
 	noSwap.SwapAccounting = false
 	hugetlb := fakeHost()
-	hugetlb.HugetlbV1 = true
+	hugetlb.Hugetlb = true
+	// What kubelet sends on every container of a v2 node.
+	kubeletUnified := map[string]string{"memory.high": "107374182", "memory.swap.max": "0", "memory.oom.group": "1"}
 	hp := []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}, {PageSize: "1GB", Limit: 0}}
 	tests := []struct {
 		name  string
@@ -66,6 +74,29 @@ func TestLinuxResources(t *testing.T) {
 				t.Errorf("%+v", r.Unified)
 			}
 		}, nil},
+		{"kubelet's unified map on v2", v2, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 27, Unified: kubeletUnified, HugepageLimits: hp},
+			func(t *testing.T, r *specs.LinuxResources) {
+				if len(r.Unified) != 3 || r.Unified["memory.oom.group"] != "1" || r.Unified["memory.swap.max"] != "0" || r.Unified["memory.high"] != "107374182" {
+					t.Errorf("unified %+v", r.Unified)
+				}
+				if len(r.HugepageLimits) != 0 {
+					t.Errorf("hugepage limits applied without a hugetlb controller on v2: %+v", r.HugepageLimits)
+				}
+			}, nil},
+		{"hugepages on v2 with hugetlb", v2Hugetlb, &runtimeapi.LinuxContainerResources{HugepageLimits: hp}, func(t *testing.T, r *specs.LinuxResources) {
+			if len(r.HugepageLimits) != 2 {
+				t.Errorf("%+v", r.HugepageLimits)
+			}
+		}, nil},
+		{"unified key of an absent controller", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"hugetlb.2MB.max": "0"}}, nil, errdefs.ErrInvalidArgument},
+		{"unified key of a present hugetlb", v2Hugetlb, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"hugetlb.2MB.max": "0"}}, nil, nil},
+		{"unified swap without accounting", v2NoSwap, &runtimeapi.LinuxContainerResources{Unified: kubeletUnified}, nil, errdefs.ErrInvalidArgument},
+		{"unified cgroup limit", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"cgroup.max.descendants": "10"}}, nil, nil},
+		{"unified cgroup.procs refused", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"cgroup.procs": "1"}}, nil, errdefs.ErrInvalidArgument},
+		{"unified cgroup.kill refused", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"cgroup.kill": "1"}}, nil, errdefs.ErrInvalidArgument},
+		{"unified key without a dot", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory": "1"}}, nil, errdefs.ErrInvalidArgument},
+		{"unified key without a parameter", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.": "1"}}, nil, errdefs.ErrInvalidArgument},
+		{"unified NUL in value", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1\x00"}}, nil, errdefs.ErrInvalidArgument},
 		{"unified on v1 refused", v1, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "100"}}, nil, errdefs.ErrInvalidArgument},
 		{"unified path key refused", v2, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"../x": "1"}}, nil, errdefs.ErrInvalidArgument},
 		{"negative shares", v1, &runtimeapi.LinuxContainerResources{CpuShares: -2}, nil, errdefs.ErrInvalidArgument},
