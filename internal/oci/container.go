@@ -148,7 +148,7 @@ func ContainerSpec(in ContainerInput) (*ContainerResult, error) {
 	if parent == "" {
 		parent = pod.GetLinux().GetCgroupParent()
 	}
-	cgPath, err := cgroupsPath(parent, in.ID)
+	cgPath, err := cgroupsPath(in.Host.CgroupDriver, parent, in.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 )
 
 // Host holds the facts about the node that shape every spec. ProbeHost fills
@@ -26,6 +28,10 @@ type Host struct {
 	OOMScoreAdj int
 	// CgroupV2 is true on a unified hierarchy.
 	CgroupV2 bool
+	// CgroupDriver is the cgroup driver cmd/berthd resolved at start; it
+	// decides the form of every cgroupsPath ("" is cgroupfs). ProbeHost
+	// leaves it unset: it follows the config, not only the node.
+	CgroupDriver cgroupdriver.Driver
 	// Controllers are the cgroup v2 controllers the kernel offers (the root's
 	// cgroup.controllers): the ones libcontainer enables down to a
 	// container's cgroup. Empty on v1.

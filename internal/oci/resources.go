@@ -10,16 +10,29 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
 // DefaultCgroupParent is the cgroup parent when the CRI gives none (critest
 // does so with the cgroupfs driver). Sandboxes and containers of such pods
-// are siblings below it.
+// are siblings below it. With the systemd driver they go in
+// cgroupdriver.DefaultSlice instead.
 const DefaultCgroupParent = "/berth"
 
-// cgroupsPath is the absolute cgroupfs path <parent>/<id>.
-func cgroupsPath(parent, id string) (string, error) {
+// cgroupsPath is the OCI cgroupsPath of sandbox or container id below the
+// CRI cgroup parent. cgroupfs: the absolute path <parent>/<id>. systemd:
+// "<slice>:berth:<id>", the scope berth-<id>.scope in the slice the parent
+// names; a parent naming no slice (a cgroupfs path, as a kubelet set to
+// the other driver sends) is refused before anything is made.
+func cgroupsPath(driver cgroupdriver.Driver, parent, id string) (string, error) {
+	if driver == cgroupdriver.Systemd {
+		p, err := cgroupdriver.ScopePath(parent, id)
+		if err != nil {
+			return "", fmt.Errorf("linux.cgroup_parent (systemd cgroup driver): %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return p, nil
+	}
 	if parent == "" {
 		parent = DefaultCgroupParent
 	}

@@ -136,20 +136,6 @@ func TestOOMScoreAdj(t *testing.T) {
 	}
 }
 
-func TestCgroupsPath(t *testing.T) {
-	tests := []struct{ parent, id, want string }{
-		{"", "c1", "/berth/c1"},
-		{"/kubepods/burstable/pod1", "c1", "/kubepods/burstable/pod1/c1"},
-		{"kubepods/pod1/", "c1", "/kubepods/pod1/c1"},
-		{"/../../etc", "c1", "/etc/c1"},
-	}
-	for _, tt := range tests {
-		if got, err := cgroupsPath(tt.parent, tt.id); err != nil || got != tt.want {
-			t.Errorf("cgroupsPath(%q) = %q, %v, want %q", tt.parent, got, err, tt.want)
-		}
-	}
-}
-
 func TestContainerCgroupAndOOM(t *testing.T) {
 	in := testInput(t)
 	in.Host.OOMScoreAdj = -10

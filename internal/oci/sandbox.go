@@ -108,7 +108,7 @@ func SandboxSpec(in SandboxInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	oom, _ := oomScoreAdj(in.Host, SandboxOOMScoreAdj)
-	cgPath, err := cgroupsPath(cfg.GetLinux().GetCgroupParent(), in.ID)
+	cgPath, err := cgroupsPath(in.Host.CgroupDriver, cfg.GetLinux().GetCgroupParent(), in.ID)
 	if err != nil {
 		return nil, err
 	}
