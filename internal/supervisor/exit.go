@@ -33,13 +33,19 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 		}
 	}
 	finished := time.Now()
+	// Read the OOM counters now, before the output drains (up to
+	// logDrainTimeout): a systemd scope's cgroup, and its memory.events
+	// with it, is removed soon after its last process is gone.
+	c.mu.Lock()
+	memcg, ioDone := c.rec.MemoryCgroup, c.ioDone
+	c.mu.Unlock()
+	var ooms uint64
+	if exact && err == nil {
+		ooms = oomKills(memcg)
+	}
 	if err != nil {
 		s.log.Error("waiting for container init failed; reporting an unknown exit", "id", c.rec.ID, "err", err)
 	}
-	c.mu.Lock()
-	ioDone := c.ioDone
-	memcg := c.rec.MemoryCgroup
-	c.mu.Unlock()
 	if ioDone != nil {
 		select {
 		case <-ioDone:
@@ -48,7 +54,7 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 	}
 	var e v1.ExitStatus
 	if exact && err == nil {
-		e = exitFromStatus(status, finished, oomKills(memcg))
+		e = exitFromStatus(status, finished, ooms)
 	} else {
 		e = unknownExit(finished)
 	}
@@ -103,6 +109,12 @@ func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err erro
 
 // exitFromStatus applies containerd's conventions: a signal death is
 // 128+signo; a SIGKILL while the cgroup counted an OOM kill is OOMKilled.
+// The count need not name the init: the kernel picks the largest process,
+// which may be a child that then dies alone while the init, its memory
+// still short, is SIGKILLed by a later kill (or by the group kill); the
+// init's own SIGKILL with any kill counted is what kubelet calls
+// OOMKilled. A container whose child alone was killed and whose init went
+// on to exit by itself is not OOMKilled.
 func exitFromStatus(ws unix.WaitStatus, finished time.Time, ooms uint64) v1.ExitStatus {
 	e := v1.ExitStatus{FinishedAt: finished.UnixNano()}
 	switch {

@@ -54,23 +54,37 @@ func openPidfd(pid int, start uint64) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "pidfd"), nil
 }
 
-// oomKills reads the OOM kill counter of a memory cgroup (v1
-// memory.oom_control or v2 memory.events); 0 when unknown.
+// oomKills reads how many OOM kills a memory cgroup has counted: v1's
+// memory.oom_control (oom_kill), v2's memory.events (oom_kill, plus
+// oom_group_kill, the kills of memory.oom.group, which kubelet turns on for
+// every container). On v2 the counters are hierarchical: a kill by a pod
+// or node limit is counted in the victim's own cgroup too. 0 when unknown
+// (no file: a kernel before 4.13, or the cgroup already gone).
 func oomKills(dir string) uint64 {
 	if dir == "" {
 		return 0
 	}
-	for _, name := range []string{"memory.oom_control", "memory.events"} {
+	for _, name := range []string{"memory.events", "memory.oom_control"} {
 		data, err := os.ReadFile(dir + "/" + name)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-				return n
-			}
+		if err == nil {
+			return parseOOMKills(data)
 		}
 	}
 	return 0
+}
+
+// parseOOMKills sums the kill counters of a memory.events or
+// memory.oom_control file ("key value" lines).
+func parseOOMKills(data []byte) uint64 {
+	var n uint64
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && (k == "oom_kill" || k == "oom_group_kill") {
+			c, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err == nil {
+				n += c
+			}
+		}
+	}
+	return n
 }
