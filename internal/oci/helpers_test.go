@@ -43,6 +43,7 @@ func fakeHost() Host {
 		Hugetlb:        false,
 		SwapAccounting: true,
 		SeccompEnabled: true,
+		KernelRelease:  "6.1.0-18-amd64",
 		Devices: func(p string) ([]specs.LinuxDevice, error) {
 			if p == "/dev" {
 				return append(append([]specs.LinuxDevice{}, devs["/dev/fuse"]...), devs["/dev/kmsg"]...), nil

@@ -46,6 +46,9 @@ type Host struct {
 	SwapAccounting bool
 	// SeccompEnabled is true when the kernel supports seccomp filters.
 	SeccompEnabled bool
+	// KernelRelease is the kernel's release ("6.1.0-18-amd64"): seccomp
+	// profile rules may depend on the kernel version.
+	KernelRelease string
 	// AppArmorEnabled is true when AppArmor is enabled on the host.
 	AppArmorEnabled bool
 	// Devices returns the device nodes at a host path: one for a device
@@ -66,6 +69,11 @@ func ProbeHost() (Host, error) {
 		return h, fmt.Errorf("probe host: %w", err)
 	}
 	h.SeccompEnabled = bytes.Contains(status, []byte("\nSeccomp:"))
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return h, fmt.Errorf("probe host: uname: %w", err)
+	}
+	h.KernelRelease = unix.ByteSliceToString(uts.Release[:])
 	adj, err := os.ReadFile("/proc/self/oom_score_adj")
 	if err != nil {
 		return h, fmt.Errorf("probe host: %w", err)

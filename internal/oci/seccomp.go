@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	mobyseccomp "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -41,12 +42,12 @@ func seccompProfile(h Host, prof *runtimeapi.SecurityProfile, deprecatedPath str
 		if !h.SeccompEnabled {
 			return nil, nil // containerd's behaviour: the default degrades to none
 		}
-		return DefaultSeccompProfile(caps), nil
+		return DefaultSeccompProfile(h, caps)
 	case runtimeapi.SecurityProfile_Localhost:
 		if !h.SeccompEnabled {
 			return nil, fmt.Errorf("seccomp profile %q: seccomp is not enabled on this host: %w", ref, errdefs.ErrInvalidArgument)
 		}
-		return LoadSeccompProfile(ref, caps)
+		return LoadSeccompProfile(h, ref, caps)
 	default:
 		return nil, fmt.Errorf("seccomp.profile_type %d is unknown: %w", typ, errdefs.ErrInvalidArgument)
 	}
@@ -55,47 +56,19 @@ func seccompProfile(h Host, prof *runtimeapi.SecurityProfile, deprecatedPath str
 // maxProfileSize bounds a Localhost profile file.
 const maxProfileSize = 4 << 20
 
-// profileFile is the on-disk profile format: the OCI LinuxSeccomp fields
-// plus the Docker/containerd extensions found in profiles people copy
-// (archMap, includes/excludes by capability or architecture). Conditional
-// rules are evaluated here, because silently applying a rule meant only for
-// CAP_SYS_ADMIN holders to everyone would widen the filter.
-type profileFile struct {
-	DefaultAction    specs.LinuxSeccompAction `json:"defaultAction"`
-	DefaultErrnoRet  *uint                    `json:"defaultErrnoRet,omitempty"`
-	Architectures    []specs.Arch             `json:"architectures"`
-	ArchMap          []archMapEntry           `json:"archMap"`
-	Flags            []specs.LinuxSeccompFlag `json:"flags"`
-	ListenerPath     string                   `json:"listenerPath"`
-	ListenerMetadata string                   `json:"listenerMetadata"`
-	Syscalls         []profileSyscall         `json:"syscalls"`
-}
-
-type archMapEntry struct {
-	Arch             specs.Arch   `json:"architecture"`
-	SubArchitectures []specs.Arch `json:"subArchitectures"`
-}
-
-type profileSyscall struct {
-	specs.LinuxSyscall
-	Name     string      `json:"name"` // pre-"names" Docker profiles
-	Includes *conditions `json:"includes"`
-	Excludes *conditions `json:"excludes"`
-}
-
-type conditions struct {
-	Caps   []string `json:"caps"`
-	Arches []string `json:"arches"`
-}
-
 var knownActions = []specs.LinuxSeccompAction{
 	specs.ActKill, specs.ActKillProcess, specs.ActKillThread, specs.ActTrap,
 	specs.ActErrno, specs.ActTrace, specs.ActAllow, specs.ActLog, specs.ActNotify,
 }
 
 // LoadSeccompProfile reads a Localhost profile (absolute path) for a
-// process holding caps.
-func LoadSeccompProfile(p string, caps []string) (*specs.LinuxSeccomp, error) {
+// process holding caps on host h. The file is in the format Docker,
+// containerd and CRI-O read (moby's: the OCI LinuxSeccomp fields plus archMap
+// and includes/excludes conditions on capabilities, architectures and the
+// kernel), and its conditions are evaluated as for the default profile:
+// silently applying a rule meant only for CAP_SYS_ADMIN holders to everyone
+// would widen the filter.
+func LoadSeccompProfile(h Host, p string, caps []string) (*specs.LinuxSeccomp, error) {
 	if !filepath.IsAbs(p) {
 		return nil, fmt.Errorf("seccomp localhost profile %q must be an absolute path: %w", p, errdefs.ErrInvalidArgument)
 	}
@@ -113,42 +86,68 @@ func LoadSeccompProfile(p string, caps []string) (*specs.LinuxSeccomp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp localhost profile %s: %v: %w", p, err, errdefs.ErrInvalidArgument)
 	}
-	var pf profileFile
+	var pf mobyseccomp.Seccomp
 	if err := json.Unmarshal(data, &pf); err != nil {
 		return nil, fmt.Errorf("seccomp localhost profile %s is not valid JSON: %v: %w", p, err, errdefs.ErrInvalidArgument)
 	}
-	out, err := pf.resolve(caps)
+	out, err := resolveProfile(&pf, profileConditions{caps: caps, arch: seccompArchName(), kernel: h.KernelRelease})
 	if err != nil {
 		return nil, fmt.Errorf("seccomp localhost profile %s: %w", p, err)
 	}
 	return out, nil
 }
 
-func (pf profileFile) resolve(caps []string) (*specs.LinuxSeccomp, error) {
+// profileConditions are what a profile's includes/excludes are evaluated
+// against.
+type profileConditions struct {
+	caps   []string // the process's bounding set
+	arch   string   // libseccomp's name of the native architecture
+	kernel string   // the host's kernel release, as uname -r prints it
+}
+
+// resolveProfile turns a profile with conditional rules into the spec's
+// form for one process. Rules apply as moby applies them (a rule is kept
+// when every includes condition holds and no excludes condition does), so
+// the default profile means here what it means under Docker and containerd.
+// The result shares nothing with pf.
+func resolveProfile(pf *mobyseccomp.Seccomp, c profileConditions) (*specs.LinuxSeccomp, error) {
 	if !slices.Contains(knownActions, pf.DefaultAction) {
 		return nil, fmt.Errorf("defaultAction %q is unknown: %w", pf.DefaultAction, errdefs.ErrInvalidArgument)
 	}
 	out := &specs.LinuxSeccomp{
 		DefaultAction:    pf.DefaultAction,
 		DefaultErrnoRet:  pf.DefaultErrnoRet,
-		Architectures:    pf.Architectures,
-		Flags:            pf.Flags,
+		Architectures:    slices.Clone(pf.Architectures),
+		Flags:            slices.Clone(pf.Flags),
 		ListenerPath:     pf.ListenerPath,
 		ListenerMetadata: pf.ListenerMetadata,
 	}
+	// archMap is read only when no architectures are listed (moby refuses
+	// a profile with both; such files existed before, so the list wins).
 	if len(out.Architectures) == 0 {
-		native := nativeArch()
-		for _, a := range pf.ArchMap {
-			if a.Arch == native {
-				out.Architectures = append([]specs.Arch{a.Arch}, a.SubArchitectures...)
+		if native, ok := seccompArches[c.arch]; ok {
+			for _, a := range pf.ArchMap {
+				if a.Arch == native {
+					out.Architectures = append([]specs.Arch{a.Arch}, a.SubArches...)
+					break
+				}
 			}
 		}
 	}
 	for i, s := range pf.Syscalls {
-		if !s.applies(caps) {
+		if s == nil {
+			return nil, fmt.Errorf("syscalls[%d] is null: %w", i, errdefs.ErrInvalidArgument)
+		}
+		ok, err := applies(s, c)
+		if err != nil {
+			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		if !ok {
 			continue
 		}
 		sc := s.LinuxSyscall
+		sc.Names = slices.Clone(sc.Names)
+		sc.Args = slices.Clone(sc.Args)
 		if s.Name != "" {
 			sc.Names = append(sc.Names, s.Name)
 		}
@@ -163,49 +162,73 @@ func (pf profileFile) resolve(caps []string) (*specs.LinuxSeccomp, error) {
 	return out, nil
 }
 
-func (s profileSyscall) applies(caps []string) bool {
-	arch := runtime.GOARCH
-	if in := s.Includes; in != nil {
-		for _, c := range in.Caps {
-			if !slices.Contains(caps, c) {
-				return false
-			}
-		}
-		if len(in.Arches) > 0 && !slices.Contains(in.Arches, arch) {
-			return false
-		}
-	}
+// applies evaluates one rule's conditions.
+func applies(s *mobyseccomp.Syscall, c profileConditions) (bool, error) {
 	if ex := s.Excludes; ex != nil {
-		for _, c := range ex.Caps {
-			if slices.Contains(caps, c) {
-				return false
+		if slices.Contains(ex.Arches, c.arch) {
+			return false, nil
+		}
+		for _, cp := range ex.Caps {
+			if slices.Contains(c.caps, cp) {
+				return false, nil
 			}
 		}
-		if slices.Contains(ex.Arches, arch) {
-			return false
+		if ex.MinKernel != nil {
+			if ok, err := kernelAtLeast(c.kernel, *ex.MinKernel); err != nil || ok {
+				return false, err
+			}
 		}
 	}
-	return true
+	if in := s.Includes; in != nil {
+		if len(in.Arches) > 0 && !slices.Contains(in.Arches, c.arch) {
+			return false, nil
+		}
+		for _, cp := range in.Caps {
+			if !slices.Contains(c.caps, cp) {
+				return false, nil
+			}
+		}
+		if in.MinKernel != nil {
+			if ok, err := kernelAtLeast(c.kernel, *in.MinKernel); err != nil || !ok {
+				return false, err
+			}
+		}
+	}
+	return true, nil
 }
 
-func nativeArch() specs.Arch {
-	switch runtime.GOARCH {
-	case "amd64":
-		return specs.ArchX86_64
-	case "arm64":
-		return specs.ArchAARCH64
-	case "386":
-		return specs.ArchX86
-	case "arm":
-		return specs.ArchARM
-	case "ppc64le":
-		return specs.ArchPPC64LE
-	case "s390x":
-		return specs.ArchS390X
-	case "riscv64":
-		return specs.ArchRISCV64
+// kernelAtLeast compares a kernel release ("6.18.0-1-amd64") with a
+// minKernel condition; only the version and major revision count, as in
+// moby.
+func kernelAtLeast(release string, min mobyseccomp.KernelVersion) (bool, error) {
+	var v, major uint64
+	if _, err := fmt.Sscanf(release, "%d.%d", &v, &major); err != nil {
+		return false, fmt.Errorf("minKernel %s: the host's kernel release %q is not known: %v", min.String(), release, err)
 	}
-	return ""
+	return v > min.Kernel || v == min.Kernel && major >= min.Major, nil
+}
+
+// seccompArches maps libseccomp's architecture names (those of the arches
+// conditions) to the spec's.
+var seccompArches = map[string]specs.Arch{
+	"x86": specs.ArchX86, "amd64": specs.ArchX86_64, "x32": specs.ArchX32,
+	"arm": specs.ArchARM, "arm64": specs.ArchAARCH64,
+	"loongarch64": specs.ArchLOONGARCH64, "ppc64le": specs.ArchPPC64LE,
+	"riscv64": specs.ArchRISCV64, "s390": specs.ArchS390, "s390x": specs.ArchS390X,
+	"mips64": specs.ArchMIPS64, "mipsel64": specs.ArchMIPSEL64,
+}
+
+// seccompArchName is libseccomp's name of the architecture berthd runs as.
+func seccompArchName() string {
+	switch runtime.GOARCH {
+	case "386":
+		return "x86"
+	case "loong64":
+		return "loongarch64"
+	case "mips64le":
+		return "mipsel64"
+	}
+	return runtime.GOARCH
 }
 
 // appArmorProfile: this package ships no AppArmor profile, so the runtime
