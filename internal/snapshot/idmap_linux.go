@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,12 +120,23 @@ func mountOverlayMapped(lowers []string, upper, work, target string, ns *os.File
 	return fsmountOverlayWith(func(fsfd int) error {
 		for i, fd := range fds {
 			if err := unix.FsconfigSetFd(fsfd, "lowerdir+", fd); err != nil {
-				return fsError(fsfd, "fsconfig lowerdir+ (id-mapped "+lowers[i]+")", err)
+				err = fsError(fsfd, "fsconfig lowerdir+ (id-mapped "+lowers[i]+")", err)
+				if i == 0 && errors.Is(err, unix.EINVAL) {
+					// The kernel refuses the parameter itself, not this layer.
+					return fmt.Errorf("%w: %w", errNoFdLayers, err)
+				}
+				return err
 			}
 		}
 		return nil
-	}, upper, work, target)
+	}, overlay{lowers: lowers, upper: upper, work: work}, target)
 }
+
+// errNoFdLayers is why a kernel before 6.13 cannot make a user-namespaced
+// pod's rootfs: its overlay does not take layers as file descriptors, which
+// is how MountRootfsMapped passes the id-mapped layers.
+var errNoFdLayers = fmt.Errorf("user namespaces need overlayfs taking id-mapped layers as file descriptors (Linux 6.13+), and this kernel's does not: %w",
+	errdefs.ErrFailedPrecondition)
 
 // ProbeIDMapped reports whether user-namespaced pods can have their files
 // here: dir and the directories above it let a pod's root through, and

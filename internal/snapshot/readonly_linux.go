@@ -9,10 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -111,7 +109,7 @@ func (s *Store) MountReadOnly(key string) (string, error) {
 	for i := 0; len(lowers) < 2; i++ {
 		lowers = append(lowers, filepath.Join(dir, "empty", strconv.Itoa(i)))
 	}
-	if err := mountReadOnlyOverlay(lowers, target); err != nil {
+	if err := mountOverlay(overlay{lowers: lowers}, target, dir, s.lowerdirPlus()); err != nil {
 		return "", fmt.Errorf("mount read-only snapshot %s: %w", key, err)
 	}
 	return target, nil
@@ -170,64 +168,6 @@ func (s *Store) removeVolumesOf(owner string) error {
 		if err := s.removeReadOnly(k); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// mountReadOnlyOverlay mounts an overlay of lowers (top-most first, at least
-// two) with no upper dir on target, read-only.
-func mountReadOnlyOverlay(lowers []string, target string) error {
-	err := fsmountReadOnlyOverlay(lowers, target)
-	if !errors.Is(err, errNoNewAPI) {
-		return err
-	}
-	return legacyMountReadOnlyOverlay(lowers, target)
-}
-
-func legacyMountReadOnlyOverlay(lowers []string, target string) error {
-	esc := make([]string, len(lowers))
-	for i, l := range lowers {
-		esc[i] = escapeOption(l)
-	}
-	data := "lowerdir=" + strings.Join(esc, ":")
-	if len(data) >= os.Getpagesize() {
-		return fmt.Errorf("overlay options for %d layers exceed a page, and the kernel lacks lowerdir+: %w",
-			len(lowers), errdefs.ErrFailedPrecondition)
-	}
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, data); err != nil {
-		return &os.PathError{Op: "mount read-only overlay", Path: target, Err: err}
-	}
-	return nil
-}
-
-func fsmountReadOnlyOverlay(lowers []string, target string) error {
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if errors.Is(err, unix.ENOSYS) {
-		return errNoNewAPI
-	}
-	if err != nil {
-		return &os.PathError{Op: "fsopen overlay", Path: target, Err: err}
-	}
-	defer unix.Close(fsfd)
-	for i, l := range lowers {
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			msg := fsLog(fsfd)
-			if i == 0 && errors.Is(err, unix.EINVAL) && strings.Contains(msg, "Unknown parameter") {
-				return errNoNewAPI // before Linux 6.8
-			}
-			return fmt.Errorf("fsconfig lowerdir+=%s: %w (%s)", l, err, msg)
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fsError(fsfd, "create overlay", err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
-	if err != nil {
-		return fsError(fsfd, "fsmount overlay", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return &os.PathError{Op: "move_mount overlay", Path: target, Err: err}
 	}
 	return nil
 }

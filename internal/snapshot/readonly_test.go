@@ -128,8 +128,9 @@ func TestLegacyReadOnlyMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.RemoveReadOnly(key) })
-	target := filepath.Join(s.volumeDir(key), "merged")
-	if err := legacyMountReadOnlyOverlay([]string{s.diffDir(b), s.diffDir(a)}, target); err != nil {
+	s.lowerdirPlus = func() bool { return false }
+	target, err := s.MountReadOnly(key)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := readMerged(t, target, "x"); got != "b" {

@@ -211,7 +211,8 @@ func (s *Store) MountRootfs(key string) (string, error) {
 		return m.Target, err
 	}
 	dir := s.keyDir(key)
-	if err := mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), m.Target); err != nil {
+	o := overlay{lowers: lowers, upper: filepath.Join(dir, "upper"), work: filepath.Join(dir, "work")}
+	if err := mountOverlay(o, m.Target, dir, s.lowerdirPlus()); err != nil {
 		return "", fmt.Errorf("mount rootfs %s: %w", key, err)
 	}
 	return m.Target, nil

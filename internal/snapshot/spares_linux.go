@@ -140,6 +140,7 @@ func (s *Store) recycle(key string) (bool, error) {
 	ok := os.RemoveAll(filepath.Join(dir, "upper")) == nil &&
 		os.Mkdir(filepath.Join(dir, "upper"), 0o755) == nil &&
 		os.RemoveAll(filepath.Join(dir, "empty")) == nil &&
+		os.RemoveAll(filepath.Join(dir, linksDir)) == nil &&
 		os.Chmod(dir, 0o700) == nil &&
 		emptyDir(filepath.Join(dir, "work")) == nil &&
 		emptyDir(filepath.Join(dir, "merged")) == nil

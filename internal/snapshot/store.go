@@ -52,6 +52,11 @@ type Store struct {
 	rootfsMu sync.Mutex
 
 	spares spares // see spares_linux.go
+
+	// lowerdirPlus reports whether the kernel's overlay takes lowerdir+
+	// (see mount_linux.go), probed once; tests replace it to force the
+	// mount(2) fallback of older kernels.
+	lowerdirPlus func() bool
 }
 
 // Open prepares a store at root, creating its directories and removing what
@@ -62,6 +67,7 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("snapshot root %s: %w", root, err)
 	}
 	s := &Store{root: abs, flights: map[digest.Digest]*flight{}, usage: map[digest.Digest]Usage{}}
+	s.lowerdirPlus = sync.OnceValue(func() bool { return ProbeLowerdirPlus(s.tmpDir()) })
 	for _, d := range []string{abs, s.layersDir(), s.tmpDir(), s.rootfsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("open snapshot store: %w", err)

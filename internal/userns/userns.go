@@ -13,6 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/errdefs"
 )
 
 // Mappings are the id mappings of a pod's user namespace: container id
@@ -108,7 +110,11 @@ func IDMapped(path string, ns *os.File) (int, error) {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns.Fd())}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("id-mapped mount of %s (does its filesystem support id-mapped mounts?): %w", path, err)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+			// The kernel (before 5.12) or the filesystem cannot id-map.
+			return -1, fmt.Errorf("id-mapped mount of %s (does its filesystem support id-mapped mounts?): %w: %w", path, err, errdefs.ErrFailedPrecondition)
+		}
+		return -1, fmt.Errorf("id-mapped mount of %s: %w", path, err)
 	}
 	return fd, nil
 }
