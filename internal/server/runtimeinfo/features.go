@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +23,19 @@ import (
 const probeTimeout = 5 * time.Second
 
 // features finds out what each handler's runtime really supports, once per
-// runtime binary: recursive read-only mounts need mount_setattr(2) (Linux
-// 5.12) and, for an external runtime, one that applies the "rro" option.
+// runtime binary, asking the kernel rather than trusting its version:
+// recursive read-only mounts need mount_setattr(2) (Linux 5.12) and, for an
+// external runtime, one that applies the "rro" option. docs/kernel.md
+// lists what needs which kernel.
 type features struct {
+	// kernel is the running kernel's release, for Status's verbose info.
+	kernel string
 	// kernelRRO reports whether the kernel has mount_setattr.
 	kernelRRO bool
+	// lowerdirPlus reports whether overlay takes lowerdir+ (Linux 6.8):
+	// without it images of many layers mount through short paths
+	// (internal/snapshot); only reported.
+	lowerdirPlus bool
 	// runFeatures runs `<path> features` (a fake in tests).
 	runFeatures func(ctx context.Context, path string) ([]byte, error)
 
@@ -42,15 +49,26 @@ type features struct {
 	ociRRO map[string]bool
 	// ociIDMap caches per runtime binary whether it makes id-mapped mounts.
 	ociIDMap map[string]bool
-	// idmapDirs caches per directory whether id-mapped mounts work there.
-	idmapDirs map[string]bool
+	// idmapDirs caches per directory why id-mapped mounts do not work
+	// there (nil: they work).
+	idmapDirs map[string]error
 }
 
+// newFeatures probes the kernel, at berthd's start.
 func newFeatures() *features {
 	return &features{
-		kernelRRO: kernelAtLeast(5, 12), runFeatures: runtimeFeatures, probeIDMap: snapshot.ProbeIDMapped,
-		ociRRO: map[string]bool{}, ociIDMap: map[string]bool{}, idmapDirs: map[string]bool{},
+		kernel: kernelRelease(), kernelRRO: hasMountSetattr(), lowerdirPlus: snapshot.ProbeLowerdirPlus(os.TempDir()),
+		runFeatures: runtimeFeatures, probeIDMap: snapshot.ProbeIDMapped,
+		ociRRO: map[string]bool{}, ociIDMap: map[string]bool{}, idmapDirs: map[string]error{},
 	}
+}
+
+// hasMountSetattr asks the kernel whether it has mount_setattr(2), which
+// recursive read-only mounts are made with (AT_RECURSIVE came with the call,
+// in Linux 5.12), by a call that changes nothing: an empty change is
+// answered before the path is even looked up.
+func hasMountSetattr() bool {
+	return unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{}) == nil
 }
 
 // recursiveReadOnly reports whether handler rt applies recursive
@@ -116,17 +134,44 @@ func (f *features) userNamespaces(rt configv1.Runtime, rootDir string) bool {
 
 // idmapWorks probes dir once and remembers the answer.
 func (f *features) idmapWorks(dir string) bool {
+	return f.idmapError(dir) == nil
+}
+
+// idmapError is why id-mapped mounts fail under dir, nil if they work;
+// probed once.
+func (f *features) idmapError(dir string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if ok, known := f.idmapDirs[dir]; known {
-		return ok
+	if err, known := f.idmapDirs[dir]; known {
+		return err
 	}
 	err := f.probeIDMap(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false // not made yet: ask again
+		return err // not made yet: ask again
 	}
-	f.idmapDirs[dir] = err == nil
-	return err == nil
+	f.idmapDirs[dir] = err
+	return err
+}
+
+// kernelInfo is what Status's verbose info says of the kernel: its release
+// and what was found by probing it, with the reason where a feature is
+// missing.
+type kernelInfo struct {
+	Release                 string `json:"release"`
+	RecursiveReadOnlyMounts bool   `json:"recursiveReadOnlyMounts"`
+	OverlayLowerdirPlus     bool   `json:"overlayLowerdirPlus"`
+	IDMappedRootfs          bool   `json:"idmappedRootfs"`
+	IDMappedRootfsError     string `json:"idmappedRootfsError,omitempty"`
+}
+
+func (f *features) kernelInfo(rootDir string) kernelInfo {
+	k := kernelInfo{Release: f.kernel, RecursiveReadOnlyMounts: f.kernelRRO, OverlayLowerdirPlus: f.lowerdirPlus}
+	err := f.idmapError(rootDir)
+	k.IDMappedRootfs = err == nil
+	if err != nil {
+		k.IDMappedRootfsError = err.Error()
+	}
+	return k
 }
 
 // listsIDMap reads the OCI runtime features document (runtime-spec
@@ -166,27 +211,10 @@ func runtimeFeatures(ctx context.Context, path string) ([]byte, error) {
 	return out, nil
 }
 
-// kernelAtLeast reports whether the running kernel is major.minor or newer.
-func kernelAtLeast(major, minor int) bool {
+func kernelRelease() string {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
-		return false
+		return ""
 	}
-	kmaj, kmin, ok := parseKernelRelease(unix.ByteSliceToString(u.Release[:]))
-	return ok && (kmaj > major || kmaj == major && kmin >= minor)
-}
-
-// parseKernelRelease reads "6.18.44-fc-v657" as 6, 18.
-func parseKernelRelease(rel string) (major, minor int, ok bool) {
-	parts := strings.SplitN(rel, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	digits := strings.IndexFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' })
-	if digits >= 0 {
-		parts[1] = parts[1][:digits]
-	}
-	minor, err2 := strconv.Atoi(parts[1])
-	return major, minor, err1 == nil && err2 == nil
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -82,22 +82,23 @@ func TestRuntimeFeaturesRunc(t *testing.T) {
 	}
 }
 
-func TestParseKernelRelease(t *testing.T) {
-	for _, tt := range []struct {
-		rel      string
-		maj, min int
-		ok       bool
-	}{
-		{"6.18.44-fc-v657", 6, 18, true},
-		{"5.12.0", 5, 12, true},
-		{"5.4-rc1", 5, 4, true},
-		{"6", 0, 0, false},
-		{"x.y", 0, 0, false},
-	} {
-		gotMaj, gotMin, ok := parseKernelRelease(tt.rel)
-		if ok != tt.ok || ok && (gotMaj != tt.maj || gotMin != tt.min) {
-			t.Errorf("parseKernelRelease(%q) = %d, %d, %v", tt.rel, gotMaj, gotMin, ok)
-		}
+// The probe asks the kernel: every kernel Berth supports (5.14+) has
+// mount_setattr, this machine's too.
+func TestHasMountSetattr(t *testing.T) {
+	if !hasMountSetattr() {
+		t.Errorf("mount_setattr not found on kernel %s", kernelRelease())
+	}
+}
+
+// Status's verbose info gives the reason a feature is missing.
+func TestKernelInfo(t *testing.T) {
+	noIDMap := errors.New("user namespaces need overlayfs taking id-mapped layers as file descriptors (Linux 6.13+)")
+	f := &features{kernel: "6.1.0-28-amd64", kernelRRO: true, idmapDirs: map[string]error{},
+		probeIDMap: func(string) error { return noIDMap }}
+	got := f.kernelInfo("/var/lib/berth")
+	want := kernelInfo{Release: "6.1.0-28-amd64", RecursiveReadOnlyMounts: true, IDMappedRootfsError: noIDMap.Error()}
+	if got != want {
+		t.Errorf("kernelInfo = %+v, want %+v", got, want)
 	}
 }
 
@@ -126,7 +127,7 @@ func TestUserNamespacesFeature(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			probes, runs := 0, 0
-			f := &features{ociIDMap: map[string]bool{}, idmapDirs: map[string]bool{},
+			f := &features{ociIDMap: map[string]bool{}, idmapDirs: map[string]error{},
 				runFeatures: func(context.Context, string) ([]byte, error) { runs++; return []byte(tt.out), nil },
 				probeIDMap:  func(string) error { probes++; return tt.probeErr },
 			}

@@ -48,7 +48,13 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		if err != nil {
 			return nil, fmt.Errorf("encode config: %w", err)
 		}
-		resp.Info = map[string]string{"config": string(b)}
+		// What the kernel probes found, with the reason where a feature
+		// is missing (`crictl info` shows it).
+		k, err := json.Marshal(s.features.kernelInfo(cfg.RootDir))
+		if err != nil {
+			return nil, fmt.Errorf("encode kernel info: %w", err)
+		}
+		resp.Info = map[string]string{"config": string(b), "kernel": string(k)}
 	}
 	return resp, nil
 }
