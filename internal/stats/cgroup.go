@@ -27,6 +27,30 @@ type Cgroup struct {
 	Pids *uint64
 	// PSI is pressure stall information; v2 only.
 	PSI *Pressure
+	// IO is the block IO of each device the cgroup used (io.stat); v2 only
+	// (v1's blkio is not read), empty when nothing was read or written.
+	IO []IODevice
+	// MemoryEvents are the memory.events counters; v2 only.
+	MemoryEvents *MemoryEvents
+}
+
+// IODevice is the cumulative IO of a cgroup on one block device.
+type IODevice struct {
+	Major, Minor          uint64
+	ReadBytes, WriteBytes uint64
+	ReadOps, WriteOps     uint64
+}
+
+// MemoryEvents counts what the memory controller did to a cgroup and its
+// descendants.
+type MemoryEvents struct {
+	// High is how often memory.high throttled, Max how often usage hit
+	// memory.max, OOM how often that failed to reclaim.
+	High, Max, OOM uint64
+	// OOMKill is the number of processes the OOM killer killed (any OOM:
+	// the cgroup's, an ancestor's or the whole node's), OOMGroupKill the
+	// number of group kills (memory.oom.group; kernel 5.19+).
+	OOMKill, OOMGroupKill uint64
 }
 
 // Memory is the memory figures kubelet uses.

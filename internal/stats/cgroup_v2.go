@@ -28,9 +28,9 @@ func NewV2Reader(mountpoint string) *V2Reader {
 	return &V2Reader{mountpoint: mountpoint}
 }
 
-// v2Mask leaves out rdma, hugetlb and memory.events, which the CRI has no
-// field for. IO is read for io.pressure only.
-const v2Mask = cgroup2.StatPids | cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatIO
+// v2Mask leaves out rdma and hugetlb, which neither the CRI nor the
+// metrics have a field for.
+const v2Mask = cgroup2.StatPids | cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO
 
 // Read reads the cgroup at p; a missing cgroup is ErrNotFound.
 func (r *V2Reader) Read(p string) (Cgroup, error) {
@@ -76,6 +76,9 @@ func fromV2(now time.Time, m *v2stats.Metrics) Cgroup {
 				MajorPageFaults: mem.Pgmajfault,
 			}
 		}
+		// memory.swap.max is missing where swap is not accounted
+		// (swapaccount=0): no swap figure then. With accounting but no
+		// swap device, usage is a true 0.
 		if mem.SwapLimit > 0 {
 			c.Swap = &Swap{Usage: mem.SwapUsage, Limit: limitOrZero(mem.SwapLimit)}
 		}
@@ -87,6 +90,15 @@ func fromV2(now time.Time, m *v2stats.Metrics) Cgroup {
 	}
 	if m.Io != nil {
 		c.PSI.IO = fromV2PSI(m.Io.PSI)
+		for _, d := range m.Io.Usage {
+			c.IO = append(c.IO, IODevice{
+				Major: d.Major, Minor: d.Minor,
+				ReadBytes: d.Rbytes, WriteBytes: d.Wbytes, ReadOps: d.Rios, WriteOps: d.Wios,
+			})
+		}
+	}
+	if e := m.MemoryEvents; e != nil { // nil: no memory controller
+		c.MemoryEvents = &MemoryEvents{High: e.High, Max: e.Max, OOM: e.Oom, OOMKill: e.OomKill, OOMGroupKill: e.OomGroupKill}
 	}
 	if c.PSI.CPU == nil && c.PSI.Memory == nil && c.PSI.IO == nil {
 		c.PSI = nil // kernel without CONFIG_PSI, or psi=0

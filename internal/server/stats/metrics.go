@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,18 +29,20 @@ import (
 //   - container_cpu_user_seconds_total, container_cpu_system_seconds_total,
 //     container_cpu_cfs_periods_total, container_cpu_cfs_throttled_*:
 //     the cgroup reader keeps only total CPU usage.
-//   - container_memory_cache, _failcnt, _kernel_usage, _mapped_file,
-//     _max_usage_bytes and container_oom_events_total.
+//   - container_memory_cache, _failcnt, _kernel_usage, _mapped_file and
+//     _max_usage_bytes.
+//   - container_oom_events_total on cgroup v1 (v2: memory.events oom_kill).
 //   - container_network_*_packets_total and *_packets_dropped_total: the
 //     pod network reader keeps bytes and errors only.
 //   - container_file_descriptors, container_sockets, container_threads_max,
 //     container_start_time_seconds, container_spec_cpu_period and
 //     container_spec_cpu_shares.
 //
-// Described but never valued, as cAdvisor does without the source:
+// Described but valued only where the source exists, as cAdvisor does:
 // container_blkio_device_usage_total and container_fs_{reads,writes}*
-// (no per-device blkio accounting), and container_pressure_* on hosts
-// without PSI (cgroup v1). Left out entirely: hugetlb, ulimits,
+// from v2's io.stat, one value per device the cgroup used (v1's blkio is
+// not read), and container_pressure_* on hosts with PSI (v2, the kernel's
+// CONFIG_PSI and not psi=0). Left out entirely: hugetlb, ulimits,
 // container_spec_cpu_quota and container_spec_memory_reservation_limit_bytes.
 //
 // CRI metric values are integers, so seconds are whole seconds.
@@ -200,7 +203,7 @@ func (s *Service) podMetrics(sb SandboxInfo, fs layerFS, now time.Time) *runtime
 	pod := metricSet{base: []string{"", sb.CgroupParent, "", sb.ID, sb.Metadata.GetNamespace(), sb.Metadata.GetName()}}
 	if sb.CgroupParent != "" {
 		if cg, ok := s.readCgroup(sb.CgroupParent, "sandbox", sb.ID); ok {
-			pod.cgroup(cg, now)
+			pod.cgroup(cg, now, s.blockDevice)
 		}
 	}
 	if sb.NetNS != "" {
@@ -232,7 +235,7 @@ func (s *Service) containerMetrics(sb SandboxInfo, c ContainerInfo, fs layerFS, 
 		return nil
 	}
 	set := metricSet{base: []string{c.Metadata.GetName(), c.CgroupPath, c.Image, c.ID, sb.Metadata.GetNamespace(), sb.Metadata.GetName()}}
-	set.cgroup(cg, now)
+	set.cgroup(cg, now, s.blockDevice)
 	s.layerMetrics(&set, c, fs)
 	return &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: set.metrics}
 }
@@ -294,15 +297,28 @@ func (m *metricSet) addAt(name string, v uint64, at int64, extra ...string) {
 	})
 }
 
-// cgroup adds the families read from a cgroup, and last_seen.
-func (m *metricSet) cgroup(cg stats.Cgroup, now time.Time) {
+// blockDevice names a block device for the IO metrics' device label,
+// looked up in sysfs once per device.
+func (s *Service) blockDevice(major, minor uint64) string {
+	key := [2]uint64{major, minor}
+	if v, ok := s.devices.Load(key); ok {
+		return v.(string)
+	}
+	name := s.deviceName(major, minor)
+	s.devices.Store(key, name)
+	return name
+}
+
+// cgroup adds the families read from a cgroup, and last_seen; device names
+// the block devices of its IO.
+func (m *metricSet) cgroup(cg stats.Cgroup, now time.Time, device func(major, minor uint64) string) {
 	m.add("container_cpu_usage_seconds_total", cg.CPUUsageNanos/uint64(time.Second), "total")
 	for _, name := range []string{
 		"container_cpu_user_seconds_total", "container_cpu_system_seconds_total",
 		"container_cpu_cfs_periods_total", "container_cpu_cfs_throttled_periods_total",
 		"container_cpu_cfs_throttled_seconds_total",
 		"container_memory_cache", "container_memory_failcnt", "container_memory_kernel_usage",
-		"container_memory_mapped_file", "container_memory_max_usage_bytes", "container_oom_events_total",
+		"container_memory_mapped_file", "container_memory_max_usage_bytes",
 		"container_threads_max", "container_file_descriptors", "container_sockets",
 		"container_spec_cpu_period", "container_spec_cpu_shares", "container_start_time_seconds",
 	} {
@@ -338,8 +354,30 @@ func (m *metricSet) cgroup(cg stats.Cgroup, now time.Time) {
 	m.add("container_processes", pids)
 	m.add("container_threads", pids)
 
+	var ooms uint64
+	if e := cg.MemoryEvents; e != nil {
+		ooms = e.OOMKill
+	}
+	m.add("container_oom_events_total", ooms)
+
+	m.io(cg.IO, device)
 	m.pressure(cg.PSI)
 	m.add("container_last_seen", uint64(now.Unix()))
+}
+
+// io adds each device's IO: operations and bytes per direction, and the
+// bytes again as blkio usage (cAdvisor's "Read"/"Write" operations).
+func (m *metricSet) io(devs []stats.IODevice, device func(major, minor uint64) string) {
+	for _, d := range devs {
+		name := device(d.Major, d.Minor)
+		m.add("container_fs_reads_total", d.ReadOps, name)
+		m.add("container_fs_reads_bytes_total", d.ReadBytes, name)
+		m.add("container_fs_writes_total", d.WriteOps, name)
+		m.add("container_fs_writes_bytes_total", d.WriteBytes, name)
+		major, minor := strconv.FormatUint(d.Major, 10), strconv.FormatUint(d.Minor, 10)
+		m.add("container_blkio_device_usage_total", d.ReadBytes, name, major, minor, "Read")
+		m.add("container_blkio_device_usage_total", d.WriteBytes, name, major, minor, "Write")
+	}
 }
 
 // pressure adds the PSI totals, "some" as waiting and "full" as stalled,

@@ -9,6 +9,7 @@ package stats
 
 import (
 	"io"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -75,7 +76,10 @@ type Deps struct {
 	LayerTTL time.Duration
 	// Network reads a pod's network namespace; nil is stats.ReadNetwork.
 	Network func(nsPath string) (*stats.Network, error)
-	Log     logrus.FieldLogger
+	// BlockDevice names a block device for the IO metrics; nil is
+	// stats.BlockDevice.
+	BlockDevice func(major, minor uint64) string
+	Log         logrus.FieldLogger
 }
 
 // DefaultLayerTTL matches kubelet's stats period: each housekeeping round
@@ -89,7 +93,11 @@ type Service struct {
 	layers          *stats.LayerCache
 	layerMountpoint string
 	network         func(string) (*stats.Network, error)
+	deviceName      func(major, minor uint64) string
 	log             logrus.FieldLogger
+
+	// devices caches deviceName: [2]uint64{major, minor} -> name.
+	devices sync.Map
 
 	// Container and pod CPU rates are sampled apart: a pod id and a
 	// container id never share a window.
@@ -107,6 +115,10 @@ func New(d Deps) *Service {
 	if network == nil {
 		network = stats.ReadNetwork
 	}
+	deviceName := d.BlockDevice
+	if deviceName == nil {
+		deviceName = stats.BlockDevice
+	}
 	log := d.Log
 	if log == nil {
 		l := logrus.New()
@@ -119,6 +131,7 @@ func New(d Deps) *Service {
 		layers:          stats.NewLayerCache(d.LayerUsage, ttl),
 		layerMountpoint: d.LayerMountpoint,
 		network:         network,
+		deviceName:      deviceName,
 		log:             log,
 		containerCPU:    stats.NewSampler(),
 		sandboxCPU:      stats.NewSampler(),
