@@ -41,6 +41,7 @@ func main() {
 	fs := flag.NewFlagSet("berth-supervisor", flag.ExitOnError)
 	stateDir := fs.String("state-dir", "/run/berth", "berth state directory (config state_dir)")
 	cgroup := fs.String("cgroup", "berth-supervisor", "cgroup (below each hierarchy's root) to move into at start; empty: stay")
+	scope := fs.String("systemd-scope", "", "transient systemd scope (in system.slice) to move into at start instead of --cgroup (the systemd cgroup driver)")
 	debug := fs.Bool("debug", false, "debug logging")
 	fs.Parse(os.Args[1:])
 
@@ -49,7 +50,7 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(log, exe, *stateDir, *cgroup); err != nil {
+	if err := run(log, exe, *stateDir, *cgroup, *scope); err != nil {
 		log.Error("supervisor failed", "err", err)
 		os.Exit(1)
 	}
@@ -103,7 +104,17 @@ func runSealed() (string, error) {
 	return exe, nil // exec failed: run from the file
 }
 
-func run(log *slog.Logger, exe, stateDir, cgroup string) error {
+func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
+	if scope != "" {
+		if err := joinScope(scope); err != nil {
+			// Still better than staying in berthd's service, which a
+			// restart of berthd would stop, us with it.
+			log.Warn("could not move into own systemd scope; using a cgroup of its own", "scope", scope, "err", err)
+			cgroup = "berth-supervisor"
+		} else {
+			cgroup = ""
+		}
+	}
 	if cgroup != "" {
 		if err := joinCgroup(cgroup); err != nil {
 			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)

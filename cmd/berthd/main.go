@@ -3,6 +3,7 @@
 //	berthd [--config FILE]                  serve the CRI
 //	berthd config default                   print the embedded default config
 //	berthd config check [--config FILE]     validate and print the effective config
+//	berthd prepare-state-dir [--config FILE] put state_dir on a tmpfs (before socket activation binds in it)
 //	berthd --version                        print the version
 package main
 
@@ -26,6 +27,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "config" {
 		return configCommand(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "prepare-state-dir" {
+		return prepareStateDirCommand(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("berthd", flag.ContinueOnError)
 	fs.SetOutput(stderr)

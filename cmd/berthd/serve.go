@@ -15,6 +15,7 @@ import (
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/cdi"
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/events"
@@ -53,6 +54,8 @@ type daemonParts struct {
 	sandboxes  *sandbox.Manager
 	containers *container.Manager
 	snapshots  *snapshot.Store
+	// cgroupDriver is the driver resolved at start (cgroupdriver.Resolve).
+	cgroupDriver cgroupdriver.Driver
 }
 
 // serve runs berthd until SIGTERM or SIGINT.
@@ -66,15 +69,8 @@ func serve(configPath string, loaded *config.Loaded) error {
 	if err := os.MkdirAll(cfg.RootDir, 0o711); err != nil {
 		return fmt.Errorf("create %s: %w", cfg.RootDir, err)
 	}
-	placed, err := statedir.Prepare(cfg.StateDir, statedir.Options{Tmpfs: cfg.StateDirTmpfs, Activated: statedir.Activated()})
-	if err != nil {
+	if err := prepareStateDir(log, cfg, statedir.ActivatedSockets()); err != nil {
 		return err
-	}
-	switch {
-	case placed.Mounted:
-		log.WithField("state_dir", cfg.StateDir).Info("state dir: mounted a tmpfs on it")
-	case !placed.Memory:
-		log.WithFields(logrus.Fields{"state_dir": cfg.StateDir, "why": placed.Why}).Info("state dir stays on disk (slower container creates)")
 	}
 	// Signals are caught from the first instant: SIGHUP's default action
 	// would kill berthd, and a reload may come while recovery runs.
@@ -129,6 +125,14 @@ func serve(configPath string, loaded *config.Loaded) error {
 	if err != nil {
 		return err
 	}
+	// Resolved once: cgroupsPaths already made (records, the supervisor's
+	// scope) follow it, so it changes only at a restart.
+	host.CgroupDriver, err = cgroupdriver.Resolve(cfg.CgroupDriver, cgroupdriver.Probe())
+	if err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"cgroup_driver": host.CgroupDriver, "configured": cfg.CgroupDriver}).Info("cgroup driver")
+	p.cgroupDriver = host.CgroupDriver
 	p.supervisor = client.New(cfg.StateDir)
 	p.sandboxes, err = sandbox.New(sandbox.Deps{
 		Config: p.cfg, Images: p.images, Snapshots: snapshots, Network: net, Supervisor: p.supervisor,
@@ -206,7 +210,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
-		info:       runtimeinfo.New(p.cfg, net, p.ready),
+		info:       runtimeinfo.New(p.cfg, net, p.ready, host.CgroupDriver),
 		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
 		containers: containerSvc,
 		stats:      statsSvc,
@@ -230,7 +234,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		grpcServer.Stop()
 		return fmt.Errorf("start-up recovery: %w", err)
 	}
-	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir, mtr)
+	go watchSupervisor(ctx, log.WithField("part", "supervisor"), cfg.StateDir, p.cgroupDriver, mtr)
 	if nriSvc != nil {
 		if err := nriSvc.Start(); err != nil {
 			grpcServer.Stop()
@@ -263,7 +267,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 // recover brings berthd's view of the world back in line with what is on
 // disk and running, before any RPC but Version/Status is served.
 func (p *daemonParts) recover(ctx context.Context) error {
-	if err := ensureSupervisor(ctx, p.log, p.cfg.Get().StateDir); err != nil {
+	if err := ensureSupervisor(ctx, p.log, p.cfg.Get().StateDir, p.cgroupDriver); err != nil {
 		return err
 	}
 	if err := p.sandboxes.Recover(ctx); err != nil {
@@ -327,6 +331,7 @@ func (p *daemonParts) reload(configPath string) {
 		"root_dir":        old.RootDir != cfg.RootDir,
 		"state_dir":       old.StateDir != cfg.StateDir,
 		"state_dir_tmpfs": old.StateDirTmpfs != cfg.StateDirTmpfs,
+		"cgroup_driver":   old.CgroupDriver != cfg.CgroupDriver,
 		"cni.conf_dir":    old.CNI.ConfDir != cfg.CNI.ConfDir,
 		"metrics_address": old.MetricsAddress != cfg.MetricsAddress,
 		"nri":             old.NRI != cfg.NRI,
@@ -336,7 +341,7 @@ func (p *daemonParts) reload(configPath string) {
 		}
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
-	cfg.StateDirTmpfs = old.StateDirTmpfs
+	cfg.StateDirTmpfs, cfg.CgroupDriver = old.StateDirTmpfs, old.CgroupDriver
 	cfg.MetricsAddress = old.MetricsAddress
 	cfg.NRI = old.NRI
 	applyLogSettings(p.log, cfg)

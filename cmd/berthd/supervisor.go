@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 )
@@ -20,12 +21,13 @@ import (
 // upgrade installs berthd and berth-supervisor together and restarts
 // berthd): the supervisor re-executes itself, same pid, so its containers
 // stay its children and nothing is lost.
-func ensureSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string) error {
+func ensureSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string, driver cgroupdriver.Driver) error {
 	bin, err := supervisorBinary()
 	if err != nil {
 		return err
 	}
-	c, err := client.EnsureRunning(ctx, bin, stateDir)
+	opts := supervisorOptions(driver)
+	c, err := client.EnsureRunning(ctx, bin, stateDir, opts...)
 	if err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
@@ -55,8 +57,20 @@ func ensureSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir stri
 	// way, go on with whatever answers now rather than fail the start:
 	// the next start of berthd tries the upgrade again.
 	log.WithError(err).Error("upgrading the supervisor in place failed; going on with the supervisor that answers")
-	if _, err := client.EnsureRunning(ctx, bin, stateDir); err != nil {
+	if _, err := client.EnsureRunning(ctx, bin, stateDir, opts...); err != nil {
 		return fmt.Errorf("supervisor after a failed upgrade: %w", err)
+	}
+	return nil
+}
+
+// supervisorOptions places a supervisor berthd starts outside berthd's own
+// cgroup, where a stop or restart of berthd's service cannot reach it: in
+// a transient scope of its own with the systemd driver (systemd owns the
+// tree, and so must know the unit), else in a cgroup of its own below the
+// hierarchy's root (the client's default).
+func supervisorOptions(driver cgroupdriver.Driver) []client.Option {
+	if driver == cgroupdriver.Systemd {
+		return []client.Option{client.WithSystemdScope(cgroupdriver.SupervisorScope)}
 	}
 	return nil
 }
@@ -103,7 +117,7 @@ const supervisorCheckInterval = time.Second
 // reports the exits it could not observe as Unknown, and berthd's exit
 // watchers, which retry, pick those up. Each successful restart is counted
 // in m. It runs until ctx ends.
-func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string, m *metrics.Metrics) {
+func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string, driver cgroupdriver.Driver, m *metrics.Metrics) {
 	c := client.New(stateDir)
 	t := time.NewTicker(supervisorCheckInterval)
 	defer t.Stop()
@@ -120,7 +134,7 @@ func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir strin
 			continue
 		}
 		log.WithError(err).Error("the supervisor does not answer: starting it again")
-		if err := ensureSupervisor(ctx, log, stateDir); err != nil {
+		if err := ensureSupervisor(ctx, log, stateDir, driver); err != nil {
 			log.WithError(err).Error("restart the supervisor")
 			continue
 		}

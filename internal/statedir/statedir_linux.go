@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,9 +40,12 @@ type Placement struct {
 type Options struct {
 	// Tmpfs allows mounting a tmpfs (the config's state_dir_tmpfs).
 	Tmpfs bool
-	// Activated: berthd's socket came from systemd, possibly from inside
-	// the directory; a mount would hide it.
-	Activated bool
+	// Sockets are the paths of the sockets systemd passed (socket
+	// activation, ActivatedSockets). One inside the directory keeps it on
+	// disk: a tmpfs mounted over it would hide the socket from every client.
+	// berthd prepare-state-dir, run before systemd binds the socket, mounts
+	// the tmpfs first instead (hack/systemd/berthd.socket).
+	Sockets []string
 	// BootIDPath is the kernel's boot id (tests change it).
 	BootIDPath string
 }
@@ -92,8 +96,12 @@ func place(dir string, boot []byte, opts Options) (Placement, error) {
 	switch {
 	case !opts.Tmpfs:
 		return Placement{Why: "state_dir_tmpfs is off"}, nil
-	case opts.Activated:
-		return Placement{Why: "the CRI socket came from systemd (socket activation)"}, nil
+	}
+	for _, sock := range opts.Sockets {
+		if rel, err := filepath.Rel(dir, sock); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return Placement{Why: fmt.Sprintf("the socket systemd passed, %s, is inside it and a tmpfs would hide it; "+
+				"run `berthd prepare-state-dir` before systemd binds it (ExecStartPre= in the socket unit, see hack/systemd/berthd.socket)", sock)}, nil
+		}
 	}
 	if m, err := isMountPoint(dir); err != nil || m {
 		return Placement{Why: "it is a mount of its own"}, err
@@ -143,8 +151,33 @@ func isMountPoint(dir string) (bool, error) {
 	return st.Mnt_id != parent.Mnt_id, nil
 }
 
-// Activated reports whether systemd passed this process its sockets
-// (LISTEN_PID/LISTEN_FDS), without consuming them.
-func Activated() bool {
-	return os.Getenv("LISTEN_FDS") != "" && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid())
+// ActivatedSockets returns the paths of the unix sockets systemd passed
+// this process (LISTEN_PID/LISTEN_FDS), without consuming them.
+func ActivatedSockets() []string {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return socketPaths(listenFDsStart, n)
+}
+
+// listenFDsStart is sd_listen_fds(3)'s first passed descriptor.
+const listenFDsStart = 3
+
+// socketPaths names the filesystem unix sockets among fds first..first+n-1.
+func socketPaths(first, n int) []string {
+	var paths []string
+	for fd := first; fd < first+n; fd++ {
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		if u, ok := sa.(*unix.SockaddrUnix); ok && strings.HasPrefix(u.Name, "/") {
+			paths = append(paths, u.Name)
+		}
+	}
+	return paths
 }

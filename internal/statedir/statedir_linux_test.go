@@ -1,8 +1,10 @@
 package statedir
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +40,10 @@ func TestPrepare(t *testing.T) {
 		},
 		{name: "turned off", opts: Options{}, setUp: touch("x"), kept: []string{"x"}},
 		{name: "a mount of its own", opts: Options{Tmpfs: true}, setUp: both(touch("x"), bindOnItself), kept: []string{"x"}},
-		{name: "socket activated", opts: Options{Tmpfs: true, Activated: true}, setUp: touch("berth.sock"), kept: []string{"berth.sock"}},
+		// Regression: socket activation used to keep every state dir on
+		// disk, silently; only a socket inside it has to.
+		{name: "socket activated, the socket inside", opts: Options{Tmpfs: true, Sockets: []string{"<dir>/berth.sock"}}, setUp: touch("berth.sock"), kept: []string{"berth.sock"}},
+		{name: "socket activated, the socket elsewhere", opts: Options{Tmpfs: true, Sockets: []string{"<top>/berth.sock", "<dir>x/berth.sock"}}, mounted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			top := t.TempDir()
@@ -51,6 +56,9 @@ func TestPrepare(t *testing.T) {
 				tc.setUp(t, dir)
 			}
 			tc.opts.BootIDPath = boot
+			for i, s := range tc.opts.Sockets {
+				tc.opts.Sockets[i] = strings.NewReplacer("<dir>", dir, "<top>", top).Replace(s)
+			}
 			p, err := Prepare(dir, tc.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -124,5 +132,39 @@ func both(fs ...func(*testing.T, string)) func(*testing.T, string) {
 		for _, f := range fs {
 			f(t, dir)
 		}
+	}
+}
+
+// TestSocketPaths checks that the sockets systemd would pass are named by
+// their paths, and that other descriptors are passed over.
+func TestSocketPaths(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "berth.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	abstract, err := net.Listen("unix", "@berth-statedir-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer abstract.Close()
+	f, _ := l.(*net.UnixListener).File()
+	defer f.Close()
+	af, _ := abstract.(*net.UnixListener).File()
+	defer af.Close()
+	plain, _ := os.Open(os.DevNull)
+	defer plain.Close()
+	// Three descriptors in a row, as LISTEN_FDS passes them: dup them to a
+	// free run of numbers.
+	base := 900
+	for i, src := range []*os.File{f, af, plain} {
+		if err := unix.Dup2(int(src.Fd()), base+i); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(base + i)
+	}
+	if got := socketPaths(base, 3); len(got) != 1 || got[0] != path {
+		t.Errorf("socketPaths = %q, want [%q]", got, path)
 	}
 }

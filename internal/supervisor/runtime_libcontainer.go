@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/lcprocess"
 	"github.com/berth-cri/berth/internal/pty"
 )
@@ -34,7 +35,7 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 	if spec.Process == nil {
 		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "spec has no process")
 	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec})
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec, UseSystemdCgroup: systemdCgroup(spec)})
 	if err != nil {
 		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "convert spec: %v", err)
 	}
@@ -96,23 +97,36 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 			return 0, nil, err
 		}
 	}
-	rec.MemoryCgroup = memoryCgroup(lc, cfg.Cgroups)
+	rec.MemoryCgroup = memoryCgroup(lc, spec.Linux)
 	r.created.Store(rec.ID, lc)
 	return pid, console, nil
 }
 
-// memoryCgroup is the container's memory cgroup directory. For an
-// absolute cgroupfs path (what berthd writes) it is the path under the
-// memory hierarchy's mount point (libcontainer's rule), found once; else
-// the container's state is asked (~0.1 ms: it reads the init's /proc
-// entries too; a new cgroupfs manager would read mountinfo per controller).
-func memoryCgroup(lc *libcontainer.Container, cg *cgroups.Cgroup) string {
-	if !cg.Systemd && filepath.IsAbs(cg.Path) {
-		if cgroups.IsCgroup2UnifiedMode() {
-			return filepath.Join(cgroupMount, cg.Path)
-		}
-		if mnt, err := memoryMount(); err == nil {
-			return filepath.Join(mnt, cg.Path)
+// systemdCgroup reports whether spec asks for a systemd scope (berthd's
+// systemd cgroup driver writes slice:prefix:name) rather than a cgroupfs
+// directory: libcontainer then asks systemd for the scope, and sets its
+// resources as unit properties too, so that a daemon-reload does not undo
+// them (cgroups/systemd: Delegate=yes, DefaultDependencies=no, OOMPolicy
+// from memory.oom.group where systemd allows it on a scope, 253+).
+func systemdCgroup(spec *specs.Spec) bool {
+	return spec.Linux != nil && cgroupdriver.IsScopePath(spec.Linux.CgroupsPath)
+}
+
+// memoryCgroup is the container's memory cgroup directory: its
+// cgroupsPath's directory (cgroupdriver.Dir: a cgroupfs path as it is, a
+// systemd scope below its expanded slice) under the unified hierarchy or
+// the v1 memory hierarchy's mount point, found once. Only when the path
+// maps to no directory is the container's state asked (~0.1 ms: it reads
+// the init's /proc entries too).
+func memoryCgroup(lc *libcontainer.Container, linux *specs.Linux) string {
+	if linux != nil {
+		if dir, err := cgroupdriver.Dir(linux.CgroupsPath); err == nil {
+			if cgroups.IsCgroup2UnifiedMode() {
+				return filepath.Join(cgroupMount, dir)
+			}
+			if mnt, err := memoryMount(); err == nil {
+				return filepath.Join(mnt, dir)
+			}
 		}
 	}
 	st, err := lc.State()
@@ -209,7 +223,9 @@ func (r *libcontainerRuntime) update(_ context.Context, rec *record, res *specs.
 		spec.Linux = &specs.Linux{}
 	}
 	spec.Linux.Resources = res
-	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec}, nil)
+	// With a systemd scope, Set below updates the unit's properties as
+	// well as the cgroup files.
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: rec.ID, Spec: spec, UseSystemdCgroup: systemdCgroup(spec)}, nil)
 	if err != nil {
 		return v1.Errorf(v1.CodeInvalidArgument, "convert resources: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/runtimecli"
 
 	"github.com/opencontainers/cgroups"
@@ -71,6 +72,12 @@ func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, i
 	}
 	pidFile := filepath.Join(r.dir(rec.ID), "init.pid")
 	args := []string{"create", "--bundle", rec.Bundle, "--pid-file", pidFile}
+	if systemdCgroup(spec) {
+		// runc's (and crun's) global flag for a slice:prefix:name path. Only
+		// create needs it: the runtime keeps the choice in its state, which
+		// every later command of the container reads.
+		args = append([]string{"--systemd-cgroup"}, args...)
+	}
 	stdio := &io
 	var cl *consoleListener
 	if rec.Terminal {
@@ -103,11 +110,13 @@ func (r ociRuntime) create(ctx context.Context, rec *record, spec *specs.Spec, i
 			return 0, nil, err
 		}
 	}
-	if spec.Linux != nil && filepath.IsAbs(spec.Linux.CgroupsPath) {
-		if cgroups.IsCgroup2UnifiedMode() {
-			rec.MemoryCgroup = filepath.Join("/sys/fs/cgroup", spec.Linux.CgroupsPath)
-		} else {
-			rec.MemoryCgroup = filepath.Join("/sys/fs/cgroup/memory", spec.Linux.CgroupsPath)
+	if spec.Linux != nil {
+		if dir, err := cgroupdriver.Dir(spec.Linux.CgroupsPath); err == nil {
+			if cgroups.IsCgroup2UnifiedMode() {
+				rec.MemoryCgroup = filepath.Join(cgroupMount, dir)
+			} else {
+				rec.MemoryCgroup = filepath.Join(cgroupMount, "memory", dir)
+			}
 		}
 	}
 	return pid, console, nil

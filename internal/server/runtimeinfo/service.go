@@ -3,6 +3,7 @@
 package runtimeinfo
 
 import (
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
 )
 
@@ -23,9 +24,11 @@ type Service struct {
 	network  Network
 	ready    Readiness
 	features *features
+	// cgroupDriver is the driver resolved at start, which kubelet must use too.
+	cgroupDriver cgroupdriver.Driver
 }
 
-// New returns the service.
-func New(cfg *config.Holder, network Network, ready Readiness) *Service {
-	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures()}
+// New returns the service; cgroupDriver is the resolved driver.
+func New(cfg *config.Holder, network Network, ready Readiness, cgroupDriver cgroupdriver.Driver) *Service {
+	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures(), cgroupDriver: cgroupDriver}
 }

@@ -55,6 +55,8 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 			return nil, fmt.Errorf("encode kernel info: %w", err)
 		}
 		resp.Info = map[string]string{"config": string(b), "kernel": string(k)}
+		// The driver resolved at start ("auto" in the config says little).
+		resp.Info["cgroupDriver"] = string(s.cgroupDriver)
 	}
 	return resp, nil
 }

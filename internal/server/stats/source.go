@@ -3,6 +3,7 @@ package stats
 import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
@@ -23,8 +24,19 @@ func containerInfo(c *container.Container) ContainerInfo {
 	return ContainerInfo{
 		ID: c.ID, SandboxID: c.SandboxID, Metadata: cfg.GetMetadata(),
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-		CgroupPath: c.CgroupPath, RootfsKey: c.ID, Image: c.ImageName, Running: c.State == container.StateRunning,
+		CgroupPath: cgroupDir(c.CgroupPath), RootfsKey: c.ID, Image: c.ImageName, Running: c.State == container.StateRunning,
 	}
+}
+
+// cgroupDir is the directory below the hierarchy's root of a container's
+// OCI cgroupsPath, which is what the cgroup reader takes: a systemd
+// scope's slice:prefix:name is mapped there (cgroupdriver.Dir); a path
+// that maps nowhere is passed on for the reader to refuse.
+func cgroupDir(cgroupsPath string) string {
+	if dir, err := cgroupdriver.Dir(cgroupsPath); err == nil {
+		return dir
+	}
+	return cgroupsPath
 }
 
 func (s *managerSource) Containers(f *runtimeapi.ContainerStatsFilter) []ContainerInfo {

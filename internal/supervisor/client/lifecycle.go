@@ -20,6 +20,7 @@ type Option func(*spawnOptions)
 
 type spawnOptions struct {
 	cgroup    string
+	scope     string
 	extraArgs []string
 	timeout   time.Duration
 }
@@ -27,6 +28,15 @@ type spawnOptions struct {
 // WithCgroup names the cgroup the supervisor moves into (below each
 // hierarchy's root; default "berth-supervisor"; "" stays in the caller's).
 func WithCgroup(name string) Option { return func(o *spawnOptions) { o.cgroup = name } }
+
+// WithSystemdScope makes the supervisor run in the transient systemd
+// scope unit name (in system.slice) instead of a cgroup of its own: with
+// the systemd cgroup driver, systemd owns the tree, and a scope is how a
+// process leaves berthd's service (whose stop or restart would take it
+// along) for a unit of its own.
+func WithSystemdScope(name string) Option {
+	return func(o *spawnOptions) { o.scope, o.cgroup = name, "" }
+}
 
 // WithArgs adds arguments to the supervisor's command line.
 func WithArgs(args ...string) Option {
@@ -39,7 +49,7 @@ func WithStartTimeout(d time.Duration) Option { return func(o *spawnOptions) { o
 
 // EnsureRunning returns a client for the supervisor of stateDir, starting
 // binPath first if none answers. The supervisor is detached (own session,
-// stdio to <stateDir>/supervisor/supervisor.log, its own cgroup), so berthd
+// stdio to <stateDir>/supervisor/supervisor.log, its own cgroup or scope), so berthd
 // may exit, crash or be restarted by systemd without touching it. Two
 // callers racing here start at most one supervisor: the loser's process
 // finds the lock taken and exits, and both clients reach the winner.
@@ -61,7 +71,11 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 		return nil, fmt.Errorf("supervisor log: %w", err)
 	}
 	defer logf.Close()
-	args := append([]string{"--state-dir", stateDir, "--cgroup", o.cgroup}, o.extraArgs...)
+	args := []string{"--state-dir", stateDir, "--cgroup", o.cgroup}
+	if o.scope != "" {
+		args = append(args, "--systemd-scope", o.scope)
+	}
+	args = append(args, o.extraArgs...)
 	cmd := exec.Command(binPath, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
 	cmd.Dir = "/"
