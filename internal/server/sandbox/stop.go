@@ -24,11 +24,11 @@ func (s *Service) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePo
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 
-// UpdatePodSandboxResources is a notification: kubelet has resized the pod
-// cgroup itself, and a libcontainer handler must not write pod resources
-// (CRI-CONTRACT.md). It answers for existing sandboxes only.
+// UpdatePodSandboxResources is kubelet's notice that it resized the pod
+// cgroup itself: the pod must exist and the resources be valid, and
+// nothing is written (sandbox.Manager.UpdateResources says why).
 func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	if _, err := s.m.Get(req.GetPodSandboxId()); err != nil {
+	if err := s.m.UpdateResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
