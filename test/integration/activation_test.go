@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	remote "k8s.io/cri-client/pkg"
 
 	"github.com/berth-cri/berth/test/internal/harness"
@@ -64,5 +65,11 @@ func TestSocketActivation(t *testing.T) {
 	}
 	if !logs.Contains("socket_activated=true") {
 		t.Errorf("log does not say the socket was activated:\n%s", logs)
+	}
+	// Regression: socket activation kept every state dir on disk; only a
+	// socket inside it must (this one is beside it).
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(d.Dir, "run"), &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Errorf("state dir not on a tmpfs under socket activation (%v)\n%s", err, logs)
 	}
 }

@@ -1,0 +1,324 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
+)
+
+// The systemd cgroup driver, on the platform real nodes run: systemd as
+// PID 1 and a pure cgroup v2 hierarchy (the test VM, test/vm). berthd runs
+// as a systemd service made from hack/systemd/berthd.service, as it would
+// on a node, so that restarting and stopping the service is the real
+// thing.
+
+// requireSystemdNode skips the test unless systemd is init on cgroup v2.
+func requireSystemdNode(t *testing.T) {
+	t.Helper()
+	comm, _ := os.ReadFile("/proc/1/comm")
+	if strings.TrimSpace(string(comm)) != "systemd" {
+		t.Skip("PID 1 is not systemd")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		t.Skip("not a pure cgroup v2 hierarchy")
+	}
+}
+
+// systemdEnv is a berthd run as a transient copy of berthd.service.
+type systemdEnv struct {
+	d     *harness.Daemon
+	reg   *harness.Registry
+	unit  string
+	rt    internalapi.RuntimeService
+	image string
+}
+
+// startSystemdEnv writes a unit from hack/systemd/berthd.service running
+// the berthd under test with a test daemon's config, and starts it.
+// Type=notify: systemctl start returns once berthd is ready.
+func startSystemdEnv(t *testing.T, name string) *systemdEnv {
+	t.Helper()
+	d, reg, _ := newPodDaemon(t, `cgroup_driver = "systemd"`)
+	e := &systemdEnv{d: d, reg: reg, unit: fmt.Sprintf("berthd-test-%s-%d.service", name, os.Getpid()),
+		image: reg.Host + "/" + harness.BusyboxRepo}
+	shipped, err := os.ReadFile("../../hack/systemd/berthd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(shipped)
+	unit = regexp.MustCompile(`(?m)^ExecStart=.*$`).ReplaceAllString(unit, fmt.Sprintf("ExecStart=%s --config %s", harness.Binary(t), d.Config))
+	// No socket unit here (berthd makes its own socket), and no install.
+	unit = regexp.MustCompile(`(?m)^(Requires=berthd.socket|WantedBy=.*)$`).ReplaceAllString(unit, "")
+	path := filepath.Join("/run/systemd/system", e.unit)
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.removePods()
+		systemctl(t, "stop", e.unit)
+		os.Remove(path)
+		exec.Command("systemctl", "daemon-reload").Run()
+		exec.Command("systemctl", "reset-failed", e.unit).Run()
+	})
+	systemctl(t, "daemon-reload")
+	e.start(t)
+	return e
+}
+
+func (e *systemdEnv) start(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command("systemctl", "start", e.unit).CombinedOutput(); err != nil {
+		t.Fatalf("systemctl start %s: %v\n%s\n%s", e.unit, err, out, e.journal())
+	}
+	e.ready(t)
+}
+
+// ready waits for berthd's recovery, however it was started.
+func (e *systemdEnv) ready(t *testing.T) {
+	t.Helper()
+	harness.WaitFor(t, "berthd's socket", 30*time.Second, func() bool {
+		_, err := os.Stat(e.d.Socket)
+		return err == nil
+	})
+	e.d.WaitReady()
+	e.rt = e.d.RuntimeClient()
+}
+
+func (e *systemdEnv) journal() string {
+	out, _ := exec.Command("journalctl", "--no-pager", "-n", "60", "-u", e.unit).CombinedOutput()
+	return string(out)
+}
+
+func (e *systemdEnv) removePods() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pods, err := e.rt.ListPodSandbox(ctx, nil)
+	if err != nil {
+		return
+	}
+	for _, p := range pods {
+		e.rt.StopPodSandbox(ctx, p.Id)
+		e.rt.RemovePodSandbox(ctx, p.Id)
+	}
+}
+
+func systemctl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("systemctl", args...).CombinedOutput()
+	if err != nil {
+		t.Errorf("systemctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// unitProps reads properties of a unit as name -> value.
+func unitProps(t *testing.T, unit string, names ...string) map[string]string {
+	t.Helper()
+	out := systemctl(t, "show", unit, "-p", strings.Join(names, ","))
+	props := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+func readTrimmed(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("%v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (e *systemdEnv) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
+	cfg.LogDirectory = t.TempDir()
+	id, err := e.rt.RunPodSandbox(context.Background(), cfg, "")
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v\n%s", err, e.journal())
+	}
+	return id
+}
+
+func (e *systemdEnv) containerPid(t *testing.T, id string) int {
+	t.Helper()
+	st, err := e.rt.ContainerStatus(context.Background(), id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container %s is %v", id, st.Status.State)
+	}
+	return infoPid(t, st.Info["info"])
+}
+
+// TestSystemdCgroupDriver runs a pod as kubelet's systemd cgroup manager
+// lays it out and checks the scopes, their limits (unit properties and
+// cgroup files), stats, updates, and that berthd's service can be
+// restarted, stopped and killed under running containers.
+func TestSystemdCgroupDriver(t *testing.T) {
+	requireSystemdNode(t)
+	e := startSystemdEnv(t, "driver")
+	ctx := context.Background()
+
+	rc, err := e.rt.RuntimeConfig(ctx)
+	if err != nil || rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_SYSTEMD {
+		t.Errorf("RuntimeConfig: %v, %v", rc, err)
+	}
+	if st, err := e.rt.Status(ctx, true); err != nil || st.Info["cgroupDriver"] != "systemd" {
+		t.Errorf("verbose Status: cgroupDriver %q, %v", st.GetInfo()["cgroupDriver"], err)
+	}
+
+	// The supervisor runs in a scope of its own, outside berthd's service.
+	sup := e.d.SupervisorPID()
+	if sup == 0 {
+		t.Fatal("no supervisor")
+	}
+	if cg := readTrimmed(t, fmt.Sprintf("/proc/%d/cgroup", sup)); cg != "0::/system.slice/berth-supervisor.scope" {
+		t.Errorf("supervisor cgroup %q", cg)
+	}
+
+	if _, err := e.d.ImageClient().PullImage(ctx, &runtimeapi.ImageSpec{Image: e.image}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// kubelet makes the pod slice before RunPodSandbox and sends its
+	// expanded path; systemd makes a missing one when a scope asks for it.
+	podSlice := fmt.Sprintf("kubepods-burstable-podberth_%d.slice", os.Getpid())
+	parent := "/kubepods.slice/kubepods-burstable.slice/" + podSlice
+	podCfg := podConfig("sd", func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = parent })
+	pod := e.runPod(t, podCfg)
+	props := unitProps(t, "berth-"+pod+".scope", "Slice", "Delegate", "ActiveState")
+	if props["Slice"] != podSlice || props["Delegate"] != "yes" || props["ActiveState"] != "active" {
+		t.Errorf("sandbox scope %v", props)
+	}
+
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "limited"},
+		Image:    &runtimeapi.ImageSpec{Image: e.image},
+		Command:  []string{"sleep", "3600"},
+		LogPath:  "limited.log",
+		Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{
+			MemoryLimitInBytes: 64 << 20, CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512,
+		}},
+	}
+	id, err := e.rt.CreateContainer(ctx, pod, cfg, podCfg)
+	if err != nil {
+		t.Fatalf("CreateContainer: %v\n%s", err, e.journal())
+	}
+	if err := e.rt.StartContainer(ctx, id); err != nil {
+		t.Fatalf("StartContainer: %v\n%s", err, e.journal())
+	}
+	scope := "berth-" + id + ".scope"
+	dir := filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(parent, "/"), scope)
+	props = unitProps(t, scope, "Slice", "Delegate", "MemoryMax", "CPUQuotaPerSecUSec", "DefaultDependencies", "ControlGroup")
+	want := map[string]string{"Slice": podSlice, "Delegate": "yes", "MemoryMax": fmt.Sprint(64 << 20), "CPUQuotaPerSecUSec": "500ms",
+		"DefaultDependencies": "no", "ControlGroup": strings.TrimPrefix(dir, "/sys/fs/cgroup")}
+	for k, v := range want {
+		if props[k] != v {
+			t.Errorf("%s: %s=%q, want %q", scope, k, props[k], v)
+		}
+	}
+	if got := readTrimmed(t, filepath.Join(dir, "memory.max")); got != fmt.Sprint(64<<20) {
+		t.Errorf("memory.max %q", got)
+	}
+	if got := readTrimmed(t, filepath.Join(dir, "cpu.max")); got != "50000 100000" {
+		t.Errorf("cpu.max %q", got)
+	}
+	pid := e.containerPid(t, id)
+	if cg := readTrimmed(t, fmt.Sprintf("/proc/%d/cgroup", pid)); cg != "0::"+strings.TrimPrefix(dir, "/sys/fs/cgroup") {
+		t.Errorf("container init cgroup %q, want the scope %s", cg, dir)
+	}
+
+	// Stats come from the scope's cgroup.
+	harness.WaitFor(t, "container stats", 30*time.Second, func() bool {
+		s, err := e.rt.ContainerStats(ctx, id)
+		return err == nil && s.GetMemory().GetWorkingSetBytes() != nil && s.GetCpu().GetUsageCoreNanoSeconds().GetValue() > 0
+	})
+
+	// An update reaches the cgroup and the unit, so that a daemon-reload,
+	// which re-applies unit properties, keeps it.
+	upd := &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20, CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512}
+	if err := e.rt.UpdateContainerResources(ctx, id, &runtimeapi.ContainerResources{Linux: upd}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	systemctl(t, "daemon-reload")
+	if got := readTrimmed(t, filepath.Join(dir, "memory.max")); got != fmt.Sprint(128<<20) {
+		t.Errorf("memory.max after update and daemon-reload %q", got)
+	}
+	if got := unitProps(t, scope, "MemoryMax")["MemoryMax"]; got != fmt.Sprint(128<<20) {
+		t.Errorf("unit MemoryMax after update %q", got)
+	}
+
+	// A pod without a parent (crictl, critest) lands in berth.slice.
+	loose := e.runPod(t, podConfig("sd-loose"))
+	if got := unitProps(t, "berth-"+loose+".scope", "Slice")["Slice"]; got != "berth.slice" {
+		t.Errorf("parentless sandbox in slice %q", got)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/berth.slice/berth-" + loose + ".scope"); err != nil {
+		t.Error(err)
+	}
+	// A parent that is no slice is refused, naming the field.
+	bad := podConfig("sd-bad", func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = "/kubepods/burstable/podx" })
+	bad.LogDirectory = t.TempDir()
+	if _, err := e.rt.RunPodSandbox(ctx, bad, ""); err == nil || !strings.Contains(err.Error(), "cgroup_parent") {
+		t.Errorf("RunPodSandbox with a cgroupfs parent: %v", err)
+	}
+
+	// berthd's service restarted, stopped, killed: the container and its
+	// supervisor go on.
+	stillRunning := func(when string) {
+		t.Helper()
+		if syscall.Kill(pid, 0) != nil {
+			t.Fatalf("%s: container init %d is gone", when, pid)
+		}
+		if got := e.d.SupervisorPID(); got != sup {
+			t.Fatalf("%s: supervisor %d, want %d still", when, got, sup)
+		}
+	}
+	systemctl(t, "restart", e.unit)
+	e.ready(t)
+	stillRunning("after systemctl restart")
+	if got := e.containerPid(t, id); got != pid {
+		t.Errorf("after restart: container pid %d, want %d", got, pid)
+	}
+	systemctl(t, "stop", e.unit)
+	stillRunning("after systemctl stop")
+	e.start(t)
+	stillRunning("after systemctl start")
+	// SIGKILL to every process of the service: Restart=always brings
+	// berthd back.
+	systemctl(t, "kill", "--signal=KILL", e.unit)
+	time.Sleep(time.Second)
+	e.ready(t)
+	stillRunning("after the service was killed")
+	if got := e.containerPid(t, id); got != pid {
+		t.Errorf("after kill: container pid %d, want %d", got, pid)
+	}
+
+	// Still stoppable and removable, and its scope goes with it.
+	if err := e.rt.StopContainer(ctx, id, 10); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if err := e.rt.RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("RemoveContainer: %v", err)
+	}
+	harness.WaitFor(t, "the container's scope to go", 30*time.Second, func() bool {
+		_, err := os.Stat(dir)
+		return os.IsNotExist(err)
+	})
+}
