@@ -49,7 +49,7 @@ type MemoryEvents struct {
 	High, Max, OOM uint64
 	// OOMKill is the number of processes the OOM killer killed (any OOM:
 	// the cgroup's, an ancestor's or the whole node's), OOMGroupKill the
-	// number of group kills (memory.oom.group; kernel 5.19+).
+	// number of group kills (memory.oom.group; kernel 5.17+).
 	OOMKill, OOMGroupKill uint64
 }
 

@@ -21,7 +21,7 @@ func TestOOMKills(t *testing.T) {
 		{"v2 one process killed", map[string]string{"memory.events": "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 0\n"}, 1},
 		// memory.oom.group=1: every task killed, and the group kill counted.
 		{"v2 group kill", map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 3\noom_group_kill 1\n"}, 4},
-		// Kernels before 5.19 have no oom_group_kill line.
+		// Kernels before 5.17 have no oom_group_kill line.
 		{"v2 before oom_group_kill", map[string]string{"memory.events": "low 0\nhigh 0\nmax 1\noom 1\noom_kill 2\n"}, 2},
 		{"v1", map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"}, 1},
 		{"v1 no kill", map[string]string{"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"}, 0},
