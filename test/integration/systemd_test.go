@@ -214,6 +214,8 @@ func TestSystemdCgroupDriver(t *testing.T) {
 		LogPath:  "limited.log",
 		Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{
 			MemoryLimitInBytes: 64 << 20, CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512,
+			// What kubelet sends on every cgroup v2 node.
+			Unified: map[string]string{"memory.oom.group": "1"},
 		}},
 	}
 	id, err := e.rt.CreateContainer(ctx, pod, cfg, podCfg)
@@ -262,6 +264,11 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	}
 	if got := unitProps(t, scope, "MemoryMax")["MemoryMax"]; got != fmt.Sprint(128<<20) {
 		t.Errorf("unit MemoryMax after update %q", got)
+	}
+	// systemd 253+ takes it as OOMPolicy=kill; on 252 (Debian 12) only the
+	// file says it, and a daemon-reload must not undo it either.
+	if got := readTrimmed(t, filepath.Join(dir, "memory.oom.group")); got != "1" {
+		t.Errorf("memory.oom.group after daemon-reload %q", got)
 	}
 
 	// A pod without a parent (crictl, critest) lands in berth.slice.
