@@ -1,13 +1,15 @@
 // Package exec runs processes inside existing containers for ExecSync
 // (probes, lifecycle hooks) and for the streaming server's exec.
 //
-// For the libcontainer kind, the supervisor runs the process (OpExec): it is
-// the supervisor's child, its stdio are berthd's pipes (or a pty whose
-// master the process sends to berthd), and its exit comes back on the
-// request's connection. An exec never outlives berthd's interest in it:
-// berthd closing the connection (a timeout, a client gone, berthd itself
-// gone) kills the process tree. For the oci kind, the runtime binary runs
-// as `exec` without --detach, stays berthd's child, and exits with the
+// For the libcontainer kind, the supervisor runs the process
+// (OpExecCommand: it builds the process from the container's bundle; OpExec
+// with the whole process for a supervisor before protocol 1.5): it is the
+// supervisor's child, its stdio are berthd's pipes (or a pty whose master
+// the process sends to berthd), and its exit comes back on the request's
+// connection. An exec never outlives berthd's interest in it: berthd
+// closing the connection (a timeout, a client gone, berthd itself gone)
+// kills the process tree. For the oci kind, the runtime binary runs as
+// `exec` without --detach, stays berthd's child, and exits with the
 // process's exit code.
 package exec
 
@@ -35,10 +37,37 @@ type Target struct {
 	Kind        supv1.RuntimeKind // libcontainer | oci
 	RuntimePath string            // oci only
 	RuntimeRoot string
-	// Spec is the container's spec: exec'd processes get its process user,
-	// env, cwd, capabilities, no_new_privileges, AppArmor/SELinux labels and
-	// rlimits.
-	Spec *specs.Spec
+	// Spec returns the container's spec: exec'd processes get its process
+	// user, env, cwd, capabilities, no_new_privileges, AppArmor/SELinux
+	// labels and rlimits. It is called only where berthd must build the
+	// process itself: for an oci-kind container (its runtime binary takes
+	// the process), and for a supervisor older than protocol 1.5. For a
+	// libcontainer-kind container the supervisor builds the process from
+	// the bundle it holds, so an exec probe decodes no spec in berthd and
+	// its request stays small, whatever the container's environment.
+	Spec func() (*specs.Spec, error)
+}
+
+// process returns the container's process spec with cmd as its command and
+// a terminal when tty.
+func (t Target) process(cmd []string, tty bool) (*specs.Process, error) {
+	var spec *specs.Spec
+	var err error
+	if t.Spec != nil {
+		spec, err = t.Spec()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", t.ID, err)
+	}
+	if spec == nil || spec.Process == nil {
+		return nil, fmt.Errorf("container %s has no process spec: %w", t.ID, errdefs.ErrFailedPrecondition)
+	}
+	sp := *spec.Process
+	sp.Args, sp.Terminal, sp.ConsoleSize = cmd, tty, nil
+	if sp.Cwd == "" {
+		sp.Cwd = "/"
+	}
+	return &sp, nil
 }
 
 // Execer runs processes in containers. It is safe for concurrent use and
@@ -82,9 +111,6 @@ type process struct {
 func (e *Execer) start(ctx context.Context, t Target, cmd []string, io stdio, tty bool) (*process, error) {
 	if len(cmd) == 0 || cmd[0] == "" {
 		return nil, fmt.Errorf("exec needs a command: %w", errdefs.ErrInvalidArgument)
-	}
-	if t.Spec == nil || t.Spec.Process == nil {
-		return nil, fmt.Errorf("container %s has no process spec: %w", t.ID, errdefs.ErrFailedPrecondition)
 	}
 	switch t.Kind {
 	case supv1.RuntimeLibcontainer, "":

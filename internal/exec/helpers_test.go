@@ -98,8 +98,13 @@ func testSpec(id string) *specs.Spec {
 // this process and removes it when the test ends.
 func runLibcontainer(t *testing.T, id string) Target {
 	t.Helper()
+	return runLibcontainerSpec(t, id, testSpec(id))
+}
+
+// runLibcontainerSpec is runLibcontainer with the container's spec.
+func runLibcontainerSpec(t *testing.T, id string, spec *specs.Spec) Target {
+	t.Helper()
 	bundle := t.TempDir()
-	spec := testSpec(id)
 	data, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
 		t.Fatal(err)
@@ -118,7 +123,7 @@ func runLibcontainer(t *testing.T, id string) Target {
 	if _, err := testEnv.sup.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	return Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: spec}
+	return Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: func() (*specs.Spec, error) { return spec, nil }}
 }
 
 func runOCI(t *testing.T, id string) Target {
@@ -147,7 +152,7 @@ func runOCI(t *testing.T, id string) Target {
 		t.Fatalf("runc run: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command(runc, "--root", root, "delete", "--force", id).Run() })
-	return Target{ID: id, Kind: supv1.RuntimeOCI, RuntimePath: runc, RuntimeRoot: root, Spec: spec}
+	return Target{ID: id, Kind: supv1.RuntimeOCI, RuntimePath: runc, RuntimeRoot: root, Spec: func() (*specs.Spec, error) { return spec, nil }}
 }
 
 var kinds = []struct {

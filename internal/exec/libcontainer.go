@@ -2,15 +2,19 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/berth-cri/berth/internal/pty"
 	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/pty"
 )
 
-// startLibcontainer has the supervisor run cmd in the container (OpExec):
+// startLibcontainer has the supervisor run cmd in the container
+// (OpExecCommand, or OpExec for a supervisor before 1.5):
 // libcontainer starts an exec'd process by re-executing the calling binary
 // as its init, and the supervisor's binary, sealed once, starts several
 // times faster than berthd's would. The supervisor is the process's parent
@@ -20,12 +24,7 @@ func (e *Execer) startLibcontainer(ctx context.Context, t Target, cmd []string, 
 	if e.sup == nil {
 		return nil, fmt.Errorf("exec in %s: no supervisor: %w", t.ID, errdefs.ErrUnavailable)
 	}
-	sp := *t.Spec.Process
-	sp.Args, sp.Terminal, sp.ConsoleSize = cmd, tty, nil
-	if sp.Cwd == "" {
-		sp.Cwd = "/"
-	}
-	req := supv1.ExecRequest{Process: sp}
+	req := supv1.ExecRequest{Args: cmd, Terminal: tty}
 	var files []*os.File
 	var consoleParent, consoleChild *os.File
 	if tty {
@@ -46,7 +45,15 @@ func (e *Execer) startLibcontainer(ctx context.Context, t Target, cmd []string, 
 			}
 		}
 	}
-	sess, err := e.sup.Exec(ctx, t.ID, req, files)
+	sess, err := e.sup.ExecCommand(ctx, t.ID, req, files)
+	if errors.Is(err, errdefs.ErrUnimplemented) {
+		// A supervisor before 1.5 (one berthd could not upgrade in place)
+		// did nothing and takes the whole process, as berthd builds it.
+		var sp *specs.Process
+		if sp, err = t.process(cmd, tty); err == nil {
+			sess, err = e.sup.Exec(ctx, t.ID, supv1.ExecRequest{Process: sp, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, files)
+		}
+	}
 	if consoleChild != nil {
 		// The process has its copy (or never will); ours must go so that a
 		// receive sees EOF rather than blocking when nothing was sent.

@@ -34,12 +34,12 @@ func startOCI(_ context.Context, t Target, cmd []string, io stdio, tty bool) (*p
 		return nil, fmt.Errorf("exec temp dir: %w", err)
 	}
 	cleanup := func() { os.RemoveAll(dir) }
-	sp := *t.Spec.Process
-	sp.Args, sp.Terminal, sp.ConsoleSize = cmd, tty, nil
-	if sp.Cwd == "" {
-		sp.Cwd = "/"
+	sp, err := t.process(cmd, tty)
+	if err != nil {
+		cleanup()
+		return nil, err
 	}
-	data, err := json.Marshal(&sp)
+	data, err := json.Marshal(sp)
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("encode process: %w", err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +28,7 @@ import (
 // would have to seal a fresh copy for every exec. That is most of a probe's
 // cost.
 
-// serveExec answers OpExec (see v1.ExecRequest) on conn. files came with the
+// serveExec answers OpExec and OpExecCommand (see v1.ExecRequest) on conn. files came with the
 // request; they are closed here once the process has its copies.
 func (s *Server) serveExec(conn *net.UnixConn, br *bufio.Reader, req *v1.Request, files []*os.File) {
 	p, pidfd, err := s.startExec(req, files)
@@ -72,8 +74,8 @@ func (s *Server) startExec(req *v1.Request, files []*os.File) (*libcontainer.Pro
 	s.opMu.RLock()
 	defer s.opMu.RUnlock()
 	x := req.Exec
-	if x == nil || len(x.Process.Args) == 0 || x.Process.Args[0] == "" {
-		return nil, nil, v1.Errorf(v1.CodeInvalidArgument, "exec needs a command")
+	if err := checkExec(req.Op, x); err != nil {
+		return nil, nil, err
 	}
 	c, err := s.get(req.ID)
 	if err != nil {
@@ -88,11 +90,17 @@ func (s *Server) startExec(req *v1.Request, files []*os.File) (*libcontainer.Pro
 	if exited {
 		return nil, nil, v1.Errorf(v1.CodeFailedPrecondition, "container %s is not running", rec.ID)
 	}
-	p, err := execProcess(&x.Process)
+	sp := x.Process
+	if req.Op == v1.OpExecCommand {
+		if sp, err = commandProcess(rec.Bundle, x); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := execProcess(sp)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := assignExecFiles(p, x, files); err != nil {
+	if err := assignExecFiles(p, sp, x, files); err != nil {
 		return nil, nil, err
 	}
 	lc, err := loadContainer(&rec)
@@ -122,15 +130,77 @@ func (s *Server) startExec(req *v1.Request, files []*os.File) (*libcontainer.Pro
 	return p, os.NewFile(uintptr(fd), "pidfd"), nil
 }
 
-// assignExecFiles gives p the files that came with the request, as x names
-// them.
-func assignExecFiles(p *libcontainer.Process, x *v1.ExecRequest, files []*os.File) error {
-	if x.Process.Terminal {
+// checkExec checks an exec request's shape: OpExec carries the process,
+// OpExecCommand the command fields only.
+func checkExec(op v1.Op, x *v1.ExecRequest) error {
+	switch {
+	case x == nil:
+		return v1.Errorf(v1.CodeInvalidArgument, "exec needs a command")
+	case op == v1.OpExec && (x.Process == nil || len(x.Process.Args) == 0 || x.Process.Args[0] == ""):
+		return v1.Errorf(v1.CodeInvalidArgument, "exec needs a command")
+	case op == v1.OpExecCommand && x.Process != nil:
+		return v1.Errorf(v1.CodeInvalidArgument, "exec_command takes the command fields, not a process")
+	case op == v1.OpExecCommand && (len(x.Args) == 0 || x.Args[0] == ""):
+		return v1.Errorf(v1.CodeInvalidArgument, "exec needs a command")
+	}
+	return nil
+}
+
+// commandProcess builds OpExecCommand's process: the container's own, from
+// the bundle this supervisor created it from, with the request's command,
+// terminal and overrides. Reading the spec here rather than in berthd keeps
+// a probe's request small and berthd free of a spec decode per probe.
+func commandProcess(bundle string, x *v1.ExecRequest) (*specs.Process, error) {
+	spec, err := readSpec(bundle)
+	if err != nil {
+		return nil, v1.Errorf(v1.CodeFailedPrecondition, "exec: the container's spec: %v", err)
+	}
+	if spec.Process == nil {
+		return nil, v1.Errorf(v1.CodeFailedPrecondition, "exec: the container's spec has no process")
+	}
+	sp := *spec.Process
+	sp.Args, sp.Terminal, sp.ConsoleSize = x.Args, x.Terminal, x.ConsoleSize
+	sp.Env = overrideEnv(sp.Env, x.Env)
+	if x.User != nil {
+		sp.User = *x.User
+	}
+	if x.Cwd != "" {
+		sp.Cwd = x.Cwd
+	}
+	return &sp, nil
+}
+
+// overrideEnv returns env with each KEY=value of over replacing the entries
+// of the same key, or appended when env has none.
+func overrideEnv(env, over []string) []string {
+	if len(over) == 0 {
+		return env
+	}
+	out := slices.Clone(env)
+	for _, kv := range over {
+		key, _, _ := strings.Cut(kv, "=")
+		found := false
+		for i, e := range out {
+			if k, _, _ := strings.Cut(e, "="); k == key {
+				out[i], found = kv, true
+			}
+		}
+		if !found {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// assignExecFiles gives p (running sp) the files that came with the
+// request, as x names them.
+func assignExecFiles(p *libcontainer.Process, sp *specs.Process, x *v1.ExecRequest, files []*os.File) error {
+	if sp.Terminal {
 		if len(files) != 1 || x.Stdin || x.Stdout || x.Stderr {
 			return v1.Errorf(v1.CodeInvalidArgument, "a terminal exec takes one file (the console socket), got %d", len(files))
 		}
 		p.ConsoleSocket = files[0]
-		if cs := x.Process.ConsoleSize; cs != nil {
+		if cs := sp.ConsoleSize; cs != nil {
 			p.ConsoleWidth, p.ConsoleHeight = uint16(cs.Width), uint16(cs.Height)
 		}
 		return nil

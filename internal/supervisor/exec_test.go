@@ -21,8 +21,8 @@ import (
 )
 
 // execProc is the process spec of an exec running sh -c script.
-func execProc(script string) specs.Process {
-	return specs.Process{Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}, Cwd: "/"}
+func execProc(script string) *specs.Process {
+	return &specs.Process{Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}, Cwd: "/"}
 }
 
 // startExec runs script in id with a stdout pipe, returned for reading.
@@ -66,7 +66,7 @@ func TestExec(t *testing.T) {
 		}
 	}
 	// A command that cannot run comes back as libcontainer's message.
-	if _, err := c.Exec(testCtx(t), "ex", v1.ExecRequest{Process: specs.Process{Args: []string{"nosuch"}, Env: []string{"PATH=/bin"}}}, nil); err == nil || !strings.Contains(err.Error(), "executable file not found") {
+	if _, err := c.Exec(testCtx(t), "ex", v1.ExecRequest{Process: &specs.Process{Args: []string{"nosuch"}, Env: []string{"PATH=/bin"}}}, nil); err == nil || !strings.Contains(err.Error(), "executable file not found") {
 		t.Errorf("missing command: %v", err)
 	}
 	if err := c.Kill(testCtx(t), "ex", syscall.SIGKILL, false); err != nil {
@@ -187,4 +187,61 @@ func cgroupProcs(t *testing.T, id string) []string {
 		t.Fatal(err)
 	}
 	return strings.Fields(string(data))
+}
+
+// TestExecCommand: the supervisor builds the exec'd process from the
+// container's bundle (issue 17: berthd decoded the spec and sent the whole
+// environment on every probe, over the 1 MiB request cap for a container
+// with a large one), applying only the request's command and overrides.
+func TestExecCommand(t *testing.T) {
+	c, _ := startSupervisor(t)
+	big := make([]string, 0, 1600)
+	for i := range cap(big) {
+		big = append(big, fmt.Sprintf("BIG_%04d=%s", i, strings.Repeat("x", 1000)))
+	}
+	run(t, c, "xc", v1.CreateRequest{Bundle: bundle(t, "xc", "sleep 1000", func(s *specs.Spec) {
+		s.Process.Env = append([]string{"PATH=/bin", "KEEP=kept", "FOO=from-spec"}, big...)
+		s.Process.Cwd = "/tmp"
+		s.Process.User = specs.User{UID: 1234, GID: 4321}
+	})})
+	const script = `echo "$FOO $KEEP $NEW $(pwd) $(id -u):$(id -g) ${#BIG_1599}"`
+	for _, tc := range []struct {
+		name string
+		req  v1.ExecRequest
+		want string
+	}{
+		{"the container's process", v1.ExecRequest{Args: []string{"sh", "-c", script}}, "from-spec kept  /tmp 1234:4321 1000\n"},
+		{"overrides", v1.ExecRequest{Args: []string{"sh", "-c", script}, Env: []string{"FOO=over", "NEW=added"}, Cwd: "/", User: &specs.User{UID: 7, GID: 8}}, "over kept added / 7:8 1000\n"},
+	} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.req.Stdout = true
+		s, err := c.ExecCommand(testCtx(t), "xc", tc.req, []*os.File{w})
+		w.Close()
+		if err != nil {
+			r.Close()
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		out, _ := io.ReadAll(r)
+		r.Close()
+		code, err := s.Wait()
+		s.Close()
+		if err != nil || code != 0 || string(out) != tc.want {
+			t.Errorf("%s: exit %d %v, output %q, want %q", tc.name, code, err, out, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		req  v1.ExecRequest
+	}{
+		{"no command", v1.ExecRequest{}},
+		{"empty command", v1.ExecRequest{Args: []string{""}}},
+		{"a process too", v1.ExecRequest{Args: []string{"true"}, Process: execProc("true")}},
+	} {
+		if _, err := c.ExecCommand(testCtx(t), "xc", tc.req, nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", tc.name, err)
+		}
+	}
 }

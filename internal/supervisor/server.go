@@ -225,7 +225,7 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 	} else if req.Op == v1.OpUpgrade {
 		s.upgrade(conn)
 		return
-	} else if req.Op == v1.OpExec {
+	} else if req.Op == v1.OpExec || req.Op == v1.OpExecCommand {
 		s.serveExec(conn, br, &req, files)
 		files = nil // serveExec closed them
 		return

@@ -36,10 +36,18 @@
 // overlap. A server older than 1.4 answers CodeUnimplemented at once, with
 // nothing done.
 //
+// OpExecCommand (1.5) is OpExec for a command: the request carries the
+// command, the terminal flag and any overrides, and the supervisor builds
+// the process from the container's own (the bundle's config.json it holds),
+// so a probe's request stays small whatever the container's environment
+// and berthd decodes no spec for it. A server older than 1.5 answers
+// CodeUnimplemented, with nothing done; the client then sends OpExec.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
 // frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
-// added OpCreateWhenReady.
+// added OpCreateWhenReady; 1.5 added OpExecCommand (and ExecRequest's
+// command fields; Process became optional, for OpExec only).
 package v1
 
 import (
@@ -52,7 +60,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.4"
+const Version = "1.5"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -87,6 +95,9 @@ const (
 	OpExec Op = "exec"
 	// OpCreateWhenReady is OpCreate gated by a Proceed line (since 1.4).
 	OpCreateWhenReady Op = "create_when_ready"
+	// OpExecCommand is OpExec with the process built by the supervisor
+	// (since 1.5).
+	OpExecCommand Op = "exec_command"
 )
 
 // Proceed is the line a client sends on an OpCreateWhenReady connection once
@@ -166,12 +177,30 @@ type Request struct {
 // on the same connection, so no exit is lost to a subreaper race, and the
 // process needs no copy of berthd's (much larger) binary as its init.
 type ExecRequest struct {
-	// Process is the exec'd process: args, env, cwd, user, capabilities,
-	// no_new_privileges, rlimits and labels are applied as given (the
-	// container's own process spec with the exec's args, normally).
-	// Terminal asks for a pty, which the process allocates inside the
-	// container and sends as its master to the console socket.
-	Process specs.Process `json:"process"`
+	// Process (OpExec) is the exec'd process: args, env, cwd, user,
+	// capabilities, no_new_privileges, rlimits and labels are applied as
+	// given (the container's own process spec with the exec's args,
+	// normally). Terminal asks for a pty, which the process allocates
+	// inside the container and sends as its master to the console socket.
+	// Required by OpExec, refused by OpExecCommand.
+	Process *specs.Process `json:"process,omitempty"`
+
+	// The command fields (OpExecCommand, 1.5): the process is the
+	// container's own (its bundle's process: user, env, cwd, capabilities,
+	// no_new_privileges, rlimits, labels) with Args as its command,
+	// Terminal and ConsoleSize as given, and the overrides below applied.
+	Args        []string   `json:"args,omitempty"`
+	Terminal    bool       `json:"terminal,omitempty"`
+	ConsoleSize *specs.Box `json:"console_size,omitempty"`
+	// Env entries (KEY=value) replace the container's entry of the same
+	// key, or are added after its entries.
+	Env []string `json:"env,omitempty"`
+	// User, when set, replaces the container's process user.
+	User *specs.User `json:"user,omitempty"`
+	// Cwd, when set, replaces the container's working directory ("/" when
+	// neither says).
+	Cwd string `json:"cwd,omitempty"`
+
 	// Files says which files travel with the request, in this order:
 	// without Terminal, stdin, stdout and stderr (each when set; a missing
 	// one is /dev/null); with Terminal, exactly one: the console socket

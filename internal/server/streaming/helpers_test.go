@@ -90,7 +90,7 @@ func runContainer(t *testing.T, sup *client.Client, id string) berthexec.Target 
 	if _, err := sup.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	return berthexec.Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: spec}
+	return berthexec.Target{ID: id, Kind: supv1.RuntimeLibcontainer, Spec: func() (*specs.Spec, error) { return spec, nil }}
 }
 
 // startSupervisor runs a supervisor for attach and exec tests and stops it (and its

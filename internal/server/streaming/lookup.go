@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/exec"
@@ -37,10 +39,8 @@ func (l *managerLookup) ExecTarget(ctx context.Context, id string) (exec.Target,
 	if err != nil {
 		return exec.Target{}, err
 	}
-	spec, err := l.containers.Spec(c.ID)
-	if err != nil {
-		return exec.Target{}, err
-	}
+	// The spec is read only if the exec needs it (see exec.Target.Spec).
+	spec := func() (*specs.Spec, error) { return l.containers.Spec(c.ID) }
 	return exec.Target{ID: c.ID, Kind: c.RuntimeKind, RuntimePath: c.RuntimePath, RuntimeRoot: c.RuntimeRoot, Spec: spec}, nil
 }
 

@@ -33,12 +33,24 @@ type ExecSession struct {
 	kill sync.Once
 }
 
-// Exec starts req in container id with files as its stdio (see
+// Exec starts req.Process in container id with files as its stdio (see
 // v1.ExecRequest for their order). The files are the caller's: it may close
 // its copies once Exec returned. An exec is never sent twice: a connection
 // lost after the request went out is an error (errdefs.ErrUnavailable).
 func (c *Client) Exec(ctx context.Context, id string, req v1.ExecRequest, files []*os.File) (*ExecSession, error) {
-	r := &v1.Request{Version: v1.Version, Op: v1.OpExec, ID: id, Exec: &req}
+	return c.exec(ctx, v1.OpExec, id, req, files)
+}
+
+// ExecCommand is Exec for the command fields of req (req.Args...): the
+// supervisor builds the process from the container's bundle. A supervisor
+// before 1.5 answers errdefs.ErrUnimplemented having done nothing; the
+// caller may then send the whole process with Exec (the same files).
+func (c *Client) ExecCommand(ctx context.Context, id string, req v1.ExecRequest, files []*os.File) (*ExecSession, error) {
+	return c.exec(ctx, v1.OpExecCommand, id, req, files)
+}
+
+func (c *Client) exec(ctx context.Context, op v1.Op, id string, req v1.ExecRequest, files []*os.File) (*ExecSession, error) {
+	r := &v1.Request{Version: v1.Version, Op: op, ID: id, Exec: &req}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode exec: %w", err)
