@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 # Binaries: berthd, and the supervisor once it exists.
 CMDS := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.go))))
 
-.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench
+.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench test-vm test-vm-full
 
 all: build
 
@@ -41,9 +41,10 @@ vet:
 fmt:
 	@out=$$(gofmt -l cmd internal api pkg test 2>/dev/null | grep -v '^test/conformance/harness/'); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Everything CI runs (.ci/run is exactly `make test`): the conformance
-# suite last, judged against test/conformance/expected-failures.txt.
-test: build fmt vet test-unit test-integration test-stress-short test-conformance
+# Everything CI runs (.ci/run is exactly `make test`): this host's suites,
+# the conformance suite judged against test/conformance/expected-failures.txt,
+# then the real-node suite in the test VM.
+test: build fmt vet test-unit test-integration test-stress-short test-conformance test-vm
 
 # crictl, critest, ginkgo and crane, built from the Go module proxy.
 tools:
@@ -65,6 +66,17 @@ critest: build
 
 test-conformance: build tools
 	test/conformance/run.sh
+
+# The real-node platform: inside a QEMU guest with systemd as PID 1, pure
+# cgroup v2 and Debian 12's 6.1 kernel (test/vm/README.md). The guest image
+# and kubelet are built on first use and cached in /var/tmp. test-vm is the
+# CI part (platform tests, platform unit tests, focused critest, kubelet);
+# test-vm-full runs every integration test and all of critest there.
+test-vm: build tools
+	test/vm/test-vm.sh ci
+
+test-vm-full: build tools
+	test/vm/test-vm.sh full
 
 # berthd and containerd side by side through the CRI: bench/results.md and
 # .json (BENCH_QUICK=1 for a short run). Figures are never asserted.

@@ -17,8 +17,18 @@ import (
 
 // BuildSupervisor builds cmd/berth-supervisor (cgo, seccomp) into dir and
 // returns its path; race adds -race (the supervisor checking itself).
+// Where there is no Go toolchain (the test VM runs prebuilt test binaries),
+// $BERTH_TEST_SUPERVISOR names a supervisor built beforehand; it is copied
+// into dir (tests may replace or upgrade the binary they get).
 func BuildSupervisor(dir string, race bool) (string, error) {
 	bin := filepath.Join(dir, "berth-supervisor")
+	if prebuilt := os.Getenv("BERTH_TEST_SUPERVISOR"); prebuilt != "" && !race {
+		data, err := os.ReadFile(prebuilt)
+		if err != nil {
+			return "", fmt.Errorf("prebuilt supervisor: %w", err)
+		}
+		return bin, os.WriteFile(bin, data, 0o755)
+	}
 	args := []string{"build", "-tags", "seccomp", "-o", bin}
 	if race {
 		args = append(args, "-race")
@@ -101,6 +111,7 @@ func (b *SyncBuffer) Contains(sub string) bool { return strings.Contains(b.Strin
 
 // PollUntil polls cond every 10 ms until it holds, failing the test after d.
 func PollUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
+	d = Slow(d)
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -110,3 +121,17 @@ func PollUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// slowFactor is $BERTH_TEST_SLOW, the factor by which waits are stretched
+// where everything is slower (the emulated test VM: fork/exec ~35x, mounts
+// ~50x); 1 when unset.
+var slowFactor = sync.OnceValue(func() int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("BERTH_TEST_SLOW"), &n); err != nil || n < 1 {
+		return 1
+	}
+	return n
+})
+
+// Slow stretches a test's wait or timeout by $BERTH_TEST_SLOW.
+func Slow(d time.Duration) time.Duration { return d * time.Duration(slowFactor()) }

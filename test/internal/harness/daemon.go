@@ -88,7 +88,7 @@ func New(t testing.TB, extra string) *Daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &Daemon{t: t, Dir: dir, Socket: filepath.Join(dir, "run", "berth.sock"), Config: filepath.Join(dir, "berth.toml"),
-		RuntimeTimeout: 10 * time.Second, ImageTimeout: 10 * time.Second}
+		RuntimeTimeout: testsupport.Slow(10 * time.Second), ImageTimeout: testsupport.Slow(10 * time.Second)}
 	// extra comes between the top-level keys and the tables, so it may set
 	// either; it must not repeat [cni], [registry] or [nri]. NRI's socket
 	// is the daemon's own: tests never share it with each other or a host
@@ -142,7 +142,7 @@ func (d *Daemon) Start() {
 			d.checkRaces(logs)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testsupport.Slow(20 * time.Second))
 	for {
 		if d.exited() {
 			d.t.Fatalf("berthd exited at start: %v\n%s", d.Cmd.ProcessState, logs)
@@ -177,7 +177,7 @@ func (d *Daemon) Stop() {
 	d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.Exited:
-	case <-time.After(15 * time.Second):
+	case <-time.After(testsupport.Slow(15 * time.Second)):
 		d.Cmd.Process.Kill()
 		<-d.Exited
 		d.t.Errorf("berthd ignored SIGTERM for 15s\n%s", d.Logs)
@@ -241,9 +241,9 @@ func (d *Daemon) RemovePods() {
 	if d.exited() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testsupport.Slow(60*time.Second))
 	defer cancel()
-	rt, err := remote.NewRemoteRuntimeService(ctx, d.Endpoint(), 30*time.Second, nil, false)
+	rt, err := remote.NewRemoteRuntimeService(ctx, d.Endpoint(), testsupport.Slow(30*time.Second), nil, false)
 	if err != nil {
 		return
 	}

@@ -186,10 +186,16 @@ var (
 )
 
 // pauseBinary builds testdata/pause, static, once per test run. By import
-// path: the test's working directory is its own package's.
+// path: the test's working directory is its own package's. Where there is no
+// Go toolchain (the test VM runs prebuilt test binaries), $BERTH_TEST_PAUSE
+// names a pause binary built beforehand.
 func pauseBinary(t testing.TB) []byte {
 	t.Helper()
 	pauseOnce.Do(func() {
+		if p := os.Getenv("BERTH_TEST_PAUSE"); p != "" {
+			pauseBin, pauseErr = os.ReadFile(p)
+			return
+		}
 		out := filepath.Join(os.TempDir(), fmt.Sprintf("berth-test-pause-%d", os.Getpid()))
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out,
 			"github.com/berth-cri/berth/test/internal/harness/testdata/pause")
