@@ -26,6 +26,12 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 		exact  bool
 		err    error
 	)
+	// The count at the kill, for a systemd scope gone before the exit is
+	// handled (oomwatch.go).
+	c.mu.Lock()
+	ow := watchOOM(c.rec.MemoryCgroup)
+	c.mu.Unlock()
+	defer ow.stop()
 	if pidfd != nil { // nil: the init was already gone when adopted
 		status, exact, err = waitExit(pidfd, c.rec.Pid)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -41,7 +47,7 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 	c.mu.Unlock()
 	var ooms uint64
 	if exact && err == nil {
-		ooms = oomKills(memcg)
+		ooms = max(ow.stop(), oomKills(memcg))
 	}
 	if err != nil {
 		s.log.Error("waiting for container init failed; reporting an unknown exit", "id", c.rec.ID, "err", err)

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,8 +89,13 @@ func (e *systemdEnv) start(t *testing.T) {
 // ready waits for berthd's recovery, however it was started.
 func (e *systemdEnv) ready(t *testing.T) {
 	t.Helper()
+	// The socket of a berthd that was killed or stopped stays behind:
+	// wait for one that answers.
 	harness.WaitFor(t, "berthd's socket", 30*time.Second, func() bool {
-		_, err := os.Stat(e.d.Socket)
+		c, err := net.Dial("unix", e.d.Socket)
+		if err == nil {
+			c.Close()
+		}
 		return err == nil
 	})
 	e.d.WaitReady()
@@ -258,6 +264,7 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	if err := e.rt.UpdateContainerResources(ctx, id, &runtimeapi.ContainerResources{Linux: upd}); err != nil {
 		t.Fatalf("UpdateContainerResources: %v", err)
 	}
+	oomGroup := readTrimmed(t, filepath.Join(dir, "memory.oom.group"))
 	systemctl(t, "daemon-reload")
 	if got := readTrimmed(t, filepath.Join(dir, "memory.max")); got != fmt.Sprint(128<<20) {
 		t.Errorf("memory.max after update and daemon-reload %q", got)
@@ -268,7 +275,35 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	// systemd 253+ takes it as OOMPolicy=kill; on 252 (Debian 12) only the
 	// file says it, and a daemon-reload must not undo it either.
 	if got := readTrimmed(t, filepath.Join(dir, "memory.oom.group")); got != "1" {
-		t.Errorf("memory.oom.group after daemon-reload %q", got)
+		t.Errorf("memory.oom.group %q before daemon-reload, %q after (%s)", oomGroup, got, strings.SplitN(systemctl(t, "--version"), "\n", 2)[0])
+	}
+
+	// An OOM kill is found in the scope's memory.events (the supervisor
+	// maps the scope path to its directory).
+	hog := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "hog"},
+		Image:    &runtimeapi.ImageSpec{Image: e.image},
+		// dd's buffer is faulted in by the read: 64 MiB against 32.
+		Command: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=2"},
+		LogPath: "hog.log",
+		Linux:   &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}},
+	}
+	hogID, err := e.rt.CreateContainer(ctx, pod, hog, podCfg)
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	if err := e.rt.StartContainer(ctx, hogID); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	var hogSt *runtimeapi.ContainerStatus
+	harness.WaitFor(t, "the memory hog's exit", 60*time.Second, func() bool {
+		r, err := e.rt.ContainerStatus(ctx, hogID, false)
+		hogSt = r.GetStatus()
+		return err == nil && hogSt.State == runtimeapi.ContainerState_CONTAINER_EXITED
+	})
+	if hogSt.Reason != "OOMKilled" || hogSt.ExitCode != 137 {
+		rec, _ := os.ReadFile(filepath.Join(e.d.Dir, "run", "supervisor", "containers", hogID, "container.json"))
+		t.Errorf("memory hog: exit %d reason %q; supervisor record %s", hogSt.ExitCode, hogSt.Reason, rec)
 	}
 
 	// A pod without a parent (crictl, critest) lands in berth.slice.

@@ -1,0 +1,71 @@
+package supervisor
+
+import (
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// oomWatch keeps the OOM kill count of a systemd scope's cgroup while its
+// container runs. systemd stops a scope, and removes its cgroup with
+// memory.events, as soon as its last process is gone: often before the
+// supervisor has handled the exit (measured in the test VM), so the count
+// read at exit finds no file. The kernel signals every change of
+// memory.events to inotify (cgroup_file_notify) at the kill, before the
+// killed init is even dead, so a watcher re-reading the file then has the
+// count while the cgroup is still there. A cgroupfs cgroup stays until
+// the container is deleted: nothing to watch.
+type oomWatch struct {
+	f     *os.File // the inotify instance; nil when not watching
+	done  chan struct{}
+	count atomic.Uint64
+}
+
+// watchOOM starts watching the memory cgroup directory memcg if it is a
+// systemd scope's; a watch that cannot be set up is an empty one.
+func watchOOM(memcg string) *oomWatch {
+	w := &oomWatch{}
+	if !strings.HasSuffix(memcg, ".scope") {
+		return w
+	}
+	// Non-blocking, so that the Read below parks in Go's poller, not an
+	// OS thread per container.
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return w
+	}
+	if _, err := unix.InotifyAddWatch(fd, memcg+"/memory.events", unix.IN_MODIFY); err != nil {
+		unix.Close(fd)
+		return w
+	}
+	w.f, w.done = os.NewFile(uintptr(fd), "inotify"), make(chan struct{})
+	w.count.Store(oomKills(memcg))
+	go w.run(memcg)
+	return w
+}
+
+func (w *oomWatch) run(memcg string) {
+	defer close(w.done)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := w.f.Read(buf); err != nil {
+			return // closed, or the watch is gone with the file
+		}
+		if n := oomKills(memcg); n > w.count.Load() {
+			w.count.Store(n)
+		}
+	}
+}
+
+// stop ends the watch and returns the highest count seen (0 when not
+// watching). A re-read the watcher was doing when stopped is waited for.
+func (w *oomWatch) stop() uint64 {
+	if w.f != nil {
+		w.f.Close()
+		<-w.done
+		w.f = nil
+	}
+	return w.count.Load()
+}
