@@ -154,7 +154,9 @@ func serve(configPath string, loaded *config.Loaded) error {
 	p.snapshots = snapshots
 
 	broker := events.New()
-	p.containers.SetEvents(serverevents.NewPublisher(broker, p.sandboxes, p.containers))
+	publisher := serverevents.NewPublisher(broker, p.sandboxes, p.containers)
+	p.containers.SetEvents(publisher)
+	p.sandboxes.SetEvents(publisher)
 	// NRI is wired before recovery (exits recorded then are its events) and
 	// opened to plugins after it, when the lists it hands them are right.
 	var nriSvc *nri.NRI

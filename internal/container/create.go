@@ -243,9 +243,13 @@ func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.San
 	if err != nil {
 		return err
 	}
+	podNS, err := sb.Namespaces() // a dead pause is FailedPrecondition
+	if err != nil {
+		return err
+	}
 	res, err := oci.ContainerSpec(oci.ContainerInput{
 		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
-		Namespaces: sb.Namespaces(), TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
+		Namespaces: podNS, TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
 		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageFiles: files, ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
 	})
 	if err != nil {

@@ -23,14 +23,15 @@ import (
 	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
-// EventKind is a lifecycle event of a container.
-type EventKind int
+// EventKind is a lifecycle event of a container: the kinds of a sandbox's,
+// whose pause kubelet's evented PLEG sees as a container too.
+type EventKind = sandbox.EventKind
 
 const (
-	EventCreated EventKind = iota
-	EventStarted
-	EventStopped
-	EventDeleted
+	EventCreated = sandbox.EventCreated
+	EventStarted = sandbox.EventStarted
+	EventStopped = sandbox.EventStopped
+	EventDeleted = sandbox.EventDeleted
 )
 
 // Events receives lifecycle events (kubelet's evented PLEG reads them).

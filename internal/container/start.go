@@ -63,27 +63,17 @@ func nanos(t int64) int64 {
 }
 
 // watch waits for the container's exit through the supervisor and records
-// it. The supervisor persisted the exit before answering, and the client
-// re-sends Wait across supervisor restarts and upgrades, so no exit is lost
-// while berthd runs; after a berthd restart, Recover starts watch again.
+// it (see client.WaitExit: no exit is lost while berthd runs); after a
+// berthd restart, Recover starts watch again.
 func (m *Manager) watch(id string) {
-	for {
-		st, err := m.d.Supervisor.Wait(context.Background(), id)
-		if err == nil && st.Status == supv1.StatusStopped {
-			m.recordExit(id, st)
-			return
-		}
-		if errors.Is(err, errdefs.ErrNotFound) {
-			m.recordLost(id)
-			return
-		}
-		if m.t.Current(id) == nil {
-			return
-		}
-		if err != nil {
-			m.d.Log.WithError(err).WithField("container", id).Warn("wait for container exit; retrying")
-		}
-		time.Sleep(time.Second)
+	st, err := m.d.Supervisor.WaitExit(id, func() bool { return m.t.Current(id) != nil }, func(err error) {
+		m.d.Log.WithError(err).WithField("container", id).Warn("wait for container exit; retrying")
+	})
+	switch {
+	case st != nil:
+		m.recordExit(id, st)
+	case errors.Is(err, errdefs.ErrNotFound):
+		m.recordLost(id)
 	}
 }
 

@@ -1,6 +1,8 @@
 package nri
 
 import (
+	"fmt"
+	"os"
 	"reflect"
 	"testing"
 
@@ -9,11 +11,16 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/proctree"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
 
 func TestPodSandbox(t *testing.T) {
-	s := &sandbox.Sandbox{ID: "pod1", RuntimeHandler: "kata", IPs: []string{"10.0.0.2"}, PausePID: 42, NetNS: "/run/berth/netns/pod1"}
+	// The pause is this process: namespace paths are built only from a pid
+	// proven to be the pause's.
+	pid := os.Getpid()
+	start, _ := proctree.StartTime(pid)
+	s := &sandbox.Sandbox{ID: "pod1", RuntimeHandler: "kata", IPs: []string{"10.0.0.2"}, PausePID: pid, PauseStartTime: start, NetNS: "/run/berth/netns/pod1"}
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "prod", Uid: "u-1"},
 		Labels:      map[string]string{"app": "web"},
@@ -24,7 +31,7 @@ func TestPodSandbox(t *testing.T) {
 		},
 	}
 	got := podSandbox(s, cfg)
-	if got.Id != "pod1" || got.Name != "web" || got.Namespace != "prod" || got.Uid != "u-1" || got.RuntimeHandler != "kata" || got.Pid != 42 {
+	if got.Id != "pod1" || got.Name != "web" || got.Namespace != "prod" || got.Uid != "u-1" || got.RuntimeHandler != "kata" || got.Pid != uint32(pid) {
 		t.Errorf("identity: %+v", got)
 	}
 	if !reflect.DeepEqual(got.Labels, cfg.Labels) || !reflect.DeepEqual(got.Annotations, cfg.Annotations) || !reflect.DeepEqual(got.Ips, s.IPs) {
@@ -42,9 +49,9 @@ func TestPodSandbox(t *testing.T) {
 	}
 	want := []*api.LinuxNamespace{
 		{Type: "network", Path: "/run/berth/netns/pod1"},
-		{Type: "ipc", Path: "/proc/42/ns/ipc"},
-		{Type: "uts", Path: "/proc/42/ns/uts"},
-		{Type: "pid", Path: "/proc/42/ns/pid"},
+		{Type: "ipc", Path: fmt.Sprintf("/proc/%d/ns/ipc", pid)},
+		{Type: "uts", Path: fmt.Sprintf("/proc/%d/ns/uts", pid)},
+		{Type: "pid", Path: fmt.Sprintf("/proc/%d/ns/pid", pid)},
 	}
 	if !reflect.DeepEqual(lx.GetNamespaces(), want) {
 		t.Errorf("namespaces: %v", lx.GetNamespaces())

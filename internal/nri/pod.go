@@ -51,6 +51,9 @@ func (n *NRI) RemovePodSandbox(ctx context.Context, s *sandbox.Sandbox) {
 func podSandbox(s *sandbox.Sandbox, cfg *runtimeapi.PodSandboxConfig) *api.PodSandbox {
 	md := cfg.GetMetadata()
 	lx := cfg.GetLinux()
+	// A pod whose pause is gone (a stop or removal, told to plugins after
+	// the fact) shows its netns alone: the pause's pid proves nothing now.
+	ns, _ := s.Namespaces()
 	return &api.PodSandbox{
 		Id:             s.ID,
 		Name:           md.GetName(),
@@ -63,7 +66,7 @@ func podSandbox(s *sandbox.Sandbox, cfg *runtimeapi.PodSandboxConfig) *api.PodSa
 			PodOverhead:  fromCRIResources(lx.GetOverhead()),
 			PodResources: fromCRIResources(lx.GetResources()),
 			CgroupParent: lx.GetCgroupParent(),
-			Namespaces:   podNamespaces(s.Namespaces()),
+			Namespaces:   podNamespaces(ns),
 		},
 		Pid: uint32(s.PausePID),
 		Ips: slices.Clone(s.IPs),

@@ -60,21 +60,40 @@ func descendants(root int) []int {
 	return out
 }
 
-// parentOf reads the ppid from /proc/<pid>/stat (field 4, after the
-// parenthesised command name, which may itself hold spaces or parens).
+// parentOf reads the ppid from /proc/<pid>/stat (field 4).
 func parentOf(pid int) (int, bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := bytes.Fields(data[i+1:])
-	if len(fields) < 2 {
+	fields, ok := statFields(pid)
+	if !ok || len(fields) < 2 {
 		return 0, false
 	}
 	ppid, err := strconv.Atoi(string(fields[1]))
 	return ppid, err == nil
+}
+
+// StartTime returns pid's start time (clock ticks since boot, field 22 of
+// /proc/<pid>/stat): a pid and its start time name one process, even after
+// the pid is reused. ok is false when no process has that pid, or only a
+// zombie does: it has ended (and released its namespaces).
+func StartTime(pid int) (start uint64, ok bool) {
+	fields, ok := statFields(pid)
+	if !ok || len(fields) < 20 || string(fields[0]) == "Z" || string(fields[0]) == "X" {
+		return 0, false
+	}
+	start, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	return start, err == nil
+}
+
+// statFields returns the fields of /proc/<pid>/stat from field 3 (state)
+// on: they follow the parenthesised command name, which may itself hold
+// spaces or parens.
+func statFields(pid int) ([][]byte, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return nil, false
+	}
+	return bytes.Fields(data[i+1:]), true
 }

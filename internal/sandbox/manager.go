@@ -59,6 +59,7 @@ type Manager struct {
 	inflight   store.Inflight[string]
 	containers Containers
 	nri        NRI // nil: NRI is off
+	events     Events
 }
 
 // New opens the records; Recover must run before the manager is used.
@@ -77,7 +78,7 @@ func New(d Deps) (*Manager, error) {
 	if d.HostFiles == (HostFiles{}) {
 		d.HostFiles = DefaultHostFiles
 	}
-	return &Manager{d: d, t: t}, nil
+	return &Manager{d: d, t: t, events: noEvents{}}, nil
 }
 
 // SetContainers wires the container manager (which itself needs sandboxes,

@@ -10,6 +10,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/proctree"
 )
 
 // Recover loads the sandbox records and reconciles them with what runs:
@@ -54,18 +55,36 @@ func (m *Manager) Recover(ctx context.Context) error {
 			}
 			continue
 		}
-		if s.State == StateReady && !m.pauseRunning(ctx, id) {
-			log.Warn("pause process is gone: sandbox is not ready")
-			m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady })
+		if s.State == StateReady {
+			m.recoverPause(ctx, s)
 		}
 	}
 	m.sweep(ctx)
 	return nil
 }
 
-func (m *Manager) pauseRunning(ctx context.Context, id string) bool {
-	st, err := m.d.Supervisor.State(ctx, id)
-	return err == nil && st.Status == supv1.StatusRunning
+// recoverPause watches the pause of a ready sandbox again, or marks the
+// sandbox not ready if the pause is gone. A record written before pause
+// start times were recorded gets the running pause's now: the supervisor
+// holds the pause through a pidfd, so its pid is the pause's.
+func (m *Manager) recoverPause(ctx context.Context, s *Sandbox) {
+	log := m.d.Log.WithField("sandbox", s.ID)
+	st, err := m.d.Supervisor.State(ctx, s.ID)
+	if err != nil || st.Status != supv1.StatusRunning {
+		log.Warn("pause process is gone: sandbox is not ready")
+		if err := m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady }); err != nil {
+			log.WithError(err).Error("record that the pause process is gone")
+		}
+		return
+	}
+	if s.PauseStartTime == 0 && st.Pid == s.PausePID {
+		if start, ok := proctree.StartTime(st.Pid); ok {
+			if err := m.t.Update(s, func(s *Sandbox) { s.PauseStartTime = start }); err != nil {
+				log.WithError(err).Error("record the pause's start time")
+			}
+		}
+	}
+	go m.watchPause(s.ID)
 }
 
 // sweep removes netns pins and pod directories that belong to no sandbox:

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
+	"github.com/berth-cri/berth/internal/proctree"
 	"github.com/berth-cri/berth/internal/userns"
 )
 
@@ -168,6 +169,9 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		}
 		return "", err
 	}
+	m.events.SandboxEvent(EventCreated, s.clone())
+	m.events.SandboxEvent(EventStarted, s.clone())
+	go m.watchPause(s.ID)
 	return s.ID, nil
 }
 
@@ -248,7 +252,11 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 	if nr.err != nil {
 		return fmt.Errorf("pod network: %w", nr.err)
 	}
-	if err := m.t.Update(s, func(s *Sandbox) { s.PausePID = pid }); err != nil {
+	start, ok := proctree.StartTime(pid)
+	if !ok {
+		return fmt.Errorf("pause process %d ended as it started: %w", pid, errdefs.ErrUnavailable)
+	}
+	if err := m.t.Update(s, func(s *Sandbox) { s.PausePID, s.PauseStartTime = pid, start }); err != nil {
 		return err
 	}
 	if idmap != nil && !s.HostNetwork() {

@@ -41,8 +41,11 @@ type Sandbox struct {
 	IPs          []string `json:"ips,omitempty"`
 	// Image is the pause image id; its snapshots are held while the sandbox exists.
 	Image string `json:"image"`
-	// PausePID is the pause process, whose namespaces containers join.
-	PausePID int `json:"pause_pid,omitempty"`
+	// PausePID is the pause process, whose namespaces containers join;
+	// PauseStartTime (clock ticks since boot) proves that a process with
+	// that pid still is the pause (see checkPause).
+	PausePID       int    `json:"pause_pid,omitempty"`
+	PauseStartTime uint64 `json:"pause_start_time,omitempty"`
 	// Delivered: the RunPodSandbox reply reached a live client. A retry of
 	// an undelivered create (kubelet gave up waiting) gets this sandbox back
 	// instead of a name conflict.

@@ -138,6 +138,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		if m.nri != nil {
 			m.nri.RemovePodSandbox(ctx, s)
 		}
+		m.events.SandboxEvent(EventDeleted, s.clone())
 		return nil
 	})
 }
@@ -168,13 +169,19 @@ func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
 
 // Namespaces are the namespace paths containers of s join: the pinned
 // netns, and the pause process's IPC, UTS and PID namespaces unless the pod
-// uses the host's.
-func (s *Sandbox) Namespaces() oci.SandboxNamespaces {
+// uses the host's. The /proc paths are built only once the pause is proven
+// to be the process s started (pid and start time): a dead pause's pid may
+// name an unrelated process. Otherwise the error wraps
+// errdefs.ErrFailedPrecondition and ns holds the netns alone.
+func (s *Sandbox) Namespaces() (oci.SandboxNamespaces, error) {
 	ns := oci.SandboxNamespaces{Net: s.NetNS}
 	opts := s.NamespaceOptions()
 	proc := func(kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", s.PausePID, kind) }
 	if s.PausePID == 0 {
-		return ns
+		return ns, nil
+	}
+	if err := s.checkPause(); err != nil {
+		return ns, err
 	}
 	if opts.GetIpc() != runtimeapi.NamespaceMode_NODE {
 		ns.IPC = proc("ipc")
@@ -188,7 +195,7 @@ func (s *Sandbox) Namespaces() oci.SandboxNamespaces {
 	if u := opts.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
 		ns.User = proc("user")
 	}
-	return ns
+	return ns, nil
 }
 
 // PodFiles are the host paths of the files s's containers share (see

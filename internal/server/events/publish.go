@@ -26,32 +26,53 @@ func NewPublisher(broker *events.Broker, sandboxes *sandbox.Manager, containers 
 	return &Publisher{broker: broker, sandboxes: sandboxes, containers: containers}
 }
 
-var eventTypes = map[container.EventKind]runtimeapi.ContainerEventType{
-	container.EventCreated: runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT,
-	container.EventStarted: runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
-	container.EventStopped: runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT,
-	container.EventDeleted: runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
+// eventTypes maps the kinds of container and sandbox events alike
+// (container.EventKind is sandbox.EventKind).
+var eventTypes = map[sandbox.EventKind]runtimeapi.ContainerEventType{
+	sandbox.EventCreated: runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT,
+	sandbox.EventStarted: runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
+	sandbox.EventStopped: runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT,
+	sandbox.EventDeleted: runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
 }
 
 // ContainerEvent implements container.Events. It never blocks: the broker
 // drops subscribers that do not keep up.
 func (p *Publisher) ContainerEvent(kind container.EventKind, c *container.Container) {
-	ev := &runtimeapi.ContainerEventResponse{
-		ContainerId:        c.ID,
-		ContainerEventType: eventTypes[kind],
-		CreatedAt:          time.Now().UnixNano(),
-	}
+	var podStatus *runtimeapi.PodSandboxStatus
 	if sb, err := p.sandboxes.Get(c.SandboxID); err == nil {
-		ev.PodSandboxStatus = serversandbox.Status(sb)
+		podStatus = serversandbox.Status(sb)
 	}
-	for _, pc := range p.containers.List(container.Filter{SandboxID: c.SandboxID}) {
-		if pc.SandboxID == c.SandboxID {
+	var gone *container.Container
+	if kind == container.EventDeleted {
+		gone = c // gone from the list already; kubelet still wants its last status
+	}
+	p.publish(c.ID, eventTypes[kind], podStatus, c.SandboxID, gone)
+}
+
+// SandboxEvent implements sandbox.Events: the event of the sandbox's own
+// container (its pause), with the sandbox's id as container id, as
+// containerd sends it. s is the sandbox as of the event (removed already
+// for EventDeleted).
+func (p *Publisher) SandboxEvent(kind sandbox.EventKind, s *sandbox.Sandbox) {
+	p.publish(s.ID, eventTypes[kind], serversandbox.Status(s), s.ID, nil)
+}
+
+// publish sends one event carrying the pod's status and the statuses of
+// all its containers (plus gone's, when set).
+func (p *Publisher) publish(id string, typ runtimeapi.ContainerEventType, podStatus *runtimeapi.PodSandboxStatus, sandboxID string, gone *container.Container) {
+	ev := &runtimeapi.ContainerEventResponse{
+		ContainerId:        id,
+		ContainerEventType: typ,
+		CreatedAt:          time.Now().UnixNano(),
+		PodSandboxStatus:   podStatus,
+	}
+	for _, pc := range p.containers.List(container.Filter{SandboxID: sandboxID}) {
+		if pc.SandboxID == sandboxID {
 			ev.ContainersStatuses = append(ev.ContainersStatuses, servercontainer.Status(pc))
 		}
 	}
-	if kind == container.EventDeleted {
-		// Gone from the list already; kubelet still wants its last status.
-		ev.ContainersStatuses = append(ev.ContainersStatuses, servercontainer.Status(c))
+	if gone != nil {
+		ev.ContainersStatuses = append(ev.ContainersStatuses, servercontainer.Status(gone))
 	}
 	p.broker.Publish(ev)
 }
