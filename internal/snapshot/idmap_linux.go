@@ -121,8 +121,11 @@ func mountOverlayMapped(lowers []string, upper, work, target string, ns *os.File
 		for i, fd := range fds {
 			if err := unix.FsconfigSetFd(fsfd, "lowerdir+", fd); err != nil {
 				err = fsError(fsfd, "fsconfig lowerdir+ (id-mapped "+lowers[i]+")", err)
-				if i == 0 && errors.Is(err, unix.EINVAL) {
-					// The kernel refuses the parameter itself, not this layer.
+				if i == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+					// The kernel refuses the parameter itself, not this
+					// layer: 6.8 to 6.12 take lowerdir+ as a string only
+					// (EINVAL); before 6.5 overlay's legacy fs context takes
+					// no fd at all (EOPNOTSUPP, seen on 6.1).
 					return fmt.Errorf("%w: %w", errNoFdLayers, err)
 				}
 				return err
