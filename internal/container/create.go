@@ -225,6 +225,13 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 		}
 		return fmt.Errorf("create container: %w", err)
 	}
+	// The init has joined the pause's namespaces by now. The pause still
+	// being the process Namespaces proved before the spec was written
+	// means the /proc paths named it all along: a pause that died in
+	// between, its pid perhaps reused, fails the create here.
+	if _, err := sb.Namespaces(); err != nil {
+		return err
+	}
 	t.mark("supervisor")
 	fault.Point("container.after-create")
 	return nil
