@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,4 +138,22 @@ func (e *podEnv) pausePid(t *testing.T) int {
 		t.Fatalf("pause pid from %q: %v", st.Info["info"], err)
 	}
 	return info.Pid
+}
+
+// TestRuntimeDefaultSeccomp: a container under RuntimeDefault (moby's
+// default profile, issue 17) runs with the filter loaded by this host's
+// runc libraries, and ordinary calls, inet sockets included (their rules
+// filter on the address family), work.
+func TestRuntimeDefaultSeccomp(t *testing.T) {
+	e := newPodEnv(t, "seccomp")
+	cfg := e.containerConfig("filtered", "sh", "-c", `grep '^Seccomp:' /proc/self/status; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo inet-ok`)
+	cfg.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	id := e.run(t, cfg)
+	if st := e.waitExit(t, id); st.ExitCode != 0 {
+		t.Errorf("exit %d (%s)", st.ExitCode, st.Reason)
+	}
+	lines := logLines(t, filepath.Join(e.podCfg.LogDirectory, "filtered.log"))
+	if !slices.Equal(lines, []string{"stdout Seccomp:\t2", "stdout inet-ok"}) {
+		t.Errorf("output %q, want the filter mode (2) and inet-ok", lines)
+	}
 }
