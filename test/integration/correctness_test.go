@@ -124,6 +124,14 @@ func TestDeadPauseNoticedAfterRestart(t *testing.T) {
 		st, err := e.rt.PodSandboxStatus(ctx, e.pod, false)
 		return err == nil && st.Status.State == runtimeapi.PodSandboxState_SANDBOX_NOTREADY
 	})
+	// Now, while this daemon runs (the pod's own cleanup comes after the
+	// restarted daemon's).
+	if err := e.rt.StopPodSandbox(ctx, e.pod); err != nil {
+		t.Error(err)
+	}
+	if err := e.rt.RemovePodSandbox(ctx, e.pod); err != nil {
+		t.Error(err)
+	}
 }
 
 // pausePid is the pid of the pod's pause, as crictl inspectp shows it.
