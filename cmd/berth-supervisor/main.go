@@ -23,6 +23,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/supervisor"
 	"github.com/berth-cri/berth/internal/version"
 )
@@ -133,7 +134,9 @@ func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
 		Executable:    exe,
 		Args:          os.Args,
 		BinaryVersion: version.Version,
-		Logger:        log,
+		// Read now, from the path: this process runs from a sealed copy.
+		ExecutableFile: v1.FileID(exe),
+		Logger:         log,
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/supervisor/client"
@@ -35,7 +36,7 @@ func ensureSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir stri
 	if err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
-	changed, err := binaryChanged(v.Pid, bin)
+	changed, err := binaryChanged(v, bin)
 	if err != nil {
 		log.WithError(err).Warn("cannot tell whether the supervisor binary changed; not upgrading it")
 		return nil
@@ -79,11 +80,17 @@ func supervisorOptions(driver cgroupdriver.Driver) []client.Option {
 // process's start take well under a second.
 const upgradeTimeout = 30 * time.Second
 
-// binaryChanged reports whether process pid runs another file than bin
-// (same path, replaced by a new inode).
-func binaryChanged(pid int, bin string) (bool, error) {
+// binaryChanged reports whether the running supervisor was started from
+// another file than bin (same path, replaced by a new inode). It runs from
+// a sealed in-memory copy, so its /proc/<pid>/exe never is bin: the file it
+// came from is the one its Version names. A supervisor too old to name it
+// is compared by /proc/<pid>/exe, which upgrades it once.
+func binaryChanged(v *v1.VersionInfo, bin string) (bool, error) {
+	if v.File != "" {
+		return v.File != v1.FileID(bin), nil
+	}
 	var running, onDisk syscall.Stat_t
-	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", pid), &running); err != nil {
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", v.Pid), &running); err != nil {
 		return false, err
 	}
 	if err := syscall.Stat(bin, &onDisk); err != nil {

@@ -35,6 +35,9 @@ type Config struct {
 	Args []string
 	// BinaryVersion is reported by Version.
 	BinaryVersion string
+	// ExecutableFile identifies Executable's file ("<dev>:<inode>"), as
+	// it was when the supervisor started; reported by Version.
+	ExecutableFile string
 	Logger        *slog.Logger
 }
 
@@ -338,7 +341,7 @@ func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error)
 	var err error
 	switch req.Op {
 	case v1.OpVersion:
-		resp.Version = &v1.VersionInfo{Protocol: v1.Version, Binary: s.cfg.BinaryVersion, Pid: os.Getpid(), BootID: s.bootID}
+		resp.Version = &v1.VersionInfo{Protocol: v1.Version, Binary: s.cfg.BinaryVersion, Pid: os.Getpid(), BootID: s.bootID, File: s.cfg.ExecutableFile}
 	case v1.OpStats:
 		resp.Stats = s.stats()
 	case v1.OpList:

@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -348,6 +349,12 @@ type VersionInfo struct {
 	Pid      int    `json:"pid"`
 	// BootID changes with every start and every in-place upgrade.
 	BootID string `json:"boot_id"`
+	// File identifies the executable file the supervisor was started from
+	// ("<dev>:<inode>"): it runs from a sealed in-memory copy, so its
+	// /proc/<pid>/exe never names that file. berthd compares this with the
+	// file on disk to tell whether an upgrade is due. Empty from
+	// supervisors older than protocol 1.5.
+	File string `json:"file,omitempty"`
 }
 
 // Stats answers OpStats (health and leak checks).
@@ -398,4 +405,14 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 // Errorf builds an *Error.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FileID is the identity VersionInfo.File carries for the file at path,
+// "<dev>:<inode>"; "" when it cannot be read.
+func FileID(path string) string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
