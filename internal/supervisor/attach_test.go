@@ -80,7 +80,7 @@ func TestAttachLiveOutput(t *testing.T) {
 		if err != nil {
 			t.Fatalf("attach ended with %v, want nil at the end of output", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testsupport.Slow(10 * time.Second)):
 		t.Fatal("attach did not end with the container")
 	}
 	lines := consecutive(t, a2.out.String())
@@ -143,7 +143,7 @@ func TestAttachSlowReaderDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testsupport.Slow(30*time.Second))
 	defer cancel()
 	if _, err := c.Start(ctx, "burst"); err != nil {
 		t.Fatal(err)

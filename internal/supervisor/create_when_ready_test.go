@@ -28,12 +28,16 @@ func TestCreateWhenReady(t *testing.T) {
 		logPath := filepath.Join(t.TempDir(), "ready.log")
 		var prepared bool
 		ready := func() error {
-			// The supervisor made the container's directory (and opened
-			// its log) before it was told to go on.
-			time.Sleep(50 * time.Millisecond)
-			_, err := os.Stat(filepath.Join(dirOf("ready"), "container.json"))
-			_, lerr := os.Stat(logPath)
-			prepared = err == nil && lerr == nil
+			// The supervisor makes the container's directory (and opens
+			// its log) while the caller prepares, before it is told to go
+			// on: both must appear while ready has not returned.
+			deadline := time.Now().Add(testsupport.Slow(2 * time.Second))
+			for !prepared && time.Now().Before(deadline) {
+				_, err := os.Stat(filepath.Join(dirOf("ready"), "container.json"))
+				_, lerr := os.Stat(logPath)
+				prepared = err == nil && lerr == nil
+				time.Sleep(5 * time.Millisecond)
+			}
 			return nil
 		}
 		req := v1.CreateRequest{Bundle: bundle(t, "ready", "echo hi"), LogPath: logPath, SpecWritten: true}

@@ -78,7 +78,7 @@ func startSupervisor(t *testing.T) (*client.Client, string) {
 
 func ensure(t *testing.T, stateDir string) *client.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testsupport.Slow(10*time.Second))
 	defer cancel()
 	c, err := client.EnsureRunning(ctx, testEnv.bin, stateDir, client.WithCgroup(""))
 	if err != nil {
@@ -89,7 +89,7 @@ func ensure(t *testing.T, stateDir string) *client.Client {
 }
 
 func stopAll(t *testing.T, c *client.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testsupport.Slow(10*time.Second))
 	defer cancel()
 	list, _ := c.List(ctx)
 	for _, st := range list {
@@ -110,7 +110,7 @@ func stopAll(t *testing.T, c *client.Client) {
 // waitGone polls until pid no longer runs (or is a zombie).
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testsupport.Slow(5 * time.Second))
 	for time.Now().Before(deadline) {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil || strings.Contains(string(data), ") Z ") {
@@ -157,7 +157,7 @@ func bundle(t *testing.T, id, script string, opts ...bundleOpt) string {
 }
 
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testsupport.Slow(20*time.Second))
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -262,7 +262,7 @@ func checkSequence(t *testing.T, lines []string) {
 // waitLines polls until the log holds at least n complete stdout lines.
 func waitLines(t *testing.T, path string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testsupport.Slow(10 * time.Second))
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(path); err == nil && len(messages(readLog(t, path), "stdout")) >= n {
 			return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // TestUpgradeKeepsExactExitAndEveryLogLine: a container writes a numbered
@@ -157,7 +158,7 @@ func TestNoLeaks(t *testing.T) {
 	// libcontainer drops a pidfd-backed os.Process per container that only
 	// a GC cleanup closes, asynchronously: poll for the count to settle.
 	var after *v1.Stats
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testsupport.Slow(5 * time.Second))
 	for {
 		if after, err = c.Stats(ctx); err != nil {
 			t.Fatal(err)
