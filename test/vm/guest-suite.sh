@@ -63,6 +63,8 @@ step platform platform
 step unit-stats gotest internal/stats stats.test -test.timeout 10m
 step unit-snapshot gotest internal/snapshot snapshot.test -test.timeout 20m
 step unit-oci gotest internal/oci oci.test -test.timeout 10m
+step unit-userns gotest internal/userns userns.test -test.timeout 10m
+step unit-runtimeinfo gotest internal/server/runtimeinfo runtimeinfo.test -test.timeout 10m
 step unit-supervisor gotest internal/supervisor supervisor.test -test.timeout 30m
 for b in "$opt"/cgroup*.test; do
 	[[ -e $b ]] || continue

@@ -19,8 +19,12 @@ say() { echo "test-vm: $* ($((SECONDS - t0))s)"; }
 
 test/vm/make-image.sh
 say "guest image ready"
-kubelet=$(test/vm/build-kubelet.sh)
-say "kubelet ready"
+steps=" ${VM_STEPS:-kubelet} "
+kubelet=
+if [[ $steps == *" kubelet "* ]]; then
+	kubelet=$(test/vm/build-kubelet.sh)
+	say "kubelet ready"
+fi
 test/conformance/harness/install-tools.sh >/dev/null
 # The critest images: built and published on the host's test registry, whose
 # layer tarballs the guest republishes into a registry of its own.
@@ -32,11 +36,11 @@ export CGO_ENABLED=1
 go build -tags seccomp -o "$stage/" ./cmd/berthd ./cmd/berth-supervisor
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/pause" ./test/internal/harness/testdata/pause
 # Test binaries of the packages whose behaviour depends on the platform.
-for pkg in internal/stats internal/snapshot internal/supervisor internal/oci test/integration test/kubelet $(
+for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo test/integration test/kubelet $(
 	ls -d internal/cgroup* 2>/dev/null || true); do
 	go test -c -tags seccomp -o "$stage/$(basename "$pkg").test" "./$pkg"
 done
-cp "$kubelet" "$stage/kubelet"
+[[ -z $kubelet ]] || cp "$kubelet" "$stage/kubelet"
 for t in crictl critest crane ginkgo; do cp "$(command -v $t)" "$stage/"; done
 cp /var/lib/cri-harness/registry/build/*.tar "$stage/registry-build/"
 say "binaries staged in bin/vm ($(du -sh "$stage" | cut -f1))"
