@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 )
 
 // scopeTimeout bounds the talk with systemd at start.
@@ -41,8 +42,9 @@ func joinScope(name string) error {
 	if err == nil {
 		return nil
 	}
-	// The unit may exist already: a supervisor that lost the start race to
-	// us is still in it, or a dead one's scope is not collected yet.
+	// The unit may exist already: the supervisor of another state dir runs
+	// in it, one that lost the start race to us is still in it, or a dead
+	// one's scope is not collected yet.
 	if aerr := conn.AttachProcessesToUnit(ctx, name, "", []uint32{pid}); aerr == nil {
 		return nil
 	}
@@ -61,6 +63,10 @@ func startScope(ctx context.Context, conn *sddbus.Conn, name string, pid uint32)
 		sddbus.PropDescription("berth supervisor: the parent of every berth container"),
 		sddbus.PropSlice("system.slice"),
 		sddbus.PropPids(pid),
+		// systemd moves processes into a running unit (AttachProcesses-
+		// ToUnit, for a second supervisor of another state dir, or one
+		// that lost a start race) only when it is delegated.
+		{Name: "Delegate", Value: dbus.MakeVariant(true)},
 	}
 	done := make(chan string, 1)
 	if _, err := conn.StartTransientUnitContext(ctx, name, "fail", props, done); err != nil {
