@@ -38,6 +38,9 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if cfg.GetImage().GetImage() == "" {
 		return "", fmt.Errorf("container config needs an image: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := oci.CheckMetadata("container config", cfg.GetLabels(), cfg.GetAnnotations()); err != nil {
+		return "", err
+	}
 	sb, err := m.d.Sandboxes.Get(podID)
 	if err != nil {
 		return "", err

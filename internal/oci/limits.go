@@ -42,3 +42,30 @@ func checkExecSize(args, env []string) error {
 	}
 	return nil
 }
+
+// MaxMetadataBytes is what the Kubernetes API server allows an object's
+// annotations to take (keys plus values, TotalAnnotationSizeLimitB), held
+// to labels as well. kubelet only passes on what the API server accepted,
+// so a bigger map comes from another client; berthd keeps both maps in
+// its records and in every List reply, where they would cost memory and
+// disk many times over for each pod and container.
+const MaxMetadataBytes = 256 << 10
+
+// CheckMetadata refuses labels or annotations of one object (named by
+// what, e.g. "pod sandbox config") that take more than MaxMetadataBytes.
+func CheckMetadata(what string, labels, annotations map[string]string) error {
+	for _, f := range []struct {
+		field string
+		m     map[string]string
+	}{{"labels", labels}, {"annotations", annotations}} {
+		n := 0
+		for k, v := range f.m {
+			n += len(k) + len(v)
+		}
+		if n > MaxMetadataBytes {
+			return fmt.Errorf("%s: %s take %d bytes, more than the limit of %d (the Kubernetes API server's): %w",
+				what, f.field, n, MaxMetadataBytes, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,6 +41,40 @@ func TestExecSizeLimits(t *testing.T) {
 			tc.mutate(in.Config)
 			_, err := ContainerSpec(in)
 			checkErr(t, err, tc.err, tc.substr)
+		})
+	}
+}
+
+// TestMetadataLimits pins issue 17 item 5: labels or annotations past what
+// the Kubernetes API server allows one object are InvalidArgument naming
+// the field and the limit; exactly the limit passes.
+func TestMetadataLimits(t *testing.T) {
+	exactly := map[string]string{"k": strings.Repeat("v", MaxMetadataBytes-1)}
+	over := map[string]string{"k": strings.Repeat("v", MaxMetadataBytes)}
+	many := map[string]string{}
+	for i := range 30_000 {
+		many[strconv.Itoa(i)] = "a value" // 30k small entries, ~360 KiB
+	}
+	for _, tc := range []struct {
+		name                string
+		labels, annotations map[string]string
+		substr              string
+	}{
+		{"none", nil, nil, ""},
+		{"labels at the limit", exactly, nil, ""},
+		{"annotations at the limit", nil, exactly, ""},
+		{"both at the limit", exactly, exactly, ""},
+		{"labels one byte over", over, nil, "pod: labels take 262145 bytes, more than the limit of 262144"},
+		{"annotations one byte over", nil, over, "pod: annotations take 262145 bytes, more than the limit of 262144"},
+		{"many small annotations", nil, many, "annotations take"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckMetadata("pod", tc.labels, tc.annotations)
+			if tc.substr == "" {
+				checkErr(t, err, nil, "")
+				return
+			}
+			checkErr(t, err, errdefs.ErrInvalidArgument, tc.substr)
 		})
 	}
 }

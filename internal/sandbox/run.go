@@ -86,6 +86,9 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
 		return "", fmt.Errorf("pod sandbox metadata needs name, namespace and uid: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := oci.CheckMetadata("pod sandbox config", cfg.GetLabels(), cfg.GetAnnotations()); err != nil {
+		return "", err
+	}
 	// A bad user namespace request is refused before anything is made.
 	if _, err := oci.UserNamespace(cfg); err != nil {
 		return "", err
