@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -381,4 +382,74 @@ func TestSystemdCgroupDriver(t *testing.T) {
 		_, err := os.Stat(dir)
 		return os.IsNotExist(err)
 	})
+}
+
+// TestSystemdSocketActivation starts berthd as the shipped socket and
+// service units do, with a state dir on disk: the socket unit's
+// ExecStartPre (berthd prepare-state-dir) puts the tmpfs there before the
+// socket is bound inside it, so socket activation no longer costs the
+// tmpfs, and berthd serves the socket systemd passed.
+func TestSystemdSocketActivation(t *testing.T) {
+	requireSystemdNode(t)
+	d := harness.New(t, "")
+	stateDir := filepath.Join(d.Dir, "run")
+	os.MkdirAll(stateDir, 0o711)
+	var st unix.Statfs_t
+	if err := unix.Statfs(stateDir, &st); err != nil || st.Type == unix.TMPFS_MAGIC {
+		t.Skipf("the test's directory is on a tmpfs already (%v)", err)
+	}
+	base := fmt.Sprintf("berthd-test-sock-%d", os.Getpid())
+	bin := harness.Binary(t)
+	units := map[string][][2]string{
+		"../../hack/systemd/berthd.socket": {
+			{`(?m)^ExecStartPre=.*$`, fmt.Sprintf("ExecStartPre=%s prepare-state-dir --config %s", bin, d.Config)},
+			{`(?m)^ListenStream=.*$`, "ListenStream=" + d.Socket},
+			{`(?m)^PartOf=.*$`, "PartOf=" + base + ".service"},
+			{`(?m)^WantedBy=.*$`, ""},
+		},
+		"../../hack/systemd/berthd.service": {
+			{`(?m)^ExecStart=.*$`, fmt.Sprintf("ExecStart=%s --config %s", bin, d.Config)},
+			{`(?m)^Requires=.*$`, "Requires=" + base + ".socket"},
+			{`(?m)^WantedBy=.*$`, ""},
+		},
+	}
+	for src, edits := range units {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := string(b)
+		for _, e := range edits {
+			unit = regexp.MustCompile(e[0]).ReplaceAllString(unit, e[1])
+		}
+		path := filepath.Join("/run/systemd/system", base+filepath.Ext(src))
+		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(path) })
+	}
+	t.Cleanup(func() {
+		d.RemovePods()
+		exec.Command("systemctl", "stop", base+".service", base+".socket").Run()
+		exec.Command("systemctl", "daemon-reload").Run()
+	})
+	systemctl(t, "daemon-reload")
+	if out, err := exec.Command("systemctl", "start", base+".socket").CombinedOutput(); err != nil {
+		t.Fatalf("start the socket: %v\n%s", err, out)
+	}
+	if err := unix.Statfs(stateDir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Errorf("state dir not on a tmpfs once the socket is bound (%v)", err)
+	}
+	if _, err := os.Stat(d.Socket); err != nil {
+		t.Fatalf("the socket is hidden: %v", err)
+	}
+	// The first connection starts berthd.
+	d.WaitReady()
+	journal, _ := exec.Command("journalctl", "--no-pager", "-u", base+".service").CombinedOutput()
+	if !strings.Contains(string(journal), "socket_activated=true") {
+		t.Errorf("berthd did not serve the activated socket:\n%s", journal)
+	}
+	if strings.Contains(string(journal), "stays on disk") {
+		t.Errorf("berthd kept the state dir on disk:\n%s", journal)
+	}
 }
