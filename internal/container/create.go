@@ -22,6 +22,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/userns"
 )
 
@@ -97,7 +98,9 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	// crash meanwhile leaves a rootfs without a record, which recovery
 	// sweeps as an orphan; a failure waits for it and removes it.
 	rootfs := m.makeRootfs(c.ID, img.ChainIDs, in.idmap)
-	if err := m.setUp(ctx, c, sb, img, in, rootfs); err != nil {
+	// Waiting for an unreachable supervisor ends with the caller: nobody
+	// else would wait for it, and kubelet's retry starts over.
+	if err := m.setUp(client.ConnectWithin(ctx, caller), c, sb, img, in, rootfs); err != nil {
 		rootfs()
 		m.rollback(ctx, c)
 		return "", err

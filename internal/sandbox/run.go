@@ -26,6 +26,7 @@ import (
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/proctree"
+	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/userns"
 )
 
@@ -146,7 +147,9 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		m.d.Images.Release(s.Image, holder(s.ID))
 		return "", err
 	}
-	if err := m.setUp(ctx, s, img, h); err != nil {
+	// Waiting for an unreachable supervisor ends with the caller: nobody
+	// else would wait for it, and kubelet's retry starts over.
+	if err := m.setUp(client.ConnectWithin(ctx, caller), s, img, h); err != nil {
 		if rbErr := m.tearDown(ctx, s); rbErr != nil {
 			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
 		}

@@ -3,7 +3,8 @@
 // gRPC edge maps them like any other domain error.
 //
 // Every call opens its own connection. Calls survive a supervisor upgrade or
-// restart: dialing is retried until the context ends, and calls that are safe
+// restart: dialing is retried until the context ends (or ConnectWithin's
+// bound), backing off exponentially to once a second, and calls that are safe
 // to repeat (Version, State, List, Wait, Stats, Delete, Kill, ReopenLog) are
 // sent again when the connection drops before an answer. Wait in particular
 // can be left running across upgrades: the exit it returns was persisted by
@@ -32,6 +33,7 @@ import (
 // concurrent use and holds no connection between calls.
 type Client struct {
 	socket string
+	retry  backoff
 }
 
 // New returns a client for the supervisor of stateDir, without checking that
@@ -39,9 +41,6 @@ type Client struct {
 func New(stateDir string) *Client {
 	return &Client{socket: filepath.Join(stateDir, "supervisor", "supervisor.sock")}
 }
-
-// retryDelay is the pause between attempts while the supervisor is away.
-const retryDelay = 20 * time.Millisecond
 
 // idempotent operations may be sent again after a dropped connection.
 var idempotent = map[v1.Op]bool{
@@ -57,32 +56,64 @@ func (c *Client) call(ctx context.Context, req *v1.Request) (*v1.Response, error
 
 // callWith is call with a step between sending the request and reading
 // the answer (OpCreateWhenReady's Proceed), run once the request is sent.
+// Attempts are spaced by c.retry while the supervisor is away.
 func (c *Client) callWith(ctx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, error) {
 	req.Version = v1.Version
+	connectCtx, stop := connectContext(ctx)
+	defer stop()
 	for {
-		resp, sent, err := c.once(ctx, req, between)
+		var resp *v1.Response
+		var sent bool
+		err := c.retry.wait(connectCtx)
 		if err == nil {
+			resp, sent, err = c.once(ctx, connectCtx, req, between)
+		}
+		if err == nil {
+			c.retry.answered()
 			return resp, nil
 		}
-		retry := !sent || idempotent[req.Op]
-		if !retry || ctx.Err() != nil {
-			return nil, fmt.Errorf("supervisor %s %s: %w: %w", req.Op, req.ID, errdefs.ErrUnavailable, err)
+		if connectCtx.Err() == nil && ctx.Err() == nil {
+			c.retry.failed()
 		}
-		select {
-		case <-ctx.Done():
+		retry := !sent || idempotent[req.Op]
+		if !retry || ctx.Err() != nil || (!sent && connectCtx.Err() != nil) {
 			return nil, fmt.Errorf("supervisor %s %s: %w: %w", req.Op, req.ID, errdefs.ErrUnavailable, err)
-		case <-time.After(retryDelay):
 		}
 	}
 }
 
-// once makes one attempt; sent reports whether the request may have reached
-// the supervisor.
-func (c *Client) once(ctx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, bool, error) {
-	conn, err := c.dial(ctx)
+// connectWithinKey holds the context that bounds connecting (ConnectWithin).
+type connectWithinKey struct{}
+
+// ConnectWithin returns ctx, whose calls give up connecting to the
+// supervisor (errdefs.ErrUnavailable) once bound ends, though a call
+// already sent runs to its answer under ctx. A create whose work outlives
+// its caller (kubelet's retry takes its result) passes the caller's
+// context as bound: nobody is left to wait for a supervisor that stays
+// down, and the retry starts again.
+func ConnectWithin(ctx, bound context.Context) context.Context {
+	return context.WithValue(ctx, connectWithinKey{}, bound)
+}
+
+// connectContext is ctx, also ended by ConnectWithin's bound if set.
+func connectContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	bound, _ := ctx.Value(connectWithinKey{}).(context.Context)
+	if bound == nil {
+		return ctx, func() {}
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(bound, func() { cancel(context.Cause(bound)) })
+	return cctx, func() { stop(); cancel(nil) }
+}
+
+// once makes one attempt, connecting under connectCtx; sent reports
+// whether the request may have reached the supervisor.
+func (c *Client) once(ctx, connectCtx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, bool, error) {
+	conn, err := c.dial(connectCtx)
 	if err != nil {
 		return nil, false, err
 	}
+	c.retry.connected()
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()

@@ -65,14 +65,17 @@ func (c *Client) exec(ctx context.Context, op v1.Op, id string, req v1.ExecReque
 	}
 	var conn *net.UnixConn
 	for {
+		if err = c.retry.wait(ctx); err != nil {
+			return nil, unavailable(err)
+		}
 		if conn, err = c.dial(ctx); err == nil {
+			c.retry.connected()
 			break
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return nil, unavailable(err)
-		case <-time.After(retryDelay):
 		}
+		c.retry.failed()
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()

@@ -15,6 +15,11 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 )
 
+// pollInterval spaces the checks for a supervisor this client just started
+// or upgraded: one caller, bounded by a deadline, waiting for a process
+// that normally answers within milliseconds (not the shared backoff).
+const pollInterval = 20 * time.Millisecond
+
 // Option tunes EnsureRunning.
 type Option func(*spawnOptions)
 
@@ -101,7 +106,7 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 			// winner may be coming up; the deadline ends a real failure.
 			exited = nil
 			_ = err
-		case <-time.After(retryDelay):
+		case <-time.After(pollInterval):
 		}
 	}
 }
@@ -110,7 +115,7 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 func (c *Client) answers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	resp, _, err := c.once(ctx, &v1.Request{Version: v1.Version, Op: v1.OpVersion}, nil)
+	resp, _, err := c.once(ctx, ctx, &v1.Request{Version: v1.Version, Op: v1.OpVersion}, nil)
 	return err == nil && resp.Error == nil
 }
 
@@ -157,7 +162,7 @@ func (c *Client) Upgrade(ctx context.Context) (*v1.VersionInfo, error) {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("supervisor upgrade: %w", ctx.Err())
-		case <-time.After(retryDelay):
+		case <-time.After(pollInterval):
 		}
 	}
 }
