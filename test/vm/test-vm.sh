@@ -46,7 +46,12 @@ cp /var/lib/cri-harness/registry/build/*.tar "$stage/registry-build/"
 say "binaries staged in bin/vm ($(du -sh "$stage" | cut -f1))"
 
 rc=0
-VM_MEM=${VM_MEM:-6144} VM_TIMEOUT=${VM_TIMEOUT:-3600} test/vm/run.sh test/vm/guest-suite.sh "$mode" || rc=$?
+# The guest gets only what its command line says: pass the suite's knobs on.
+pass=()
+for v in VM_STEPS VM_IT_RUN VM_CRITEST_FOCUS VM_CRITEST_SKIP BERTH_TEST_SLOW; do
+	[[ -n ${!v:-} ]] && pass+=("$v=${!v}")
+done
+VM_MEM=${VM_MEM:-6144} VM_TIMEOUT=${VM_TIMEOUT:-3600} test/vm/run.sh env "${pass[@]}" test/vm/guest-suite.sh "$mode" || rc=$?
 say "guest suite finished, exit $rc"
 # The suite's own closing line, last: "vm: N passed, M failed".
 cat "$stage/logs/summary.txt" 2>/dev/null || echo "vm: 0 passed, 1 failed"
