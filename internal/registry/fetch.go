@@ -72,7 +72,10 @@ func (r *Resolver) Resolve(ctx context.Context, ref reference.Ref, auth *Auth) (
 	if ref.IsZero() {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("resolve: empty reference: %w", errdefs.ErrInvalidArgument)
 	}
-	cfg := r.config()
+	cfg, err := r.configForPull()
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
 	caps := CapPull
 	if ref.Digest() == "" {
 		caps |= CapResolve // a tag is only trusted from hosts allowed to resolve

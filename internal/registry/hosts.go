@@ -26,6 +26,9 @@ const (
 	CapPull Capabilities = 1 << iota
 	CapResolve
 	CapPush
+	// CapReferrers is accepted for containerd's files; Berth does not
+	// use the referrers API.
+	CapReferrers
 
 	capAll = CapPull | CapResolve | CapPush
 )
@@ -50,6 +53,10 @@ type Host struct {
 	TLS *tls.Config
 	// DialTimeout is 0 for the default.
 	DialTimeout time.Duration
+	// Namespace is, for a mirror, the registry it stands in for: sent as
+	// ?ns=<registry> on its requests, as containerd does, so that one
+	// pull-through cache can serve several upstreams. "" for a server.
+	Namespace string
 }
 
 // URL is the host's API root as written in logs and errors.
@@ -65,8 +72,10 @@ type HostsConfig struct {
 // defaultHostsDir names the fallback directory, as containerd does.
 const defaultHostsDir = "_default"
 
-// LoadHosts reads every <dir>/*/hosts.toml. An empty dir, or one that does
-// not exist, gives the built-in defaults for every registry. Any malformed
+// LoadHosts reads every <dir>/*/hosts.toml; a <dir>/<registry> without one
+// still gives that registry's server the Docker-style certificate files it
+// holds (loadCertDir). An empty dir, or one that does not exist, gives the
+// built-in defaults for every registry. Any malformed
 // file, or a CA/certificate it names that cannot be read, is an error: a
 // half-applied mirror configuration would send pulls where the operator
 // said they must not go.
@@ -89,6 +98,13 @@ func LoadHosts(dir string) (*HostsConfig, error) {
 		path := filepath.Join(dir, e.Name(), "hosts.toml")
 		data, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
+			h, found, err := loadCertDir(e.Name(), filepath.Dir(path))
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				c.hosts[e.Name()] = []Host{h}
+			}
 			continue
 		}
 		if err != nil {
@@ -118,20 +134,24 @@ func (c *HostsConfig) Hosts(registry string) []Host {
 	return []Host{defaultUpstream(registry)}
 }
 
-// withUpstream fills in the upstream of registry for the server entry of a
-// _default file that has no server of its own.
+// withUpstream is a _default file's hosts for registry: its mirrors named
+// as standing in for registry, and registry's upstream as the server when
+// the file names none.
 func withUpstream(hs []Host, registry string) []Host {
-	last := hs[len(hs)-1]
-	if last.Host != "" {
-		return hs
+	out := append([]Host(nil), hs...)
+	for i := range out[:len(out)-1] {
+		out[i].Namespace = registry
 	}
-	up := defaultUpstream(registry)
-	up.Capabilities = last.Capabilities
-	up.Header = last.Header
-	up.TLS = last.TLS
-	up.DialTimeout = last.DialTimeout
-	out := append([]Host(nil), hs[:len(hs)-1]...)
-	return append(out, up)
+	last := &out[len(out)-1]
+	if last.Host == "" {
+		up := defaultUpstream(registry)
+		up.Capabilities = last.Capabilities
+		up.Header = last.Header
+		up.TLS = last.TLS
+		up.DialTimeout = last.DialTimeout
+		*last = up
+	}
+	return out
 }
 
 // defaultUpstream is where a registry lives when nothing configures it:
@@ -205,6 +225,9 @@ func parseHostsFile(reg, baseDir string, data []byte) ([]Host, error) {
 		h, err := parseHost(u, f.Host[u], baseDir)
 		if err != nil {
 			return nil, fmt.Errorf("host %q: %w", u, err)
+		}
+		if reg != defaultHostsDir {
+			h.Namespace = reg // _default: per registry, in withUpstream
 		}
 		hosts = append(hosts, h)
 	}
@@ -288,6 +311,8 @@ func parseHostFields(h Host, f hostFields, baseDir string) (Host, error) {
 				h.Capabilities |= CapResolve
 			case "push":
 				h.Capabilities |= CapPush
+			case "referrers":
+				h.Capabilities |= CapReferrers
 			default:
 				return Host{}, fmt.Errorf("unknown capability %q: %w", c, errdefs.ErrInvalidArgument)
 			}

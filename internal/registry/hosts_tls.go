@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -98,4 +99,46 @@ func absPath(p, baseDir string) string {
 		return p
 	}
 	return filepath.Join(baseDir, p)
+}
+
+// loadCertDir reads a registry directory without hosts.toml the way Docker
+// (and containerd after it) reads /etc/docker/certs.d/<registry>: each
+// *.crt is a CA added to the system roots, each *.cert a client
+// certificate whose key is the *.key of the same name. found is false when
+// the directory holds none of them: the registry keeps the defaults.
+func loadCertDir(reg, dir string) (h Host, found bool, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return Host{}, false, fmt.Errorf("read %s: %w", dir, err)
+	}
+	var f hostFields
+	var cas, clients []any
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case e.IsDir():
+		case strings.HasSuffix(name, ".crt"):
+			cas = append(cas, name)
+		case strings.HasSuffix(name, ".cert"):
+			key := strings.TrimSuffix(name, ".cert") + ".key"
+			if _, err := os.Stat(filepath.Join(dir, key)); err != nil {
+				return Host{}, false, fmt.Errorf("client certificate %s: no key %s beside it: %w", filepath.Join(dir, name), key, errdefs.ErrInvalidArgument)
+			}
+			clients = append(clients, []any{name, key})
+		}
+	}
+	if cas == nil && clients == nil {
+		return Host{}, false, nil
+	}
+	if cas != nil {
+		f.CA = cas
+	}
+	if clients != nil {
+		f.Client = clients
+	}
+	h, err = parseHostFields(defaultUpstream(reg), f, dir)
+	if err != nil {
+		return Host{}, false, fmt.Errorf("%s: %w", dir, err)
+	}
+	return h, true, nil
 }

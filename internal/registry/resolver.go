@@ -7,9 +7,15 @@
 package registry
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -26,9 +32,10 @@ type Options struct {
 
 // Resolver fetches manifests and blobs. It is safe for concurrent use.
 type Resolver struct {
-	// mu guards cfg; cfg itself is immutable once published.
-	mu  sync.RWMutex
-	cfg *config
+	// mu guards cfg and opts; cfg itself is immutable once published.
+	mu   sync.RWMutex
+	cfg  *config
+	opts Options
 
 	// cacheMu guards the fields below. Never held while doing I/O.
 	cacheMu sync.Mutex
@@ -40,10 +47,12 @@ type Resolver struct {
 
 // config is everything Reload replaces at once.
 type config struct {
-	hosts     *HostsConfig
-	keyring   *Keyring
-	userAgent string
-	base      http.RoundTripper
+	hosts *HostsConfig
+	// hostsStamp describes the hosts directory as it was read (hostsStamp).
+	hostsStamp string
+	keyring    *Keyring
+	userAgent  string
+	base       http.RoundTripper
 	// byTLS holds the transports of hosts with their own TLS or dial
 	// settings, built at load so that hosts sharing them share connections.
 	byTLS map[hostTransportKey]http.RoundTripper
@@ -63,7 +72,7 @@ func New(opts Options) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Resolver{cfg: cfg, auths: map[authKey]*authEntry{}, preferred: map[string]string{}}, nil
+	return &Resolver{cfg: cfg, opts: opts, auths: map[authKey]*authEntry{}, preferred: map[string]string{}}, nil
 }
 
 // Reload re-reads the hosts directory and the auth file (on SIGHUP). On
@@ -74,7 +83,7 @@ func (r *Resolver) Reload(opts Options) error {
 		return err
 	}
 	r.mu.Lock()
-	r.cfg = cfg
+	r.cfg, r.opts = cfg, opts
 	r.mu.Unlock()
 	r.cacheMu.Lock()
 	r.auths = map[authKey]*authEntry{}
@@ -84,6 +93,7 @@ func (r *Resolver) Reload(opts Options) error {
 }
 
 func loadConfig(opts Options) (*config, error) {
+	stamp := hostsStamp(opts.ConfigPath)
 	hosts, err := LoadHosts(opts.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -96,7 +106,7 @@ func loadConfig(opts Options) (*config, error) {
 	if base == nil {
 		base = newDefaultTransport()
 	}
-	cfg := &config{hosts: hosts, keyring: keyring, userAgent: opts.UserAgent, base: base,
+	cfg := &config{hosts: hosts, hostsStamp: stamp, keyring: keyring, userAgent: opts.UserAgent, base: base,
 		byTLS: map[hostTransportKey]http.RoundTripper{}}
 	for _, hs := range hosts.hosts {
 		for _, h := range hs {
@@ -107,6 +117,57 @@ func loadConfig(opts Options) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// configForPull is config, re-read first when the hosts directory changed
+// since it was read: as in containerd, an edited hosts.toml (or certificate
+// file beside it) applies at the next pull, no SIGHUP needed. A directory
+// that no longer loads fails the pull with the reason: a half-read mirror
+// configuration could send pulls where the operator said they must not go.
+func (r *Resolver) configForPull() (*config, error) {
+	r.mu.RLock()
+	cfg, opts := r.cfg, r.opts
+	r.mu.RUnlock()
+	if hostsStamp(opts.ConfigPath) == cfg.hostsStamp {
+		return cfg, nil
+	}
+	if err := r.Reload(opts); err != nil {
+		return nil, fmt.Errorf("registry hosts %s changed: %w", opts.ConfigPath, err)
+	}
+	return r.config(), nil
+}
+
+// hostsStamp describes what of dir LoadHosts reads: the name, size, mtime
+// and inode of every file in its registry directories, in one string that
+// changes with any edit, rename or replacement (editors write a new file).
+// Certificate files named by absolute paths elsewhere are not watched.
+func hostsStamp(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	var b strings.Builder
+	regs, err := os.ReadDir(dir)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	for _, reg := range regs {
+		if !reg.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, reg.Name()))
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", reg.Name(), err)
+			continue
+		}
+		for _, f := range files {
+			var st unix.Stat_t
+			if err := unix.Stat(filepath.Join(dir, reg.Name(), f.Name()), &st); err != nil {
+				continue
+			}
+			fmt.Fprintf(&b, "%s/%s %d %d.%d %d\n", reg.Name(), f.Name(), st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ino)
+		}
+	}
+	return b.String()
 }
 
 func (r *Resolver) config() *config {

@@ -386,31 +386,40 @@ func TestCancelled(t *testing.T) {
 	}
 }
 
+// TestReload: SIGHUP's Reload, and (issue 17 item 4, as in containerd) an
+// edited hosts.toml taking effect at the next pull without one; a file that
+// no longer parses fails the pull naming it, rather than pull from where
+// the operator no longer wants.
 func TestReload(t *testing.T) {
 	reg := startRegistry(t, nil)
 	dir := t.TempDir()
-	writeHosts(t, dir, map[string]string{"example.com": `server = "http://` + reg.host + `"`})
+	good := map[string]string{"example.com": `server = "http://` + reg.host + `"`}
+	unreachable := map[string]string{"example.com": `server = "http://127.0.0.1:1"`}
+	writeHosts(t, dir, good)
 	r := newResolver(t, Options{ConfigPath: dir})
 	ref := mustParse(t, "example.com/test/img:v1")
-	if _, _, err := r.Resolve(context.Background(), ref, nil); err != nil {
-		t.Fatal(err)
+	resolve := func(what string, want error) {
+		t.Helper()
+		_, _, err := r.Resolve(context.Background(), ref, nil)
+		if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
 	}
-	// A broken file is refused and the old configuration stays.
+	resolve("first pull", nil)
 	writeHosts(t, dir, map[string]string{"example.com": `server = `})
 	if err := r.Reload(Options{ConfigPath: dir}); err == nil {
 		t.Fatal("Reload accepted a broken file")
 	}
-	if _, _, err := r.Resolve(context.Background(), ref, nil); err != nil {
-		t.Fatalf("after failed reload: %v", err)
-	}
-	// A good file takes effect.
-	writeHosts(t, dir, map[string]string{"example.com": `server = "http://127.0.0.1:1"`})
+	resolve("with a broken hosts.toml", errdefs.ErrInvalidArgument)
+	writeHosts(t, dir, unreachable)
 	if err := r.Reload(Options{ConfigPath: dir}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Resolve(context.Background(), ref, nil); !errors.Is(err, ErrRegistryUnavailable) {
-		t.Fatalf("after reload: %v", err)
-	}
+	resolve("after Reload", ErrRegistryUnavailable)
+	writeHosts(t, dir, good)
+	resolve("after an edit, no Reload", nil)
+	writeHosts(t, dir, unreachable)
+	resolve("after another edit", ErrRegistryUnavailable)
 }
 
 func TestConcurrentFetchesShareHandshake(t *testing.T) {

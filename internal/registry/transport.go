@@ -58,7 +58,8 @@ func transportFor(base http.RoundTripper, h Host) http.RoundTripper {
 // https://<registry>/v2/, talk to a host as hosts.toml describes it: it
 // forces the host's scheme (so the https-then-http ping never leaves the
 // configured scheme), maps the ping path /v2/ to the host's API root
-// (override_path mirrors), and adds the configured headers.
+// (override_path mirrors), adds the configured headers, and names the
+// upstream registry (?ns=) on a mirror's requests.
 type hostRewriter struct {
 	host  Host
 	inner http.RoundTripper
@@ -74,6 +75,11 @@ func (t *hostRewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if out.URL.Path == "/v2/" && t.host.Path != "/v2" {
 		out.URL.Path = strings.TrimSuffix(t.host.Path, "/") + "/"
 		out.URL.RawPath = ""
+	}
+	if t.host.Namespace != "" && req.URL.Path != "/v2/" {
+		q := out.URL.Query()
+		q.Set("ns", t.host.Namespace)
+		out.URL.RawQuery = q.Encode()
 	}
 	for k, vs := range t.host.Header {
 		if out.Header.Get(k) == "" {
