@@ -50,7 +50,8 @@ func main() {
 	if *debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logPath := filepath.Join(*stateDir, "supervisor", "supervisor.log")
+	log := slog.New(slog.NewTextHandler(newRotatingLog(2, logPath, maxLogBytes), &slog.HandlerOptions{Level: level}))
 	if err := run(log, exe, *stateDir, *cgroup, *scope); err != nil {
 		log.Error("supervisor failed", "err", err)
 		os.Exit(1)

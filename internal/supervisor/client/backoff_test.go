@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -145,6 +148,29 @@ func TestBackoffDelays(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i]*time.Millisecond {
 			t.Fatalf("delays %v, want %v ms", got, want)
+		}
+	}
+}
+
+// TestStderrIsJournal: the supervisor is given berthd's stderr only when
+// JOURNAL_STREAM names it (berthd under systemd).
+func TestStderrIsJournal(t *testing.T) {
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{
+		{"", false},
+		{"garbage", false},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino+1), false},
+		{fmt.Sprintf("%d:%d", st.Dev, st.Ino), true},
+	} {
+		t.Setenv("JOURNAL_STREAM", tc.env)
+		if got := stderrIsJournal(); got != tc.want {
+			t.Errorf("JOURNAL_STREAM=%q: %v, want %v", tc.env, got, tc.want)
 		}
 	}
 }

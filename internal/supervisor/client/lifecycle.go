@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 )
@@ -54,7 +56,8 @@ func WithStartTimeout(d time.Duration) Option { return func(o *spawnOptions) { o
 
 // EnsureRunning returns a client for the supervisor of stateDir, starting
 // binPath first if none answers. The supervisor is detached (own session,
-// stdio to <stateDir>/supervisor/supervisor.log, its own cgroup or scope), so berthd
+// stdio to <stateDir>/supervisor/supervisor.log, or to the journal when
+// berthd's stderr is one; its own cgroup or scope), so berthd
 // may exit, crash or be restarted by systemd without touching it. Two
 // callers racing here start at most one supervisor: the loser's process
 // finds the lock taken and exits, and both clients reach the winner.
@@ -71,11 +74,15 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("supervisor dir: %w", err)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("supervisor log: %w", err)
+	logf := os.Stderr
+	if !stderrIsJournal() {
+		// The supervisor rotates this file itself (it lives on a tmpfs).
+		var err error
+		if logf, err = os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return nil, fmt.Errorf("supervisor log: %w", err)
+		}
+		defer logf.Close()
 	}
-	defer logf.Close()
 	args := []string{"--state-dir", stateDir, "--cgroup", o.cgroup}
 	if o.scope != "" {
 		args = append(args, "--systemd-scope", o.scope)
@@ -165,4 +172,18 @@ func (c *Client) Upgrade(ctx context.Context) (*v1.VersionInfo, error) {
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// stderrIsJournal reports whether berthd's stderr is systemd's journal
+// stream (JOURNAL_STREAM names its device and inode, see systemd.exec(5)).
+// The supervisor then logs there too: the journal bounds and rotates it,
+// and the stream stays open while the supervisor holds it, across
+// berthd's restarts.
+func stderrIsJournal() bool {
+	var dev, ino uint64
+	if _, err := fmt.Sscanf(os.Getenv("JOURNAL_STREAM"), "%d:%d", &dev, &ino); err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Fstat(2, &st) == nil && uint64(st.Dev) == dev && uint64(st.Ino) == ino
 }
