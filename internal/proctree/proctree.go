@@ -15,35 +15,68 @@ import (
 // so that none can fork a child that escapes between the scan and the kill
 // (an orphan would be reparented away and lost from the tree); scanning
 // repeats until no new member appears. root must be the caller's unreaped
-// child, so its pid cannot be reused meanwhile.
+// child, so its pid cannot be reused meanwhile. A descendant's pid could:
+// each is held by a pidfd, opened while its parent is still the member
+// that led to it, and signalled through it.
 func Kill(root int) {
-	seen := map[int]bool{}
+	held := map[int]int{} // pid -> pidfd
+	defer func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	}()
 	for range 20 {
 		found := 0
-		for _, pid := range descendants(root) {
-			if !seen[pid] {
-				seen[pid] = true
-				unix.Kill(pid, unix.SIGSTOP)
-				found++
+		parents := descendantsWithParent(root)
+		for _, m := range parents {
+			if _, ok := held[m.pid]; ok {
+				continue
 			}
+			fd, err := unix.PidfdOpen(m.pid, 0)
+			if err != nil {
+				continue // gone
+			}
+			// Still the process the scan saw: root itself, or a child of
+			// a member (whose pid is pinned by its own pidfd, or is root).
+			if ppid, ok := parentOf(m.pid); m.pid != root && (!ok || ppid != m.parent) {
+				unix.Close(fd)
+				continue
+			}
+			held[m.pid] = fd
+			unix.PidfdSendSignal(fd, unix.SIGSTOP, nil, 0)
+			found++
 		}
 		if found == 0 {
 			break
 		}
 	}
-	for pid := range seen {
-		unix.Kill(pid, unix.SIGKILL)
+	for _, fd := range held {
+		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 	}
 }
 
-// descendants lists root (if it still runs) and every process below it,
-// from /proc.
-func descendants(root int) []int {
+// member is a process of root's tree and the parent it was found under.
+type member struct{ pid, parent int }
+
+// descendantsWithParent is descendants, each with its parent.
+func descendantsWithParent(root int) []member {
+	children := childrenByParent()
+	out := []member{{root, 0}}
+	for i := 0; i < len(out); i++ {
+		for _, c := range children[out[i].pid] {
+			out = append(out, member{c, out[i].pid})
+		}
+	}
+	return out
+}
+
+// childrenByParent maps each pid to its children's, from /proc.
+func childrenByParent() map[int][]int {
+	children := map[int][]int{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return []int{root}
+		return children
 	}
-	children := map[int][]int{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -53,11 +86,7 @@ func descendants(root int) []int {
 			children[ppid] = append(children[ppid], pid)
 		}
 	}
-	out := []int{root}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
+	return children
 }
 
 // parentOf reads the ppid from /proc/<pid>/stat (field 4).

@@ -2,11 +2,15 @@ package sandbox
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/proctree"
 )
 
 // killOrphanCNI kills the CNI plugin processes still at work for sandbox
@@ -27,7 +31,12 @@ func killOrphanCNI(id string) error {
 			return fmt.Errorf("CNI plugins %v of pod %s do not die", pids, id)
 		}
 		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
+			// The pid was read from /proc a moment ago: signalled only if
+			// it is still a plugin of this pod (proctree.SignalIf).
+			err := proctree.SignalIf(pid, unix.SIGKILL, func() bool { return hasEnv(pid, want) })
+			if err != nil && !errors.Is(err, proctree.ErrNotSame) {
+				return fmt.Errorf("kill CNI plugin of pod %s: %w", id, err)
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -39,22 +48,27 @@ func processesWithEnv(env []byte) []int {
 	var pids []int
 	paths, _ := filepath.Glob("/proc/[0-9]*/environ")
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone, or a kernel thread
-		}
-		for _, e := range bytes.Split(b, []byte{0}) {
-			if bytes.Equal(e, env) {
-				var pid int
-				fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
-				if !zombie(pid) {
-					pids = append(pids, pid)
-				}
-				break
-			}
+		var pid int
+		fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+		if hasEnv(pid, env) && !zombie(pid) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// hasEnv reports whether pid's environment holds the exact entry env.
+func hasEnv(pid int, env []byte) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false // gone, or a kernel thread
+	}
+	for _, e := range bytes.Split(b, []byte{0}) {
+		if bytes.Equal(e, env) {
+			return true
+		}
+	}
+	return false
 }
 
 func zombie(pid int) bool {

@@ -1,0 +1,141 @@
+package proctree
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// environHas reports whether pid's environment holds entry.
+func environHas(pid int, entry string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	return err == nil && strings.Contains("\x00"+string(b), "\x00"+entry+"\x00")
+}
+
+func startSleep(t *testing.T, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Until it has executed sleep, the child shows the test's environment.
+	for deadline := time.Now().Add(5 * time.Second); len(env) > 0 && !environHas(cmd.Process.Pid, env[0]); {
+		if time.Now().After(deadline) {
+			t.Fatal("sleep's environment never showed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return cmd
+}
+
+// startAtPid starts sleep at pid, which must be free, by setting the
+// kernel's last pid just below it (root only; other processes forking
+// meanwhile can take it, hence the retries).
+func startAtPid(t *testing.T, pid int) *exec.Cmd {
+	t.Helper()
+	for range 50 {
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(pid-1)), 0); err != nil {
+			t.Skipf("cannot steer pids: %v", err)
+		}
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if cmd.Process.Pid == pid {
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			return cmd
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	t.Skip("could not get the pid reused")
+	return nil
+}
+
+// TestSignalIfReusedPid pins issue 17 item 6: berthd found an orphaned CNI
+// plugin by its environment, then killed the pid; had the plugin exited
+// and its pid been reused in between, the kill hit an unrelated process.
+// SignalIf checks the process behind a pidfd and leaves the newcomer be.
+func TestSignalIfReusedPid(t *testing.T) {
+	const mark = "CNI_CONTAINERID=pod1"
+	plugin := startSleep(t, mark)
+	pid := plugin.Process.Pid
+	plugin.Process.Kill()
+	plugin.Wait() // the plugin exits between berthd's scan and its kill
+	other := startAtPid(t, pid)
+
+	err := SignalIf(pid, unix.SIGKILL, func() bool { return environHas(pid, mark) })
+	if !errors.Is(err, ErrNotSame) {
+		t.Errorf("SignalIf = %v, want ErrNotSame", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if unix.Kill(other.Process.Pid, 0) != nil || !running(other.Process.Pid) {
+		t.Fatal("the process that reused the pid was killed")
+	}
+
+	// The real plugin is killed; a gone pid is no error.
+	victim := startSleep(t, mark)
+	if err := SignalIf(victim.Process.Pid, unix.SIGKILL, func() bool { return environHas(victim.Process.Pid, mark) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("plugin: %v, want killed", err)
+	}
+	if err := SignalIf(victim.Process.Pid, unix.SIGKILL, func() bool { return true }); err != nil {
+		t.Errorf("gone pid: %v", err)
+	}
+}
+
+// running: pid exists and is not a zombie.
+func running(pid int) bool {
+	_, ok := StartTime(pid)
+	return ok
+}
+
+// TestKillTree: the root and every descendant are killed (through pidfds).
+func TestKillTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	root := cmd.Process.Pid
+	var tree []int
+	for deadline := time.Now().Add(5 * time.Second); len(tree) < 3; tree = descendantPids(root) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tree never grew: %v", tree)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	Kill(root)
+	cmd.Wait()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		alive := 0
+		for _, pid := range tree[1:] {
+			if running(pid) {
+				alive++
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %v still run", alive, tree)
+		}
+	}
+}
+
+func descendantPids(root int) []int {
+	var out []int
+	for _, m := range descendantsWithParent(root) {
+		out = append(out, m.pid)
+	}
+	return out
+}
