@@ -33,7 +33,7 @@ install: build
 	install -d $(DESTDIR)/etc/berth/berth.d $(DESTDIR)/etc/berth/certs.d
 	test -e $(DESTDIR)/etc/berth/berth.toml || $(BIN)/berthd config default > $(DESTDIR)/etc/berth/berth.toml
 	install -D -m 0644 hack/systemd/berthd.service hack/systemd/berthd.socket -t $(DESTDIR)/etc/systemd/system/
-	sed -i 's#/usr/local/bin#$(PREFIX)/bin#' $(DESTDIR)/etc/systemd/system/berthd.service
+	sed -i 's#/usr/local/bin#$(PREFIX)/bin#' $(DESTDIR)/etc/systemd/system/berthd.service $(DESTDIR)/etc/systemd/system/berthd.socket
 
 vet:
 	$(GO) vet -tags '$(TAGS)' ./...

@@ -70,8 +70,12 @@ func (d *Daemon) Resources(n Net) Counts {
 	c["veths on the bridge"] = strings.Count(string(links), "\n")
 	ips, _ := filepath.Glob(filepath.Join(n.DataDir, "*", n.Prefix+"*"))
 	c["IP allocations"] = len(ips)
-	cg, _ := filepath.Glob("/sys/fs/cgroup/memory/berth/*/")
-	c["cgroups"] = len(cg)
+	// berth's container cgroups on v1 and v2 (cgroupfs driver) and its
+	// scopes of parentless pods (systemd driver).
+	for _, pattern := range []string{"/sys/fs/cgroup/memory/berth/*/", "/sys/fs/cgroup/berth/*/", "/sys/fs/cgroup/berth.slice/berth-*.scope/"} {
+		cg, _ := filepath.Glob(pattern)
+		c["cgroups"] += len(cg)
+	}
 	c["berthd fds"] = CountFDs(d.Cmd.Process.Pid)
 	for key, dir := range map[string]string{
 		"rootfs dirs": "snapshots/rootfs", "layer snapshots": "snapshots/layers", "snapshot temp dirs": "snapshots/tmp",
