@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/image"
@@ -292,25 +294,41 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 	for id := range p.containers.IDs() {
 		known[id] = true
 	}
-	if states, err := p.supervisor.List(ctx); err == nil {
-		for _, st := range states {
-			if !known[st.ID] {
-				p.log.WithField("id", st.ID).Warn("removing a supervised container no sandbox or container owns")
-				p.supervisor.Kill(ctx, st.ID, unix.SIGKILL, true)
-				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				p.supervisor.Wait(wctx, st.ID)
-				cancel()
-				p.supervisor.Delete(ctx, st.ID)
-			}
-		}
+	states, err := p.supervisor.List(ctx)
+	if err != nil {
+		p.log.WithError(err).Error("list supervised containers to sweep")
 	}
-	if keys, err := p.snapshots.ListRootfs(); err == nil {
-		for _, key := range keys {
-			if !known[key] {
-				p.log.WithField("rootfs", key).Warn("removing a root filesystem no sandbox or container owns")
-				p.snapshots.RemoveRootfs(key)
-			}
+	for _, st := range states {
+		if known[st.ID] {
+			continue
 		}
+		log := p.log.WithField("id", st.ID)
+		if err := p.supervisor.Kill(ctx, st.ID, unix.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			log.WithError(err).Error("kill a supervised container no sandbox or container owns")
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		p.supervisor.Wait(wctx, st.ID)
+		cancel()
+		if err := p.supervisor.Delete(ctx, st.ID); err != nil {
+			log.WithError(err).Error("remove a supervised container no sandbox or container owns")
+			continue
+		}
+		log.Warn("removed a supervised container no sandbox or container owns")
+	}
+	keys, err := p.snapshots.ListRootfs()
+	if err != nil {
+		p.log.WithError(err).Error("list root filesystems to sweep")
+	}
+	for _, key := range keys {
+		if known[key] {
+			continue
+		}
+		log := p.log.WithField("rootfs", key)
+		if err := p.snapshots.RemoveRootfs(key); err != nil {
+			log.WithError(err).Error("remove a root filesystem no sandbox or container owns")
+			continue
+		}
+		log.Warn("removed a root filesystem no sandbox or container owns")
 	}
 	for _, id := range p.containers.SweepBundles(known) {
 		p.log.WithField("id", id).Warn("removed a container bundle no container owns")

@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,16 +135,23 @@ func (m *Manager) bundleDir(id string) string {
 
 // SweepBundles removes the bundle directories of containers not in known
 // (a crash between writing a bundle and the container's first record) and
-// returns their ids.
+// returns the ids of those removed; a failure is logged with its id.
 func (m *Manager) SweepBundles(known map[string]bool) []string {
 	dir := filepath.Join(m.d.StateDir, "containers")
-	entries, _ := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.d.Log.WithError(err).Error("list container bundles to sweep")
+	}
 	var swept []string
 	for _, e := range entries {
-		if !known[e.Name()] {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
-			swept = append(swept, e.Name())
+		if known[e.Name()] {
+			continue
 		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			m.d.Log.WithError(err).WithField("container", e.Name()).Error("remove a container bundle no container owns")
+			continue
+		}
+		swept = append(swept, e.Name())
 	}
 	return swept
 }

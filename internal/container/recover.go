@@ -21,13 +21,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	for _, d := range damaged {
 		m.d.Log.WithError(d.Err).WithField("container", d.ID).Error("dropping a container record that cannot be read")
-		m.t.DeleteRecord(d.ID)
+		m.dropRecord(d.ID)
 	}
 	for id, c := range recs {
 		log := m.d.Log.WithField("container", id)
 		if err := c.decode(); err != nil {
 			log.WithError(err).Error("dropping a container record that cannot be read")
-			m.t.DeleteRecord(id)
+			m.dropRecord(id)
 			continue
 		}
 		m.t.Index(c)
@@ -68,14 +68,25 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) {
 		log.WithError(err).Error("ask the supervisor about a container")
 	case st.Status == supv1.StatusStopped:
 		if c.State == StateCreated && c.StartedAt == 0 {
-			m.t.Update(c, func(c *Container) { c.StartedAt = st.StartedAt })
+			if err := m.t.Update(c, func(c *Container) { c.StartedAt = st.StartedAt }); err != nil {
+				log.WithError(err).Error("record when a container that exited while berthd was down started")
+			}
 		}
 		m.recordExitLocked(c, st)
 	case st.Status == supv1.StatusRunning:
 		if c.State != StateRunning {
 			// Started, but berthd died before recording it.
-			m.t.Update(c, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt) })
+			if err := m.t.Update(c, func(c *Container) { c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, nanos(st.StartedAt) }); err != nil {
+				log.WithError(err).Error("record that a container started while berthd was down")
+			}
 		}
 		go m.watch(c.ID)
+	}
+}
+
+// dropRecord deletes the record of a container that cannot be loaded.
+func (m *Manager) dropRecord(id string) {
+	if err := m.t.DeleteRecord(id); err != nil {
+		m.d.Log.WithError(err).WithField("container", id).Error("delete an unreadable container record; it will be met again at the next start")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sirupsen/logrus"
+
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/netns"
@@ -25,13 +27,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	for _, d := range damaged {
 		m.d.Log.WithError(d.Err).WithField("sandbox", d.ID).Error("dropping a sandbox record that cannot be read")
-		m.t.DeleteRecord(d.ID)
+		m.dropRecord(d.ID)
 	}
 	for id, s := range recs {
 		log := m.d.Log.WithField("sandbox", id)
 		if err := s.decode(); err != nil {
 			log.WithError(err).Error("dropping a sandbox record that cannot be read")
-			m.t.DeleteRecord(id)
+			m.dropRecord(id)
 			continue
 		}
 		m.t.Index(s)
@@ -51,7 +53,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 			unlock()
 			if err != nil {
 				log.WithError(err).Error("roll back an interrupted sandbox; it stays listed as not ready")
-				m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady })
+				if err := m.t.Update(s, func(s *Sandbox) { s.State = StateNotReady }); err != nil {
+					log.WithError(err).Error("record an interrupted sandbox as not ready")
+				}
 			}
 			continue
 		}
@@ -90,30 +94,57 @@ func (m *Manager) recoverPause(ctx context.Context, s *Sandbox) {
 // sweep removes netns pins and pod directories that belong to no sandbox:
 // leftovers of a crash between creating them and recording them, or of a
 // record dropped as unreadable. A pin's pod network is torn down first
-// (CNI DEL from the CNI cache), else its IP allocation would leak.
+// (CNI DEL from the CNI cache), else its IP allocation would leak; a pin
+// whose teardown failed is kept, for the next start's sweep to try again.
+// Each failure is logged with the sandbox's id, and only what is gone is
+// logged as removed.
 func (m *Manager) sweep(ctx context.Context) {
 	known := m.t.IDs()
-	pins, _ := netns.List(m.netnsDir())
-	for _, id := range pins {
-		if !known[id] {
-			p := filepath.Join(m.netnsDir(), id)
-			log := m.d.Log.WithField("netns", p)
-			log.Warn("removing a network namespace no sandbox owns")
-			if err := killOrphanCNI(id); err != nil {
-				log.WithError(err).Error("stop the CNI plugins of an unowned network namespace")
-			}
-			if err := m.d.Network.Teardown(ctx, network.Pod{ID: id, NetNS: p}); err != nil {
-				log.WithError(err).Error("tear down the network of an unowned network namespace")
-			}
-			netns.Remove(p)
-		}
+	pins, err := netns.List(m.netnsDir())
+	if err != nil {
+		m.d.Log.WithError(err).Error("list network namespace pins to sweep")
 	}
-	dirs, _ := os.ReadDir(filepath.Join(m.d.StateDir, "sandboxes"))
-	for _, d := range dirs {
-		if !known[d.Name()] {
-			m.d.Log.WithField("sandbox", d.Name()).Warn("removing pod files no sandbox owns")
-			CleanupFiles(m.podDir(d.Name()))
+	for _, id := range pins {
+		if known[id] {
+			continue
 		}
+		p := filepath.Join(m.netnsDir(), id)
+		log := m.d.Log.WithFields(logrus.Fields{"sandbox": id, "netns": p})
+		if err := killOrphanCNI(id); err != nil {
+			log.WithError(err).Error("stop the CNI plugins of a network namespace no sandbox owns; kept")
+			continue
+		}
+		if err := m.d.Network.Teardown(ctx, network.Pod{ID: id, NetNS: p}); err != nil {
+			log.WithError(err).Error("tear down the network of a network namespace no sandbox owns; kept for the next start")
+			continue
+		}
+		if err := netns.Remove(p); err != nil {
+			log.WithError(err).Error("remove a network namespace no sandbox owns")
+			continue
+		}
+		log.Warn("removed a network namespace no sandbox owns")
+	}
+	dirs, err := os.ReadDir(filepath.Join(m.d.StateDir, "sandboxes"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.d.Log.WithError(err).Error("list pod directories to sweep")
+	}
+	for _, d := range dirs {
+		if known[d.Name()] {
+			continue
+		}
+		log := m.d.Log.WithField("sandbox", d.Name())
+		if err := CleanupFiles(m.podDir(d.Name())); err != nil {
+			log.WithError(err).Error("remove pod files no sandbox owns")
+			continue
+		}
+		log.Warn("removed pod files no sandbox owns")
+	}
+}
+
+// dropRecord deletes the record of a sandbox that cannot be loaded.
+func (m *Manager) dropRecord(id string) {
+	if err := m.t.DeleteRecord(id); err != nil {
+		m.d.Log.WithError(err).WithField("sandbox", id).Error("delete an unreadable sandbox record; it will be met again at the next start")
 	}
 }
 
