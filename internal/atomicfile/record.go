@@ -100,7 +100,7 @@ func WriteRecord(path string, data []byte, perm os.FileMode, d Durability) error
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return finish(f, "", d)
+	return finish(f, path, "", d)
 }
 
 // ReadRecord returns the latest version in the record file at path (or the
@@ -127,12 +127,12 @@ func createRecord(path string, data []byte, perm os.FileMode, d Durability, seq 
 	if err != nil {
 		return err
 	}
-	return finish(f, filepath.Dir(path), d)
+	return finish(f, path, filepath.Dir(path), d)
 }
 
-// finish closes f once the write is as durable as asked; dir, if not "",
-// is the directory whose entry the write changed.
-func finish(f *os.File, dir string, d Durability) error {
+// finish closes f (now at path) once the write is as durable as asked;
+// dir, if not "", is the directory whose entry the write changed.
+func finish(f *os.File, path, dir string, d Durability) error {
 	switch d {
 	case Durable:
 		// A new file was synced by writeTemp; an update is synced here.
@@ -145,13 +145,8 @@ func finish(f *os.File, dir string, d Durability) error {
 			return fmt.Errorf("write %s: sync: %w", f.Name(), err)
 		}
 	case FlushBehind:
-		go func() {
-			unix.Fdatasync(int(f.Fd()))
-			f.Close()
-			if dir != "" {
-				SyncDir(dir)
-			}
-		}()
+		f.Close()
+		background.add(path, dir)
 	default:
 		f.Close()
 	}

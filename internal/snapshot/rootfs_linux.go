@@ -82,14 +82,8 @@ func (s *Store) PrepareRootfs(key string, chainIDs []digest.Digest) (Mount, erro
 	// its lowers.json belongs to a container that did not survive the cut
 	// either, and is removed with it or swept as an orphan. ~0.6 ms of
 	// fsyncs per create.
-	go func() {
-		if f, err := os.Open(filepath.Join(dir, lowersFile)); err == nil {
-			f.Sync()
-			f.Close()
-		}
-		atomicfile.SyncDir(dir)
-		atomicfile.SyncDir(s.rootfsDir())
-	}()
+	atomicfile.SyncBehind(filepath.Join(dir, lowersFile), dir)
+	atomicfile.SyncBehind("", s.rootfsDir())
 	return s.mountFor(key, chainIDs), nil
 }
 
