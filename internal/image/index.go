@@ -20,9 +20,14 @@ import (
 
 // index holds the image records in memory and on disk (one JSON file per
 // image id in dir) with the lookup tables by tag and repo digest. It does no
-// locking: Service.mu guards it.
+// locking: Service.mu guards the maps. A change is planned (plan*: what to
+// write), persisted (persist: the disk only, run without Service.mu, so
+// that a slow fsync holds up no reader) and applied (apply*: memory).
 type index struct {
 	dir string
+	// write persists one record durably (atomicfile.WriteJSON; a test's
+	// may stall like a disk).
+	write func(path string, v any) error
 	// images are the visible records by id.
 	images map[digest.Digest]*Image
 	// retained are removed records still held by containers (Image.Removed).
@@ -63,7 +68,7 @@ func loadIndex(dir string, log logrus.FieldLogger) (*index, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("load images: %w", err)
 	}
-	ix := &index{dir: dir, images: map[digest.Digest]*Image{}, retained: map[digest.Digest]*Image{}, refs: map[string]digest.Digest{}}
+	ix := &index{dir: dir, write: func(p string, v any) error { return atomicfile.WriteJSON(p, v, 0o600) }, images: map[digest.Digest]*Image{}, retained: map[digest.Digest]*Image{}, refs: map[string]digest.Digest{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load images: %w", err)
@@ -98,6 +103,8 @@ func loadIndex(dir string, log logrus.FieldLogger) (*index, error) {
 			ix.retained[img.ID] = img
 			continue
 		}
+		// A ref a crash left on two records goes to the newer: the older
+		// record is rewritten without it.
 		if _, err := ix.put(img, false); err != nil {
 			return nil, err
 		}
@@ -122,39 +129,66 @@ func (ix *index) get(ref string) (*Image, error) {
 	return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 }
 
-// put adds img, or merges its tags and repo digests into the record of the
-// same id, takes its tags away from any other image (a tag names one image),
-// and persists every record it changed (img's own only when save: loading
-// needs no rewrite). It returns the stored record.
-func (ix *index) put(img *Image, save bool) (*Image, error) {
-	merged := img.clone()
+// recordOp is one write of a change: the record of id, or its deletion
+// (rec nil). The ops of a change are persisted in order.
+type recordOp struct {
+	id  digest.Digest
+	rec *Image
+}
+
+// putPlan is what adding an image changes: its merged record, and the
+// other images that lose a tag or repo digest to it.
+type putPlan struct {
+	merged   Image
+	untagged []Image
+}
+
+// ops are the writes of p: the new record first, so that a crash before
+// the others are untagged leaves a ref on two records, which loadIndex
+// resolves in favour of the newer one.
+func (p *putPlan) ops() []recordOp {
+	ops := []recordOp{{p.merged.ID, &p.merged}}
+	for i := range p.untagged {
+		ops = append(ops, recordOp{p.untagged[i].ID, &p.untagged[i]})
+	}
+	return ops
+}
+
+// planPut plans adding img, or merging its tags and repo digests into the
+// record of the same id; its tags are taken from any other image (a tag
+// names one image).
+func (ix *index) planPut(img *Image) *putPlan {
+	p := &putPlan{merged: img.clone()}
 	if old, ok := ix.images[img.ID]; ok {
-		merged.RepoTags = union(old.RepoTags, img.RepoTags)
-		merged.RepoDigests = union(old.RepoDigests, img.RepoDigests)
-		merged.Blobs = union(old.Blobs, img.Blobs)
+		p.merged.RepoTags = union(old.RepoTags, img.RepoTags)
+		p.merged.RepoDigests = union(old.RepoDigests, img.RepoDigests)
+		p.merged.Blobs = union(old.Blobs, img.Blobs)
 	}
-	if save {
-		if err := atomicfile.WriteJSON(ix.path(merged.ID), &merged, 0o600); err != nil {
-			return nil, fmt.Errorf("save image %s: %w", merged.ID, err)
-		}
-	}
-	// Move refs away from other images only after the new record is durable:
-	// a crash in between leaves a ref on two records, which loadIndex
-	// resolves in favour of the newer one.
-	for _, r := range append(slices.Clone(merged.RepoTags), merged.RepoDigests...) {
+	changed := map[digest.Digest]int{} // index in p.untagged
+	for _, r := range append(slices.Clone(p.merged.RepoTags), p.merged.RepoDigests...) {
 		otherID, ok := ix.refs[r]
-		if !ok || otherID == merged.ID {
+		if !ok || otherID == p.merged.ID {
 			continue
 		}
-		other := ix.images[otherID]
-		updated := other.clone()
-		updated.RepoTags = slices.DeleteFunc(updated.RepoTags, func(s string) bool { return s == r })
-		updated.RepoDigests = slices.DeleteFunc(updated.RepoDigests, func(s string) bool { return s == r })
-		if err := atomicfile.WriteJSON(ix.path(otherID), &updated, 0o600); err != nil {
-			return nil, fmt.Errorf("untag image %s: %w", otherID, err)
+		i, seen := changed[otherID]
+		if !seen {
+			i = len(p.untagged)
+			changed[otherID] = i
+			p.untagged = append(p.untagged, ix.images[otherID].clone())
 		}
-		*other = updated
+		u := &p.untagged[i]
+		u.RepoTags = slices.DeleteFunc(u.RepoTags, func(s string) bool { return s == r })
+		u.RepoDigests = slices.DeleteFunc(u.RepoDigests, func(s string) bool { return s == r })
 	}
+	return p
+}
+
+// applyPut makes p the in-memory state and returns the stored record.
+func (ix *index) applyPut(p *putPlan) *Image {
+	for _, u := range p.untagged {
+		*ix.images[u.ID] = u
+	}
+	merged := p.merged
 	ix.images[merged.ID] = &merged
 	for _, r := range merged.RepoTags {
 		ix.refs[r] = merged.ID
@@ -162,29 +196,69 @@ func (ix *index) put(img *Image, save bool) (*Image, error) {
 	for _, r := range merged.RepoDigests {
 		ix.refs[r] = merged.ID
 	}
-	return &merged, nil
+	return &merged
 }
 
-// remove drops the visible record id and its refs. With holders, the
+// put is planPut, persist and applyPut at once (save false: no write of
+// img's own record), for an index nothing else uses meanwhile.
+func (ix *index) put(img *Image, save bool) (*Image, error) {
+	p := ix.planPut(img)
+	ops := p.ops()
+	if !save {
+		ops = ops[1:]
+	}
+	if err := ix.persist(ops); err != nil {
+		return nil, err
+	}
+	return ix.applyPut(p), nil
+}
+
+// persist writes ops in order. It touches only the disk: callers run it
+// without Service.mu, holding Service.commitMu so that no other change
+// is planned meanwhile.
+func (ix *index) persist(ops []recordOp) error {
+	for _, op := range ops {
+		if op.rec == nil {
+			if err := ix.deleteFile(op.id); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := ix.write(ix.path(op.id), op.rec); err != nil {
+			return fmt.Errorf("save image record %s: %w", op.id, err)
+		}
+	}
+	return nil
+}
+
+// planRemove plans dropping the visible record id. With holders, the
 // record is kept on disk as retained (Removed) so the snapshots it holds
 // survive a restart of berthd until the last holder releases it; without,
 // its file is deleted.
-func (ix *index) remove(id digest.Digest, holders []string) error {
+func (ix *index) planRemove(id digest.Digest, holders []string) []recordOp {
 	img, ok := ix.images[id]
 	if !ok {
 		return nil
 	}
-	if len(holders) > 0 {
-		r := img.clone()
-		r.Removed = true
-		r.Holders = holders
-		r.RepoTags, r.RepoDigests = nil, nil
-		if err := atomicfile.WriteJSON(ix.path(id), &r, 0o600); err != nil {
-			return fmt.Errorf("remove image %s: %w", id, err)
-		}
-		ix.retained[id] = &r
-	} else if err := ix.deleteFile(id); err != nil {
-		return err
+	if len(holders) == 0 {
+		return []recordOp{{id: id}}
+	}
+	r := img.clone()
+	r.Removed = true
+	r.Holders = holders
+	r.RepoTags, r.RepoDigests = nil, nil
+	return []recordOp{{id, &r}}
+}
+
+// applyRemove drops the visible record id and its refs from memory; ops
+// are planRemove's.
+func (ix *index) applyRemove(id digest.Digest, ops []recordOp) {
+	img, ok := ix.images[id]
+	if !ok {
+		return
+	}
+	if len(ops) == 1 && ops[0].rec != nil {
+		ix.retained[id] = ops[0].rec
 	}
 	for _, r := range img.RepoTags {
 		delete(ix.refs, r)
@@ -193,30 +267,46 @@ func (ix *index) remove(id digest.Digest, holders []string) error {
 		delete(ix.refs, r)
 	}
 	delete(ix.images, id)
+}
+
+// remove is planRemove, persist and applyRemove at once, for start-up
+// recovery, which runs before anything else can use the index.
+func (ix *index) remove(id digest.Digest, holders []string) error {
+	ops := ix.planRemove(id, holders)
+	if err := ix.persist(ops); err != nil {
+		return fmt.Errorf("remove image %s: %w", id, err)
+	}
+	ix.applyRemove(id, ops)
 	return nil
 }
 
-// setHolders persists the holders of a retained record, or deletes it when
-// none is left. It reports whether the record is gone.
-func (ix *index) setRetainedHolders(id digest.Digest, holders []string) (gone bool, err error) {
+// planRetainedHolders plans recording the holders of a retained record, or
+// deleting it when none is left.
+func (ix *index) planRetainedHolders(id digest.Digest, holders []string) []recordOp {
 	r, ok := ix.retained[id]
 	if !ok {
-		return false, nil
+		return nil
 	}
 	if len(holders) == 0 {
-		if err := ix.deleteFile(id); err != nil {
-			return false, err
-		}
-		delete(ix.retained, id)
-		return true, nil
+		return []recordOp{{id: id}}
 	}
 	updated := r.clone()
 	updated.Holders = holders
-	if err := atomicfile.WriteJSON(ix.path(id), &updated, 0o600); err != nil {
-		return false, fmt.Errorf("release image %s: %w", id, err)
+	return []recordOp{{id, &updated}}
+}
+
+// applyRetainedHolders applies planRetainedHolders' ops and reports
+// whether the record is gone.
+func (ix *index) applyRetainedHolders(id digest.Digest, ops []recordOp) (gone bool) {
+	if len(ops) == 0 {
+		return false
 	}
-	*r = updated
-	return false, nil
+	if ops[0].rec == nil {
+		delete(ix.retained, id)
+		return true
+	}
+	ix.retained[id] = ops[0].rec
+	return false
 }
 
 func (ix *index) deleteFile(id digest.Digest) error {

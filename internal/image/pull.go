@@ -179,9 +179,17 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 	}
 	img.RepoDigests = []string{rd.String()}
 
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	p := s.ix.planPut(img)
+	s.mu.Unlock()
+	if err := s.ix.persist(p.ops()); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ix.put(img, true)
+	return s.ix.applyPut(p), nil
 }
 
 // storeAndUnpack writes the small blobs and unpacks the layers.

@@ -86,8 +86,14 @@ type Service struct {
 	pulls  flights[*Image]
 	layers flights[struct{}]
 
-	// mu guards the fields below. It is never held during network or
-	// bulk disk I/O (only while writing small record files).
+	// commitMu serialises the changes of the image records: held from
+	// planning a change to applying it, around the disk writes, so that
+	// nothing else changes the records meanwhile. Taken before mu.
+	commitMu sync.Mutex
+	// mu guards the fields below. It is never held during network or disk
+	// I/O: record writes and their fsyncs run under commitMu alone, so a
+	// slow disk holds up no Get, Use or List (every CreateContainer and
+	// ImageStatus).
 	mu sync.Mutex
 	ix *index
 	// pinned holds the lookup keys (ids, name:tag, name@digest) of
@@ -296,17 +302,32 @@ func (s *Service) Release(id, holder string) error {
 			delete(s.holders, d)
 		}
 	}
-	r, retained := s.ix.retained[d]
+	_, retained := s.ix.retained[d]
+	s.mu.Unlock()
 	if !retained {
-		s.mu.Unlock()
 		return nil
 	}
-	gone, err := s.ix.setRetainedHolders(d, s.holderList(d))
-	if err != nil || !gone {
-		s.mu.Unlock()
-		return err
+	// Record the holders left, or delete the record with the last one.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	r, retained := s.ix.retained[d]
+	ops := s.ix.planRetainedHolders(d, s.holderList(d))
+	s.mu.Unlock()
+	if !retained {
+		return nil
 	}
-	victims := s.unreferenced(r.ChainIDs, r.Blobs)
+	if err := s.ix.persist(ops); err != nil {
+		return fmt.Errorf("release image %s: %w", id, err)
+	}
+	// Use cannot add a holder to a removed image; a Release meanwhile
+	// waits for commitMu and records what is left after this one.
+	s.mu.Lock()
+	gone := s.ix.applyRetainedHolders(d, ops)
+	var victims []string
+	if gone {
+		victims = s.unreferenced(r.ChainIDs, r.Blobs)
+	}
 	s.mu.Unlock()
 	return s.collect(victims)
 }
@@ -326,25 +347,39 @@ func (s *Service) holderList(id digest.Digest) []string {
 // (api.proto). Snapshots and blobs no other image or container needs are
 // freed before it returns.
 func (s *Service) Remove(ref string) error {
-	s.mu.Lock()
-	img, err := s.ix.get(ref)
-	if err != nil {
-		s.mu.Unlock()
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return nil
-		}
-		return fmt.Errorf("remove image %q: %w", ref, err)
-	}
-	holders := s.holderList(img.ID)
-	if err := s.ix.remove(img.ID, holders); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("remove image %q: %w", ref, err)
-	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	var victims []string
-	if len(holders) == 0 {
-		victims = s.unreferenced(img.ChainIDs, img.Blobs)
+	for {
+		s.mu.Lock()
+		img, err := s.ix.get(ref)
+		if err != nil {
+			s.mu.Unlock()
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return nil
+			}
+			return fmt.Errorf("remove image %q: %w", ref, err)
+		}
+		holders := s.holderList(img.ID)
+		ops := s.ix.planRemove(img.ID, holders)
+		s.mu.Unlock()
+		if err := s.ix.persist(ops); err != nil {
+			return fmt.Errorf("remove image %q: %w", ref, err)
+		}
+		s.mu.Lock()
+		if !slices.Equal(s.holderList(img.ID), holders) {
+			// A container began or ended using it during the write:
+			// write the record again with the holders as they are now.
+			s.mu.Unlock()
+			continue
+		}
+		s.ix.applyRemove(img.ID, ops)
+		if len(holders) == 0 {
+			victims = s.unreferenced(img.ChainIDs, img.Blobs)
+		}
+		s.mu.Unlock()
+		break
 	}
-	s.mu.Unlock()
 	if err := s.collect(victims); err != nil {
 		return fmt.Errorf("remove image %q: %w", ref, err)
 	}
