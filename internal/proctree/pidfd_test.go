@@ -139,3 +139,29 @@ func descendantPids(root int) []int {
 	}
 	return out
 }
+
+// TestSignalMembersReusedPid: the supervisor's kill of all a container's
+// processes listed them from the cgroup, then killed each pid; one that
+// exited and whose pid was reused outside the container in between was
+// killed too. SignalMembers signals only what is still a member.
+func TestSignalMembersReusedPid(t *testing.T) {
+	member := startSleep(t)
+	gone := startSleep(t)
+	stale := gone.Process.Pid
+	gone.Process.Kill()
+	gone.Wait()
+	outsider := startAtPid(t, stale)
+
+	listed := []int{member.Process.Pid, stale} // as listed before gone exited
+	members := func() ([]int, error) { return []int{member.Process.Pid}, nil }
+	if err := SignalMembers(listed, unix.SIGKILL, members); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("member: %v, want killed", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if !running(outsider.Process.Pid) {
+		t.Fatal("the process that reused a member's pid was killed")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/lcprocess"
+	"github.com/berth-cri/berth/internal/proctree"
 	"github.com/berth-cri/berth/internal/pty"
 )
 
@@ -181,10 +182,10 @@ func (r *libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all 
 		if err != nil {
 			return fmt.Errorf("list processes of %s: %w", rec.ID, err)
 		}
-		for _, pid := range pids {
-			if err := unix.Kill(pid, unix.Signal(sig)); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("kill %d of %s: %w", pid, rec.ID, err)
-			}
+		// Through pidfds, to what the cgroup still holds: a pid listed
+		// above may since have exited and been reused outside it.
+		if err := proctree.SignalMembers(pids, unix.Signal(sig), lc.Processes); err != nil {
+			return fmt.Errorf("kill processes of %s: %w", rec.ID, err)
 		}
 		return nil
 	}
