@@ -38,7 +38,7 @@ type Config struct {
 	// ExecutableFile identifies Executable's file ("<dev>:<inode>"), as
 	// it was when the supervisor started; reported by Version.
 	ExecutableFile string
-	Logger        *slog.Logger
+	Logger         *slog.Logger
 }
 
 // Server is the supervisor.
