@@ -51,6 +51,7 @@ listen = "$work/run/berth.sock"
 root_dir = "$work/root"
 state_dir = "$work/run"
 sandbox_image = "registry.k8s.io/pause:3.10"
+log_level = "${CRITEST_BERTHD_LOG_LEVEL:-info}"
 [registry]
 config_path = "$work/certs.d"
 [cni]
@@ -71,6 +72,8 @@ TOML
 pid=$!
 cleanup() {
 	kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	# The supervisor's log lives in the state dir, unmounted below.
+	cp "$work/run/supervisor/supervisor.log" "$work/berthd.log" "$CRITEST_REPORT_DIR/" 2>/dev/null || true
 	pkill -f "berth-supervisor --state-dir $work/" 2>/dev/null || true
 	ip link del berthct0 2>/dev/null || true
 	# berthd's state dir (a tmpfs it mounted when /run is on disk) and
@@ -78,14 +81,28 @@ cleanup() {
 	grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 200); do
-	[[ -S $work/run/berth.sock ]] && break
+# Ready, not just listening: until start-up recovery is done berthd answers
+# most calls Unavailable (a slow machine, such as the emulated test VM,
+# takes seconds there). CRITEST_START_TIMEOUT in seconds.
+ready=0
+for _ in $(seq $((${CRITEST_START_TIMEOUT:-60} * 10))); do
 	kill -0 "$pid" 2>/dev/null || {
 		cat "$work/berthd.log" >&2
 		exit 1
 	}
+	if [[ -S $work/run/berth.sock ]] &&
+		crictl --runtime-endpoint "unix://$work/run/berth.sock" info 2>/dev/null |
+		grep -B1 '"type": "RuntimeReady"' | grep -q '"status": true'; then
+		ready=1
+		break
+	fi
 	sleep 0.1
 done
+((ready)) || {
+	echo "conformance: berthd not ready after ${CRITEST_START_TIMEOUT:-60}s" >&2
+	tail -n 50 "$work/berthd.log" >&2
+	exit 1
+}
 
 rc=0
 "$harness/run-critest.sh" "unix://$work/run/berth.sock" --nri-socket="$work/nri/nri.sock" "$@" || rc=$?

@@ -197,7 +197,7 @@ evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.availabl
 fileCheckFrequency: 2s
 syncFrequency: 5s
 `)
-	log, err := os.Create(filepath.Join(n.logDir, "kubelet.log"))
+	log, err := os.Create(filepath.Join(n.logDir, "kubelet-daemon.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,13 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(to, data, mode); err != nil {
+	// Beside the target, then renamed: a binary being replaced may still
+	// run (ETXTBSY for a write in place).
+	tmp := to + ".new"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
 		t.Fatal(err)
 	}
 }

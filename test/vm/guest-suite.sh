@@ -64,7 +64,8 @@ step unit-stats gotest internal/stats stats.test -test.timeout 10m
 step unit-snapshot gotest internal/snapshot snapshot.test -test.timeout 20m
 step unit-oci gotest internal/oci oci.test -test.timeout 10m
 step unit-userns gotest internal/userns userns.test -test.timeout 10m
-step unit-runtimeinfo gotest internal/server/runtimeinfo runtimeinfo.test -test.timeout 10m
+step unit-runtimeinfo gotest internal/server/runtimeinfo serverruntimeinfo.test -test.timeout 10m
+step unit-serverstats gotest internal/server/stats serverstats.test -test.timeout 10m
 step unit-supervisor gotest internal/supervisor supervisor.test -test.timeout 30m
 for b in "$opt"/cgroup*.test; do
 	[[ -e $b ]] || continue
@@ -78,11 +79,15 @@ if [[ $mode == full ]]; then
 else
 	step integration gotest test/integration integration.test -test.timeout 40m \
 		-test.run "${VM_IT_RUN:-^(TestSystemd|TestCgroupV2|TestKernel|TestVersionAndStatus)}"
+	# TestCgroupV2 runs its daemons with cgroupfs unless told otherwise:
+	# once more with the systemd driver.
+	step integration-cgroupv2-systemd env BERTH_TEST_CGROUP_DRIVER=systemd \
+		bash -c "cd test/integration && $opt/integration.test -test.v -test.count=1 -test.timeout 20m -test.run '^TestCgroupV2'"
 fi
 
 critest_run() {
 	export CRI_TOOLS_PREBUILT=1 CRI_REGISTRY_LAYERS=$opt/registry-build CRITEST_REPORT_DIR=$logs/critest
-	export CRITEST_TIMEOUT=100m
+	export BERTHD=$opt/berthd CRITEST_TIMEOUT=100m CRITEST_START_TIMEOUT=300 WORK=/var/lib/berth-conformance
 	test/conformance/harness/test-registry.sh start
 	if [[ $mode == full ]]; then
 		test/conformance/run.sh

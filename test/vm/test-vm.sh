@@ -36,9 +36,11 @@ export CGO_ENABLED=1
 go build -tags seccomp -o "$stage/" ./cmd/berthd ./cmd/berth-supervisor
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/pause" ./test/internal/harness/testdata/pause
 # Test binaries of the packages whose behaviour depends on the platform.
-for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo test/integration test/kubelet $(
+for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo internal/server/stats test/integration test/kubelet $(
 	ls -d internal/cgroup* 2>/dev/null || true); do
-	go test -c -tags seccomp -o "$stage/$(basename "$pkg").test" "./$pkg"
+	name=$(basename "$pkg")
+	[[ $pkg == internal/server/* ]] && name=server$name
+	go test -c -tags seccomp -o "$stage/$name.test" "./$pkg"
 done
 [[ -z $kubelet ]] || cp "$kubelet" "$stage/kubelet"
 for t in crictl critest crane ginkgo; do cp "$(command -v $t)" "$stage/"; done
@@ -48,7 +50,7 @@ say "binaries staged in bin/vm ($(du -sh "$stage" | cut -f1))"
 rc=0
 # The guest gets only what its command line says: pass the suite's knobs on.
 pass=()
-for v in VM_STEPS VM_IT_RUN VM_CRITEST_FOCUS VM_CRITEST_SKIP BERTH_TEST_SLOW; do
+for v in VM_STEPS VM_IT_RUN VM_CRITEST_FOCUS VM_CRITEST_SKIP BERTH_TEST_SLOW CRITEST_BERTHD_LOG_LEVEL; do
 	[[ -n ${!v:-} ]] && pass+=("$v=${!v}")
 done
 VM_MEM=${VM_MEM:-6144} VM_TIMEOUT=${VM_TIMEOUT:-3600} test/vm/run.sh env "${pass[@]}" test/vm/guest-suite.sh "$mode" || rc=$?
