@@ -18,9 +18,10 @@ import (
 // count while the cgroup is still there. A cgroupfs cgroup stays until
 // the container is deleted: nothing to watch.
 type oomWatch struct {
-	f     *os.File // the inotify instance; nil when not watching
-	done  chan struct{}
-	count atomic.Uint64
+	f      *os.File // the inotify instance; nil when not watching
+	events *os.File // memory.events, opened once: a re-read is one pread
+	done   chan struct{}
+	count  atomic.Uint64
 }
 
 // watchOOM starts watching the memory cgroup directory memcg if it is a
@@ -40,22 +41,40 @@ func watchOOM(memcg string) *oomWatch {
 		unix.Close(fd)
 		return w
 	}
-	w.f, w.done = os.NewFile(uintptr(fd), "inotify"), make(chan struct{})
-	w.count.Store(oomKills(memcg))
-	go w.run(memcg)
+	events, err := os.Open(memcg + "/memory.events")
+	if err != nil {
+		unix.Close(fd)
+		return w
+	}
+	w.f, w.events, w.done = os.NewFile(uintptr(fd), "inotify"), events, make(chan struct{})
+	w.reread(make([]byte, 4096))
+	go w.run()
 	return w
 }
 
-func (w *oomWatch) run(memcg string) {
+// run re-reads the counters at every change the kernel signals. The
+// re-read races systemd's removal of the emptied scope, so it is kept as
+// short as it can be: a pread of the file opened at the start, no path
+// lookup.
+func (w *oomWatch) run() {
 	defer close(w.done)
 	buf := make([]byte, 4096)
 	for {
 		if _, err := w.f.Read(buf); err != nil {
 			return // closed, or the watch is gone with the file
 		}
-		if n := oomKills(memcg); n > w.count.Load() {
-			w.count.Store(n)
-		}
+		w.reread(buf)
+	}
+}
+
+// reread raises the count to what memory.events says now, if it can read it.
+func (w *oomWatch) reread(buf []byte) {
+	n, err := unix.Pread(int(w.events.Fd()), buf, 0)
+	if err != nil || n <= 0 {
+		return // the cgroup is gone: its last count stays
+	}
+	if c := parseOOMKills(buf[:n]); c > w.count.Load() {
+		w.count.Store(c)
 	}
 }
 
@@ -65,6 +84,7 @@ func (w *oomWatch) stop() uint64 {
 	if w.f != nil {
 		w.f.Close()
 		<-w.done
+		w.events.Close()
 		w.f = nil
 	}
 	return w.count.Load()
