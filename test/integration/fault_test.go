@@ -359,7 +359,7 @@ func TestFaultContainerCreate(t *testing.T) {
 			// there may come before the record (its rootfs and bundle are
 			// then swept as orphans) or after it (rolled back).
 			if !e.d.Logs.Contains("rolling back a container whose creation was interrupted") &&
-				!(point == "container.after-snapshot-prepare" && e.d.Logs.Contains("removing a root filesystem no sandbox or container owns")) {
+				!(point == "container.after-snapshot-prepare" && e.d.Logs.Contains("removed a root filesystem no sandbox or container owns")) {
 				t.Errorf("no roll-back logged:\n%s", e.d.Logs)
 			}
 			if ctrs, _ := e.rt.ListContainers(context.Background(), nil); len(ctrs) != 0 {
