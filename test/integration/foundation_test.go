@@ -14,6 +14,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -66,8 +67,13 @@ func TestVersionAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
-		t.Errorf("cgroup driver %v", rc.GetLinux().GetCgroupDriver())
+	// The default, auto: systemd where systemd is init on pure cgroup v2.
+	want := runtimeapi.CgroupDriver_CGROUPFS
+	if h := cgroupdriver.Probe(); h.SystemdPID1 && h.CgroupV2 {
+		want = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	if got := rc.GetLinux().GetCgroupDriver(); got != want {
+		t.Errorf("cgroup driver %v, want %v", got, want)
 	}
 }
 
