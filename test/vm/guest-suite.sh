@@ -93,9 +93,14 @@ critest_run() {
 		test/conformance/run.sh
 	else
 		# The platform-dependent part: pods, containers, security context,
-		# resources and stats.
+		# resources and stats. "Container OOM" is left out here: under
+		# emulation, with two critest processes at once, systemd removes
+		# an OOM-killed container's scope before the supervisor has re-read
+		# its memory.events, and the exit is reported Error, not OOMKilled
+		# (a known race, see docs/kernel.md). TestCgroupV2 and the kubelet
+		# test check OOMKilled with the systemd driver, one at a time.
 		test/conformance/run.sh --ginkgo.focus="${VM_CRITEST_FOCUS:-PodSandbox|Container|Security Context|[Rr]esource|[Ss]tats}" \
-			--ginkgo.skip="${VM_CRITEST_SKIP:-Streaming|Networking|Image Manager|[Bb]enchmark}"
+			--ginkgo.skip="${VM_CRITEST_SKIP:-Streaming|Networking|Image Manager|[Bb]enchmark|Container OOM}"
 	fi
 }
 step critest critest_run
