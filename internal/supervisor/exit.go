@@ -29,7 +29,7 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 	// The count at the kill, for a systemd scope gone before the exit is
 	// handled (oomwatch.go).
 	c.mu.Lock()
-	ow := watchOOM(c.rec.MemoryCgroup)
+	ow := watchOOM(c.rec.MemoryCgroup, c.rec.Pid, s.kmsg)
 	c.mu.Unlock()
 	defer ow.stop()
 	if pidfd != nil { // nil: the init was already gone when adopted

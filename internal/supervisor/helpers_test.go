@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +31,9 @@ type env struct {
 var testEnv env // set once by TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("BERTH_TEST_OOM_HOG"); dir != "" {
+		oomHog(dir) // TestKernelOOMsReal's child: never returns
+	}
 	os.Exit(runMain(m))
 }
 
@@ -275,4 +279,23 @@ func waitLines(t *testing.T, path string, n int) {
 func pidAlive(pid int) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	return err == nil && !strings.Contains(string(data), ") Z ")
+}
+
+// oomHog joins the memory cgroup dir and allocates until the OOM killer
+// stops it (kmsgoom_test.go).
+func oomHog(dir string) {
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "joining the cgroup:", err)
+		os.Exit(3)
+	}
+	var keep [][]byte
+	for range 1024 {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		keep = append(keep, b)
+	}
+	fmt.Fprintln(os.Stderr, "allocated", len(keep), "MiB without an OOM kill")
+	os.Exit(4)
 }

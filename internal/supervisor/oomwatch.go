@@ -22,15 +22,23 @@ type oomWatch struct {
 	events *os.File // memory.events, opened once: a re-read is one pread
 	done   chan struct{}
 	count  atomic.Uint64
+
+	// The kernel log (kmsgoom.go), asked at stop when the count stayed 0.
+	kmsg  *kernelOOMs
+	rel   string // the scope's path as the kernel prints it
+	pid   int    // the container's init
+	since uint64 // the log's last record when the watch began
 }
 
-// watchOOM starts watching the memory cgroup directory memcg if it is a
-// systemd scope's; a watch that cannot be set up is an empty one.
-func watchOOM(memcg string) *oomWatch {
+// watchOOM starts watching the memory cgroup directory memcg, of the
+// container whose init is pid, if it is a systemd scope's; a watch that
+// cannot be set up relies on the kernel log alone.
+func watchOOM(memcg string, pid int, kmsg *kernelOOMs) *oomWatch {
 	w := &oomWatch{}
 	if !strings.HasSuffix(memcg, ".scope") {
 		return w
 	}
+	w.kmsg, w.rel, w.pid, w.since = kmsg, relMemcg(memcg), pid, kmsg.mark()
 	// Non-blocking, so that the Read below parks in Go's poller, not an
 	// OS thread per container.
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
@@ -80,6 +88,8 @@ func (w *oomWatch) reread(buf []byte) {
 
 // stop ends the watch and returns the highest count seen (0 when not
 // watching). A re-read the watcher was doing when stopped is waited for.
+// A count still 0 is checked against the kernel log, which has every kill
+// the watcher lost to systemd's removal of the scope.
 func (w *oomWatch) stop() uint64 {
 	if w.f != nil {
 		w.f.Close()
@@ -87,5 +97,10 @@ func (w *oomWatch) stop() uint64 {
 		w.events.Close()
 		w.f = nil
 	}
+	if c := w.count.Load(); c > 0 || w.kmsg == nil {
+		return c
+	}
+	w.count.Store(w.kmsg.killed(w.rel, w.pid, w.since))
+	w.kmsg = nil // asked once: stop is called again by a deferred call
 	return w.count.Load()
 }

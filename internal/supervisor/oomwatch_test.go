@@ -23,7 +23,7 @@ func TestOOMWatch(t *testing.T) {
 		}
 	}
 	write("0")
-	w := watchOOM(scope)
+	w := watchOOM(scope, 1, nil)
 	write("2") // the kernel notifies a modification, as this write does
 	testsupport.PollUntil(t, "the watched count", 5*time.Second, func() bool { return w.count.Load() == 2 })
 	if err := os.RemoveAll(scope); err != nil {
@@ -38,7 +38,7 @@ func TestOOMWatch(t *testing.T) {
 
 	plain := t.TempDir()
 	os.WriteFile(filepath.Join(plain, "memory.events"), []byte("oom_kill 1\n"), 0o644)
-	if w := watchOOM(plain); w.f != nil || w.stop() != 0 {
+	if w := watchOOM(plain, 1, nil); w.f != nil || w.stop() != 0 {
 		t.Error("a cgroupfs directory is watched")
 	}
 }

@@ -69,6 +69,9 @@ type Server struct {
 	// consoles are the pty masters an upgrade handed over, by container id;
 	// recover gives them to their containers (only New uses it).
 	consoles map[string]*os.File
+
+	// kmsg is the kernel log's account of OOM kills (kmsgoom.go).
+	kmsg *kernelOOMs
 }
 
 // SocketPath is where the supervisor of stateDir listens.
@@ -91,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		bootID:     newBootID(),
 		containers: map[string]*container{},
 		resume:     make(chan struct{}),
+		kmsg:       newKernelOOMs(),
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
 		v1.RuntimeLibcontainer: &libcontainerRuntime{},

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build the real-node test guest: Debian 12 (bookworm) from Debian packages
 # only, its stock 6.1 kernel, systemd as PID 1 on a pure cgroup v2 hierarchy,
-# dbus, iproute2, iptables, the CNI plugins, libseccomp2 and runc. No network
+# dbus, iproute2, iptables, the CNI plugins, libseccomp2, runc, and apparmor
+# and sudo (critest loads its AppArmor test profiles with them). No network
 # in the guest. Output in $VMDIR: disk.img (ext4, raw, sparse), vmlinuz,
 # initrd.img, and image.key.
 #
@@ -25,7 +26,7 @@ MIRROR=${MIRROR:-$(grep -hs -E '^URIs:|^deb ' /etc/apt/sources.list.d/*.sources 
 [ -n "${MIRROR:-}" ] || { echo "make-image: no Debian mirror in the host's apt sources; set MIRROR" >&2; exit 1; }
 # The kernel comes second (below), once the initramfs is set up small: the
 # initramfs is then made once, not twice.
-PKGS=systemd,systemd-sysv,dbus,udev,kmod,iproute2,iptables,libseccomp2,procps,util-linux,e2fsprogs
+PKGS=systemd,systemd-sysv,dbus,udev,kmod,iproute2,iptables,libseccomp2,procps,util-linux,e2fsprogs,apparmor,sudo
 PKGS=$PKGS,containernetworking-plugins,runc,busybox-static,psmisc,initramfs-tools,zstd
 
 command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null && command -v mkfs.ext4 >/dev/null ||
