@@ -12,6 +12,7 @@ packages=(
 	iproute2 util-linux                     # ip, nsenter/mount for tests
 	runc                                    # the "oci" RuntimeClass handler type, in tests
 	busybox-static                          # tiny root filesystems in tests
+	apparmor                                # apparmor_parser: the default profile compiles (tests)
 )
 
 missing=()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/apparmor"
 	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
@@ -135,6 +136,14 @@ func serve(configPath string, loaded *config.Loaded) error {
 	}
 	log.WithFields(logrus.Fields{"cgroup_driver": host.CgroupDriver, "configured": cfg.CgroupDriver}).Info("cgroup driver")
 	p.cgroupDriver = host.CgroupDriver
+	// The default AppArmor profile, loaded once: a node without
+	// apparmor_parser still runs, its RuntimeDefault containers unconfined,
+	// and verbose Status says why.
+	aa, err := apparmor.NewLoader().EnsureDefault(ctx, cfg.AppArmorDefaultProfile)
+	if err != nil {
+		log.WithError(err).Warn("apparmor: no default profile; RuntimeDefault containers run unconfined")
+	}
+	host.AppArmorDefault = aa.DefaultProfile
 	p.supervisor = client.New(cfg.StateDir)
 	p.sandboxes, err = sandbox.New(sandbox.Deps{
 		Config: p.cfg, Images: p.images, Snapshots: snapshots, Network: net, Supervisor: p.supervisor,
@@ -214,7 +223,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
-		info:       runtimeinfo.New(p.cfg, net, p.ready, host.CgroupDriver),
+		info:       runtimeinfo.New(p.cfg, net, p.ready, runtimeinfo.Platform{CgroupDriver: host.CgroupDriver, AppArmor: aa}),
 		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
 		containers: containerSvc,
 		stats:      statsSvc,
@@ -346,15 +355,16 @@ func (p *daemonParts) reload(configPath string) {
 	}
 	old, cfg := p.cfg.Get(), loaded.Config
 	for key, changed := range map[string]bool{
-		"listen":          old.Listen != cfg.Listen,
-		"socket_group":    old.SocketGroup != cfg.SocketGroup,
-		"root_dir":        old.RootDir != cfg.RootDir,
-		"state_dir":       old.StateDir != cfg.StateDir,
-		"state_dir_tmpfs": old.StateDirTmpfs != cfg.StateDirTmpfs,
-		"cgroup_driver":   old.CgroupDriver != cfg.CgroupDriver,
-		"cni.conf_dir":    old.CNI.ConfDir != cfg.CNI.ConfDir,
-		"metrics_address": old.MetricsAddress != cfg.MetricsAddress,
-		"nri":             old.NRI != cfg.NRI,
+		"listen":                   old.Listen != cfg.Listen,
+		"socket_group":             old.SocketGroup != cfg.SocketGroup,
+		"root_dir":                 old.RootDir != cfg.RootDir,
+		"state_dir":                old.StateDir != cfg.StateDir,
+		"state_dir_tmpfs":          old.StateDirTmpfs != cfg.StateDirTmpfs,
+		"cgroup_driver":            old.CgroupDriver != cfg.CgroupDriver,
+		"apparmor_default_profile": old.AppArmorDefaultProfile != cfg.AppArmorDefaultProfile,
+		"cni.conf_dir":             old.CNI.ConfDir != cfg.CNI.ConfDir,
+		"metrics_address":          old.MetricsAddress != cfg.MetricsAddress,
+		"nri":                      old.NRI != cfg.NRI,
 	} {
 		if changed {
 			p.log.WithField("key", key).Warn("reload: this key changes only at restart; keeping the old value until then")
@@ -362,6 +372,7 @@ func (p *daemonParts) reload(configPath string) {
 	}
 	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
 	cfg.StateDirTmpfs, cfg.CgroupDriver = old.StateDirTmpfs, old.CgroupDriver
+	cfg.AppArmorDefaultProfile = old.AppArmorDefaultProfile
 	cfg.MetricsAddress = old.MetricsAddress
 	cfg.NRI = old.NRI
 	applyLogSettings(p.log, cfg)

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/apparmor"
 )
 
 // dnsLabel is RFC 1123's label, which Kubernetes requires of RuntimeClass
@@ -38,6 +39,9 @@ func (l *Loaded) validate() error {
 	case "auto", "systemd", "cgroupfs":
 	default:
 		return bad("cgroup_driver", "%q is not auto, systemd or cgroupfs", c.CgroupDriver)
+	}
+	if p := c.AppArmorDefaultProfile; p != "" && !apparmor.ValidName(p) {
+		return bad("apparmor_default_profile", "%q is not a profile name (letters, digits, '.', '_', '-')", p)
 	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		return bad("log_level", "%q is not one of trace, debug, info, warn, error, fatal, panic", c.LogLevel)

@@ -51,6 +51,10 @@ type Host struct {
 	KernelRelease string
 	// AppArmorEnabled is true when AppArmor is enabled on the host.
 	AppArmorEnabled bool
+	// AppArmorDefault is the AppArmor profile of RuntimeDefault processes:
+	// the one cmd/berthd loaded at start (internal/apparmor), "" for none.
+	// ProbeHost leaves it unset: it follows the config.
+	AppArmorDefault string
 	// Devices returns the device nodes at a host path: one for a device
 	// file, every device below a directory. Used for CRI devices and for the
 	// host devices of privileged containers (Devices("/dev")).

@@ -231,9 +231,11 @@ func seccompArchName() string {
 	return runtime.GOARCH
 }
 
-// appArmorProfile: this package ships no AppArmor profile, so the runtime
-// default and unconfined are the same (none); a named profile needs
-// AppArmor on the host.
+// appArmorProfile is the AppArmor profile of a process: the runtime
+// default (also when the CRI names none, as containerd and CRI-O do) is
+// the profile berthd loaded at start, h.AppArmorDefault, or none where
+// there is none; unconfined is none; a Localhost profile must be loaded on
+// the node by its operator, and needs AppArmor on.
 func appArmorProfile(h Host, prof *runtimeapi.SecurityProfile, deprecated string) (string, error) {
 	name := ""
 	switch {
@@ -242,10 +244,14 @@ func appArmorProfile(h Host, prof *runtimeapi.SecurityProfile, deprecated string
 		if name == "" {
 			return "", fmt.Errorf("apparmor: Localhost profile without localhost_ref: %w", errdefs.ErrInvalidArgument)
 		}
-	case prof != nil:
+	case prof != nil && prof.GetProfileType() == runtimeapi.SecurityProfile_Unconfined:
 		return "", nil
-	case deprecated == "" || deprecated == "runtime/default" || deprecated == "unconfined":
+	case prof != nil: // RuntimeDefault
+		return h.AppArmorDefault, nil
+	case deprecated == "unconfined":
 		return "", nil
+	case deprecated == "" || deprecated == "runtime/default":
+		return h.AppArmorDefault, nil
 	case strings.HasPrefix(deprecated, "localhost/"):
 		name = strings.TrimPrefix(deprecated, "localhost/")
 	default:

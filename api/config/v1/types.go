@@ -38,6 +38,11 @@ type Config struct {
 	// "auto" (systemd where systemd is init on a pure cgroup v2 node).
 	// Resolved once at start (internal/cgroupdriver).
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
+	// AppArmorDefaultProfile names the AppArmor profile of RuntimeDefault
+	// containers on an AppArmor host; berthd loads its embedded policy
+	// under that name at start unless a profile of that name is loaded.
+	// Empty: such containers run unconfined.
+	AppArmorDefaultProfile string `toml:"apparmor_default_profile" json:"apparmor_default_profile"`
 	// LogLevel is a logrus level: trace, debug, info, warn, error.
 	LogLevel string `toml:"log_level" json:"log_level"`
 	// LogFormat is text or json.

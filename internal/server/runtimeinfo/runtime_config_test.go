@@ -28,7 +28,7 @@ func TestCgroupDriverReported(t *testing.T) {
 		{cgroupdriver.Cgroupfs, runtimeapi.CgroupDriver_CGROUPFS},
 	} {
 		cfg := &configv1.Config{CgroupDriver: "auto", DefaultRuntime: "runc", Runtimes: map[string]configv1.Runtime{"runc": {Type: configv1.RuntimeLibcontainer}}}
-		s := New(config.NewHolder(cfg), readyNet{}, readyNet{}, tt.driver)
+		s := New(config.NewHolder(cfg), readyNet{}, readyNet{}, Platform{CgroupDriver: tt.driver})
 		rc, err := s.RuntimeConfig(context.Background(), &runtimeapi.RuntimeConfigRequest{})
 		if err != nil || rc.GetLinux().GetCgroupDriver() != tt.want {
 			t.Errorf("%s: RuntimeConfig = %v, %v; want %v", tt.driver, rc, err, tt.want)

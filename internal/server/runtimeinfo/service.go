@@ -3,6 +3,7 @@
 package runtimeinfo
 
 import (
+	"github.com/berth-cri/berth/internal/apparmor"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
 )
@@ -26,9 +27,18 @@ type Service struct {
 	features *features
 	// cgroupDriver is the driver resolved at start, which kubelet must use too.
 	cgroupDriver cgroupdriver.Driver
+	apparmor     apparmor.Status
 }
 
-// New returns the service; cgroupDriver is the resolved driver.
-func New(cfg *config.Holder, network Network, ready Readiness, cgroupDriver cgroupdriver.Driver) *Service {
-	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures(), cgroupDriver: cgroupDriver}
+// Platform is what berthd settled about the node at start.
+type Platform struct {
+	// CgroupDriver is the resolved driver.
+	CgroupDriver cgroupdriver.Driver
+	// AppArmor says which default profile containers get, if any.
+	AppArmor apparmor.Status
+}
+
+// New returns the service.
+func New(cfg *config.Holder, network Network, ready Readiness, pf Platform) *Service {
+	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures(), cgroupDriver: pf.CgroupDriver, apparmor: pf.AppArmor}
 }

@@ -57,6 +57,11 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		resp.Info = map[string]string{"config": string(b), "kernel": string(k)}
 		// The driver resolved at start ("auto" in the config says little).
 		resp.Info["cgroupDriver"] = string(s.cgroupDriver)
+		aa, err := json.Marshal(s.apparmor)
+		if err != nil {
+			return nil, fmt.Errorf("encode apparmor status: %w", err)
+		}
+		resp.Info["apparmor"] = string(aa)
 	}
 	return resp, nil
 }
