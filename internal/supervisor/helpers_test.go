@@ -103,7 +103,14 @@ func stopAll(t *testing.T, c *client.Client) {
 	if err != nil {
 		return
 	}
-	syscall.Kill(v.Pid, syscall.SIGTERM)
+	// The keeper passes SIGTERM on and ends with its supervisor; a
+	// supervisor signalled alone would be started again.
+	if v.KeeperPid != 0 {
+		syscall.Kill(v.KeeperPid, syscall.SIGTERM)
+		waitGone(t, v.KeeperPid)
+	} else {
+		syscall.Kill(v.Pid, syscall.SIGTERM)
+	}
 	waitGone(t, v.Pid)
 }
 

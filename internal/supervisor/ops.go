@@ -331,6 +331,9 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	// Output readers may still run if a leftover process held the pipes.
 	c.detach()
 	c.closeConsole()
+	// Before the directory goes: a keeper that misses this (we die now)
+	// drops the hold itself when it finds the directory gone.
+	s.keeper.Drop(c.dir)
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}

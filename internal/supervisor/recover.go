@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
 // recover loads every container directory and re-adopts live containers.
@@ -28,7 +29,9 @@ func (s *Server) recover() error {
 		cdir := filepath.Join(dir, e.Name())
 		rec, err := loadRecord(cdir)
 		if errors.Is(err, os.ErrNotExist) {
-			// A create that crashed before its first write: nothing ran.
+			// A create that crashed before its first write (nothing ran),
+			// or a delete half done.
+			s.keeper.Drop(cdir)
 			os.RemoveAll(cdir)
 			continue
 		}
@@ -49,6 +52,8 @@ func (s *Server) recover() error {
 		if exit != nil {
 			c.exit = exit
 			close(c.exited)
+			// Its output was read to the end before the exit was recorded.
+			s.keeper.Drop(cdir)
 			// Its output ended before the upgrade (or nobody waits for it
 			// any more): a handed-over terminal has no use.
 			c.closeConsole()
@@ -71,7 +76,26 @@ func (s *Server) recover() error {
 		console.Close()
 	}
 	s.consoles = nil
+	s.sweepKeeperExits()
 	return nil
+}
+
+// sweepKeeperExits removes the keeper's exit records that name no
+// container's init: the exits of other processes a dead supervisor left
+// (an exec's, a runtime's helper), which nobody will ask for. A record
+// that names one is removed once its exit is recorded (watch).
+func (s *Server) sweepKeeperExits() {
+	inits := map[string]bool{}
+	s.mu.Lock()
+	for _, c := range s.containers {
+		c.mu.Lock()
+		if c.rec.Pid != 0 {
+			inits[keeper.ExitName(c.rec.Pid, c.rec.PidStartTime)] = true
+		}
+		c.mu.Unlock()
+	}
+	s.mu.Unlock()
+	keeper.SweepExits(s.exits, func(name string) bool { return inits[name] })
 }
 
 // adopt reattaches a container that had no exit recorded: its init, if it

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -49,8 +50,9 @@ func TestUpgradeKeepsExactExitAndEveryLogLine(t *testing.T) {
 }
 
 // TestSupervisorKilled: kill -9 of the supervisor leaves the container
-// running; a new supervisor re-adopts it, keeps its log going, and reports
-// the exit it could not observe as 255/Unknown.
+// running; the keeper starts a new supervisor at once, which re-adopts
+// the container, keeps its log going and reports its later exit exactly
+// (the keeper reaped it and recorded the status).
 func TestSupervisorKilled(t *testing.T) {
 	c, stateDir := startSupervisor(t)
 	ctx := testCtx(t)
@@ -61,6 +63,9 @@ func TestSupervisorKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v.KeeperPid == 0 {
+		t.Fatalf("no keeper above the supervisor: %+v", v)
+	}
 	if err := syscall.Kill(v.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +75,8 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 	c2 := ensure(t, stateDir)
 	v2, err := c2.Version(ctx)
-	if err != nil || v2.Pid == v.Pid {
-		t.Fatalf("no new supervisor: %+v %v", v2, err)
+	if err != nil || v2.Pid == v.Pid || v2.KeeperPid != v.KeeperPid {
+		t.Fatalf("no new supervisor under the same keeper: %+v %v", v2, err)
 	}
 	now, err := c2.State(ctx, "crash")
 	if err != nil || now.Status != v1.StatusRunning || now.Pid != st.Pid {
@@ -83,13 +88,108 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := wait(t, c2, "crash")
-	if e.ExitCode != 255 || e.Reason != v1.ReasonUnknown || e.FinishedAt == 0 {
-		t.Fatalf("exit of a re-adopted container %+v, want 255/Unknown", e)
+	if e.ExitCode != 137 || e.Signal != 9 || e.Reason != v1.ReasonError || e.FinishedAt == 0 {
+		t.Fatalf("exit of a re-adopted container %+v, want exact 137", e)
 	}
+	checkSequence(t, messages(readLog(t, logPath), "stdout"))
 	// The exit is durable: a further restart reports the same.
 	st2, err := c2.State(ctx, "crash")
 	if err != nil || st2.Exit == nil || *st2.Exit != *e {
 		t.Fatalf("state %+v %v", st2, err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(stateDir, "supervisor", "exits")); len(left) != 0 {
+		t.Errorf("keeper exit records left: %v", left)
+	}
+}
+
+// TestSupervisorOutage: containers end before, during and after a
+// supervisor outage of over a second (kill -9, the next supervisor kept
+// from serving): every exit code, signal and finish time is what happened,
+// and every line of output is in the log once, including what a container
+// wrote while no supervisor ran and just before it ended.
+func TestSupervisorOutage(t *testing.T) {
+	c, stateDir := startSupervisor(t)
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	logs := map[string]string{}
+	start := func(id, script string) *v1.State {
+		logs[id] = filepath.Join(dir, id+".log")
+		return run(t, c, id, v1.CreateRequest{Bundle: bundle(t, id, script), LogPath: logs[id]})
+	}
+	start("before", "echo b0; echo b1; exit 7")
+	if e := wait(t, c, "before"); e.ExitCode != 7 {
+		t.Fatalf("before: %+v", e)
+	}
+	t0 := time.Now()
+	start("during", "echo d0; sleep 0.6; echo d1; echo d2 >&2; exit 3")
+	killed := start("killed", "echo k0; exec sleep 100")
+	start("after", `i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.05; done; exit 5`)
+	waitLines(t, logs["after"], 2)
+	v, err := c.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := testsupport.CrashSupervisor(t, stateDir, v.KeeperPid, v.Pid)
+	time.Sleep(300 * time.Millisecond)
+	killedAt := time.Now()
+	syscall.Kill(killed.Pid, syscall.SIGKILL)
+	time.Sleep(time.Second)
+	outageEnd := time.Now()
+	end()
+	c2 := ensure(t, stateDir)
+	check := func(id string, code int32, signal int, after, before time.Time) {
+		t.Helper()
+		e := wait(t, c2, id)
+		fin := time.Unix(0, e.FinishedAt)
+		if e.ExitCode != code || e.Signal != signal || e.Reason != v1.ReasonError || fin.Before(after) || fin.After(before) {
+			t.Errorf("%s: exit %+v finished %v, want code %d signal %d finished in [%v, %v]", id, e, fin, code, signal, after, before)
+		}
+	}
+	check("during", 3, 0, t0.Add(600*time.Millisecond), outageEnd)
+	check("killed", 137, 9, killedAt, outageEnd)
+	check("after", 5, 0, outageEnd, time.Now().Add(time.Minute))
+	check("before", 7, 0, time.Time{}, t0)
+	wantLog := map[string][2][]string{
+		"before": {{"b0", "b1"}, nil},
+		"during": {{"d0", "d1"}, {"d2"}},
+		"killed": {{"k0"}, nil},
+	}
+	for id, want := range wantLog {
+		recs := readLog(t, logs[id])
+		if out, errs := messages(recs, "stdout"), messages(recs, "stderr"); !slices.Equal(out, want[0]) || !slices.Equal(errs, want[1]) {
+			t.Errorf("%s: log %+v, want stdout %q stderr %q", id, recs, want[0], want[1])
+		}
+	}
+	lines := messages(readLog(t, logs["after"]), "stdout")
+	checkSequence(t, lines)
+	if len(lines) != 40 {
+		t.Errorf("after: %d lines, want 40", len(lines))
+	}
+}
+
+// TestKeeperKilled: where the keeper dies with the supervisor, nothing
+// was left to observe a container's exit: it is reported 255/Unknown,
+// never an invented code, and a new keeper and supervisor take over.
+func TestKeeperKilled(t *testing.T) {
+	c, stateDir := startSupervisor(t)
+	ctx := testCtx(t)
+	st := run(t, c, "orphan", v1.CreateRequest{Bundle: bundle(t, "orphan", "exec sleep 100")})
+	v, err := c.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(v.KeeperPid, syscall.SIGKILL)
+	syscall.Kill(v.Pid, syscall.SIGKILL)
+	waitGone(t, v.KeeperPid)
+	waitGone(t, v.Pid)
+	syscall.Kill(st.Pid, syscall.SIGKILL)
+	c2 := ensure(t, stateDir)
+	v2, err := c2.Version(ctx)
+	if err != nil || v2.KeeperPid == 0 || v2.KeeperPid == v.KeeperPid {
+		t.Fatalf("no new keeper: %+v %v", v2, err)
+	}
+	if e := wait(t, c2, "orphan"); e.ExitCode != 255 || e.Reason != v1.ReasonUnknown || e.FinishedAt == 0 {
+		t.Fatalf("exit nobody observed %+v, want 255/Unknown", e)
 	}
 }
 

@@ -118,23 +118,53 @@ func (d *Daemon) countTempFiles() int {
 // SupervisorPID is the pid of the supervisor of d's state dir, or 0 when
 // none runs.
 func (d *Daemon) SupervisorPID() int {
-	if sups := d.supervisors(); len(sups) > 0 {
-		return sups[0]
+	for _, pid := range d.supervisors() {
+		if !isKeeper(pid) {
+			return pid
+		}
 	}
 	return 0
 }
 
-// SupervisedPIDs are the live (not zombie) children of d's supervisor: one
-// per ready sandbox's pause and per created or running container.
-func (d *Daemon) SupervisedPIDs() []int {
-	sup := d.SupervisorPID()
-	if sup == 0 {
-		return nil
+// KeeperPID is the pid of the keeper above d's supervisor, or 0 when none
+// runs.
+func (d *Daemon) KeeperPID() int {
+	for _, pid := range d.supervisors() {
+		if isKeeper(pid) {
+			return pid
+		}
 	}
-	return childrenOf(sup)
+	return 0
 }
 
-// supervisors are the berth-supervisor processes of d's state dir.
+// isKeeper: pid is a keeper (the same binary, named berth-keeper).
+func isKeeper(pid int) bool {
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(comm)) == "berth-keeper"
+}
+
+// SupervisedPIDs are the live (not zombie) children of d's supervisor and
+// of the keeper above it (containers a killed supervisor left), the
+// supervisor itself aside: one per ready sandbox's pause and per created
+// or running container.
+func (d *Daemon) SupervisedPIDs() []int {
+	sup := d.SupervisorPID()
+	var pids []int
+	if sup != 0 {
+		pids = childrenOf(sup)
+	}
+	if k := d.KeeperPID(); k != 0 {
+		for _, pid := range childrenOf(k) {
+			if pid != sup {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// supervisors are the berth-supervisor processes (keeper and supervisor)
+// of d's state dir.
 func (d *Daemon) supervisors() []int {
 	stateDir := filepath.Join(d.Dir, "run")
 	var pids []int

@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/testsupport"
+)
+
+// TestSupervisorCrashLosesNothing kills the supervisor with SIGKILL and
+// keeps the next one from serving for over a second, with containers
+// ending before, during and after that outage: every exit code, reason
+// and finish time is what happened (the keeper reaped and recorded what
+// ended meanwhile) and every log line is there once, also the lines a
+// container wrote during the outage just before it ended. The same again
+// with berthd killed at the same instant.
+func TestSupervisorCrashLosesNothing(t *testing.T) {
+	for _, killBerthd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("berthd_killed=%v", killBerthd), func(t *testing.T) {
+			testSupervisorCrash(t, killBerthd)
+		})
+	}
+}
+
+func testSupervisorCrash(t *testing.T, killBerthd bool) {
+	e := newPodEnv(t, "keeper")
+	ctx := context.Background()
+	sh := func(name, script string) *runtimeapi.ContainerConfig {
+		return e.containerConfig(name, "sh", "-c", script)
+	}
+	before := e.run(t, sh("before", "echo b0; echo b1; exit 7"))
+	e.waitExit(t, before)
+	t0 := time.Now()
+	during := e.run(t, sh("during", "echo d0; sleep 0.6; echo d1; echo d2 >&2; exit 3"))
+	killed := e.run(t, sh("killed", "echo k0; exec sleep 1000"))
+	after := e.run(t, sh("after", `i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); sleep 0.05; done; exit 5`))
+	st, err := e.rt.ContainerStatus(ctx, killed, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killedPid := infoPid(t, st.Info["info"])
+
+	keeper, sup := e.d.KeeperPID(), supervisorPid(t, e.d)
+	if keeper == 0 {
+		t.Fatal("no keeper above the supervisor")
+	}
+	if killBerthd {
+		e.d.Cmd.Process.Signal(syscall.SIGKILL)
+		<-e.d.Exited
+	}
+	end := testsupport.CrashSupervisor(t, filepath.Join(e.d.Dir, "run"), keeper, sup)
+	time.Sleep(300 * time.Millisecond)
+	killedAt := time.Now()
+	syscall.Kill(killedPid, syscall.SIGKILL)
+	time.Sleep(time.Second)
+	outageEnd := time.Now()
+	end()
+	if killBerthd {
+		e.d.Start()
+		e.d.WaitReady()
+		e.rt = e.d.RuntimeClient()
+	}
+
+	check := func(name, id string, code int32, from, to time.Time, stdout, stderr []string) {
+		t.Helper()
+		st := e.waitExit(t, id)
+		fin := time.Unix(0, st.FinishedAt)
+		if st.ExitCode != code || st.Reason != "Error" || fin.Before(from) || fin.After(to) {
+			t.Errorf("%s: exit %d reason %q finished %v, want %d, Error, finished in [%v, %v]", name, st.ExitCode, st.Reason, fin, code, from, to)
+		}
+		// Per stream: the two are read apart, so they may interleave
+		// either way in the file.
+		var out, errs []string
+		for _, l := range logLines(t, st.LogPath) {
+			if m, ok := strings.CutPrefix(l, "stdout "); ok {
+				out = append(out, m)
+			} else if m, ok := strings.CutPrefix(l, "stderr "); ok {
+				errs = append(errs, m)
+			}
+		}
+		if !slices.Equal(out, stdout) || !slices.Equal(errs, stderr) {
+			t.Errorf("%s: stdout %q stderr %q, want %q and %q", name, out, errs, stdout, stderr)
+		}
+	}
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, fmt.Sprintf("line%d", i))
+	}
+	check("before", before, 7, time.Time{}, t0, []string{"b0", "b1"}, nil)
+	check("during", during, 3, t0.Add(600*time.Millisecond), outageEnd, []string{"d0", "d1"}, []string{"d2"})
+	check("killed", killed, 137, killedAt, outageEnd, []string{"k0"}, nil)
+	check("after", after, 5, outageEnd, time.Now(), lines, nil)
+	if killBerthd {
+		return
+	}
+	if n := e.d.KeeperPID(); n != keeper {
+		t.Errorf("keeper %d after the crash, was %d", n, keeper)
+	}
+}
