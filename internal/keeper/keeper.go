@@ -120,6 +120,9 @@ func Run(cfg Config) error {
 			}
 		case <-restart:
 			restart = nil
+			if k.stopping {
+				break // a SIGTERM came after the supervisor ended
+			}
 			k.start()
 			if k.sup == 0 {
 				restart = time.After(k.nextBackoff())

@@ -105,11 +105,9 @@ func stopAll(t *testing.T, c *client.Client) {
 	}
 	// The keeper passes SIGTERM on and ends with its supervisor; a
 	// supervisor signalled alone would be started again.
+	testsupport.StopSupervisor(v.Pid, v.KeeperPid)
 	if v.KeeperPid != 0 {
-		syscall.Kill(v.KeeperPid, syscall.SIGTERM)
 		waitGone(t, v.KeeperPid)
-	} else {
-		syscall.Kill(v.Pid, syscall.SIGTERM)
 	}
 	waitGone(t, v.Pid)
 }

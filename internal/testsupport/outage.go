@@ -42,3 +42,15 @@ func CrashSupervisor(t testing.TB, stateDir string, keeper, sup int) (end func()
 	t.Cleanup(func() { lock.Close() })
 	return func() { lock.Close() }
 }
+
+// StopSupervisor ends a supervisor started for a test: SIGTERM to its
+// keeper (keeper, when not 0), which passes it on and ends with it, else
+// to the supervisor (pid). A supervisor signalled alone under a keeper
+// would be started again.
+func StopSupervisor(pid, keeper int) {
+	if keeper != 0 {
+		syscall.Kill(keeper, syscall.SIGTERM)
+		return
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+}

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/testsupport"
+	"github.com/berth-cri/berth/test/internal/harness"
 )
 
 // TestSupervisorCrashLosesNothing kills the supervisor with SIGKILL and
@@ -103,5 +105,68 @@ func testSupervisorCrash(t *testing.T, killBerthd bool) {
 	}
 	if n := e.d.KeeperPID(); n != keeper {
 		t.Errorf("keeper %d after the crash, was %d", n, keeper)
+	}
+}
+
+// TestSupervisorCrashBlastRadius: 50 running containers, of which 10 end
+// during a supervisor outage (kill -9, the next supervisor held off for two
+// seconds) and 40 after it: every exit code, finish time and log line
+// exact. Each container writes a numbered line every 0.1 s until the test
+// opens its gate (a file in a mounted directory), then an end line, and
+// exits with a code of its own. The keeper's and the supervisor's memory
+// are logged.
+func TestSupervisorCrashBlastRadius(t *testing.T) {
+	const during, after = 10, 40
+	e := newPodEnv(t, "blast")
+	gate := t.TempDir()
+	config := func(name string, i int, door string) *runtimeapi.ContainerConfig {
+		cfg := e.containerConfig(name, "sh", "-c", fmt.Sprintf(
+			`i=0; while [ ! -e /gate/%s ]; do echo c%d-$i; i=$((i+1)); sleep 0.1; done; echo c%d-end; exit %d`, door, i, i, i+1))
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/gate", HostPath: gate, Readonly: true}}
+		return cfg
+	}
+	ids := make([]string, during+after)
+	for i := range ids {
+		name, door := fmt.Sprintf("during%d", i), "during"
+		if i >= during {
+			name, door = fmt.Sprintf("after%d", i), "after"
+		}
+		ids[i] = e.run(t, config(name, i, door))
+	}
+	keeper, sup := e.d.KeeperPID(), supervisorPid(t, e.d)
+	t.Logf("%d containers: supervisor RSS %d KiB, keeper RSS %d KiB", len(ids),
+		harness.ProcStatus(sup, "VmRSS"), harness.ProcStatus(keeper, "VmRSS"))
+	crash := time.Now()
+	end := testsupport.CrashSupervisor(t, filepath.Join(e.d.Dir, "run"), keeper, sup)
+	if err := os.WriteFile(filepath.Join(gate, "during"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	outageEnd := time.Now()
+	end()
+	if err := os.WriteFile(filepath.Join(gate, "after"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		st := e.waitExit(t, id)
+		fin := time.Unix(0, st.FinishedAt)
+		from, to := crash, outageEnd
+		if i >= during {
+			from, to = outageEnd, time.Now()
+		}
+		if st.ExitCode != int32(i+1) || st.Reason != "Error" || fin.Before(from) || fin.After(to) {
+			t.Errorf("container %d: exit %d reason %q finished %v, want %d, Error, in [%v, %v]", i, st.ExitCode, st.Reason, fin, i+1, from, to)
+		}
+		got := logLines(t, st.LogPath)
+		ok := len(got) > 1 && got[len(got)-1] == fmt.Sprintf("stdout c%d-end", i)
+		for j := 0; ok && j < len(got)-1; j++ {
+			ok = got[j] == fmt.Sprintf("stdout c%d-%d", i, j)
+		}
+		if !ok {
+			t.Errorf("container %d: log %q, want numbered lines and an end", i, got)
+		}
+	}
+	if s := e.d.SupervisorPID(); s != 0 {
+		t.Logf("after: supervisor RSS %d KiB, keeper RSS %d KiB", harness.ProcStatus(s, "VmRSS"), harness.ProcStatus(e.d.KeeperPID(), "VmRSS"))
 	}
 }
