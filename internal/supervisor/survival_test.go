@@ -14,10 +14,11 @@ import (
 )
 
 // TestUpgradeKeepsExactExitAndEveryLogLine: a container writes a numbered
-// line every 10 ms through an in-place upgrade; its exit stays exact and the
-// log holds every line exactly once.
+// line every 10 ms through an in-place upgrade, then through a crash of
+// the upgraded supervisor (during which it is killed); its exit stays
+// exact and the log holds every line exactly once.
 func TestUpgradeKeepsExactExitAndEveryLogLine(t *testing.T) {
-	c, _ := startSupervisor(t)
+	c, stateDir := startSupervisor(t)
 	ctx := testCtx(t)
 	logPath := filepath.Join(t.TempDir(), "c.log")
 	st := run(t, c, "upg", v1.CreateRequest{Bundle: bundle(t, "upg", counterScript), LogPath: logPath})
@@ -30,7 +31,7 @@ func TestUpgradeKeepsExactExitAndEveryLogLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade: %v", err)
 	}
-	if after.Pid != before.Pid || after.BootID == before.BootID {
+	if after.Pid != before.Pid || after.BootID == before.BootID || after.KeeperPid == 0 || after.KeeperPid != before.KeeperPid {
 		t.Fatalf("upgrade: before %+v after %+v", before, after)
 	}
 	n := len(messages(readLog(t, logPath), "stdout"))
@@ -39,9 +40,15 @@ func TestUpgradeKeepsExactExitAndEveryLogLine(t *testing.T) {
 	if err != nil || now.Status != v1.StatusRunning || now.Pid != st.Pid {
 		t.Fatalf("after upgrade: %+v %v", now, err)
 	}
-	if err := c.Kill(ctx, "upg", syscall.SIGKILL, false); err != nil {
+	// The upgraded supervisor still has its keeper's channel: a crash now
+	// loses nothing either.
+	end := testsupport.CrashSupervisor(t, stateDir, after.KeeperPid, after.Pid)
+	time.Sleep(300 * time.Millisecond)
+	if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	end()
+	c = ensure(t, stateDir)
 	e := wait(t, c, "upg")
 	if e.ExitCode != 137 || e.Signal != 9 || e.Reason != v1.ReasonError {
 		t.Fatalf("exit after upgrade %+v, want exact 137", e)
