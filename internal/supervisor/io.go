@@ -107,9 +107,18 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			stdinW, _ = openStdinHolder(c.path("stdin"))
 		}
 		// The keeper holds the FIFOs too, so that what the container writes
-		// while no supervisor reads survives our death (also its own).
-		if err := s.keeper.Hold(c.dir, readers); err != nil {
-			s.log.Warn("the keeper cannot hold the container's output", "id", rec.ID, "err", err)
+		// while no supervisor reads survives our death (also its own), and
+		// its stdin stays open (no end of file) until CloseStdin.
+		err := s.keeper.Hold(c.dir, readers)
+		switch {
+		case err == nil && stdinW != nil:
+			err = s.keeper.Hold(c.path("stdin"), []*os.File{stdinW})
+		case err == nil && rec.Stdin:
+			// Closed (a CloseStdin whose drop a crash may have lost).
+			err = s.keeper.Drop(c.path("stdin"))
+		}
+		if err != nil {
+			s.log.Warn("the keeper cannot hold the container's stdio", "id", rec.ID, "err", err)
 		}
 	}
 	ioDone, waitDone := make(chan struct{}), make(chan struct{})
@@ -156,7 +165,7 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			ended = <-left && ended
 		}
 		if ended && !rec.Terminal {
-			s.keeper.Drop(c.dir)
+			s.dropHolds(c)
 		}
 		// Output is complete (EOF) or handed over: the log file is done.
 		log.Close()
@@ -168,6 +177,13 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 		s.watch(c, pidfd, waitDone)
 	}()
 	return nil
+}
+
+// dropHolds tells the keeper to let go of c's FIFOs: its output ended, or
+// it is deleted.
+func (s *Server) dropHolds(c *container) {
+	s.keeper.Drop(c.dir)
+	s.keeper.Drop(c.path("stdin"))
 }
 
 // closeConsole closes a terminal container's pty master, if still open.

@@ -333,7 +333,7 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	c.closeConsole()
 	// Before the directory goes: a keeper that misses this (we die now)
 	// drops the hold itself when it finds the directory gone.
-	s.keeper.Drop(c.dir)
+	s.dropHolds(c)
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
@@ -367,7 +367,9 @@ func (s *Server) closeStdin(id string) error {
 	if err != nil {
 		return err
 	}
-	return c.closeStdin()
+	err = c.closeStdin()
+	s.keeper.Drop(c.path("stdin")) // or the container would never read its end
+	return err
 }
 
 // closeStdin closes the container's stdin for good (stdin_once): without a

@@ -32,6 +32,7 @@ func (s *Server) recover() error {
 			// A create that crashed before its first write (nothing ran),
 			// or a delete half done.
 			s.keeper.Drop(cdir)
+			s.keeper.Drop(filepath.Join(cdir, "stdin"))
 			os.RemoveAll(cdir)
 			continue
 		}
@@ -53,7 +54,7 @@ func (s *Server) recover() error {
 			c.exit = exit
 			close(c.exited)
 			// Its output was read to the end before the exit was recorded.
-			s.keeper.Drop(cdir)
+			s.dropHolds(c)
 			// Its output ended before the upgrade (or nobody waits for it
 			// any more): a handed-over terminal has no use.
 			c.closeConsole()

@@ -1,6 +1,7 @@
 package supervisor_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/testsupport"
@@ -113,30 +116,40 @@ func TestSupervisorKilled(t *testing.T) {
 // supervisor outage of over a second (kill -9, the next supervisor kept
 // from serving): every exit code, signal and finish time is what happened,
 // and every line of output is in the log once, including what a container
-// wrote while no supervisor ran and just before it ended.
+// wrote while no supervisor ran and just before it ended. The containers
+// wait for gates (files the test makes in a directory mounted into them)
+// to end in the outage or after it, whatever the machine's load.
 func TestSupervisorOutage(t *testing.T) {
 	c, stateDir := startSupervisor(t)
 	ctx := testCtx(t)
-	dir := t.TempDir()
+	dir, gate := t.TempDir(), t.TempDir()
 	logs := map[string]string{}
 	start := func(id, script string) *v1.State {
 		logs[id] = filepath.Join(dir, id+".log")
-		return run(t, c, id, v1.CreateRequest{Bundle: bundle(t, id, script), LogPath: logs[id]})
+		return run(t, c, id, v1.CreateRequest{Bundle: bundle(t, id, script, withGate(gate)), LogPath: logs[id]})
+	}
+	open := func(name string) {
+		if err := os.WriteFile(filepath.Join(gate, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	start("before", "echo b0; echo b1; exit 7")
 	if e := wait(t, c, "before"); e.ExitCode != 7 {
 		t.Fatalf("before: %+v", e)
 	}
 	t0 := time.Now()
-	start("during", "echo d0; sleep 0.6; echo d1; echo d2 >&2; exit 3")
+	start("during", "echo d0; until [ -e /gate/during ]; do sleep 0.02; done; echo d1; echo d2 >&2; exit 3")
 	killed := start("killed", "echo k0; exec sleep 100")
-	start("after", `i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.05; done; exit 5`)
+	start("after", `i=0; until [ -e /gate/after ]; do echo line$i; i=$((i+1)); sleep 0.02; done; exit 5`)
 	waitLines(t, logs["after"], 2)
+	waitLines(t, logs["during"], 1)
 	v, err := c.Version(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	crash := time.Now()
 	end := testsupport.CrashSupervisor(t, stateDir, v.KeeperPid, v.Pid)
+	open("during")
 	time.Sleep(300 * time.Millisecond)
 	killedAt := time.Now()
 	syscall.Kill(killed.Pid, syscall.SIGKILL)
@@ -144,6 +157,7 @@ func TestSupervisorOutage(t *testing.T) {
 	outageEnd := time.Now()
 	end()
 	c2 := ensure(t, stateDir)
+	open("after")
 	check := func(id string, code int32, signal int, after, before time.Time) {
 		t.Helper()
 		e := wait(t, c2, id)
@@ -152,7 +166,7 @@ func TestSupervisorOutage(t *testing.T) {
 			t.Errorf("%s: exit %+v finished %v, want code %d signal %d finished in [%v, %v]", id, e, fin, code, signal, after, before)
 		}
 	}
-	check("during", 3, 0, t0.Add(600*time.Millisecond), outageEnd)
+	check("during", 3, 0, crash, outageEnd)
 	check("killed", 137, 9, killedAt, outageEnd)
 	check("after", 5, 0, outageEnd, time.Now().Add(time.Minute))
 	check("before", 7, 0, time.Time{}, t0)
@@ -167,10 +181,44 @@ func TestSupervisorOutage(t *testing.T) {
 			t.Errorf("%s: log %+v, want stdout %q stderr %q", id, recs, want[0], want[1])
 		}
 	}
-	lines := messages(readLog(t, logs["after"]), "stdout")
-	checkSequence(t, lines)
-	if len(lines) != 40 {
-		t.Errorf("after: %d lines, want 40", len(lines))
+	// Numbered lines from before, during and after the outage, each once.
+	checkSequence(t, messages(readLog(t, logs["after"]), "stdout"))
+}
+
+// withGate bind-mounts dir read-only at /gate.
+func withGate(dir string) bundleOpt {
+	return func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/gate", Source: dir, Type: "bind", Options: []string{"rbind", "ro"}})
+	}
+}
+
+// TestStdinSurvivesSupervisorCrash: a container's open stdin does not
+// end (EOF) because its supervisor died: the keeper holds a write end
+// until CloseStdin, which still ends it after the crash.
+func TestStdinSurvivesSupervisorCrash(t *testing.T) {
+	c, stateDir := startSupervisor(t)
+	ctx := testCtx(t)
+	logPath := filepath.Join(t.TempDir(), "c.log")
+	st := run(t, c, "stdin", v1.CreateRequest{Bundle: bundle(t, "stdin", "cat; echo eof; exit 4"), LogPath: logPath, Stdin: true})
+	v, err := c.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := testsupport.CrashSupervisor(t, stateDir, v.KeeperPid, v.Pid)
+	time.Sleep(500 * time.Millisecond)
+	if !pidAlive(st.Pid) {
+		t.Fatal("the container's stdin ended with its supervisor")
+	}
+	end()
+	c2 := ensure(t, stateDir)
+	if err := c2.CloseStdin(ctx, "stdin"); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, c2, "stdin"); e.ExitCode != 4 {
+		t.Fatalf("exit %+v, want 4 (cat read EOF after CloseStdin)", e)
+	}
+	if got := messages(readLog(t, logPath), "stdout"); !slices.Equal(got, []string{"eof"}) {
+		t.Fatalf("log %q", got)
 	}
 }
 
@@ -239,7 +287,8 @@ func TestOCIRuntime(t *testing.T) {
 }
 
 // TestNoLeaks: 50 create/start/exit/delete cycles leave the supervisor's
-// descriptor and goroutine counts where they were.
+// descriptor and goroutine counts where they were, and the keeper's
+// descriptors (its output holds).
 func TestNoLeaks(t *testing.T) {
 	c, _ := startSupervisor(t)
 	ctx := testCtx(t)
@@ -259,6 +308,15 @@ func TestNoLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v, err := c.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeperFDs := func() int {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", v.KeeperPid))
+		return len(fds)
+	}
+	keeperBefore := keeperFDs()
 	for i := 0; i < 50; i++ {
 		cycle()
 	}
@@ -270,13 +328,17 @@ func TestNoLeaks(t *testing.T) {
 		if after, err = c.Stats(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if after.OpenFDs <= before.OpenFDs || time.Now().After(deadline) {
+		if after.OpenFDs <= before.OpenFDs && keeperFDs() <= keeperBefore || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if after.OpenFDs > before.OpenFDs || after.Goroutines > before.Goroutines+2 || after.Containers != 0 {
 		t.Fatalf("leak: before %+v after %+v", before, after)
+	}
+	// Every output hold the keeper was given was dropped.
+	if n := keeperFDs(); n > keeperBefore {
+		t.Fatalf("keeper descriptors: %d before, %d after", keeperBefore, n)
 	}
 	if n := len(messages(readLog(t, logPath), "stdout")); n != 51 {
 		t.Fatalf("log has %d lines, want 51", n)

@@ -35,15 +35,25 @@ func TestSupervisorCrashLosesNothing(t *testing.T) {
 func testSupervisorCrash(t *testing.T, killBerthd bool) {
 	e := newPodEnv(t, "keeper")
 	ctx := context.Background()
+	// The containers wait for gates (files the test makes in a mounted
+	// directory) to end in the outage or after it, whatever the load.
+	gate := t.TempDir()
+	open := func(name string) {
+		if err := os.WriteFile(filepath.Join(gate, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sh := func(name, script string) *runtimeapi.ContainerConfig {
-		return e.containerConfig(name, "sh", "-c", script)
+		cfg := e.containerConfig(name, "sh", "-c", script)
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/gate", HostPath: gate, Readonly: true}}
+		return cfg
 	}
 	before := e.run(t, sh("before", "echo b0; echo b1; exit 7"))
 	e.waitExit(t, before)
 	t0 := time.Now()
-	during := e.run(t, sh("during", "echo d0; sleep 0.6; echo d1; echo d2 >&2; exit 3"))
+	during := e.run(t, sh("during", "echo d0; until [ -e /gate/during ]; do sleep 0.02; done; echo d1; echo d2 >&2; exit 3"))
 	killed := e.run(t, sh("killed", "echo k0; exec sleep 1000"))
-	after := e.run(t, sh("after", `i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); sleep 0.05; done; exit 5`))
+	after := e.run(t, sh("after", `i=0; until [ -e /gate/after ]; do echo line$i; i=$((i+1)); sleep 0.05; done; exit 5`))
 	st, err := e.rt.ContainerStatus(ctx, killed, true)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +68,9 @@ func testSupervisorCrash(t *testing.T, killBerthd bool) {
 		e.d.Cmd.Process.Signal(syscall.SIGKILL)
 		<-e.d.Exited
 	}
+	crash := time.Now()
 	end := testsupport.CrashSupervisor(t, filepath.Join(e.d.Dir, "run"), keeper, sup)
+	open("during")
 	time.Sleep(300 * time.Millisecond)
 	killedAt := time.Now()
 	syscall.Kill(killedPid, syscall.SIGKILL)
@@ -70,6 +82,9 @@ func testSupervisorCrash(t *testing.T, killBerthd bool) {
 		e.d.WaitReady()
 		e.rt = e.d.RuntimeClient()
 	}
+	// After a supervisor answers again: berthd's start waits for one.
+	harness.WaitFor(t, "a supervisor", 20*time.Second, func() bool { return e.d.SupervisorPID() != 0 })
+	open("after")
 
 	check := func(name, id string, code int32, from, to time.Time, stdout, stderr []string) {
 		t.Helper()
@@ -92,13 +107,15 @@ func testSupervisorCrash(t *testing.T, killBerthd bool) {
 			t.Errorf("%s: stdout %q stderr %q, want %q and %q", name, out, errs, stdout, stderr)
 		}
 	}
+	check("before", before, 7, time.Time{}, t0, []string{"b0", "b1"}, nil)
+	check("during", during, 3, crash, outageEnd, []string{"d0", "d1"}, []string{"d2"})
+	check("killed", killed, 137, killedAt, outageEnd, []string{"k0"}, nil)
+	// Numbered lines from before, during and after the outage, each once.
+	n := len(logLines(t, e.waitExit(t, after).LogPath))
 	var lines []string
-	for i := range 60 {
+	for i := range n {
 		lines = append(lines, fmt.Sprintf("line%d", i))
 	}
-	check("before", before, 7, time.Time{}, t0, []string{"b0", "b1"}, nil)
-	check("during", during, 3, t0.Add(600*time.Millisecond), outageEnd, []string{"d0", "d1"}, []string{"d2"})
-	check("killed", killed, 137, killedAt, outageEnd, []string{"k0"}, nil)
 	check("after", after, 5, outageEnd, time.Now(), lines, nil)
 	if killBerthd {
 		return
