@@ -149,10 +149,10 @@ func isKeeper(pid int) bool {
 // or running container.
 func (d *Daemon) SupervisedPIDs() []int {
 	sup := d.SupervisorPID()
-	var pids []int
-	if sup != 0 {
-		pids = childrenOf(sup)
+	if sup == 0 {
+		return nil
 	}
+	pids := childrenOf(sup)
 	if k := d.KeeperPID(); k != 0 {
 		for _, pid := range childrenOf(k) {
 			if pid != sup {
