@@ -14,8 +14,9 @@ import (
 // recover loads every container directory and re-adopts live containers.
 // After an upgrade they are still our children (their exits stay exact) and
 // terminal containers get their handed-over pty masters back; after a
-// restart they are not our children, an exit is then reported as unknown,
-// and a terminal container has no master any more (console.go).
+// restart they are not our children (the keeper above us reaps them and
+// records their exits, which watch reads), and a terminal container has no
+// master any more (console.go).
 func (s *Server) recover() error {
 	dir := filepath.Join(s.dir, "containers")
 	entries, err := os.ReadDir(dir)
