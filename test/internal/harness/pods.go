@@ -116,21 +116,30 @@ func (d *Daemon) countTempFiles() int {
 }
 
 // SupervisorPID is the pid of the supervisor of d's state dir, or 0 when
-// none runs.
+// none runs: the pid its lock file names, if that process still is one of
+// d's supervisors (a berth-supervisor just started by berthd's watchdog,
+// which gives way at once, must not pass for it).
 func (d *Daemon) SupervisorPID() int {
-	for _, pid := range d.supervisors() {
-		if !isKeeper(pid) {
-			return pid
-		}
-	}
-	return 0
+	return d.lockHolder("supervisor.lock", false)
 }
 
 // KeeperPID is the pid of the keeper above d's supervisor, or 0 when none
 // runs.
 func (d *Daemon) KeeperPID() int {
-	for _, pid := range d.supervisors() {
-		if isKeeper(pid) {
+	return d.lockHolder("keeper.lock", true)
+}
+
+// lockHolder reads the pid in <state dir>/supervisor/<name> and returns it
+// if it is one of d's supervisor processes (a keeper or not, as keeper
+// says), else the first such process found (0 if none).
+func (d *Daemon) lockHolder(name string, keeper bool) int {
+	sups := d.supervisors()
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", name))
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && slices.Contains(sups, pid) && isKeeper(pid) == keeper {
+		return pid
+	}
+	for _, pid := range sups {
+		if isKeeper(pid) == keeper {
 			return pid
 		}
 	}
