@@ -106,19 +106,28 @@ func SweepExits(dir string, keep func(name string) bool) {
 // ticks since boot): a pid plus its start time names one process, even
 // after the pid is reused. A zombie still has it.
 func StartTime(pid int) (uint64, error) {
+	_, start, err := Stat(pid)
+	return start, err
+}
+
+// Stat returns the parent pid (field 4) and start time (field 22) of
+// /proc/<pid>/stat.
+func Stat(pid int) (ppid int, start uint64, err error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// comm (field 2) may contain spaces and parentheses: cut at the last ')'.
 	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat of %d", pid)
-	}
 	fields := strings.Fields(string(data[i+1:]))
 	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed stat of %d", pid)
+	if i < 0 || len(fields) < 20 {
+		return 0, 0, fmt.Errorf("malformed stat of %d", pid)
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	ppid, err1 := strconv.Atoi(fields[1])
+	start, err2 := strconv.ParseUint(fields[19], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("malformed stat of %d: %w", pid, err)
+	}
+	return ppid, start, nil
 }

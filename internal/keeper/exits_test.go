@@ -75,6 +75,9 @@ func TestStartTime(t *testing.T) {
 	if b, _ := StartTime(os.Getpid()); b != a {
 		t.Errorf("start time changed: %d %d", a, b)
 	}
+	if ppid, start, err := Stat(os.Getpid()); err != nil || ppid != os.Getppid() || start != a {
+		t.Errorf("stat: parent %d start %d %v, want %d %d", ppid, start, err, os.Getppid(), a)
+	}
 	if _, err := StartTime(1 << 30); err == nil {
 		t.Error("no such process: no error")
 	}

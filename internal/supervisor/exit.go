@@ -128,24 +128,30 @@ func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err erro
 }
 
 // keeperWaitLimit bounds the wait for the keeper's record of a process it
-// reaps: it writes the record before it reaps, at once, so the limit only
-// matters for a zombie that some other parent leaves unreaped.
+// is about to reap (it writes the record, then reaps, at once).
 const keeperWaitLimit = 30 * time.Second
 
 // keeperExit returns the exit the keeper recorded for the process pid
 // that started at start, once the process has ended. The keeper records
 // an exit before it reaps the process, so a process gone from /proc
-// without a record was reaped by someone else (init, the keeper being
-// dead): an error wrapping keeper.ErrNoExit then.
+// without a record was reaped by someone else, and one whose parent is
+// not our keeper (init: the keeper was killed) never gets a record: an
+// error wrapping keeper.ErrNoExit then, at once.
 func (s *Server) keeperExit(pid int, start uint64) (unix.WaitStatus, time.Time, error) {
+	ours := 0 // our keeper's pid
+	if s.keeper != nil {
+		ours = os.Getppid()
+	}
 	deadline := time.Now().Add(keeperWaitLimit)
 	for {
 		ws, at, err := keeper.ReadExit(s.exits, pid, start)
 		if !errors.Is(err, keeper.ErrNoExit) {
 			return ws, at, err
 		}
-		if st, serr := startTime(pid); serr != nil || st != start {
-			// Gone: the record, if any, was written before.
+		ppid, st, serr := keeper.Stat(pid)
+		if serr != nil || st != start || ppid != ours {
+			// Gone (the record, if any, was written before) or not our
+			// keeper's to record.
 			return keeper.ReadExit(s.exits, pid, start)
 		}
 		if time.Now().After(deadline) {
