@@ -82,6 +82,24 @@ func (s *Server) recover() error {
 	return nil
 }
 
+// keeperSweepInterval spaces the sweeps of the keeper's exit records after
+// the one at start: what a dead supervisor's other processes (an exec's)
+// leave may end, and be recorded, long after.
+const keeperSweepInterval = 10 * time.Minute
+
+func (s *Server) sweepKeeperExitsEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.sweepKeeperExits()
+		}
+	}
+}
+
 // sweepKeeperExits removes the keeper's exit records that name no
 // container's init: the exits of other processes a dead supervisor left
 // (an exec's, a runtime's helper), which nobody will ask for. A record

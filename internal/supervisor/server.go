@@ -182,6 +182,7 @@ func (s *Server) Serve() error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.reapOrphans(stop)
+	go s.sweepKeeperExitsEvery(keeperSweepInterval, stop)
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
