@@ -28,31 +28,46 @@ import (
 	"github.com/berth-cri/berth/internal/version"
 )
 
+// options are the command line's.
+type options struct {
+	stateDir, cgroup, scope string
+	debug, noKeeper         bool
+}
+
+func parseFlags(args []string) options {
+	var o options
+	fs := flag.NewFlagSet("berth-supervisor", flag.ExitOnError)
+	fs.StringVar(&o.stateDir, "state-dir", "/run/berth", "berth state directory (config state_dir)")
+	fs.StringVar(&o.cgroup, "cgroup", "berth-supervisor", "cgroup (below each hierarchy's root) to move into at start; empty: stay")
+	fs.StringVar(&o.scope, "systemd-scope", "", "transient systemd scope (in system.slice) to move into at start instead of --cgroup (the systemd cgroup driver)")
+	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.BoolVar(&o.noKeeper, "no-keeper", false, "run the supervisor alone, without the keeper above it: a supervisor crash then loses the exits and unread output of its containers")
+	fs.Parse(args)
+	return o
+}
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		// libcontainer re-executes us as a container's "runc init".
 		libcontainer.Init()
 		return // not reached
 	}
+	o := parseFlags(os.Args[1:])
+	if keeperMode(o) {
+		os.Exit(runKeeper(o))
+	}
 	exe, err := runSealed()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-supervisor: %v\n", err)
 		os.Exit(1)
 	}
-	fs := flag.NewFlagSet("berth-supervisor", flag.ExitOnError)
-	stateDir := fs.String("state-dir", "/run/berth", "berth state directory (config state_dir)")
-	cgroup := fs.String("cgroup", "berth-supervisor", "cgroup (below each hierarchy's root) to move into at start; empty: stay")
-	scope := fs.String("systemd-scope", "", "transient systemd scope (in system.slice) to move into at start instead of --cgroup (the systemd cgroup driver)")
-	debug := fs.Bool("debug", false, "debug logging")
-	fs.Parse(os.Args[1:])
-
 	level := slog.LevelInfo
-	if *debug {
+	if o.debug {
 		level = slog.LevelDebug
 	}
-	logPath := filepath.Join(*stateDir, "supervisor", "supervisor.log")
+	logPath := filepath.Join(o.stateDir, "supervisor", "supervisor.log")
 	log := slog.New(slog.NewTextHandler(newRotatingLog(2, logPath, maxLogBytes), &slog.HandlerOptions{Level: level}))
-	if err := run(log, exe, *stateDir, *cgroup, *scope); err != nil {
+	if err := run(log, exe, o.stateDir, o.cgroup, o.scope); err != nil {
 		log.Error("supervisor failed", "err", err)
 		os.Exit(1)
 	}
@@ -107,21 +122,9 @@ func runSealed() (string, error) {
 }
 
 func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
-	if scope != "" {
-		if err := joinScope(scope); err != nil {
-			// Still better than staying in berthd's service, which a
-			// restart of berthd would stop, us with it.
-			log.Warn("could not move into own systemd scope; using a cgroup of its own", "scope", scope, "err", err)
-			cgroup = "berth-supervisor"
-		} else {
-			cgroup = ""
-		}
-	}
-	if cgroup != "" {
-		if err := joinCgroup(cgroup); err != nil {
-			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)
-		}
-	}
+	// Under a keeper this is already done (the keeper moved itself before
+	// starting us): both steps then find us where we should be.
+	joinOwnCgroup(log, cgroup, scope)
 	// The supervisor outlives terminals and its parent: never die of SIGHUP
 	// or SIGPIPE. SIGTERM/SIGINT end it; containers keep running and a new
 	// supervisor re-adopts them. The two are caught and dropped, not
@@ -144,6 +147,27 @@ func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
 	}
 	log.Info("supervisor serving", "pid", os.Getpid(), "socket", supervisor.SocketPath(stateDir), "version", version.Version)
 	return srv.Serve()
+}
+
+// joinOwnCgroup moves this process out of berthd's cgroup, whose stop or
+// restart would take it along: into the systemd scope, else the cgroup of
+// its own. Failures are logged: running on is better than not running.
+func joinOwnCgroup(log *slog.Logger, cgroup, scope string) {
+	if scope != "" {
+		if err := joinScope(scope); err != nil {
+			// Still better than staying in berthd's service, which a
+			// restart of berthd would stop, us with it.
+			log.Warn("could not move into own systemd scope; using a cgroup of its own", "scope", scope, "err", err)
+			cgroup = "berth-supervisor"
+		} else {
+			cgroup = ""
+		}
+	}
+	if cgroup != "" {
+		if err := joinCgroup(cgroup); err != nil {
+			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)
+		}
+	}
 }
 
 // dropSignals catches sigs for the life of the process and discards them.

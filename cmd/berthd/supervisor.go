@@ -119,11 +119,14 @@ func supervisorBinary() (string, error) {
 // answers.
 const supervisorCheckInterval = time.Second
 
-// watchSupervisor restarts the supervisor when it stops answering (it
-// crashed or was killed): the new one re-adopts the running containers and
-// reports the exits it could not observe as Unknown, and berthd's exit
-// watchers, which retry, pick those up. Each successful restart is counted
-// in m. It runs until ctx ends.
+// watchSupervisor starts the supervisor again when it stops answering. A
+// supervisor that dies is started again by the keeper above it within
+// milliseconds, with every exit and output line kept (internal/keeper);
+// this covers the keeper's death too: the new keeper's supervisor
+// re-adopts the running containers and reports the exits nobody could
+// observe as Unknown, and berthd's exit watchers, which retry, pick those
+// up. A start that finds a keeper running gives way to it. Each successful
+// restart is counted in m. It runs until ctx ends.
 func watchSupervisor(ctx context.Context, log logrus.FieldLogger, stateDir string, driver cgroupdriver.Driver, m *metrics.Metrics) {
 	c := client.New(stateDir)
 	t := time.NewTicker(supervisorCheckInterval)

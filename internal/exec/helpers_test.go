@@ -72,7 +72,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	testEnv.supPid = v.Pid
-	defer syscall.Kill(v.Pid, syscall.SIGTERM)
+	defer testsupport.StopSupervisor(v.Pid, v.KeeperPid)
 	code := m.Run()
 	if log, _ := os.ReadFile(filepath.Join(stateDir, "supervisor", "supervisor.log")); strings.Contains(string(log), "panic") {
 		fmt.Printf("supervisor log:\n%s", log)

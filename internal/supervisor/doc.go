@@ -16,6 +16,8 @@
 //	                         (a terminal container has none of the three: its
 //	                         pty master is held in memory, console.go)
 //	upgrade.json             hand-over note of an in-place upgrade
+//	keeper.lock              flock held by the keeper above the supervisor
+//	exits/<pid>-<start>      exits the keeper recorded (internal/keeper)
 //
 // What survives what:
 //   - berthd crashing or upgrading: everything; nothing here depends on it.
@@ -27,10 +29,13 @@
 //     (see fifo.go for the SIGPIPE reasoning); a terminal container's
 //     terminal is hung up, since its master dies with us: SIGHUP ends it
 //     unless its init is a PID-namespace init, which keeps running with a
-//     dead terminal (console.go). A restart re-adopts them through pidfds, checked
-//     against pid reuse with the process start time; since they were
-//     reparented, their exit status cannot be read any more and is reported
-//     as 255/"Unknown" with the time the loss was noticed.
+//     dead terminal (console.go). They are reparented to the keeper above us
+//     (internal/keeper), which starts the next supervisor, records each of
+//     their exits before reaping it and holds their FIFOs open. The restart
+//     re-adopts them through pidfds, checked against pid reuse with the
+//     process start time, and reads their exits from the keeper's records:
+//     exact. Only where no keeper saw an exit (it was killed too) is it
+//     reported as 255/"Unknown" with the time the loss was noticed.
 //
 // The binary must stay small: this package must not import grpc, cri-api,
 // registry or CNI code (cmd/berth-supervisor/deps_test.go checks), which is

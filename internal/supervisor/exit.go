@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
 // logDrainTimeout bounds how long an exit waits for the container's output
@@ -39,6 +40,19 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 		}
 	}
 	finished := time.Now()
+	if !exact && err == nil {
+		// Not our child: a supervisor before us started it, and the keeper
+		// above us both reaped it and recorded how it ended.
+		c.mu.Lock()
+		pid, start := c.rec.Pid, c.rec.PidStartTime
+		c.mu.Unlock()
+		if ks, at, kerr := s.keeperExit(pid, start); kerr == nil {
+			status, exact, finished = ks, true, at
+			defer keeper.RemoveExit(s.exits, pid, start)
+		} else {
+			s.log.Warn("nobody recorded the exit of a re-adopted container; reporting an unknown exit", "id", c.rec.ID, "pid", pid, "err", kerr)
+		}
+	}
 	// Read the OOM counters now, before the output drains (up to
 	// logDrainTimeout): a systemd scope's cgroup, and its memory.events
 	// with it, is removed soon after its last process is gone.
@@ -111,6 +125,40 @@ func waitExit(pidfd *os.File, pid int) (ws unix.WaitStatus, exact bool, err erro
 		return 0, false, werr
 	}
 	return ws, true, nil
+}
+
+// keeperWaitLimit bounds the wait for the keeper's record of a process it
+// is about to reap (it writes the record, then reaps, at once).
+const keeperWaitLimit = 30 * time.Second
+
+// keeperExit returns the exit the keeper recorded for the process pid
+// that started at start, once the process has ended. The keeper records
+// an exit before it reaps the process, so a process gone from /proc
+// without a record was reaped by someone else, and one whose parent is
+// not our keeper (init: the keeper was killed) never gets a record: an
+// error wrapping keeper.ErrNoExit then, at once.
+func (s *Server) keeperExit(pid int, start uint64) (unix.WaitStatus, time.Time, error) {
+	ours := 0 // our keeper's pid
+	if s.keeper != nil {
+		ours = os.Getppid()
+	}
+	deadline := time.Now().Add(keeperWaitLimit)
+	for {
+		ws, at, err := keeper.ReadExit(s.exits, pid, start)
+		if !errors.Is(err, keeper.ErrNoExit) {
+			return ws, at, err
+		}
+		ppid, st, serr := keeper.Stat(pid)
+		if serr != nil || st != start || ppid != ours {
+			// Gone (the record, if any, was written before) or not our
+			// keeper's to record.
+			return keeper.ReadExit(s.exits, pid, start)
+		}
+		if time.Now().After(deadline) {
+			return 0, time.Time{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // exitFromStatus applies containerd's conventions: a signal death is

@@ -107,7 +107,12 @@ func stopAll(t *testing.T, c *client.Client) {
 	if err != nil {
 		return
 	}
-	syscall.Kill(v.Pid, syscall.SIGTERM)
+	// The keeper passes SIGTERM on and ends with its supervisor; a
+	// supervisor signalled alone would be started again.
+	testsupport.StopSupervisor(v.Pid, v.KeeperPid)
+	if v.KeeperPid != 0 {
+		waitGone(t, v.KeeperPid)
+	}
 	waitGone(t, v.Pid)
 }
 

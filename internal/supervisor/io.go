@@ -106,6 +106,20 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			// ENXIO means the container (the only reader) is gone: nothing to hold.
 			stdinW, _ = openStdinHolder(c.path("stdin"))
 		}
+		// The keeper holds the FIFOs too, so that what the container writes
+		// while no supervisor reads survives our death (also its own), and
+		// its stdin stays open (no end of file) until CloseStdin.
+		err := s.keeper.Hold(c.dir, readers)
+		switch {
+		case err == nil && stdinW != nil:
+			err = s.keeper.Hold(c.path("stdin"), []*os.File{stdinW})
+		case err == nil && rec.Stdin:
+			// Closed (a CloseStdin whose drop a crash may have lost).
+			err = s.keeper.Drop(c.path("stdin"))
+		}
+		if err != nil {
+			s.log.Warn("the keeper cannot hold the container's stdio", "id", rec.ID, "err", err)
+		}
 	}
 	ioDone, waitDone := make(chan struct{}), make(chan struct{})
 	c.mu.Lock()
@@ -114,14 +128,15 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 	c.mu.Unlock()
 
 	streams := [...]crilog.Stream{crilog.Stdout, crilog.Stderr}
-	left := make(chan struct{}, len(readers))
+	// Each reader reports whether it read to the end (no writer left: the
+	// pipe will never yield anything more), not stopped by a detach.
+	left := make(chan bool, len(readers))
 	for i, f := range readers {
 		w := crilog.NewStreamWriter(log, streams[i], rec.MaxLogLineSize)
 		if rec.Terminal {
 			w = crilog.NewTerminalWriter(log, rec.MaxLogLineSize)
 		}
 		go func() {
-			defer func() { left <- struct{}{} }()
 			var r io.Reader = f
 			if rec.Terminal {
 				r = ttyReader{f}
@@ -129,6 +144,7 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			tee := &teeReader{r: r, c: c, stream: byte(i + 1)} // FrameStdout, FrameStderr
 			err := copyOutput(w, f, tee)
 			stopped := errors.Is(err, os.ErrDeadlineExceeded)
+			defer func() { left <- err == nil }()
 			if err != nil && !stopped {
 				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
 			}
@@ -144,8 +160,12 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 		}()
 	}
 	go func() {
+		ended := true
 		for range readers {
-			<-left
+			ended = <-left && ended
+		}
+		if ended && !rec.Terminal {
+			s.dropHolds(c)
 		}
 		// Output is complete (EOF) or handed over: the log file is done.
 		log.Close()
@@ -157,6 +177,13 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 		s.watch(c, pidfd, waitDone)
 	}()
 	return nil
+}
+
+// dropHolds tells the keeper to let go of c's FIFOs: its output ended, or
+// it is deleted.
+func (s *Server) dropHolds(c *container) {
+	s.keeper.Drop(c.dir)
+	s.keeper.Drop(c.path("stdin"))
 }
 
 // closeConsole closes a terminal container's pty master, if still open.

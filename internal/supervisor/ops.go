@@ -331,6 +331,9 @@ func (s *Server) delete(ctx context.Context, id string) error {
 	// Output readers may still run if a leftover process held the pipes.
 	c.detach()
 	c.closeConsole()
+	// Before the directory goes: a keeper that misses this (we die now)
+	// drops the hold itself when it finds the directory gone.
+	s.dropHolds(c)
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
@@ -364,7 +367,9 @@ func (s *Server) closeStdin(id string) error {
 	if err != nil {
 		return err
 	}
-	return c.closeStdin()
+	err = c.closeStdin()
+	s.keeper.Drop(c.path("stdin")) // or the container would never read its end
+	return err
 }
 
 // closeStdin closes the container's stdin for good (stdin_once): without a

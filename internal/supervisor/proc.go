@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,28 +8,13 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
-// startTime returns field 22 of /proc/<pid>/stat (start time in clock ticks
-// since boot): a pid plus its start time names one process, even after the
-// pid is reused.
-func startTime(pid int) (uint64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// comm (field 2) may contain spaces and parentheses: cut at the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat of %d", pid)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed stat of %d", pid)
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
-}
+// startTime: a pid plus its start time names one process, even after the
+// pid is reused (the keeper names its exit records so).
+var startTime = keeper.StartTime
 
 // openPidfd opens a non-blocking pidfd for pid if it still is the process
 // that started at start, nil (no error) if that process is gone. A pidfd taken

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
 // recover loads every container directory and re-adopts live containers.
 // After an upgrade they are still our children (their exits stay exact) and
 // terminal containers get their handed-over pty masters back; after a
-// restart they are not our children, an exit is then reported as unknown,
-// and a terminal container has no master any more (console.go).
+// restart they are not our children (the keeper above us reaps them and
+// records their exits, which watch reads), and a terminal container has no
+// master any more (console.go).
 func (s *Server) recover() error {
 	dir := filepath.Join(s.dir, "containers")
 	entries, err := os.ReadDir(dir)
@@ -28,7 +30,10 @@ func (s *Server) recover() error {
 		cdir := filepath.Join(dir, e.Name())
 		rec, err := loadRecord(cdir)
 		if errors.Is(err, os.ErrNotExist) {
-			// A create that crashed before its first write: nothing ran.
+			// A create that crashed before its first write (nothing ran),
+			// or a delete half done.
+			s.keeper.Drop(cdir)
+			s.keeper.Drop(filepath.Join(cdir, "stdin"))
 			os.RemoveAll(cdir)
 			continue
 		}
@@ -49,6 +54,8 @@ func (s *Server) recover() error {
 		if exit != nil {
 			c.exit = exit
 			close(c.exited)
+			// Its output was read to the end before the exit was recorded.
+			s.dropHolds(c)
 			// Its output ended before the upgrade (or nobody waits for it
 			// any more): a handed-over terminal has no use.
 			c.closeConsole()
@@ -71,7 +78,44 @@ func (s *Server) recover() error {
 		console.Close()
 	}
 	s.consoles = nil
+	s.sweepKeeperExits()
 	return nil
+}
+
+// keeperSweepInterval spaces the sweeps of the keeper's exit records after
+// the one at start: what a dead supervisor's other processes (an exec's)
+// leave may end, and be recorded, long after.
+const keeperSweepInterval = 10 * time.Minute
+
+func (s *Server) sweepKeeperExitsEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			s.sweepKeeperExits()
+		}
+	}
+}
+
+// sweepKeeperExits removes the keeper's exit records that name no
+// container's init: the exits of other processes a dead supervisor left
+// (an exec's, a runtime's helper), which nobody will ask for. A record
+// that names one is removed once its exit is recorded (watch).
+func (s *Server) sweepKeeperExits() {
+	inits := map[string]bool{}
+	s.mu.Lock()
+	for _, c := range s.containers {
+		c.mu.Lock()
+		if c.rec.Pid != 0 {
+			inits[keeper.ExitName(c.rec.Pid, c.rec.PidStartTime)] = true
+		}
+		c.mu.Unlock()
+	}
+	s.mu.Unlock()
+	keeper.SweepExits(s.exits, func(name string) bool { return inits[name] })
 }
 
 // adopt reattaches a container that had no exit recorded: its init, if it

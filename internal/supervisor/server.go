@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
 // Config is what the supervisor needs to run.
@@ -72,6 +73,11 @@ type Server struct {
 
 	// kmsg is the kernel log's account of OOM kills (kmsgoom.go).
 	kmsg *kernelOOMs
+	// keeper is the hold channel to the keeper above us (nil: none, and
+	// then nothing outlives a crash of ours); exits is where it records
+	// the exits of the processes it reaped.
+	keeper *keeper.Conn
+	exits  string
 }
 
 // SocketPath is where the supervisor of stateDir listens.
@@ -95,6 +101,8 @@ func New(cfg Config) (*Server, error) {
 		containers: map[string]*container{},
 		resume:     make(chan struct{}),
 		kmsg:       newKernelOOMs(),
+		keeper:     keeper.ConnFromEnv(),
+		exits:      keeper.ExitsDir(cfg.StateDir),
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
 		v1.RuntimeLibcontainer: &libcontainerRuntime{},
@@ -177,6 +185,7 @@ func (s *Server) Serve() error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.reapOrphans(stop)
+	go s.sweepKeeperExitsEvery(keeperSweepInterval, stop)
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -295,7 +304,7 @@ func readFirst(conn *net.UnixConn) ([]byte, []*os.File, error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*(maxRequestFiles+1)))
 	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
-	files := parseRights(oob[:oobn])
+	files := keeper.ParseRights(oob[:oobn])
 	if err == nil && (flags&unix.MSG_CTRUNC != 0 || len(files) > maxRequestFiles) {
 		err = errors.New("too many descriptors")
 	}
@@ -303,26 +312,6 @@ func readFirst(conn *net.UnixConn) ([]byte, []*os.File, error) {
 		return nil, files, err
 	}
 	return buf[:n], files, nil
-}
-
-// parseRights returns the descriptors of SCM_RIGHTS messages as files.
-func parseRights(oob []byte) []*os.File {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var files []*os.File
-	for i := range msgs {
-		fds, err := unix.ParseUnixRights(&msgs[i])
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			unix.CloseOnExec(fd) // Go sets MSG_CMSG_CLOEXEC; be sure regardless
-			files = append(files, os.NewFile(uintptr(fd), "received"))
-		}
-	}
-	return files
 }
 
 func encodeResponse(resp *v1.Response) ([]byte, error) {
@@ -346,6 +335,9 @@ func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error)
 	switch req.Op {
 	case v1.OpVersion:
 		resp.Version = &v1.VersionInfo{Protocol: v1.Version, Binary: s.cfg.BinaryVersion, Pid: os.Getpid(), BootID: s.bootID, File: s.cfg.ExecutableFile}
+		if s.keeper != nil {
+			resp.Version.KeeperPid = os.Getppid()
+		}
 	case v1.OpStats:
 		resp.Stats = s.stats()
 	case v1.OpList:

@@ -179,9 +179,9 @@ func TestTerminalUpgradeKeepsEveryLogLine(t *testing.T) {
 // TestTerminalSupervisorKilled pins the documented cost of kill -9 for
 // terminal containers: the master dies with the supervisor and the terminal
 // is hung up. A container init in its own PID namespace ignores the SIGHUP
-// (the kernel delivers no default-action signal to a namespace init), keeps
-// running without a terminal, and its exit is reported as unknown; without a
-// PID namespace the shell dies of SIGHUP, also reported as unknown. (The
+// (the kernel delivers no default-action signal to a namespace init) and
+// keeps running without a terminal; without a PID namespace the shell dies
+// of SIGHUP. Either exit is exact: the keeper reaped and recorded it. (The
 // second case also pins that containers do not inherit a SIGHUP the
 // supervisor ignores: cmd/berth-supervisor catches it instead.)
 func TestTerminalSupervisorKilled(t *testing.T) {
@@ -189,9 +189,10 @@ func TestTerminalSupervisorKilled(t *testing.T) {
 		name     string
 		opts     []bundleOpt
 		survives bool
+		signal   int
 	}{
-		{"pid-namespace", nil, true},
-		{"host-pid", []bundleOpt{hostPID}, false},
+		{"pid-namespace", nil, true, 9},
+		{"host-pid", []bundleOpt{hostPID}, false, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, stateDir := startSupervisor(t)
@@ -223,8 +224,8 @@ func TestTerminalSupervisorKilled(t *testing.T) {
 				}
 			}
 			e := wait(t, c2, id)
-			if e.ExitCode != 255 || e.Reason != v1.ReasonUnknown {
-				t.Fatalf("exit %+v, want 255/Unknown", e)
+			if e.Signal != tc.signal || e.ExitCode != 128+int32(tc.signal) || e.Reason != v1.ReasonError {
+				t.Fatalf("exit %+v, want signal %d", e, tc.signal)
 			}
 			// What was logged before the kill is intact.
 			checkSequence(t, ttyLines(t, readLog(t, logPath)))

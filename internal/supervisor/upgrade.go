@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/keeper"
 )
 
 // Upgrade re-executes the binary at the same path in the same process, so
@@ -26,6 +27,8 @@ import (
 //   - container output, through the named FIFOs: readers stop at a read
 //     deadline and flush a pending partial line as a P record; unread bytes
 //     stay in the FIFO for the new process;
+//   - the hold channel to the keeper above us, if any, by descriptor (its
+//     number in keeper.FDEnv, as the keeper first gave it);
 //   - terminal containers' pty masters, by descriptor (CLOEXEC cleared,
 //     numbers in upgrade.json by container id): a master has no path to
 //     reopen, and closing it would hang the terminal up. Their readers stop
@@ -33,8 +36,9 @@ import (
 // Exits that happen meanwhile stay unreaped zombies until the new process
 // waits for them, so their status is exact.
 
-// upgradeEnv marks a process started by an upgrade.
-const upgradeEnv = "BERTH_SUPERVISOR_UPGRADE"
+// UpgradeEnv marks a process started by an upgrade (the supervisor's
+// main tells the keeper's start from it).
+const UpgradeEnv = "BERTH_SUPERVISOR_UPGRADE"
 
 type handover struct {
 	ListenFD int    `json:"listen_fd"`
@@ -51,11 +55,11 @@ func (s *Server) handoverPath() string { return filepath.Join(s.dir, "upgrade.js
 // mark (a crash right after writing it) is ignored.
 func (s *Server) takeOver() (bool, error) {
 	path := s.handoverPath()
-	if os.Getenv(upgradeEnv) == "" {
+	if os.Getenv(UpgradeEnv) == "" {
 		os.Remove(path)
 		return false, nil
 	}
-	os.Unsetenv(upgradeEnv)
+	os.Unsetenv(UpgradeEnv)
 	data, err := os.ReadFile(path)
 	os.Remove(path)
 	if err != nil {
@@ -160,6 +164,11 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 	// Every descriptor to inherit, close-on-exec cleared below and set again
 	// if the exec fails.
 	inherit := []int{lnFD, lockFD}
+	env := append(os.Environ(), UpgradeEnv+"=1")
+	if fd := s.keeper.FD(); fd >= 0 {
+		inherit = append(inherit, fd)
+		env = append(env, fmt.Sprintf("%s=%d", keeper.FDEnv, fd))
+	}
 	for _, c := range cs {
 		console := c.terminal()
 		if console == nil {
@@ -192,7 +201,6 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 	}
 	writeResponse(conn, &v1.Response{Upgrading: true})
 	s.log.Info("upgrading in place", "executable", s.cfg.Executable)
-	env := append(os.Environ(), upgradeEnv+"=1")
 	err = unix.Exec(s.cfg.Executable, s.cfg.Args, env)
 	restore()
 	os.Remove(s.handoverPath())

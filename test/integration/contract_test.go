@@ -83,10 +83,11 @@ func TestLargeMessages(t *testing.T) {
 	}
 }
 
-// TestUnobservedExitIsUnknown kills the supervisor, then the container
-// while no supervisor runs: its exit status is lost, and it must be
-// reported as 255/Unknown, never 0 (CRI-CONTRACT). berthd restarts the
-// supervisor by itself.
+// TestUnobservedExitIsUnknown kills the keeper and the supervisor, then
+// the container while neither runs: its exit status is lost, and it must
+// be reported as 255/Unknown, never 0 (CRI-CONTRACT). berthd restarts the
+// keeper and supervisor by itself. (A supervisor killed alone loses
+// nothing: TestSupervisorCrashLosesNothing.)
 func TestUnobservedExitIsUnknown(t *testing.T) {
 	e := newPodEnv(t, "unobserved")
 	id := e.run(t, e.containerConfig("victim", "sleep", "1000"))
@@ -94,7 +95,8 @@ func TestUnobservedExitIsUnknown(t *testing.T) {
 	st, _ := e.rt.ContainerStatus(ctx, id, true)
 	pid := infoPid(t, st.Info["info"])
 
-	sup := supervisorPid(t, e.d)
+	keeper, sup := e.d.KeeperPID(), supervisorPid(t, e.d)
+	syscall.Kill(keeper, syscall.SIGKILL)
 	syscall.Kill(sup, syscall.SIGKILL)
 	harness.WaitFor(t, "the supervisor to die", 5*time.Second, func() bool { return syscall.Kill(sup, 0) != nil })
 	syscall.Kill(pid, syscall.SIGKILL)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -41,15 +40,8 @@ func copyFile(t *testing.T, src, dst string) {
 // supervisorPid is the pid of the supervisor serving d.
 func supervisorPid(t *testing.T, d *harness.Daemon) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", "supervisor.pid"))
-	if err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return pid
-		}
-	}
-	out, _ := exec.Command("pgrep", "-f", "berth-supervisor --state-dir "+filepath.Join(d.Dir, "run")).Output()
-	pid, err := strconv.Atoi(strings.Fields(string(out) + " 0")[0])
-	if err != nil || pid == 0 {
+	pid := d.SupervisorPID()
+	if pid == 0 {
 		t.Fatalf("no supervisor for %s", d.Dir)
 	}
 	return pid

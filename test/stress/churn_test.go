@@ -39,6 +39,11 @@ func (d *daemon) count(seen *ids) harness.Counts {
 		c["supervisor fds"] = harness.CountFDs(sup)
 		c["supervisor threads"] = harness.ProcStatus(sup, "Threads")
 	}
+	// The keeper holds each container's output FIFOs until its output
+	// ends or it is deleted: a leaked hold shows here.
+	if k := d.KeeperPID(); k != 0 {
+		c["keeper fds"] = harness.CountFDs(k)
+	}
 	return c
 }
 
@@ -47,7 +52,7 @@ func (d *daemon) count(seen *ids) harness.Counts {
 // are never given back, the heap is returned lazily).
 var slack = map[string]int{
 	"berthd fds": 5, "berthd threads": 16, "berthd RSS MiB": 24, "berthd goroutines": 10,
-	"supervisor fds": 5, "supervisor threads": 8,
+	"supervisor fds": 5, "supervisor threads": 8, "keeper fds": 2,
 }
 
 // within reports whether after is back within slack of before.

@@ -355,6 +355,11 @@ type VersionInfo struct {
 	// file on disk to tell whether an upgrade is due. Empty from
 	// supervisors older than protocol 1.5.
 	File string `json:"file,omitempty"`
+	// KeeperPid is the keeper above the supervisor (the process that
+	// reaps and records the exits of containers a dead supervisor left,
+	// and starts the next one); 0 when the supervisor runs without one.
+	// Stopping berth's supervisor for good is a SIGTERM to the keeper.
+	KeeperPid int `json:"keeper_pid,omitempty"`
 }
 
 // Stats answers OpStats (health and leak checks).

@@ -114,7 +114,7 @@ func startSupervisor(t *testing.T) *client.Client {
 			c.Delete(ctx, st.ID)
 		}
 		if v, err := c.Version(ctx); err == nil {
-			syscall.Kill(v.Pid, syscall.SIGTERM)
+			testsupport.StopSupervisor(v.Pid, v.KeeperPid)
 		}
 	})
 	return c

@@ -55,6 +55,11 @@ berth_stop() {
 		stop_pid berthd "$BERTH_PID"
 		wait "$BERTH_PID" 2>/dev/null || true
 	fi
+	# The keeper first (it passes SIGTERM on and ends with its supervisor):
+	# a supervisor stopped alone is started again by its keeper.
+	for pid in $(pids_matching berth-supervisor "--state-dir $BERTH_DIR/run"); do
+		[[ $(cat "/proc/$pid/comm" 2>/dev/null) == berth-keeper ]] && stop_pid berth-keeper "$pid"
+	done
 	for pid in $(pids_matching berth-supervisor "--state-dir $BERTH_DIR/run"); do
 		stop_pid berth-supervisor "$pid"
 	done

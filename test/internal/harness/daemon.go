@@ -262,6 +262,13 @@ func (d *Daemon) RemovePods() {
 // mounted there.
 func (d *Daemon) cleanupHost() {
 	d.Stop()
+	// The keeper first, and before its children: it would start the
+	// supervisor again.
+	var orphans []int // containers a killed supervisor left to the keeper
+	if k := d.KeeperPID(); k != 0 {
+		orphans = childrenOf(k)
+		syscall.Kill(k, syscall.SIGKILL)
+	}
 	for _, sup := range d.supervisors() {
 		// Its children first: they would outlive it, reparented to init,
 		// when a failed test left pods running.
@@ -269,6 +276,9 @@ func (d *Daemon) cleanupHost() {
 			syscall.Kill(child, syscall.SIGKILL)
 		}
 		syscall.Kill(sup, syscall.SIGKILL)
+	}
+	for _, pid := range orphans {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	// A pause or container re-adopted by a restarted supervisor is not its
 	// child: find whatever still runs in a root under the test's directory.

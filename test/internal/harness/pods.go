@@ -116,25 +116,64 @@ func (d *Daemon) countTempFiles() int {
 }
 
 // SupervisorPID is the pid of the supervisor of d's state dir, or 0 when
-// none runs.
+// none runs: the pid its lock file names, if that process still is one of
+// d's supervisors (a berth-supervisor just started by berthd's watchdog,
+// which gives way at once, must not pass for it).
 func (d *Daemon) SupervisorPID() int {
-	if sups := d.supervisors(); len(sups) > 0 {
-		return sups[0]
+	return d.lockHolder("supervisor.lock", false)
+}
+
+// KeeperPID is the pid of the keeper above d's supervisor, or 0 when none
+// runs.
+func (d *Daemon) KeeperPID() int {
+	return d.lockHolder("keeper.lock", true)
+}
+
+// lockHolder reads the pid in <state dir>/supervisor/<name> and returns it
+// if it is one of d's supervisor processes (a keeper or not, as keeper
+// says), else the first such process found (0 if none).
+func (d *Daemon) lockHolder(name string, keeper bool) int {
+	sups := d.supervisors()
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", name))
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && slices.Contains(sups, pid) && isKeeper(pid) == keeper {
+		return pid
+	}
+	for _, pid := range sups {
+		if isKeeper(pid) == keeper {
+			return pid
+		}
 	}
 	return 0
 }
 
-// SupervisedPIDs are the live (not zombie) children of d's supervisor: one
-// per ready sandbox's pause and per created or running container.
+// isKeeper: pid is a keeper (the same binary, named berth-keeper).
+func isKeeper(pid int) bool {
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(comm)) == "berth-keeper"
+}
+
+// SupervisedPIDs are the live (not zombie) children of d's supervisor and
+// of the keeper above it (containers a killed supervisor left), the
+// supervisor itself aside: one per ready sandbox's pause and per created
+// or running container.
 func (d *Daemon) SupervisedPIDs() []int {
 	sup := d.SupervisorPID()
 	if sup == 0 {
 		return nil
 	}
-	return childrenOf(sup)
+	pids := childrenOf(sup)
+	if k := d.KeeperPID(); k != 0 {
+		for _, pid := range childrenOf(k) {
+			if pid != sup {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
 
-// supervisors are the berth-supervisor processes of d's state dir.
+// supervisors are the berth-supervisor processes (keeper and supervisor)
+// of d's state dir.
 func (d *Daemon) supervisors() []int {
 	stateDir := filepath.Join(d.Dir, "run")
 	var pids []int

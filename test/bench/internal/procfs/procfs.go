@@ -165,3 +165,9 @@ func containsAll(s string, subs []string) bool {
 	}
 	return true
 }
+
+// Comm is the process's name (/proc/<pid>/comm), "" if it is gone.
+func Comm(pid int) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+	return strings.TrimSpace(string(b))
+}

@@ -123,6 +123,22 @@ func (t *Target) PIDs() ([]int, error) {
 	return pids, nil
 }
 
+// HelperUsage returns what the helpers named comm (/proc/<pid>/comm) hold;
+// Procs is 0 when none runs.
+func (t *Target) HelperUsage(comm string) (procfs.Usage, error) {
+	pids, err := t.PIDs()
+	if err != nil {
+		return procfs.Usage{}, err
+	}
+	var named []int
+	for _, pid := range pids[1:] {
+		if procfs.Comm(pid) == comm {
+			named = append(named, pid)
+		}
+	}
+	return procfs.Sum(named)
+}
+
 // Usage returns what the daemon alone, and the daemon with its helpers, hold.
 func (t *Target) Usage() (daemon, all procfs.Usage, err error) {
 	pids, err := t.PIDs()

@@ -20,12 +20,26 @@ var memoryFigures = []Figure{
 	{ID: "mem.procs", Title: "  runtime processes with N pods", Unit: "count"},
 }
 
+// helperFigures are berth's two helper processes apart: the supervisor
+// and the keeper above it (internal/keeper), which must stay small.
+var helperFigures = []Figure{
+	{ID: "mem.helper.supervisor.idle", Title: "berth-supervisor RSS, no pods", Unit: "MiB"},
+	{ID: "mem.helper.keeper.idle", Title: "berth-keeper RSS, no pods", Unit: "MiB"},
+	{ID: "mem.helper.keeper.idle.pss", Title: "  the same in PSS (its clean binary pages split)", Unit: "MiB"},
+	{ID: "mem.helper.supervisor.pods", Title: "berth-supervisor RSS with N pods", Unit: "MiB"},
+	{ID: "mem.helper.keeper.pods", Title: "berth-keeper RSS with N pods", Unit: "MiB"},
+	{ID: "mem.helper.keeper.pods.pss", Title: "  the same in PSS", Unit: "MiB"},
+}
+
 // memory measures what the runtime itself costs per pod: the daemon's
-// growth plus every helper process (containerd's shim per pod, berth's one
-// supervisor), not the pods' own processes (pause, sleep).
+// growth plus every helper process (containerd's shim per pod, berth's
+// supervisor and keeper), not the pods' own processes (pause, sleep).
+// With helpers set it records helperFigures instead, for a runtime that
+// has a berth-keeper (ErrNotApplicable elsewhere).
 type memory struct {
-	cfg  Config
-	pods []*pod
+	cfg     Config
+	pods    []*pod
+	helpers bool
 }
 
 func (w *memory) Setup(ctx context.Context, t *target.Target) error {
@@ -33,6 +47,9 @@ func (w *memory) Setup(ctx context.Context, t *target.Target) error {
 }
 
 func (w *memory) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	if w.helpers {
+		return w.runHelpers(ctx, t, rec)
+	}
 	daemon, idle, err := t.Usage()
 	if err != nil {
 		return err
@@ -57,6 +74,39 @@ func (w *memory) Run(ctx context.Context, t *target.Target, rec Recorder) error 
 	rec.Record("mem.pod.pss", kibToMiB(busy.PSSKiB-idle.PSSKiB)/float64(n))
 	rec.Record("mem.procs", float64(busy.Procs))
 	return nil
+}
+
+func (w *memory) runHelpers(ctx context.Context, t *target.Target, rec Recorder) error {
+	record := func(when string) error {
+		sup, err := t.HelperUsage("berth-superviso") // comm keeps 15 bytes
+		if err != nil {
+			return err
+		}
+		keeper, err := t.HelperUsage("berth-keeper")
+		if err != nil {
+			return err
+		}
+		if keeper.Procs == 0 {
+			return fmt.Errorf("%w: %s runs no berth-keeper", ErrNotApplicable, t.Name)
+		}
+		rec.Record("mem.helper.supervisor."+when, kibToMiB(sup.RSSKiB))
+		rec.Record("mem.helper.keeper."+when, kibToMiB(keeper.RSSKiB))
+		rec.Record("mem.helper.keeper."+when+".pss", kibToMiB(keeper.PSSKiB))
+		return nil
+	}
+	if err := record("idle"); err != nil {
+		return err
+	}
+	for i := range max(w.cfg.MemoryPods, 1) {
+		p, _, _, err := startPod(ctx, t, fmt.Sprintf("helper-mem-%d", i), w.cfg.Image, sleepCmd)
+		if p != nil {
+			w.pods = append(w.pods, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return record("pods")
 }
 
 func (w *memory) Teardown(ctx context.Context, t *target.Target) error {

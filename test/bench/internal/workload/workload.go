@@ -178,6 +178,13 @@ func Table() []Entry {
 			Rounds:      func(c Config) int { return max(c.MemoryRounds, 1) },
 			New:         func(c Config) Workload { return &memory{cfg: c} },
 		},
+		{
+			Name:        "helper-memory",
+			Description: "resident memory of berth's supervisor and of the keeper above it, idle and with N running pods (n/a for a runtime without them)",
+			Figures:     helperFigures,
+			Rounds:      once,
+			New:         func(c Config) Workload { return &memory{cfg: c, helpers: true} },
+		},
 	}
 }
 
