@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nri"
@@ -52,6 +53,7 @@ type daemonParts struct {
 	ready      *server.Readiness
 	network    *network.Manager
 	images     *image.Service
+	policy     *imagepolicy.Enforcer
 	supervisor *client.Client
 	sandboxes  *sandbox.Manager
 	containers *container.Manager
@@ -109,6 +111,15 @@ func serve(configPath string, loaded *config.Loaded) error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	p.policy = imagepolicy.NewEnforcer(log.WithField("part", "image-policy"), mtr)
+	if cfg.Registry.ImagePolicy != "" {
+		pol, err := imagepolicy.Load(cfg.Registry.ImagePolicy)
+		if err != nil {
+			return err
+		}
+		p.policy.SetPolicy(pol)
+		log.WithFields(logrus.Fields{"path": pol.Path, "version": pol.Version}).Info("image policy")
+	}
 	p.images, err = image.New(image.Options{
 		Root:                   cfg.RootDir,
 		Resolver:               resolver,
@@ -118,6 +129,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		PinnedImages:           sandboxImages(cfg),
 		Log:                    log.WithField("part", "image"),
 		Metrics:                mtr,
+		Policy:                 p.policy,
 	})
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -214,7 +226,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
-		info:       runtimeinfo.New(p.cfg, net, p.ready, host.CgroupDriver),
+		info:       runtimeinfo.New(p.cfg, net, p.ready, host.CgroupDriver).WithImagePolicy(p.policy),
 		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
 		containers: containerSvc,
 		stats:      statsSvc,
@@ -368,11 +380,31 @@ func (p *daemonParts) reload(configPath string) {
 	if err := p.images.Reload(registryOptions(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current registry settings")
 	}
+	p.reloadImagePolicy(cfg.Registry.ImagePolicy)
 	if err := p.images.SetPinned(sandboxImages(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current pinned images")
 	}
 	p.cfg.Set(cfg)
 	p.log.WithField("config", loaded.Files).Info("reloaded the config")
+}
+
+// reloadImagePolicy reads the image policy again (its file may have changed
+// even when the path did not); on error the policy in force stays.
+func (p *daemonParts) reloadImagePolicy(path string) {
+	if path == "" {
+		if p.policy.Policy() != nil {
+			p.log.Warn("reload: image policy removed; every image is accepted")
+		}
+		p.policy.SetPolicy(nil)
+		return
+	}
+	pol, err := imagepolicy.Load(path)
+	if err != nil {
+		p.log.WithError(err).Error("reload: keeping the current image policy")
+		return
+	}
+	p.policy.SetPolicy(pol)
+	p.log.WithFields(logrus.Fields{"path": pol.Path, "version": pol.Version}).Info("reload: image policy")
 }
 
 func registryOptions(cfg *configv1.Config) registry.Options {

@@ -5,7 +5,12 @@ package runtimeinfo
 import (
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 )
+
+// ImagePolicy tells which image policy is in force (for verbose Status);
+// *imagepolicy.Enforcer implements it.
+type ImagePolicy interface{ Policy() *imagepolicy.Policy }
 
 // Network is what this service needs of the pod network manager.
 type Network interface {
@@ -26,9 +31,18 @@ type Service struct {
 	features *features
 	// cgroupDriver is the driver resolved at start, which kubelet must use too.
 	cgroupDriver cgroupdriver.Driver
+	// policy may be nil (Status then says nothing of it).
+	policy ImagePolicy
 }
 
 // New returns the service; cgroupDriver is the resolved driver.
 func New(cfg *config.Holder, network Network, ready Readiness, cgroupDriver cgroupdriver.Driver) *Service {
 	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures(), cgroupDriver: cgroupDriver}
+}
+
+// WithImagePolicy makes verbose Status report the image policy in force
+// (its path and version) and returns s.
+func (s *Service) WithImagePolicy(p ImagePolicy) *Service {
+	s.policy = p
+	return s
 }

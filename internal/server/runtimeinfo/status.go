@@ -57,6 +57,17 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		resp.Info = map[string]string{"config": string(b), "kernel": string(k)}
 		// The driver resolved at start ("auto" in the config says little).
 		resp.Info["cgroupDriver"] = string(s.cgroupDriver)
+		if s.policy != nil {
+			ip := map[string]string{"path": "", "version": ""}
+			if pol := s.policy.Policy(); pol != nil {
+				ip["path"], ip["version"] = pol.Path, pol.Version
+			}
+			b, err := json.Marshal(ip)
+			if err != nil {
+				return nil, fmt.Errorf("encode image policy: %w", err)
+			}
+			resp.Info["imagePolicy"] = string(b)
+		}
 	}
 	return resp, nil
 }

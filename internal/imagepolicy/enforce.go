@@ -1,0 +1,138 @@
+package imagepolicy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+
+	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/server"
+)
+
+// maxVerdicts bounds the verdict cache; past it the cache starts over
+// (a verdict lost costs one more check, never a wrong answer).
+const maxVerdicts = 4096
+
+// Enforcer applies the current policy. It is safe for concurrent use.
+type Enforcer struct {
+	log     logrus.FieldLogger
+	metrics *metrics.Metrics
+
+	// mu guards the fields below; never held during I/O.
+	mu     sync.Mutex
+	policy *Policy // nil: no policy, every image is accepted
+	// verdicts holds the images accepted, with the policy version that
+	// accepted them: a check under the same version costs a map lookup.
+	verdicts map[verdictKey]string
+}
+
+// verdictKey is what a verdict depends on besides the policy: the manifest,
+// the name scopes were matched against and the namespace.
+type verdictKey struct {
+	digest   digest.Digest
+	name, ns string
+}
+
+// NewEnforcer returns an enforcer without a policy; m may be nil.
+func NewEnforcer(log logrus.FieldLogger, m *metrics.Metrics) *Enforcer {
+	return &Enforcer{log: log, metrics: m, verdicts: map[verdictKey]string{}}
+}
+
+// SetPolicy replaces the policy (nil: none). Verdicts of another version no
+// longer count: the images they accepted are checked again at their next
+// pull or container create.
+func (e *Enforcer) SetPolicy(p *Policy) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.policy = p
+}
+
+// Policy is the policy in force, or nil.
+func (e *Enforcer) Policy() *Policy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.policy
+}
+
+// Check enforces the policy on t for a pod of namespace ns (empty for the
+// node's own pulls): nil when t may run, a *Denial (wrapping
+// errdefs.ErrPermissionDenied) naming the image, the scope and what was
+// missing, or the error that kept its signatures from being read. src
+// reads t's signatures; it is used only when the policy asks for them and
+// no verdict of this policy version accepted t already.
+func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) error {
+	e.mu.Lock()
+	p := e.policy
+	key := verdictKey{t.Digest, t.Name, ns}
+	cached := p != nil && e.verdicts[key] == p.Version
+	e.mu.Unlock()
+	if p == nil || cached {
+		return nil
+	}
+	reqs := p.Decide(t.Name, ns)
+	needSigs := false
+	for _, r := range reqs {
+		switch r.Type {
+		case TypeReject:
+			e.metrics.ImageVerified(metrics.VerifyRejected, 0)
+			err := r.check(t, Discovery{})
+			e.logVerdict(ctx, t, ns, p, err)
+			return err
+		case TypeSigstore:
+			needSigs = true
+		}
+	}
+	if !needSigs {
+		return nil
+	}
+	start := time.Now()
+	if t.Manifest == nil {
+		data, err := t.ReadManifest()
+		if err != nil {
+			e.metrics.ImageVerified(metrics.VerifyError, time.Since(start))
+			return fmt.Errorf("image %s: read its manifest for the image policy: %w", t.Image, err)
+		}
+		t.Manifest = data
+	}
+	found, err := Discover(ctx, src, t.Digest)
+	if err != nil {
+		e.metrics.ImageVerified(metrics.VerifyError, time.Since(start))
+		err = fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
+		e.logVerdict(ctx, t, ns, p, err)
+		return err
+	}
+	for _, r := range reqs {
+		if err := r.check(t, found); err != nil {
+			e.metrics.ImageVerified(metrics.VerifyRejected, time.Since(start))
+			e.logVerdict(ctx, t, ns, p, err)
+			return err
+		}
+	}
+	e.metrics.ImageVerified(metrics.VerifyAccepted, time.Since(start))
+	e.logVerdict(ctx, t, ns, p, nil)
+	e.mu.Lock()
+	if len(e.verdicts) >= maxVerdicts {
+		e.verdicts = map[verdictKey]string{}
+	}
+	e.verdicts[key] = p.Version
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, err error) {
+	log := server.Log(ctx, e.log).WithFields(logrus.Fields{"image": t.Image, "digest": t.Digest, "namespace": ns, "policy_version": p.Version})
+	var d *Denial
+	switch {
+	case err == nil:
+		log.Info("image policy: accepted")
+	case errors.As(err, &d):
+		log.WithField("scope", d.Scope).Warn("image policy: refused: " + d.Reason)
+	default:
+		log.WithError(err).Warn("image policy: could not check")
+	}
+}
