@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/berth-cri/berth/internal/metrics"
+	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/server"
 )
 
@@ -102,7 +103,13 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 	found, err := Discover(ctx, src, t.Digest)
 	if err != nil {
 		e.metrics.ImageVerified(metrics.VerifyError, time.Since(start))
-		err = fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
+		if errors.Is(err, registry.ErrRegistryUnavailable) {
+			// Its "RegistryUnavailable" prefix stays first: kubelet
+			// shows that reason (and retries) only then.
+			err = fmt.Errorf("%w (reading the signatures of %s for the image policy)", err, t.Image)
+		} else {
+			err = fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
+		}
 		e.logVerdict(ctx, t, ns, p, err)
 		return err
 	}

@@ -3,6 +3,7 @@ package imagepolicy
 import (
 	"bytes"
 	"crypto"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -252,3 +253,6 @@ func dedupe(ss []string) []string {
 	}
 	return out
 }
+
+// asDenial is errors.As for *Denial.
+func asDenial(err error, d **Denial) bool { return errors.As(err, d) }

@@ -1,0 +1,240 @@
+// Package sigtest signs test images the way cosign does, with keys the
+// test generates: cosign simple-signing signatures (the sha256-<hex>.sig
+// tag) and Sigstore bundles (OCI referrers), and pushes them to a test
+// registry. Only tests import it.
+package sigtest
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+)
+
+// Key is a generated signing key.
+type Key struct {
+	Signer signature.Signer
+	// PEM is the public key as a cosign .pub file holds it.
+	PEM []byte
+}
+
+// NewKey generates a key of kind "ecdsa" (P-256), "ed25519" or "rsa".
+func NewKey(t testing.TB, kind string) *Key {
+	t.Helper()
+	var priv crypto.Signer
+	var err error
+	switch kind {
+	case "ecdsa":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ed25519":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case "rsa":
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		t.Fatalf("unknown key kind %q", kind)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signature.LoadSigner(priv, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Key{Signer: s, PEM: pem}
+}
+
+// WritePub writes the public key to dir/name and returns the path.
+func (k *Key) WritePub(t testing.TB, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, k.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Payload is the simple-signing payload cosign signs for image name at
+// manifest d.
+func Payload(name string, d digest.Digest) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"critical": map[string]any{
+			"identity": map[string]string{"docker-reference": name},
+			"image":    map[string]string{"docker-manifest-digest": d.String()},
+			"type":     "cosign container image signature",
+		},
+		"optional": nil,
+	})
+	return b
+}
+
+// Sign signs msg.
+func (k *Key) Sign(t testing.TB, msg []byte) []byte {
+	t.Helper()
+	sig, err := k.Signer.SignMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+// Bundle is a Sigstore bundle v0.3 whose message signature by k signs the
+// manifest bytes.
+func (k *Key) Bundle(t testing.TB, manifest []byte) *bundle.Bundle {
+	t.Helper()
+	sum := sha256.Sum256(manifest)
+	pb := &protobundle.Bundle{
+		MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: "test"}},
+		},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+			Signature:     k.Sign(t, manifest),
+		}},
+	}
+	b, err := bundle.NewBundle(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// CertBundle is a Sigstore bundle v0.3 whose message signature signs the
+// manifest with the key of cert (a keyless signature), without
+// transparency log entry or timestamp.
+func CertBundle(t testing.TB, cert *x509.Certificate, priv crypto.PrivateKey, manifest []byte) *bundle.Bundle {
+	t.Helper()
+	s, err := signature.LoadSigner(priv, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.SignMessage(bytes.NewReader(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(manifest)
+	pb := &protobundle.Bundle{
+		MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: cert.Raw}},
+		},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+			Signature:     sig,
+		}},
+	}
+	b, err := bundle.NewBundle(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Registry pushes signatures to a test registry (plain HTTP).
+type Registry struct{ Host string }
+
+func (r Registry) repo(t testing.TB, repo string) name.Repository {
+	t.Helper()
+	n, err := name.NewRepository(r.Host+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type rawManifest struct {
+	data []byte
+	mt   types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.data, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// putManifest pushes the blobs and the manifest made of them as repo:tag
+// (tag "" pushes by digest) and returns its descriptor.
+func (r Registry) putManifest(t testing.TB, repo, tag string, m ocispec.Manifest, blobs map[digest.Digest][]byte) ocispec.Descriptor {
+	t.Helper()
+	rp := r.repo(t, repo)
+	for _, b := range blobs {
+		if err := remote.WriteLayer(rp, static.NewLayer(b, types.OCILayer)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Versioned.SchemaVersion = 2
+	m.MediaType = ocispec.MediaTypeImageManifest
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromBytes(data)
+	ref := name.Reference(rp.Digest(d.String()))
+	if tag != "" {
+		ref = rp.Tag(tag)
+	}
+	if err := remote.Put(ref, rawManifest{data, types.OCIManifestSchema1}); err != nil {
+		t.Fatal(err)
+	}
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(data))}
+}
+
+var emptyConfig = []byte("{}")
+
+func descOf(mt string, b []byte) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
+}
+
+// PushCosignTag pushes the cosign sha256-<hex>.sig tag for manifest d of
+// repo: one simple-signing layer per signature (payload and signature).
+func (r Registry) PushCosignTag(t testing.TB, repo string, d digest.Digest, payload []byte, sigs ...[]byte) {
+	t.Helper()
+	m := ocispec.Manifest{Config: descOf("application/vnd.oci.image.config.v1+json", emptyConfig)}
+	blobs := map[digest.Digest][]byte{m.Config.Digest: emptyConfig, digest.FromBytes(payload): payload}
+	for _, s := range sigs {
+		l := descOf("application/vnd.dev.cosign.simplesigning.v1+json", payload)
+		l.Annotations = map[string]string{"dev.cosignproject.cosign/signature": base64.StdEncoding.EncodeToString(s)}
+		m.Layers = append(m.Layers, l)
+	}
+	r.putManifest(t, repo, fmt.Sprintf("%s-%s.sig", d.Algorithm(), d.Encoded()), m, blobs)
+}
+
+// PushBundle attaches b to subject (a manifest of repo) as an OCI 1.1
+// referrer of artifact type application/vnd.dev.sigstore.bundle.v0.3+json,
+// as current cosign does.
+func (r Registry) PushBundle(t testing.TB, repo string, subject ocispec.Descriptor, b *bundle.Bundle) {
+	t.Helper()
+	data, err := b.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mt = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	empty := descOf("application/vnd.oci.empty.v1+json", emptyConfig)
+	m := ocispec.Manifest{ArtifactType: mt, Config: empty, Layers: []ocispec.Descriptor{descOf(mt, data)}, Subject: &subject}
+	r.putManifest(t, repo, "", m, map[digest.Digest][]byte{empty.Digest: emptyConfig, digest.FromBytes(data): data})
+}
