@@ -118,7 +118,7 @@ func Discover(ctx context.Context, src Source, d digest.Digest) (Discovery, erro
 		if len(out.Signatures) >= maxSignatures {
 			break
 		}
-		if desc.ArtifactType != "" && desc.ArtifactType != MediaTypeBundle {
+		if desc.ArtifactType != "" && desc.ArtifactType != MediaTypeBundle && desc.ArtifactType != ocispec.MediaTypeEmptyJSON {
 			continue
 		}
 		where := "referrer " + desc.Digest.String()

@@ -414,9 +414,12 @@ func (r *Resolver) Referrers(ctx context.Context, ref reference.Ref, d digest.Di
 		return nil, err
 	}
 	// A registry that does not filter says so; filter here either way.
+	// Some registries take the artifact type from the config's media type
+	// only (an OCI 1.1 draft) and so report the empty config's type for
+	// every artifact: those entries are kept for the caller to look at.
 	var out []ocispec.Descriptor
 	for _, m := range idx.Manifests {
-		if artifactType == "" || m.ArtifactType == artifactType {
+		if artifactType == "" || m.ArtifactType == artifactType || m.ArtifactType == ocispec.MediaTypeEmptyJSON {
 			out = append(out, m)
 		}
 	}
