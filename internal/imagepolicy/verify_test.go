@@ -1,7 +1,6 @@
 package imagepolicy
 
 import (
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -93,40 +91,14 @@ func errdefsIsPermissionDenied(err error) bool {
 	return asDenial(err, &d) && d.Unwrap() == errdefs.ErrPermissionDenied
 }
 
-// virtualRoot writes the trusted_root.json of a virtual Sigstore (its
-// Fulcio CA, Rekor, CT log and TSA keys).
+// virtualRoot writes the trusted_root.json of a virtual Sigstore.
 func virtualRoot(t *testing.T, vs *ca.VirtualSigstore, dir string) string {
 	t.Helper()
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), rawLogIDs(t, vs.CTLogs()), vs.TimestampingAuthorities(), rawLogIDs(t, vs.RekorLogs()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := tr.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(dir, "trusted_root.json")
-	if err := os.WriteFile(p, data, 0o644); err != nil {
+	if err := os.WriteFile(p, sigtest.TrustedRootJSON(t, vs), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// rawLogIDs works around a quirk of the virtual Sigstore: its logs' ID
-// fields hold the hex text of the key id, which a trusted_root.json would
-// carry as bytes, so the ids read back from the file would not match.
-func rawLogIDs(t *testing.T, logs map[string]*root.TransparencyLog) map[string]*root.TransparencyLog {
-	out := map[string]*root.TransparencyLog{}
-	for id, l := range logs {
-		raw, err := hex.DecodeString(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := *l
-		c.ID = raw
-		out[id] = &c
-	}
-	return out
 }
 
 func TestKeylessDecisions(t *testing.T) {
@@ -165,6 +137,8 @@ func TestKeylessDecisions(t *testing.T) {
 		{"another manifest", `subject = "ci@example.com"`, []Signature{{Where: "r", Entity: other}}, "no signature is certified"},
 		{"key-signed bundle", `subject = "ci@example.com"`, []Signature{keyBundle}, "signed with a key, not a certificate"},
 		{"unsigned", `subject = "ci@example.com"`, nil, "no signature found"},
+		{"cosign bundle: DSSE statement, inclusion proof, timestamp", "subject = \"ci@example.com\"\nrequire_signed_timestamp = true", []Signature{{Where: "r", Entity: sigtest.KeylessBundle(t, vs, subject, issuer, testManifest)}}, ""},
+		{"cosign bundle of another manifest", `subject = "ci@example.com"`, []Signature{{Where: "r", Entity: sigtest.KeylessBundle(t, vs, subject, issuer, []byte("x"))}}, "no signature is certified"},
 		{"no tlog entry, tlog required", `subject = "ci@example.com"`, []Signature{noTlog}, "transparency log proof missing (require_tlog)"},
 		{"no tlog entry, tlog not required", "subject = \"ci@example.com\"\nrequire_tlog = false", []Signature{noTlog}, ""},
 		{"no timestamp, signed timestamp required", "subject = \"ci@example.com\"\nrequire_tlog = false\nrequire_signed_timestamp = true", []Signature{noTlog}, "signed timestamp missing"},

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -69,6 +70,22 @@ func TestImagePolicy(t *testing.T) {
 	busybox, busyboxManifest := manifestOf(t, reg, harness.BusyboxRepo)
 	sr.PushBundle(t, "test/busybox", busybox, good.Bundle(t, busyboxManifest))
 
+	// Keyless: certificates of a test Fulcio (sigstore-go's virtual
+	// Sigstore, whose trusted_root.json the policy names), Rekor entries
+	// with inclusion proofs, timestamps.
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keys, "trusted_root.json"), sigtest.TrustedRootJSON(t, vs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for id, subject := range map[string]string{"good": "ci@example.com", "stranger": "mallory@example.com"} {
+		reg.Push(t, "keyless/"+id, "1", 1)
+		desc, m := manifestOf(t, reg, "keyless/"+id+":1")
+		sr.PushBundle(t, "keyless/"+id, desc, sigtest.KeylessBundle(t, vs, subject, "https://issuer.example", m))
+	}
+
 	reg.Mirror(t, d, "mirror.example.test")
 	policyPath := filepath.Join(keys, "policy.toml")
 	writePolicy := func(busyboxKey string) {
@@ -90,6 +107,16 @@ type = "sigstore"
 keys = ["wrong.pub"]
 `, reg.Host+"/*/app", reg.Host, busyboxKey)
 		body += fmt.Sprintf("[scopes.\"%s/signed\"]\ntype = \"sigstore\"\nkeys = [\"good.pub\"]\n", reg.Host)
+		body += fmt.Sprintf(`[scopes."%s/keyless"]
+type = "sigstore"
+[[scopes."%s/keyless".keyless]]
+trusted_root = "trusted_root.json"
+issuer = "https://issuer.example"
+subject = "ci@example.com"
+require_tlog = true
+require_signed_timestamp = true
+require_sct = false
+`, reg.Host, reg.Host)
 		if err := os.WriteFile(policyPath, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -123,6 +150,8 @@ keys = ["wrong.pub"]
 		{"mirror.example.test/unsigned/app:1", "", `(scope "mirror.example.test"): no signature found`},
 		{reg.Host + "/wrong/app:1", "", "wrong key: no signature verifies with key " + filepath.Join(keys, "good.pub")},
 		{reg.Host + "/tampered/app:1", "", "payload signs manifest " + legacy.Digest.String() + ", not " + tampered.Digest.String()},
+		{reg.Host + "/keyless/good:1", "", ""},
+		{reg.Host + "/keyless/stranger:1", "", "certificate identity mismatch: want issuer https://issuer.example, subject ci@example.com, got issuer https://issuer.example, subject mallory@example.com"},
 		{reg.Host + "/signed/legacy:1", "other", ""},
 		{reg.Host + "/signed/legacy:1", "strict", fmt.Sprintf(`(scope "%s/signed/legacy" of namespace "strict"): wrong key`, reg.Host)},
 	} {

@@ -15,11 +15,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -29,9 +31,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"google.golang.org/protobuf/proto"
 )
 
 // Key is a generated signing key.
@@ -237,4 +244,98 @@ func (r Registry) PushBundle(t testing.TB, repo string, subject ocispec.Descript
 	empty := descOf("application/vnd.oci.empty.v1+json", emptyConfig)
 	m := ocispec.Manifest{ArtifactType: mt, Config: empty, Layers: []ocispec.Descriptor{descOf(mt, data)}, Subject: &subject}
 	r.putManifest(t, repo, "", m, map[digest.Digest][]byte{empty.Digest: emptyConfig, digest.FromBytes(data): data})
+}
+
+// TrustedRootJSON is the trusted_root.json of a virtual Sigstore: its
+// Fulcio CA, Rekor and CT log keys and timestamping authority.
+func TrustedRootJSON(t testing.TB, vs *ca.VirtualSigstore) []byte {
+	t.Helper()
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), rawLogIDs(t, vs.CTLogs()), vs.TimestampingAuthorities(), rawLogIDs(t, vs.RekorLogs()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := tr.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// rawLogIDs works around a quirk of the virtual Sigstore: its logs' ID
+// fields hold the hex text of the key id, which a trusted_root.json
+// carries as bytes, so the ids read back from the file would not match.
+func rawLogIDs(t testing.TB, logs map[string]*root.TransparencyLog) map[string]*root.TransparencyLog {
+	out := map[string]*root.TransparencyLog{}
+	for id, l := range logs {
+		raw, err := hex.DecodeString(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := *l
+		c.ID = raw
+		out[id] = &c
+	}
+	return out
+}
+
+// KeylessBundle is what current cosign attaches for a keyless signature:
+// a Sigstore bundle v0.3 holding a DSSE envelope whose in-toto statement
+// names the manifest's digest, signed with a certificate of the virtual
+// Fulcio for subject and issuer, with a Rekor entry (inclusion proof) and
+// an RFC 3161 timestamp.
+func KeylessBundle(t testing.TB, vs *ca.VirtualSigstore, subject, issuer string, manifest []byte) *bundle.Bundle {
+	t.Helper()
+	sum := sha256.Sum256(manifest)
+	stmt, _ := json.Marshal(map[string]any{
+		"_type":         "https://in-toto.io/Statement/v1",
+		"subject":       []any{map[string]any{"name": "image", "digest": map[string]string{"sha256": hex.EncodeToString(sum[:])}}},
+		"predicateType": "https://sigstore.dev/cosign/sign/v1",
+		"predicate":     map[string]any{},
+	})
+	e, err := vs.AttestAtTime(subject, issuer, stmt, time.Now().Add(time.Minute), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	env := sc.EnvelopeContent().RawEnvelope()
+	entries, _ := e.TlogEntries()
+	tss, _ := e.Timestamps()
+	mat := &protobundle.VerificationMaterial{
+		Content:                   &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
+		TimestampVerificationData: &protobundle.TimestampVerificationData{},
+	}
+	for _, en := range entries {
+		// The virtual log's entries leave out the kind and version the
+		// bundle format needs: they are in the entry's body.
+		tle := proto.Clone(en.TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
+		var kv struct{ Kind, APIVersion string }
+		json.Unmarshal(tle.CanonicalizedBody, &kv)
+		tle.KindVersion = &protorekor.KindVersion{Kind: kv.Kind, Version: kv.APIVersion}
+		mat.TlogEntries = append(mat.TlogEntries, tle)
+	}
+	for _, ts := range tss {
+		mat.TimestampVerificationData.Rfc3161Timestamps = append(mat.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: ts})
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	penv := &protodsse.Envelope{Payload: payload, PayloadType: env.PayloadType}
+	for _, s := range env.Signatures {
+		raw, err := base64.StdEncoding.DecodeString(s.Sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		penv.Signatures = append(penv.Signatures, &protodsse.Signature{Sig: raw, Keyid: s.KeyID})
+	}
+	b, err := bundle.NewBundle(&protobundle.Bundle{
+		MediaType:            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		VerificationMaterial: mat,
+		Content:              &protobundle.Bundle_DsseEnvelope{DsseEnvelope: penv},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
