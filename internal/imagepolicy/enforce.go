@@ -82,7 +82,7 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 		case TypeReject:
 			e.metrics.ImageVerified(metrics.VerifyRejected, 0)
 			err := r.check(t, Discovery{})
-			e.logVerdict(ctx, t, ns, p, err)
+			e.logVerdict(ctx, t, ns, p, 0, err)
 			return err
 		case TypeSigstore:
 			needSigs = true
@@ -110,18 +110,18 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 		} else {
 			err = fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
 		}
-		e.logVerdict(ctx, t, ns, p, err)
+		e.logVerdict(ctx, t, ns, p, time.Since(start), err)
 		return err
 	}
 	for _, r := range reqs {
 		if err := r.check(t, found); err != nil {
 			e.metrics.ImageVerified(metrics.VerifyRejected, time.Since(start))
-			e.logVerdict(ctx, t, ns, p, err)
+			e.logVerdict(ctx, t, ns, p, time.Since(start), err)
 			return err
 		}
 	}
 	e.metrics.ImageVerified(metrics.VerifyAccepted, time.Since(start))
-	e.logVerdict(ctx, t, ns, p, nil)
+	e.logVerdict(ctx, t, ns, p, time.Since(start), nil)
 	e.mu.Lock()
 	if len(e.verdicts) >= maxVerdicts {
 		e.verdicts = map[verdictKey]string{}
@@ -131,8 +131,8 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 	return nil
 }
 
-func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, err error) {
-	log := server.Log(ctx, e.log).WithFields(logrus.Fields{"image": t.Image, "digest": t.Digest, "namespace": ns, "policy_version": p.Version})
+func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, took time.Duration, err error) {
+	log := server.Log(ctx, e.log).WithFields(logrus.Fields{"image": t.Image, "digest": t.Digest, "namespace": ns, "policy_version": p.Version, "took": took})
 	var d *Denial
 	switch {
 	case err == nil:

@@ -75,7 +75,7 @@ func (f *fakeSource) blob(mt string, data []byte) ocispec.Descriptor {
 
 // addBundle attaches a bundle as a referrer; inIndex puts it in the
 // referrers tag schema's index instead of the API's answer.
-func (f *fakeSource) addBundle(t *testing.T, k *sigtest.Key, subject digest.Digest, manifest []byte, inIndex bool) {
+func (f *fakeSource) addBundle(t testing.TB, k *sigtest.Key, subject digest.Digest, manifest []byte, inIndex bool) {
 	data, _ := k.Bundle(t, manifest).MarshalJSON()
 	m, _ := json.Marshal(ocispec.Manifest{ArtifactType: MediaTypeBundle, Layers: []ocispec.Descriptor{f.blob(MediaTypeBundle, data)}})
 	desc := f.blob(ocispec.MediaTypeImageManifest, m)
@@ -88,7 +88,15 @@ func (f *fakeSource) addBundle(t *testing.T, k *sigtest.Key, subject digest.Dige
 	f.tags["sha256-"+subject.Encoded()] = idx
 }
 
-func (f *fakeSource) addCosignTag(t *testing.T, k *sigtest.Key, d digest.Digest) {
+// addRawBundle attaches a bundle document as a referrer.
+func (f *fakeSource) addRawBundle(data []byte) {
+	m, _ := json.Marshal(ocispec.Manifest{ArtifactType: MediaTypeBundle, Layers: []ocispec.Descriptor{f.blob(MediaTypeBundle, data)}})
+	desc := f.blob(ocispec.MediaTypeImageManifest, m)
+	desc.ArtifactType = MediaTypeBundle
+	f.referrers = append(f.referrers, desc)
+}
+
+func (f *fakeSource) addCosignTag(t testing.TB, k *sigtest.Key, d digest.Digest) {
 	payload := sigtest.Payload("example.com/app", d)
 	l := f.blob("application/vnd.dev.cosign.simplesigning.v1+json", payload)
 	l.Annotations = map[string]string{annotationSignature: base64.StdEncoding.EncodeToString(k.Sign(t, payload))}

@@ -1,0 +1,88 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/imagepolicy"
+	"github.com/berth-cri/berth/internal/imagepolicy/sigtest"
+)
+
+func (r *testRegistry) allBlobGets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.blobGets {
+		n += c
+	}
+	return n
+}
+
+// loadPolicy writes a policy whose default scope asks for key's signature.
+func loadPolicy(t *testing.T, key *sigtest.Key) *imagepolicy.Policy {
+	t.Helper()
+	dir := t.TempDir()
+	key.WritePub(t, dir, "k.pub")
+	p := filepath.Join(dir, "policy.toml")
+	os.WriteFile(p, []byte("[default]\ntype = \"sigstore\"\nkeys = [\"k.pub\"]\n"), 0o644)
+	pol, err := imagepolicy.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
+// The policy is enforced on the verified manifest before any blob of the
+// image is fetched or stored, and an image accepted once is checked again
+// at CheckPolicy (CreateContainer) without a registry request until the
+// policy changes.
+func TestPullPolicy(t *testing.T) {
+	reg := newTestRegistry(t)
+	key := sigtest.NewKey(t, "ecdsa")
+	signed, unsigned := randomImage(t, 2), randomImage(t, 2)
+	reg.push(t, "signed:1", signed)
+	reg.push(t, "unsigned:1", unsigned)
+	// This registry has no referrers API: the cosign tag is found after
+	// its 404s.
+	d := digest.Digest(manifestDigest(t, signed))
+	payload := sigtest.Payload(reg.ref("signed"), d)
+	sigtest.Registry{Host: reg.host}.PushCosignTag(t, "signed", d, payload, key.Sign(t, payload))
+
+	enf := imagepolicy.NewEnforcer(discardLog(), nil)
+	enf.SetPolicy(loadPolicy(t, key))
+	e := newTestEnv(t, reg, func(o *Options) { o.Policy = enf })
+	ctx := context.Background()
+
+	img := e.pull(t, reg.ref("signed:1"))
+	blobs, snaps := e.blobs(t), e.snapshots(t)
+	_, err := e.svc.Pull(ctx, reg.ref("unsigned:1"), nil, "")
+	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "no signature found") {
+		t.Fatalf("unsigned pull: %v", err)
+	}
+	if n := reg.layerGets(t, unsigned); n != 0 {
+		t.Errorf("a refused pull fetched %d layers", n)
+	}
+	if _, err := e.svc.Get(reg.ref("unsigned:1")); !errors.Is(err, errdefs.ErrNotFound) || e.blobs(t) != blobs || e.snapshots(t) != snaps {
+		t.Errorf("a refused pull left a record (%v), blobs or snapshots", err)
+	}
+
+	gets := reg.allBlobGets()
+	if err := e.svc.CheckPolicy(ctx, img, ""); err != nil {
+		t.Fatalf("check of a verified image: %v", err)
+	}
+	if reg.allBlobGets() != gets {
+		t.Errorf("a check under the same policy read the registry")
+	}
+	// Another key: the image on the node is checked again, and refused.
+	enf.SetPolicy(loadPolicy(t, sigtest.NewKey(t, "ecdsa")))
+	if err := e.svc.CheckPolicy(ctx, img, ""); !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "wrong key") {
+		t.Fatalf("check after the policy changed: %v", err)
+	}
+}
