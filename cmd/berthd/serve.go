@@ -112,6 +112,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		return fmt.Errorf("registry: %w", err)
 	}
 	p.policy = imagepolicy.NewEnforcer(log.WithField("part", "image-policy"), mtr)
+	p.policy.Persist(filepath.Join(cfg.RootDir, "image-policy-verdicts.json"))
 	if cfg.Registry.ImagePolicy != "" {
 		pol, err := imagepolicy.Load(cfg.Registry.ImagePolicy)
 		if err != nil {

@@ -72,8 +72,9 @@ func (s *Service) checkPolicy(ctx context.Context, ref reference.Ref, auth *regi
 
 // CheckPolicy enforces the image policy on an image already present, for a
 // container of namespace ns: a verdict of the policy in force makes it a
-// map lookup; otherwise (the policy changed since, or berthd restarted)
-// the signatures are read again with the node's credentials. The image is
+// map lookup; otherwise (the policy changed since, or the image was pulled
+// before it or for another namespace) the signatures are read again with
+// the node's credentials. The image is
 // allowed when one of its repository digests passes.
 func (s *Service) CheckPolicy(ctx context.Context, img Image, ns string) error {
 	if s.policy == nil {

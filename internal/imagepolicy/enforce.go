@@ -2,14 +2,19 @@ package imagepolicy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/server"
@@ -30,6 +35,12 @@ type Enforcer struct {
 	// verdicts holds the images accepted, with the policy version that
 	// accepted them: a check under the same version costs a map lookup.
 	verdicts map[verdictKey]string
+	// path, when set, keeps the verdicts across restarts (see Persist).
+	path string
+
+	// saveMu serialises the writes of the verdict file, so an older
+	// snapshot never replaces a newer one. Taken before mu.
+	saveMu sync.Mutex
 }
 
 // verdictKey is what a verdict depends on besides the policy: the manifest,
@@ -128,7 +139,73 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 	}
 	e.verdicts[key] = p.Version
 	e.mu.Unlock()
+	e.save()
 	return nil
+}
+
+// verdictRecord is one verdict as the file keeps it.
+type verdictRecord struct {
+	Digest    digest.Digest `json:"digest"`
+	Name      string        `json:"name"`
+	Namespace string        `json:"namespace,omitempty"`
+	Version   string        `json:"policy_version"`
+}
+
+// Persist keeps the verdicts in the file at path (under root_dir) and
+// loads the ones a previous berthd left. Without it a restart forgets
+// them, and the first create of every image reads its signatures again: a
+// registry down then would keep containers of verified images from
+// restarting. A verdict names the policy version (a hash of its content),
+// so one left by another policy never counts. An unreadable file is
+// logged and started afresh: a lost verdict costs one more check.
+func (e *Enforcer) Persist(path string) {
+	var recs []verdictRecord
+	if data, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(data, &recs); err != nil {
+			e.log.WithError(err).WithField("file", path).Warn("image policy: dropping an unreadable verdict file")
+			recs = nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		e.log.WithError(err).WithField("file", path).Warn("image policy: cannot read the verdict file")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.path = path
+	for _, r := range recs {
+		if len(e.verdicts) < maxVerdicts {
+			e.verdicts[verdictKey{r.Digest, r.Name, r.Namespace}] = r.Version
+		}
+	}
+}
+
+// save writes the verdicts of the policy in force, when Persist was
+// called. Not fsynced: a verdict lost to a power cut costs one check.
+func (e *Enforcer) save() {
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	e.mu.Lock()
+	path := e.path
+	var recs []verdictRecord
+	if path != "" && e.policy != nil {
+		for k, v := range e.verdicts {
+			if v == e.policy.Version {
+				recs = append(recs, verdictRecord{k.digest, k.name, k.ns, v})
+			}
+		}
+	}
+	e.mu.Unlock()
+	if path == "" {
+		return
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		return recs[i].Digest+digest.Digest(recs[i].Name+recs[i].Namespace) < recs[j].Digest+digest.Digest(recs[j].Name+recs[j].Namespace)
+	})
+	if recs == nil {
+		recs = []verdictRecord{}
+	}
+	if err := atomicfile.WriteJSONVolatile(path, recs, 0o600); err != nil {
+		e.log.WithError(err).WithField("file", path).Warn("image policy: cannot save the verdicts")
+	}
 }
 
 func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, took time.Duration, err error) {

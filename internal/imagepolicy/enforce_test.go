@@ -216,3 +216,42 @@ func discardLog() *logrus.Logger {
 	l.SetOutput(io.Discard)
 	return l
 }
+
+// Verdicts outlive a restart: a verified image's next create needs no
+// registry (which may be down), unless the policy changed meanwhile.
+func TestEnforcerPersistsVerdicts(t *testing.T) {
+	k := sigtest.NewKey(t, "ecdsa")
+	tgt := testTarget()
+	state := filepath.Join(t.TempDir(), "verdicts.json")
+	e, p := enforcer(t, keyPolicyFile, k)
+	e.Persist(state)
+	f := newFakeSource()
+	f.addCosignTag(t, k, tgt.Digest)
+	if err := e.Check(context.Background(), tgt, "", f); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := func() *Enforcer {
+		pol, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := NewEnforcer(discardLog(), nil)
+		e.SetPolicy(pol)
+		e.Persist(state)
+		return e
+	}
+	down := newFakeSource()
+	down.down = fmt.Errorf("%w: connection refused", registry.ErrRegistryUnavailable)
+	if err := restarted().Check(context.Background(), tgt, "", down); err != nil || down.calls != 0 {
+		t.Fatalf("after a restart: %v (%d registry calls)", err, down.calls)
+	}
+	os.WriteFile(p, []byte(keyPolicyFile+"\n# edited\n"), 0o644)
+	if err := restarted().Check(context.Background(), tgt, "", down); err == nil {
+		t.Fatal("a verdict of another policy version counted")
+	}
+	os.WriteFile(state, []byte("{not json"), 0o600)
+	if err := restarted().Check(context.Background(), tgt, "", f); err != nil {
+		t.Fatalf("with a damaged verdict file: %v", err)
+	}
+}
