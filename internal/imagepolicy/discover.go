@@ -28,6 +28,7 @@ const (
 	annotationSignature    = "dev.cosignproject.cosign/signature"
 	annotationCertificate  = "dev.sigstore.cosign/certificate"
 	annotationChain        = "dev.sigstore.cosign/chain"
+	annotationRekorBundle  = "dev.sigstore.cosign/bundle"
 )
 
 // Bounds against a registry that lists endless signatures or huge blobs:
@@ -60,9 +61,10 @@ type Signature struct {
 	Entity verify.SignedEntity
 	// Payload and Sig are a cosign simple-signing signature: Sig signs
 	// Payload, which names the manifest digest. Cert is its certificate
-	// (PEM) when signed keyless, Chain the intermediates.
-	Payload, Sig []byte
-	Cert, Chain  []byte
+	// (PEM) when signed keyless, Chain the intermediates, RekorBundle its
+	// Rekor entry with the log's signed entry timestamp.
+	Payload, Sig             []byte
+	Cert, Chain, RekorBundle []byte
 }
 
 // Discovery is what Discover found: the signatures, and why places that
@@ -199,7 +201,8 @@ func Discover(ctx context.Context, src Source, d digest.Digest) (Discovery, erro
 			continue
 		}
 		out.Signatures = append(out.Signatures, Signature{Where: where, Payload: payload, Sig: sig,
-			Cert: []byte(l.Annotations[annotationCertificate]), Chain: []byte(l.Annotations[annotationChain])})
+			Cert: []byte(l.Annotations[annotationCertificate]), Chain: []byte(l.Annotations[annotationChain]),
+			RekorBundle: []byte(l.Annotations[annotationRekorBundle])})
 	}
 	return out, nil
 }

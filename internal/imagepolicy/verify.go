@@ -174,10 +174,23 @@ func (id Keyless) describe() string {
 }
 
 func verifyKeyless(id Keyless, s Signature, t Target) error {
-	if s.Entity == nil {
-		return fmt.Errorf("cosign tag signatures are checked against keys only; keyless needs a Sigstore bundle")
+	entity, artifact := s.Entity, t.Manifest
+	if entity == nil {
+		// A cosign tag signature: its certificate and Rekor entry make a
+		// bundle whose message is the simple-signing payload.
+		if len(s.Cert) == 0 {
+			return fmt.Errorf("signed with a key, not a certificate")
+		}
+		var err error
+		if entity, err = legacyBundle(s); err != nil {
+			return err
+		}
+		if err := checkPayload(s.Payload, t.Digest); err != nil {
+			return err
+		}
+		artifact = s.Payload
 	}
-	vc, err := s.Entity.VerificationContent()
+	vc, err := entity.VerificationContent()
 	if err != nil {
 		return err
 	}
@@ -186,12 +199,12 @@ func verifyKeyless(id Keyless, s Signature, t Target) error {
 		return fmt.Errorf("signed with a key, not a certificate")
 	}
 	if id.RequireTlog {
-		if entries, err := s.Entity.TlogEntries(); err != nil || len(entries) == 0 {
+		if entries, err := entity.TlogEntries(); err != nil || len(entries) == 0 {
 			return fmt.Errorf("transparency log proof missing (require_tlog)")
 		}
 	}
 	if id.RequireSignedTimestamp {
-		if ts, err := s.Entity.Timestamps(); err != nil || len(ts) == 0 {
+		if ts, err := entity.Timestamps(); err != nil || len(ts) == 0 {
 			return fmt.Errorf("signed timestamp missing (require_signed_timestamp)")
 		}
 	}
@@ -227,7 +240,7 @@ func verifyKeyless(id Keyless, s Signature, t Target) error {
 	if err != nil {
 		return err
 	}
-	if _, err := sv.Verify(s.Entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(t.Manifest)), verify.WithCertificateIdentity(want))); err != nil {
+	if _, err := sv.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), verify.WithCertificateIdentity(want))); err != nil {
 		msg := shorten(err).Error()
 		if strings.Contains(msg, "log") && strings.Contains(msg, "threshold") || strings.Contains(msg, "inclusion") {
 			return fmt.Errorf("transparency log proof missing or invalid: %s", msg)

@@ -1,6 +1,8 @@
 package imagepolicy
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,6 +93,30 @@ func errdefsIsPermissionDenied(err error) bool {
 	return asDenial(err, &d) && d.Unwrap() == errdefs.ErrPermissionDenied
 }
 
+// legacyKeyless is a keyless cosign tag signature of manifest d.
+func legacyKeyless(t *testing.T, vs *ca.VirtualSigstore, subject, issuer string, d digest.Digest) Signature {
+	l := sigtest.KeylessCosign(t, vs, subject, issuer, sigtest.Payload("example.com/app", d))
+	return Signature{Where: "tag", Payload: l.Payload, Sig: l.Sig, Cert: []byte(l.Annotations[annotationCertificate]), RekorBundle: []byte(l.Annotations[annotationRekorBundle])}
+}
+
+// forgedSET changes a byte of the Rekor bundle's signed entry timestamp.
+func forgedSET(t *testing.T, s Signature) Signature {
+	var rb map[string]any
+	if err := json.Unmarshal(s.RekorBundle, &rb); err != nil {
+		t.Fatal(err)
+	}
+	set, _ := base64.StdEncoding.DecodeString(rb["SignedEntryTimestamp"].(string))
+	set[len(set)/2] ^= 1
+	rb["SignedEntryTimestamp"] = set
+	s.RekorBundle, _ = json.Marshal(rb)
+	return s
+}
+
+func noRekor(s Signature) Signature {
+	s.RekorBundle = nil
+	return s
+}
+
 // virtualRoot writes the trusted_root.json of a virtual Sigstore.
 func virtualRoot(t *testing.T, vs *ca.VirtualSigstore, dir string) string {
 	t.Helper()
@@ -139,6 +165,12 @@ func TestKeylessDecisions(t *testing.T) {
 		{"unsigned", `subject = "ci@example.com"`, nil, "no signature found"},
 		{"cosign bundle: DSSE statement, inclusion proof, timestamp", "subject = \"ci@example.com\"\nrequire_signed_timestamp = true", []Signature{{Where: "r", Entity: sigtest.KeylessBundle(t, vs, subject, issuer, testManifest)}}, ""},
 		{"cosign bundle of another manifest", `subject = "ci@example.com"`, []Signature{{Where: "r", Entity: sigtest.KeylessBundle(t, vs, subject, issuer, []byte("x"))}}, "no signature is certified"},
+		{"cosign tag keyless, SET", `subject = "ci@example.com"`, []Signature{legacyKeyless(t, vs, subject, issuer, tgt.Digest)}, ""},
+		{"cosign tag keyless, wrong identity", `subject = "ci@example.com"`, []Signature{legacyKeyless(t, vs, "mallory@example.com", issuer, tgt.Digest)}, "certificate identity mismatch"},
+		{"cosign tag keyless, another manifest", `subject = "ci@example.com"`, []Signature{legacyKeyless(t, vs, subject, issuer, digest.FromString("x"))}, "payload signs manifest"},
+		{"cosign tag keyless, forged SET", `subject = "ci@example.com"`, []Signature{forgedSET(t, legacyKeyless(t, vs, subject, issuer, tgt.Digest))}, "transparency log proof missing or invalid"},
+		{"cosign tag keyless, no Rekor bundle", `subject = "ci@example.com"`, []Signature{noRekor(legacyKeyless(t, vs, subject, issuer, tgt.Digest))}, "transparency log proof missing"},
+		{"cosign tag keyless, no Rekor bundle, tlog not required", "subject = \"ci@example.com\"\nrequire_tlog = false", []Signature{noRekor(legacyKeyless(t, vs, subject, issuer, tgt.Digest))}, ""},
 		{"no tlog entry, tlog required", `subject = "ci@example.com"`, []Signature{noTlog}, "transparency log proof missing (require_tlog)"},
 		{"no tlog entry, tlog not required", "subject = \"ci@example.com\"\nrequire_tlog = false", []Signature{noTlog}, ""},
 		{"no timestamp, signed timestamp required", "subject = \"ci@example.com\"\nrequire_tlog = false\nrequire_signed_timestamp = true", []Signature{noTlog}, "signed timestamp missing"},

@@ -86,6 +86,13 @@ func TestImagePolicy(t *testing.T) {
 		sr.PushBundle(t, "keyless/"+id, desc, sigtest.KeylessBundle(t, vs, subject, "https://issuer.example", m))
 	}
 
+	// Keyless by the older cosign tag: certificate and Rekor bundle
+	// (signed entry timestamp) annotations.
+	reg.Push(t, "keyless/tag", "1", 1)
+	tagged, _ := manifestOf(t, reg, "keyless/tag:1")
+	sr.PushCosignLayers(t, "keyless/tag", tagged.Digest,
+		sigtest.KeylessCosign(t, vs, "ci@example.com", "https://issuer.example", sigtest.Payload(reg.Host+"/keyless/tag", tagged.Digest)))
+
 	reg.Mirror(t, d, "mirror.example.test")
 	policyPath := filepath.Join(keys, "policy.toml")
 	writePolicy := func(busyboxKey string) {
@@ -114,7 +121,6 @@ trusted_root = "trusted_root.json"
 issuer = "https://issuer.example"
 subject = "ci@example.com"
 require_tlog = true
-require_signed_timestamp = true
 require_sct = false
 `, reg.Host, reg.Host)
 		if err := os.WriteFile(policyPath, []byte(body), 0o644); err != nil {
@@ -151,6 +157,7 @@ require_sct = false
 		{reg.Host + "/wrong/app:1", "", "wrong key: no signature verifies with key " + filepath.Join(keys, "good.pub")},
 		{reg.Host + "/tampered/app:1", "", "payload signs manifest " + legacy.Digest.String() + ", not " + tampered.Digest.String()},
 		{reg.Host + "/keyless/good:1", "", ""},
+		{reg.Host + "/keyless/tag:1", "", ""},
 		{reg.Host + "/keyless/stranger:1", "", "certificate identity mismatch: want issuer https://issuer.example, subject ci@example.com, got issuer https://issuer.example, subject mallory@example.com"},
 		{reg.Host + "/signed/legacy:1", "other", ""},
 		{reg.Host + "/signed/legacy:1", "strict", fmt.Sprintf(`(scope "%s/signed/legacy" of namespace "strict"): wrong key`, reg.Host)},

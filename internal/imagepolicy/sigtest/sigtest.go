@@ -36,6 +36,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/proto"
@@ -217,18 +218,79 @@ func descOf(mt string, b []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(b), Size: int64(len(b))}
 }
 
+// CosignLayer is one signature of a cosign sha256-<hex>.sig tag: the
+// simple-signing payload, its signature and any other annotations (a
+// keyless signature's certificate and Rekor bundle).
+type CosignLayer struct {
+	Payload, Sig []byte
+	Annotations  map[string]string
+}
+
 // PushCosignTag pushes the cosign sha256-<hex>.sig tag for manifest d of
-// repo: one simple-signing layer per signature (payload and signature).
+// repo, signed by sigs (each over payload).
 func (r Registry) PushCosignTag(t testing.TB, repo string, d digest.Digest, payload []byte, sigs ...[]byte) {
 	t.Helper()
-	m := ocispec.Manifest{Config: descOf("application/vnd.oci.image.config.v1+json", emptyConfig)}
-	blobs := map[digest.Digest][]byte{m.Config.Digest: emptyConfig, digest.FromBytes(payload): payload}
+	var ls []CosignLayer
 	for _, s := range sigs {
-		l := descOf("application/vnd.dev.cosign.simplesigning.v1+json", payload)
-		l.Annotations = map[string]string{"dev.cosignproject.cosign/signature": base64.StdEncoding.EncodeToString(s)}
+		ls = append(ls, CosignLayer{Payload: payload, Sig: s})
+	}
+	r.PushCosignLayers(t, repo, d, ls...)
+}
+
+// PushCosignLayers pushes the cosign sha256-<hex>.sig tag for manifest d
+// of repo: one simple-signing layer per signature.
+func (r Registry) PushCosignLayers(t testing.TB, repo string, d digest.Digest, layers ...CosignLayer) {
+	t.Helper()
+	m := ocispec.Manifest{Config: descOf("application/vnd.oci.image.config.v1+json", emptyConfig)}
+	blobs := map[digest.Digest][]byte{m.Config.Digest: emptyConfig}
+	for _, cl := range layers {
+		l := descOf("application/vnd.dev.cosign.simplesigning.v1+json", cl.Payload)
+		blobs[l.Digest] = cl.Payload
+		l.Annotations = map[string]string{"dev.cosignproject.cosign/signature": base64.StdEncoding.EncodeToString(cl.Sig)}
+		for k, v := range cl.Annotations {
+			l.Annotations[k] = v
+		}
 		m.Layers = append(m.Layers, l)
 	}
 	r.putManifest(t, repo, fmt.Sprintf("%s-%s.sig", d.Algorithm(), d.Encoded()), m, blobs)
+}
+
+// KeylessCosign signs payload as cosign's keyless tag scheme does: a
+// certificate of the virtual Fulcio for subject and issuer, and a Rekor
+// hashedrekord entry with its signed entry timestamp, in the certificate
+// and bundle annotations.
+func KeylessCosign(t testing.TB, vs *ca.VirtualSigstore, subject, issuer string, payload []byte) CosignLayer {
+	t.Helper()
+	e, err := vs.SignAtTime(subject, issuer, payload, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	entries, _ := e.TlogEntries()
+	tle := entries[0].TransparencyLogEntry()
+	// The virtual log keeps some key ids as hex text (see rawLogIDs).
+	logID := hex.EncodeToString(tle.LogId.KeyId)
+	if _, err := hex.DecodeString(string(tle.LogId.KeyId)); err == nil && len(tle.LogId.KeyId) == 64 {
+		logID = string(tle.LogId.KeyId)
+	}
+	body := base64.StdEncoding.EncodeToString(tle.CanonicalizedBody)
+	set, err := vs.RekorSignPayload(tlog.RekorPayload{Body: body, IntegratedTime: tle.IntegratedTime, LogIndex: tle.LogIndex, LogID: logID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := json.Marshal(map[string]any{
+		"SignedEntryTimestamp": set,
+		"Payload":              map[string]any{"body": body, "integratedTime": tle.IntegratedTime, "logIndex": tle.LogIndex, "logID": logID},
+	})
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CosignLayer{Payload: payload, Sig: sc.MessageSignatureContent().Signature(), Annotations: map[string]string{
+		"dev.sigstore.cosign/certificate": string(certPEM),
+		"dev.sigstore.cosign/bundle":      string(rb),
+	}}
 }
 
 // PushBundle attaches b to subject (a manifest of repo) as an OCI 1.1
