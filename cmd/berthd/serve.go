@@ -349,7 +349,7 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change
-// live: log settings, runtime handlers, registry settings. An invalid new
+// live: log settings, runtime handlers, registry settings, the image policy. An invalid new
 // config is logged and the old one kept.
 func (p *daemonParts) reload(configPath string) {
 	loaded, err := config.Load(configPath)

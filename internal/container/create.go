@@ -85,7 +85,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		}
 		return "", err
 	}
-	if err := m.checkImagePolicy(ctx, img, sb.Config().GetMetadata().GetNamespace()); err != nil {
+	if err := m.checkImagePolicy(ctx, img, cfg, sb.Config().GetMetadata().GetNamespace()); err != nil {
 		m.d.Images.Release(img.ID.String(), holder(c.ID))
 		return "", err
 	}

@@ -220,4 +220,18 @@ require_sct = false
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "wrong key: no signature verifies with key "+filepath.Join(keys, "wrong.pub")) {
 		t.Errorf("create after the policy changed: %v, want PermissionDenied for the wrong key", err)
 	}
+	// An image mounted as a volume is checked the same way: the container's
+	// own image passes (checked now for this namespace, from the registry),
+	// its busybox volume does not.
+	bb, err := ic.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: busyboxRef}, false)
+	if err != nil || bb.Image == nil {
+		t.Fatalf("busybox status: %v", err)
+	}
+	withVolume := cfg("volume")
+	withVolume.Image = &runtimeapi.ImageSpec{Image: reg.Host + "/signed/bundle:1"}
+	withVolume.Mounts = []*runtimeapi.Mount{{ContainerPath: "/vol", Readonly: true, Image: &runtimeapi.ImageSpec{Image: bb.Image.Id}}}
+	_, err = rt.CreateContainer(ctx, pod, withVolume, podCfg)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "test/busybox@") || !strings.Contains(err.Error(), "wrong key") {
+		t.Errorf("create with a volume image no longer allowed: %v, want PermissionDenied naming busybox", err)
+	}
 }
