@@ -2,7 +2,7 @@ package image
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -54,28 +54,27 @@ func (s *Service) checkPolicy(ctx context.Context, ref reference.Ref, auth *regi
 	if s.policy == nil {
 		return nil
 	}
-	src := policySource{resolver: s.resolver, ref: ref, auth: auth}
 	top := small[0]
-	err := s.policy.Check(ctx, imagepolicy.Target{Image: ref.String(), Name: ref.Name(), Digest: top.desc.Digest, Manifest: top.data}, ns, src)
-	if err == nil || chosen.Digest == top.desc.Digest || !errors.Is(err, errdefs.ErrPermissionDenied) {
-		return err
-	}
-	for _, b := range small {
-		if b.desc.Digest == chosen.Digest {
-			if s.policy.Check(ctx, imagepolicy.Target{Image: ref.String(), Name: ref.Name(), Digest: b.desc.Digest, Manifest: b.data}, ns, src) == nil {
-				return nil
+	t := imagepolicy.Target{Image: ref.String(), Name: ref.Name(), Digest: top.desc.Digest, Manifest: top.data}
+	if chosen.Digest != top.desc.Digest {
+		t.Platform = func() (imagepolicy.Target, bool) {
+			for _, b := range small {
+				if b.desc.Digest == chosen.Digest {
+					return imagepolicy.Target{Image: ref.String(), Name: ref.Name(), Digest: b.desc.Digest, Manifest: b.data}, true
+				}
 			}
+			return imagepolicy.Target{}, false
 		}
 	}
-	return err
+	return s.policy.Check(ctx, t, ns, policySource{resolver: s.resolver, ref: ref, auth: auth})
 }
 
 // CheckPolicy enforces the image policy on an image already present, for a
 // container of namespace ns: a verdict of the policy in force makes it a
 // map lookup; otherwise (the policy changed since, or the image was pulled
 // before it or for another namespace) the signatures are read again with
-// the node's credentials. The image is
-// allowed when one of its repository digests passes.
+// the node's credentials. The image is allowed when one of its repository
+// digests passes.
 func (s *Service) CheckPolicy(ctx context.Context, img Image, ns string) error {
 	if s.policy == nil {
 		return nil
@@ -90,7 +89,9 @@ func (s *Service) CheckPolicy(ctx context.Context, img Image, ns string) error {
 			return err
 		}
 		d := ref.Digest()
-		t := imagepolicy.Target{Image: rd, Name: ref.Name(), Digest: d, ReadManifest: func() ([]byte, error) { return s.content.ReadBlob(d) }}
+		t := imagepolicy.Target{Image: rd, Name: ref.Name(), Digest: d,
+			ReadManifest: func() ([]byte, error) { return s.content.ReadBlob(d) },
+			Platform:     func() (imagepolicy.Target, bool) { return s.platformTarget(img, rd, ref.Name(), d) }}
 		err = s.policy.Check(ctx, t, ns, policySource{resolver: s.resolver, ref: ref})
 		if err == nil {
 			return nil
@@ -100,6 +101,29 @@ func (s *Service) CheckPolicy(ctx context.Context, img Image, ns string) error {
 		}
 	}
 	return first
+}
+
+// platformTarget finds, among the blobs of img, the platform manifest an
+// index top led to: the manifest whose config is the image's.
+func (s *Service) platformTarget(img Image, image, name string, top digest.Digest) (imagepolicy.Target, bool) {
+	for _, d := range img.Blobs {
+		if d == top || d == img.ID {
+			continue
+		}
+		data, err := s.content.ReadBlob(d)
+		if err != nil {
+			continue
+		}
+		var m struct {
+			Config struct {
+				Digest digest.Digest `json:"digest"`
+			} `json:"config"`
+		}
+		if json.Unmarshal(data, &m) == nil && m.Config.Digest == img.ID {
+			return imagepolicy.Target{Image: image, Name: name, Digest: d, Manifest: data}, true
+		}
+	}
+	return imagepolicy.Target{}, false
 }
 
 // noSource is the source of an image without a repository: it has no

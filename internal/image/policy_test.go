@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -84,5 +87,39 @@ func TestPullPolicy(t *testing.T) {
 	enf.SetPolicy(loadPolicy(t, sigtest.NewKey(t, "ecdsa")))
 	if err := e.svc.CheckPolicy(ctx, img, ""); !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "wrong key") {
 		t.Fatalf("check after the policy changed: %v", err)
+	}
+}
+
+// An index whose platform manifest alone is signed (cosign sign
+// --recursive signs both; some signers sign the platform manifests only)
+// is accepted at the pull and at CheckPolicy, also without a verdict.
+func TestPullPolicyPlatformSignature(t *testing.T) {
+	reg := newTestRegistry(t)
+	key := sigtest.NewKey(t, "ecdsa")
+	amd, arm := randomImage(t, 1), randomImage(t, 1)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+	)
+	reg.pushIndex(t, "multi:1", idx)
+	d := digest.Digest(manifestDigest(t, amd))
+	payload := sigtest.Payload(reg.ref("multi"), d)
+	sigtest.Registry{Host: reg.host}.PushCosignTag(t, "multi", d, payload, key.Sign(t, payload))
+
+	pol := loadPolicy(t, key)
+	enf := imagepolicy.NewEnforcer(discardLog(), nil)
+	enf.SetPolicy(pol)
+	e := newTestEnv(t, reg, func(o *Options) { fixedPlatform(o); o.Policy = enf })
+	img := e.pull(t, reg.ref("multi:1"))
+
+	fresh := imagepolicy.NewEnforcer(discardLog(), nil) // as after a restart without verdicts
+	fresh.SetPolicy(pol)
+	e.svc.policy = fresh
+	if err := e.svc.CheckPolicy(context.Background(), img, ""); err != nil {
+		t.Fatalf("check without a verdict: %v", err)
+	}
+	gets := reg.allBlobGets()
+	if err := e.svc.CheckPolicy(context.Background(), img, ""); err != nil || reg.allBlobGets() != gets {
+		t.Fatalf("second check: %v, %d registry reads", err, reg.allBlobGets()-gets)
 	}
 }

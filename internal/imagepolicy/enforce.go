@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/registry"
 	"github.com/berth-cri/berth/internal/server"
@@ -103,36 +104,25 @@ func (e *Enforcer) Check(ctx context.Context, t Target, ns string, src Source) e
 		return nil
 	}
 	start := time.Now()
-	if t.Manifest == nil {
-		data, err := t.ReadManifest()
-		if err != nil {
-			e.metrics.ImageVerified(metrics.VerifyError, time.Since(start))
-			return fmt.Errorf("image %s: read its manifest for the image policy: %w", t.Image, err)
+	err := verifyTarget(ctx, t, reqs, src)
+	if errors.Is(err, errdefs.ErrPermissionDenied) && t.Platform != nil {
+		// The index is not signed as asked; its platform manifest may be.
+		if pt, ok := t.Platform(); ok && verifyTarget(ctx, pt, reqs, src) == nil {
+			err = nil
 		}
-		t.Manifest = data
 	}
-	found, err := Discover(ctx, src, t.Digest)
-	if err != nil {
-		e.metrics.ImageVerified(metrics.VerifyError, time.Since(start))
-		if errors.Is(err, registry.ErrRegistryUnavailable) {
-			// Its "RegistryUnavailable" prefix stays first: kubelet
-			// shows that reason (and retries) only then.
-			err = fmt.Errorf("%w (reading the signatures of %s for the image policy)", err, t.Image)
-		} else {
-			err = fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
-		}
-		e.logVerdict(ctx, t, ns, p, time.Since(start), err)
+	took := time.Since(start)
+	e.logVerdict(ctx, t, ns, p, took, err)
+	switch {
+	case err == nil:
+		e.metrics.ImageVerified(metrics.VerifyAccepted, took)
+	case errors.Is(err, errdefs.ErrPermissionDenied):
+		e.metrics.ImageVerified(metrics.VerifyRejected, took)
+		return err
+	default:
+		e.metrics.ImageVerified(metrics.VerifyError, took)
 		return err
 	}
-	for _, r := range reqs {
-		if err := r.check(t, found); err != nil {
-			e.metrics.ImageVerified(metrics.VerifyRejected, time.Since(start))
-			e.logVerdict(ctx, t, ns, p, time.Since(start), err)
-			return err
-		}
-	}
-	e.metrics.ImageVerified(metrics.VerifyAccepted, time.Since(start))
-	e.logVerdict(ctx, t, ns, p, time.Since(start), nil)
 	e.mu.Lock()
 	if len(e.verdicts) >= maxVerdicts {
 		e.verdicts = map[verdictKey]string{}
@@ -206,6 +196,33 @@ func (e *Enforcer) save() {
 	if err := atomicfile.WriteJSONVolatile(path, recs, 0o600); err != nil {
 		e.log.WithError(err).WithField("file", path).Warn("image policy: cannot save the verdicts")
 	}
+}
+
+// verifyTarget reads t's manifest (if need be) and signatures and checks
+// them against every requirement.
+func verifyTarget(ctx context.Context, t Target, reqs []*Requirement, src Source) error {
+	if t.Manifest == nil {
+		data, err := t.ReadManifest()
+		if err != nil {
+			return fmt.Errorf("image %s: read its manifest for the image policy: %w", t.Image, err)
+		}
+		t.Manifest = data
+	}
+	found, err := Discover(ctx, src, t.Digest)
+	if err != nil {
+		if errors.Is(err, registry.ErrRegistryUnavailable) {
+			// Its "RegistryUnavailable" prefix stays first: kubelet
+			// shows that reason (and retries) only then.
+			return fmt.Errorf("%w (reading the signatures of %s for the image policy)", err, t.Image)
+		}
+		return fmt.Errorf("image %s: read its signatures for the image policy: %w", t.Image, err)
+	}
+	for _, r := range reqs {
+		if err := r.check(t, found); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, took time.Duration, err error) {

@@ -30,6 +30,11 @@ type Target struct {
 	Digest       digest.Digest
 	Manifest     []byte
 	ReadManifest func() ([]byte, error)
+	// Platform, for an index, returns the platform manifest the image was
+	// unpacked from: a signature of it is accepted too (cosign sign
+	// --recursive signs both), when the index's own is missing or wrong.
+	// Called only then.
+	Platform func() (Target, bool)
 }
 
 // Denial is a refusal by the policy. It wraps errdefs.ErrPermissionDenied.
