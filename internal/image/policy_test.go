@@ -16,6 +16,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/imagepolicy"
 	"github.com/berth-cri/berth/internal/imagepolicy/sigtest"
+	"github.com/berth-cri/berth/internal/metrics"
 )
 
 func (r *testRegistry) allBlobGets() int {
@@ -58,9 +59,11 @@ func TestPullPolicy(t *testing.T) {
 	payload := sigtest.Payload(reg.ref("signed"), d)
 	sigtest.Registry{Host: reg.host}.PushCosignTag(t, "signed", d, payload, key.Sign(t, payload))
 
-	enf := imagepolicy.NewEnforcer(discardLog(), nil)
+	m := metrics.New()
+	enf := imagepolicy.NewEnforcer(discardLog(), m)
 	enf.SetPolicy(loadPolicy(t, key))
 	e := newTestEnv(t, reg, func(o *Options) { o.Policy = enf })
+	checks := func(result string) float64 { return value(t, m, "berth_image_verification_duration_seconds", result) }
 	ctx := context.Background()
 
 	img := e.pull(t, reg.ref("signed:1"))
@@ -82,6 +85,9 @@ func TestPullPolicy(t *testing.T) {
 	}
 	if reg.allBlobGets() != gets {
 		t.Errorf("a check under the same policy read the registry")
+	}
+	if a, r := checks(metrics.VerifyAccepted), checks(metrics.VerifyRejected); a != 1 || r != 1 {
+		t.Errorf("verifications observed: %v accepted, %v rejected; want 1 and 1 (a verdict is not a verification)", a, r)
 	}
 	// Another key: the image on the node is checked again, and refused.
 	enf.SetPolicy(loadPolicy(t, sigtest.NewKey(t, "ecdsa")))
