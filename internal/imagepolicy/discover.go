@@ -35,6 +35,7 @@ const (
 // the signatures of one image are a handful of small documents.
 const (
 	maxSignatures = 32
+	maxReferrers  = 64 // manifests fetched to look for bundles
 	maxSigBlob    = 1 << 20
 )
 
@@ -116,13 +117,15 @@ func Discover(ctx context.Context, src Source, d digest.Digest) (Discovery, erro
 			}
 		}
 	}
+	fetched := 0
 	for _, desc := range descs {
-		if len(out.Signatures) >= maxSignatures {
+		if len(out.Signatures) >= maxSignatures || fetched >= maxReferrers {
 			break
 		}
 		if desc.ArtifactType != "" && desc.ArtifactType != MediaTypeBundle && desc.ArtifactType != ocispec.MediaTypeEmptyJSON {
 			continue
 		}
+		fetched++
 		where := "referrer " + desc.Digest.String()
 		if desc.MediaType == "" {
 			desc.MediaType = ocispec.MediaTypeImageManifest
