@@ -3,7 +3,6 @@ package imagepolicy
 import (
 	"bytes"
 	"crypto"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -271,6 +270,3 @@ func dedupe(ss []string) []string {
 	}
 	return out
 }
-
-// asDenial is errors.As for *Denial.
-func asDenial(err error, d **Denial) bool { return errors.As(err, d) }

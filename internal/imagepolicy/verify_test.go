@@ -3,6 +3,7 @@ package imagepolicy
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,7 +91,7 @@ func TestKeyDecisions(t *testing.T) {
 
 func errdefsIsPermissionDenied(err error) bool {
 	var d *Denial
-	return asDenial(err, &d) && d.Unwrap() == errdefs.ErrPermissionDenied
+	return errors.As(err, &d) && errors.Is(err, errdefs.ErrPermissionDenied)
 }
 
 // legacyKeyless is a keyless cosign tag signature of manifest d.
