@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image/reference"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 	"github.com/berth-cri/berth/internal/registry"
 )
 
@@ -69,6 +70,10 @@ func (s *Service) PullFor(ctx context.Context, ref string, auth *registry.Auth, 
 	if err != nil {
 		if errors.Is(err, registry.ErrRegistryUnavailable) {
 			return Image{}, fmt.Errorf("%w (pulling image %q)", err, ref)
+		}
+		var denial *imagepolicy.Denial
+		if errors.As(err, &denial) {
+			return Image{}, err // it names the image, first
 		}
 		return Image{}, fmt.Errorf("pull image %q: %w", ref, err)
 	}
