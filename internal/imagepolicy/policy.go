@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -57,14 +58,17 @@ type scopeFile struct {
 }
 
 type keylessFile struct {
-	TrustedRoot            string `toml:"trusted_root"`
-	Issuer                 string `toml:"issuer"`
-	IssuerRegexp           string `toml:"issuer_regexp"`
-	Subject                string `toml:"subject"`
-	SubjectRegexp          string `toml:"subject_regexp"`
-	RequireTlog            *bool  `toml:"require_tlog"`
-	RequireSignedTimestamp bool   `toml:"require_signed_timestamp"`
-	RequireSCT             *bool  `toml:"require_sct"`
+	TrustedRoot            string   `toml:"trusted_root"`
+	FulcioCA               string   `toml:"fulcio_ca"`
+	RekorKeys              []string `toml:"rekor_keys"`
+	CTLogKeys              []string `toml:"ctlog_keys"`
+	Issuer                 string   `toml:"issuer"`
+	IssuerRegexp           string   `toml:"issuer_regexp"`
+	Subject                string   `toml:"subject"`
+	SubjectRegexp          string   `toml:"subject_regexp"`
+	RequireTlog            *bool    `toml:"require_tlog"`
+	RequireSignedTimestamp bool     `toml:"require_signed_timestamp"`
+	RequireSCT             *bool    `toml:"require_sct"`
 }
 
 // Policy is a loaded policy file. It is immutable.
@@ -275,8 +279,11 @@ func (l *loader) requirement(scope, ns string, s scopeFile) (*Requirement, error
 func (l *loader) keyless(kf keylessFile) (Keyless, error) {
 	k := Keyless{Issuer: kf.Issuer, IssuerRegexp: kf.IssuerRegexp, Subject: kf.Subject, SubjectRegexp: kf.SubjectRegexp,
 		RequireTlog: kf.RequireTlog == nil || *kf.RequireTlog, RequireSignedTimestamp: kf.RequireSignedTimestamp}
-	if kf.TrustedRoot == "" {
-		return k, errors.New("trusted_root (a trusted_root.json naming the Fulcio CA and Rekor/CT keys) is required")
+	if (kf.TrustedRoot == "") == (kf.FulcioCA == "") {
+		return k, errors.New("one of trusted_root (a trusted_root.json) and fulcio_ca (with rekor_keys, ctlog_keys) is required")
+	}
+	if kf.TrustedRoot != "" && (len(kf.RekorKeys) > 0 || len(kf.CTLogKeys) > 0) {
+		return k, errors.New("rekor_keys and ctlog_keys go with fulcio_ca; a trusted_root names its logs itself")
 	}
 	if (k.Issuer == "") == (k.IssuerRegexp == "") {
 		return k, errors.New("exactly one of issuer and issuer_regexp is required")
@@ -289,14 +296,23 @@ func (l *loader) keyless(kf keylessFile) (Keyless, error) {
 			return k, fmt.Errorf("regexp %q: %w", re, err)
 		}
 	}
-	p, data, err := l.read(kf.TrustedRoot)
-	if err != nil {
-		return k, fmt.Errorf("trusted_root: %w", err)
+	if kf.TrustedRoot != "" {
+		p, data, err := l.read(kf.TrustedRoot)
+		if err != nil {
+			return k, fmt.Errorf("trusted_root: %w", err)
+		}
+		k.TrustedRootFile = p
+		if k.TrustedRoot, err = root.NewTrustedRootFromJSON(data); err != nil {
+			return k, fmt.Errorf("trusted_root %s: %w", p, err)
+		}
+	} else {
+		var err error
+		if k.TrustedRoot, err = l.pemRoot(kf); err != nil {
+			return k, err
+		}
+		k.TrustedRootFile = kf.FulcioCA
 	}
-	k.TrustedRootFile = p
-	if k.TrustedRoot, err = root.NewTrustedRootFromJSON(data); err != nil {
-		return k, fmt.Errorf("trusted_root %s: %w", p, err)
-	}
+	p := k.TrustedRootFile
 	if len(k.TrustedRoot.FulcioCertificateAuthorities()) == 0 {
 		return k, fmt.Errorf("trusted_root %s: names no certificate authority", p)
 	}
@@ -311,6 +327,64 @@ func (l *loader) keyless(kf keylessFile) (Keyless, error) {
 		k.RequireSCT = *kf.RequireSCT
 	}
 	return k, nil
+}
+
+// pemRoot builds a trusted root from PEM files: the Fulcio CA (its root,
+// self-signed, and intermediates, in one file) and the public keys of the
+// Rekor and CT logs (a log's id is the SHA-256 of its key, as Rekor and CT
+// compute it). Timestamping authorities need a trusted_root.json.
+func (l *loader) pemRoot(kf keylessFile) (*root.TrustedRoot, error) {
+	p, data, err := l.read(kf.FulcioCA)
+	if err != nil {
+		return nil, fmt.Errorf("fulcio_ca: %w", err)
+	}
+	certs, err := cryptoutils.UnmarshalCertificatesFromPEM(data)
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("fulcio_ca %s: no PEM certificate", p)
+	}
+	ca := &root.FulcioCertificateAuthority{URI: p}
+	for _, c := range certs {
+		if ca.Root == nil && c.CheckSignatureFrom(c) == nil {
+			ca.Root = c
+		} else {
+			ca.Intermediates = append(ca.Intermediates, c)
+		}
+	}
+	if ca.Root == nil {
+		return nil, fmt.Errorf("fulcio_ca %s: no self-signed root certificate", p)
+	}
+	logs := func(what string, files []string) (map[string]*root.TransparencyLog, error) {
+		out := map[string]*root.TransparencyLog{}
+		for _, f := range files {
+			p, data, err := l.read(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: not a PEM public key: %w", what, p, err)
+			}
+			der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", what, p, err)
+			}
+			id := sha256.Sum256(der)
+			// Valid from the epoch: a PEM key says nothing of its period,
+			// and sigstore-go wants a start.
+			out[hex.EncodeToString(id[:])] = &root.TransparencyLog{BaseURL: p, ID: id[:], PublicKey: pub,
+				HashFunc: crypto.SHA256, SignatureHashFunc: crypto.SHA256, ValidityPeriodStart: time.Unix(0, 0)}
+		}
+		return out, nil
+	}
+	rekor, err := logs("rekor_keys", kf.RekorKeys)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := logs("ctlog_keys", kf.CTLogKeys)
+	if err != nil {
+		return nil, err
+	}
+	return root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{ca}, ct, nil, rekor)
 }
 
 // checkScope refuses scopes that could never match a normalised name.

@@ -92,6 +92,8 @@ func TestLoadErrors(t *testing.T) {
 		{"version = 2\n[default]\ntype = \"accept\"\n", "version 2"},
 		{"[default]\ntype = \"sigstore\"\n[[default.keyless]]\nissuer = \"i\"\nsubject = \"s\"\n", "trusted_root"},
 		{"[default]\ntype = \"sigstore\"\n[[default.keyless]]\ntrusted_root = \"r.json\"\nsubject = \"s\"\n", "issuer"},
+		{"[default]\ntype = \"sigstore\"\n[[default.keyless]]\ntrusted_root = \"r.json\"\nrekor_keys = [\"a.pub\"]\nissuer = \"i\"\nsubject = \"s\"\n", "go with fulcio_ca"},
+		{"[default]\ntype = \"sigstore\"\n[[default.keyless]]\nfulcio_ca = \"a.pub\"\nissuer = \"i\"\nsubject = \"s\"\n", "no PEM certificate"},
 	} {
 		_, err := Load(writePolicy(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

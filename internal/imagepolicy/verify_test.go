@@ -193,3 +193,39 @@ func TestKeylessDecisions(t *testing.T) {
 		}
 	}
 }
+
+// The trusted root may be PEM files (Fulcio CA, Rekor keys) instead of a
+// trusted_root.json.
+func TestKeylessPEMRoot(t *testing.T) {
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fulcio, rekor := sigtest.WritePEMRoot(t, vs, dir)
+	tgt := testTarget()
+	const issuer, subject = "https://issuer.example", "ci@example.com"
+	body := fmt.Sprintf("[default]\ntype = \"sigstore\"\n[[default.keyless]]\nfulcio_ca = %q\nrekor_keys = [%q]\nissuer = %q\nsubject = %q\n", fulcio, rekor[0], issuer, subject)
+	p := filepath.Join(dir, "policy.toml")
+	os.WriteFile(p, []byte(body), 0o644)
+	pol, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := pol.Decide("example.com/app", "")[0]
+	for name, sig := range map[string]Signature{
+		"cosign tag":    legacyKeyless(t, vs, subject, issuer, tgt.Digest),
+		"cosign bundle": {Where: "r", Entity: sigtest.KeylessBundle(t, vs, subject, issuer, testManifest)},
+	} {
+		if err := r.check(tgt, Discovery{Signatures: []Signature{sig}}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	other, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.check(tgt, Discovery{Signatures: []Signature{legacyKeyless(t, other, subject, issuer, tgt.Digest)}}); err == nil {
+		t.Error("a certificate of another CA was accepted")
+	}
+}

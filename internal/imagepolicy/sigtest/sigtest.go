@@ -308,6 +308,42 @@ func (r Registry) PushBundle(t testing.TB, repo string, subject ocispec.Descript
 	r.putManifest(t, repo, "", m, map[digest.Digest][]byte{empty.Digest: emptyConfig, digest.FromBytes(data): data})
 }
 
+// WritePEMRoot writes the virtual Sigstore's Fulcio CA (root and
+// intermediates) and Rekor keys as PEM files in dir: fulcio.pem and
+// rekor-<n>.pub.
+func WritePEMRoot(t testing.TB, vs *ca.VirtualSigstore, dir string) (fulcio string, rekor []string) {
+	t.Helper()
+	var pem []byte
+	for _, a := range vs.FulcioCertificateAuthorities() {
+		fca := a.(*root.FulcioCertificateAuthority)
+		for _, c := range append(fca.Intermediates, fca.Root) {
+			b, err := cryptoutils.MarshalCertificateToPEM(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pem = append(pem, b...)
+		}
+	}
+	fulcio = filepath.Join(dir, "fulcio.pem")
+	if err := os.WriteFile(fulcio, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, l := range vs.RekorLogs() {
+		b, err := cryptoutils.MarshalPublicKeyToPEM(l.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("rekor-%d.pub", i))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rekor = append(rekor, p)
+		i++
+	}
+	return fulcio, rekor
+}
+
 // TrustedRootJSON is the trusted_root.json of a virtual Sigstore: its
 // Fulcio CA, Rekor and CT log keys and timestamping authority.
 func TrustedRootJSON(t testing.TB, vs *ca.VirtualSigstore) []byte {
@@ -371,9 +407,22 @@ func KeylessBundle(t testing.TB, vs *ca.VirtualSigstore, subject, issuer string,
 		// The virtual log's entries leave out the kind and version the
 		// bundle format needs: they are in the entry's body.
 		tle := proto.Clone(en.TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
+		// and keeps some key ids as hex text (see rawLogIDs): a real log
+		// id is the raw SHA-256 of the log's key.
+		if raw, err := hex.DecodeString(string(tle.LogId.KeyId)); err == nil && len(raw) == 32 {
+			tle.LogId.KeyId = raw
+		}
 		var kv struct{ Kind, APIVersion string }
 		json.Unmarshal(tle.CanonicalizedBody, &kv)
 		tle.KindVersion = &protorekor.KindVersion{Kind: kv.Kind, Version: kv.APIVersion}
+		// Rekor v1 gives a signed entry timestamp besides the proof, as
+		// cosign's bundles carry: it makes the integrated time trusted.
+		set, err := vs.RekorSignPayload(tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody),
+			IntegratedTime: tle.IntegratedTime, LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
 		mat.TlogEntries = append(mat.TlogEntries, tle)
 	}
 	for _, ts := range tss {
