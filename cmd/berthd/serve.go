@@ -24,6 +24,7 @@ import (
 	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/exec"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/nri"
@@ -53,6 +54,7 @@ type daemonParts struct {
 	ready      *server.Readiness
 	network    *network.Manager
 	images     *image.Service
+	policy     *imagepolicy.Enforcer
 	supervisor *client.Client
 	sandboxes  *sandbox.Manager
 	containers *container.Manager
@@ -110,6 +112,16 @@ func serve(configPath string, loaded *config.Loaded) error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	p.policy = imagepolicy.NewEnforcer(log.WithField("part", "image-policy"), mtr)
+	p.policy.Persist(filepath.Join(cfg.RootDir, "image-policy-verdicts.json"))
+	if cfg.Registry.ImagePolicy != "" {
+		pol, err := imagepolicy.Load(cfg.Registry.ImagePolicy)
+		if err != nil {
+			return err
+		}
+		p.policy.SetPolicy(pol)
+		log.WithFields(logrus.Fields{"path": pol.Path, "version": pol.Version}).Info("image policy")
+	}
 	p.images, err = image.New(image.Options{
 		Root:                   cfg.RootDir,
 		Resolver:               resolver,
@@ -119,6 +131,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 		PinnedImages:           sandboxImages(cfg),
 		Log:                    log.WithField("part", "image"),
 		Metrics:                mtr,
+		Policy:                 p.policy,
 	})
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -223,7 +236,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 
 	containerSvc := servercontainer.New(p.containers)
 	rt := newRuntimeServer(runtimeParts{
-		info:       runtimeinfo.New(p.cfg, net, p.ready, runtimeinfo.Platform{CgroupDriver: host.CgroupDriver, AppArmor: aa}),
+		info:       runtimeinfo.New(p.cfg, net, p.ready, runtimeinfo.Platform{CgroupDriver: host.CgroupDriver, AppArmor: aa}).WithImagePolicy(p.policy),
 		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
 		containers: containerSvc,
 		stats:      statsSvc,
@@ -345,7 +358,7 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change
-// live: log settings, runtime handlers, registry settings. An invalid new
+// live: log settings, runtime handlers, registry settings, the image policy. An invalid new
 // config is logged and the old one kept.
 func (p *daemonParts) reload(configPath string) {
 	loaded, err := config.Load(configPath)
@@ -379,11 +392,31 @@ func (p *daemonParts) reload(configPath string) {
 	if err := p.images.Reload(registryOptions(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current registry settings")
 	}
+	p.reloadImagePolicy(cfg.Registry.ImagePolicy)
 	if err := p.images.SetPinned(sandboxImages(cfg)); err != nil {
 		p.log.WithError(err).Error("reload: keeping the current pinned images")
 	}
 	p.cfg.Set(cfg)
 	p.log.WithField("config", loaded.Files).Info("reloaded the config")
+}
+
+// reloadImagePolicy reads the image policy again (its file may have changed
+// even when the path did not); on error the policy in force stays.
+func (p *daemonParts) reloadImagePolicy(path string) {
+	if path == "" {
+		if p.policy.Policy() != nil {
+			p.log.Warn("reload: image policy removed; every image is accepted")
+		}
+		p.policy.SetPolicy(nil)
+		return
+	}
+	pol, err := imagepolicy.Load(path)
+	if err != nil {
+		p.log.WithError(err).Error("reload: keeping the current image policy")
+		return
+	}
+	p.policy.SetPolicy(pol)
+	p.log.WithFields(logrus.Fields{"path": pol.Path, "version": pol.Version}).Info("reload: image policy")
 }
 
 func registryOptions(cfg *configv1.Config) registry.Options {

@@ -78,6 +78,9 @@ func (l *Loaded) validate() error {
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)
 	}
+	if c.Registry.ImagePolicy != "" && !filepath.IsAbs(c.Registry.ImagePolicy) {
+		return bad("registry.image_policy", "must be an absolute path, got %q", c.Registry.ImagePolicy)
+	}
 	if c.Registry.ImagePullProgressTimeout.Duration < 0 {
 		return bad("registry.image_pull_progress_timeout", "must not be negative")
 	}

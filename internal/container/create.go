@@ -85,6 +85,10 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		}
 		return "", err
 	}
+	if err := m.checkImagePolicy(ctx, img, cfg, sb.Config().GetMetadata().GetNamespace()); err != nil {
+		m.d.Images.Release(img.ID.String(), holder(c.ID))
+		return "", err
+	}
 	c.ImageID = img.ID.String()
 	c.ImageRef = imageRef(img)
 	c.ImageName = imageName(cfg.GetImage(), img)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -32,6 +33,10 @@ func (r *echoResolver) FetchManifest(ctx context.Context, ref reference.Ref, des
 }
 
 func (r *echoResolver) FetchBlob(context.Context, reference.Ref, ocispec.Descriptor, *registry.Auth) (io.ReadCloser, error) {
+	return nil, errors.New("not used")
+}
+
+func (r *echoResolver) Referrers(context.Context, reference.Ref, digest.Digest, string, *registry.Auth) ([]ocispec.Descriptor, error) {
 	return nil, errors.New("not used")
 }
 

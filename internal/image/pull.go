@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image/reference"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 	"github.com/berth-cri/berth/internal/registry"
 )
 
@@ -39,6 +40,12 @@ const maxIndexDepth = 4
 // registry's error keeps its leading "RegistryUnavailable" (kubelet shows
 // that reason only then).
 func (s *Service) Pull(ctx context.Context, ref string, auth *registry.Auth, handler string) (Image, error) {
+	return s.PullFor(ctx, ref, auth, handler, "")
+}
+
+// PullFor is Pull for a pod of Kubernetes namespace ns, whose section of
+// the image policy applies too ("" for none: berthd's own pulls).
+func (s *Service) PullFor(ctx context.Context, ref string, auth *registry.Auth, handler, ns string) (Image, error) {
 	if id, ok := reference.IsImageID(ref); ok {
 		img, err := s.Get(id.String())
 		if err != nil {
@@ -50,17 +57,23 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *registry.Auth, han
 	if err != nil {
 		return Image{}, fmt.Errorf("pull image %q: %w", ref, err)
 	}
-	key := r.String() + "\x00" + handler + "\x00" + authKey(auth)
+	// The namespace is part of the key: its policy may refuse what
+	// another namespace's accepts.
+	key := r.String() + "\x00" + handler + "\x00" + authKey(auth) + "\x00" + ns
 	img, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
 		// Timed here, once per shared pull, not once per waiting caller.
 		start := time.Now()
-		img, err := s.pull(ctx, r, auth, handler)
+		img, err := s.pull(ctx, r, auth, handler, ns)
 		s.metrics.ImagePulled(time.Since(start), err)
 		return img, err
 	})
 	if err != nil {
 		if errors.Is(err, registry.ErrRegistryUnavailable) {
 			return Image{}, fmt.Errorf("%w (pulling image %q)", err, ref)
+		}
+		var denial *imagepolicy.Denial
+		if errors.As(err, &denial) {
+			return Image{}, err // it names the image, first
 		}
 		return Image{}, fmt.Errorf("pull image %q: %w", ref, err)
 	}
@@ -90,7 +103,7 @@ type blob struct {
 }
 
 // pull does the work of one Pull; ctx is the shared pull's.
-func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Auth, handler string) (*Image, error) {
+func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Auth, handler, ns string) (*Image, error) {
 	// Manifests and the config are small: the whole metadata phase gets the
 	// progress timeout as a deadline.
 	mctx, cancel := context.WithTimeoutCause(ctx, s.timeoutOr(time.Hour), fmt.Errorf("resolve %s: no answer within %s (image_pull_progress_timeout)", ref, s.timeout))
@@ -102,6 +115,12 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 	small := []blob{{top, data}}
 	manifestDesc, manifest, err := s.selectManifest(mctx, ref, auth, top, data, &small)
 	if err != nil {
+		cancel()
+		return nil, withCause(mctx, err)
+	}
+	// Signatures are checked on the verified manifests before anything of
+	// the image is stored or unpacked.
+	if err := s.checkPolicy(mctx, ref, auth, ns, small, manifestDesc); err != nil {
 		cancel()
 		return nil, withCause(mctx, err)
 	}

@@ -30,6 +30,7 @@ type Resolver interface {
 	Resolve(ctx context.Context, ref reference.Ref, auth *registry.Auth) (ocispec.Descriptor, []byte, error)
 	FetchManifest(ctx context.Context, ref reference.Ref, desc ocispec.Descriptor, auth *registry.Auth) ([]byte, error)
 	FetchBlob(ctx context.Context, ref reference.Ref, desc ocispec.Descriptor, auth *registry.Auth) (io.ReadCloser, error)
+	Referrers(ctx context.Context, ref reference.Ref, d digest.Digest, artifactType string, auth *registry.Auth) ([]ocispec.Descriptor, error)
 	Reload(registry.Options) error
 }
 
@@ -68,6 +69,9 @@ type Options struct {
 	Log      logrus.FieldLogger
 	// Metrics records pull bytes and durations; nil records nothing.
 	Metrics *metrics.Metrics
+	// Policy enforces the image policy on pulls and CheckPolicy; nil
+	// accepts every image.
+	Policy PolicyChecker
 }
 
 // Service keeps the images of the node. It is safe for concurrent use.
@@ -77,6 +81,7 @@ type Service struct {
 	snapshots Snapshotter
 	log       logrus.FieldLogger
 	metrics   *metrics.Metrics
+	policy    PolicyChecker
 	platform  ocispec.Platform
 	matcher   platforms.MatchComparer
 	timeout   time.Duration
@@ -143,6 +148,7 @@ func New(opts Options) (*Service, error) {
 		snapshots: opts.Snapshots,
 		log:       log,
 		metrics:   opts.Metrics,
+		policy:    opts.Policy,
 		platform:  plat,
 		matcher:   platforms.Only(plat),
 		timeout:   timeout,

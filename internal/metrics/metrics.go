@@ -20,6 +20,14 @@ const (
 	PullFailure = "failure"
 )
 
+// Image verification results, the result label of
+// berth_image_verifications_total and its duration.
+const (
+	VerifyAccepted = "accepted"
+	VerifyRejected = "rejected"
+	VerifyError    = "error"
+)
+
 // criBuckets span a Version answered from memory (well under a
 // millisecond) to a PullImage of a large image (minutes).
 var criBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -36,6 +44,8 @@ type Metrics struct {
 	pullDuration       *prometheus.HistogramVec
 	containerStarts    prometheus.Counter
 	supervisorRestarts prometheus.Counter
+	verifications      *prometheus.CounterVec
+	verifyDuration     *prometheus.HistogramVec
 }
 
 // New builds the collectors, the Go runtime and process collectors
@@ -69,9 +79,19 @@ func New() *Metrics {
 			Name: "berth_supervisor_restarts_total",
 			Help: "Times berthd started the supervisor again after it stopped answering.",
 		}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_image_verifications_total",
+			Help: "Image signature checks against the image policy that read signatures (not the cached verdicts), by result: accepted, rejected, error (signatures could not be read).",
+		}, []string{"result"}),
+		verifyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "berth_image_verification_duration_seconds",
+			Help:    "Time to find and verify an image's signatures, by result.",
+			Buckets: criBuckets,
+		}, []string{"result"}),
 	}
 	m.reg.MustRegister(
 		m.criRequests, m.criDuration, m.pullBytes, m.pullDuration, m.containerStarts, m.supervisorRestarts,
+		m.verifications, m.verifyDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -107,6 +127,16 @@ func (m *Metrics) ImagePulled(took time.Duration, err error) {
 		result = PullFailure
 	}
 	m.pullDuration.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// ImageVerified records one signature check of an image (result is one of
+// the Verify* constants).
+func (m *Metrics) ImageVerified(result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.verifications.WithLabelValues(result).Inc()
+	m.verifyDuration.WithLabelValues(result).Observe(took.Seconds())
 }
 
 // ContainerStarted counts a container start.

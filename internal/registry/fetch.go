@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
@@ -363,4 +364,64 @@ func verify(h Host, data []byte, want digest.Digest, wantSize int64) error {
 		return &hostError{host: h.URL(), kind: ErrDigestMismatch, reason: fmt.Sprintf("content has %d bytes, descriptor says %d", len(data), wantSize)}
 	}
 	return nil
+}
+
+// Referrers lists the manifests whose subject is d in ref's repository,
+// filtered by artifactType when the registry filters (OCI distribution 1.1
+// referrers API), asking the hosts that serve pulls. A registry without the
+// API answers 404 (errdefs.ErrNotFound): the caller may then try the
+// referrers tag schema.
+func (r *Resolver) Referrers(ctx context.Context, ref reference.Ref, d digest.Digest, artifactType string, auth *Auth) ([]ocispec.Descriptor, error) {
+	if err := checkDescriptor(ref, ocispec.Descriptor{Digest: d}); err != nil {
+		return nil, err
+	}
+	cfg, err := r.configForPull()
+	if err != nil {
+		return nil, err
+	}
+	all := cfg.hosts.Hosts(ref.Domain())
+	what := fmt.Sprintf("referrers of %s in %s", d, ref.Name())
+	var idx ocispec.Index
+	_, err = r.eachHost(ctx, cfg, all, r.pullHosts(cfg, ref.Domain(), ref.Name()), infoOf(ref), auth, what, func(c *http.Client, h Host) error {
+		u := h.URL() + "/" + ref.Path() + "/referrers/" + d.String()
+		if artifactType != "" {
+			u += "?artifactType=" + url.QueryEscape(artifactType)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", ocispec.MediaTypeImageIndex)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := transport.CheckError(resp, http.StatusOK); err != nil {
+			return err
+		}
+		data, err := readCapped(h, resp.Body, MaxManifestSize)
+		if err != nil {
+			return err
+		}
+		idx = ocispec.Index{}
+		if err := json.Unmarshal(data, &idx); err != nil {
+			return &hostError{host: h.URL(), reason: "referrers answer is not an index"}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A registry that does not filter says so; filter here either way.
+	// Some registries take the artifact type from the config's media type
+	// only (an OCI 1.1 draft) and so report the empty config's type for
+	// every artifact: those entries are kept for the caller to look at.
+	var out []ocispec.Descriptor
+	for _, m := range idx.Manifests {
+		if artifactType == "" || m.ArtifactType == artifactType || m.ArtifactType == ocispec.MediaTypeEmptyJSON {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }

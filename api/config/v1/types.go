@@ -94,6 +94,9 @@ type Registry struct {
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" json:"max_concurrent_downloads"`
 	// ImagePullProgressTimeout cancels a pull that moves no byte for this long.
 	ImagePullProgressTimeout Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout"`
+	// ImagePolicy is the image signature policy file
+	// (docs/image-policy.md); empty means every image is accepted.
+	ImagePolicy string `toml:"image_policy" json:"image_policy"`
 }
 
 // CNI configures pod networking.

@@ -12,13 +12,16 @@ import (
 // the image of its containers (image_ref = Image.id, CRI-CONTRACT.md).
 // Failures are plain wrapped errors (gRPC Unknown, which keeps a
 // "RegistryUnavailable" reason visible to kubelet), except a malformed
-// reference (InvalidArgument).
+// reference (InvalidArgument) and an image the image policy refuses
+// (PermissionDenied, which kubelet shows as ErrImagePull with the message).
 func (s *Service) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	name, err := imageName("PullImage", req.GetImage())
 	if err != nil {
 		return nil, err
 	}
-	img, err := s.images.Pull(ctx, name, authOf(req.GetAuth()), req.GetImage().GetRuntimeHandler())
+	// The pod's namespace selects its section of the image policy.
+	ns := req.GetSandboxConfig().GetMetadata().GetNamespace()
+	img, err := s.images.PullFor(ctx, name, authOf(req.GetAuth()), req.GetImage().GetRuntimeHandler(), ns)
 	if err != nil {
 		return nil, err
 	}

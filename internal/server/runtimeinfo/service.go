@@ -6,7 +6,12 @@ import (
 	"github.com/berth-cri/berth/internal/apparmor"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/imagepolicy"
 )
+
+// ImagePolicy tells which image policy is in force (for verbose Status);
+// *imagepolicy.Enforcer implements it.
+type ImagePolicy interface{ Policy() *imagepolicy.Policy }
 
 // Network is what this service needs of the pod network manager.
 type Network interface {
@@ -28,6 +33,8 @@ type Service struct {
 	// cgroupDriver is the driver resolved at start, which kubelet must use too.
 	cgroupDriver cgroupdriver.Driver
 	apparmor     apparmor.Status
+	// policy may be nil (Status then says nothing of it).
+	policy ImagePolicy
 }
 
 // Platform is what berthd settled about the node at start.
@@ -41,4 +48,11 @@ type Platform struct {
 // New returns the service.
 func New(cfg *config.Holder, network Network, ready Readiness, pf Platform) *Service {
 	return &Service{cfg: cfg, network: network, ready: ready, features: newFeatures(), cgroupDriver: pf.CgroupDriver, apparmor: pf.AppArmor}
+}
+
+// WithImagePolicy makes verbose Status report the image policy in force
+// (its path and version) and returns s.
+func (s *Service) WithImagePolicy(p ImagePolicy) *Service {
+	s.policy = p
+	return s
 }

@@ -62,6 +62,17 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 			return nil, fmt.Errorf("encode apparmor status: %w", err)
 		}
 		resp.Info["apparmor"] = string(aa)
+		if s.policy != nil {
+			ip := map[string]string{"path": "", "version": ""}
+			if pol := s.policy.Policy(); pol != nil {
+				ip["path"], ip["version"] = pol.Path, pol.Version
+			}
+			b, err := json.Marshal(ip)
+			if err != nil {
+				return nil, fmt.Errorf("encode image policy: %w", err)
+			}
+			resp.Info["imagePolicy"] = string(b)
+		}
 	}
 	return resp, nil
 }

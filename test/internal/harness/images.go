@@ -43,7 +43,8 @@ type Registry struct {
 func NewRegistry(t testing.TB) *Registry {
 	t.Helper()
 	r := &Registry{}
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	// With the OCI 1.1 referrers API, where signatures (Sigstore bundles) are found.
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
 			r.BlobGets.Add(1)
