@@ -23,8 +23,9 @@ var ErrRlimit = errors.New("unknown rlimit")
 
 // New returns the process for p: arguments, environment, user and groups,
 // working directory and rlimits. A container init's capabilities,
-// no_new_privileges, umask and labels travel in the container's config
-// (specconv) instead; an exec sets them on the process itself.
+// no_new_privileges, umask and SELinux label travel in the container's
+// config (specconv), as does its AppArmor profile (the supervisor sets it
+// there: specconv does not); an exec sets them on the process itself.
 func New(p *specs.Process) (*libcontainer.Process, error) {
 	lp := &libcontainer.Process{
 		Args: p.Args,

@@ -13,6 +13,8 @@ func TestAppArmorProfile(t *testing.T) {
 	on := Host{AppArmorEnabled: true, AppArmorDefault: "berth-default"}
 	noDefault := Host{AppArmorEnabled: true}
 	off := Host{}
+	loadedOnly := on
+	loadedOnly.AppArmorLoaded = func(name string) (bool, error) { return name == "mine", nil }
 	prof := func(ty runtimeapi.SecurityProfile_ProfileType, ref string) *runtimeapi.SecurityProfile {
 		return &runtimeapi.SecurityProfile{ProfileType: ty, LocalhostRef: ref}
 	}
@@ -38,6 +40,10 @@ func TestAppArmorProfile(t *testing.T) {
 		{"Localhost without a name", on, prof(runtimeapi.SecurityProfile_Localhost, ""), "", "", errdefs.ErrInvalidArgument},
 		{"Localhost with AppArmor off", off, prof(runtimeapi.SecurityProfile_Localhost, "mine"), "", "", errdefs.ErrInvalidArgument},
 		{"deprecated garbage", on, nil, "docker-default", "", errdefs.ErrInvalidArgument},
+		{"Localhost not loaded", loadedOnly, prof(runtimeapi.SecurityProfile_Localhost, "localhost/other"), "", "", errdefs.ErrFailedPrecondition},
+		{"Localhost loaded", loadedOnly, prof(runtimeapi.SecurityProfile_Localhost, "localhost/mine"), "", "mine", nil},
+		{"deprecated localhost not loaded", loadedOnly, nil, "localhost/other", "", errdefs.ErrFailedPrecondition},
+		{"the default is not looked up", loadedOnly, nil, "", "berth-default", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := appArmorProfile(tc.host, tc.prof, tc.deprecated)

@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-cri/berth/internal/apparmor"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 )
 
@@ -55,6 +56,10 @@ type Host struct {
 	// the one cmd/berthd loaded at start (internal/apparmor), "" for none.
 	// ProbeHost leaves it unset: it follows the config.
 	AppArmorDefault string
+	// AppArmorLoaded says whether a profile is loaded in the kernel, so a
+	// Localhost profile that is not fails the create instead of the start;
+	// nil skips the check (tests).
+	AppArmorLoaded func(name string) (bool, error)
 	// Devices returns the device nodes at a host path: one for a device
 	// file, every device below a directory. Used for CRI devices and for the
 	// host devices of privileged containers (Devices("/dev")).
@@ -101,6 +106,9 @@ func ProbeHost() (Host, error) {
 	}
 	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil {
 		h.AppArmorEnabled = strings.TrimSpace(string(b)) == "Y"
+	}
+	if h.AppArmorEnabled {
+		h.AppArmorLoaded = apparmor.NewLoader().Loaded
 	}
 	return h, nil
 }

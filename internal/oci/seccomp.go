@@ -260,5 +260,14 @@ func appArmorProfile(h Host, prof *runtimeapi.SecurityProfile, deprecated string
 	if !h.AppArmorEnabled {
 		return "", fmt.Errorf("apparmor profile %q: AppArmor is not enabled on this host: %w", name, errdefs.ErrInvalidArgument)
 	}
+	if h.AppArmorLoaded != nil {
+		loaded, err := h.AppArmorLoaded(name)
+		if err != nil {
+			return "", err
+		}
+		if !loaded {
+			return "", fmt.Errorf("apparmor profile %q is not loaded on this node (apparmor_parser loads it): %w", name, errdefs.ErrFailedPrecondition)
+		}
+	}
 	return name, nil
 }

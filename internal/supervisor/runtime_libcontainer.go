@@ -40,6 +40,10 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 	if err != nil {
 		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "convert spec: %v", err)
 	}
+	// specconv leaves the AppArmor profile out of the config (runc's CLI
+	// puts it on the init process instead); here it goes in the config,
+	// which the container's state keeps.
+	cfg.AppArmorProfile = spec.Process.ApparmorProfile
 	p, err := newProcess(spec.Process)
 	if err != nil {
 		return 0, nil, err

@@ -78,7 +78,7 @@ if [[ $mode == full ]]; then
 	step integration gotest test/integration integration.test -test.timeout 120m
 else
 	step integration gotest test/integration integration.test -test.timeout 40m \
-		-test.run "${VM_IT_RUN:-^(TestSystemd|TestCgroupV2|TestKernel|TestVersionAndStatus)}"
+		-test.run "${VM_IT_RUN:-^(TestSystemd|TestCgroupV2|TestKernel|TestVersionAndStatus|TestAppArmor|TestOCIRuntimeHandler|TestSupervisorCrashLosesNothing)}"
 	# TestCgroupV2 runs its daemons with cgroupfs unless told otherwise:
 	# once more with the systemd driver.
 	step integration-cgroupv2-systemd env BERTH_TEST_CGROUP_DRIVER=systemd \
