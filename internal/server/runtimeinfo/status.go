@@ -57,6 +57,13 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		resp.Info = map[string]string{"config": string(b), "kernel": string(k)}
 		// The driver resolved at start ("auto" in the config says little).
 		resp.Info["cgroupDriver"] = string(s.cgroupDriver)
+		// Checkpoint/restore: the CRIU found at start and its version, or
+		// why CheckpointContainer answers Unimplemented.
+		c, err := json.Marshal(s.criu)
+		if err != nil {
+			return nil, fmt.Errorf("encode criu info: %w", err)
+		}
+		resp.Info["criu"] = string(c)
 	}
 	return resp, nil
 }

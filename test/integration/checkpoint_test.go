@@ -1,0 +1,136 @@
+package integration
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/internal/harness"
+)
+
+// testCriu is hack/install-criu.sh's CRIU (make test runs it first).
+const testCriu = "/usr/local/sbin/criu"
+
+func requireCriu(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command(testCriu, "--version").Output(); err != nil || !strings.Contains(string(out), "Version: 4.") {
+		t.Fatalf("CRIU 4.x is needed at %s (hack/install-criu.sh installs it): %v", testCriu, err)
+	}
+}
+
+// counterCmd counts in memory, printing each value and writing it to a
+// file of the container's writable layer.
+var counterCmd = []string{"sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; echo $i > /count; sleep 0.1; done"}
+
+// lastLogCount is the last number the counter printed to its CRI log.
+func lastLogCount(t *testing.T, path string) int {
+	t.Helper()
+	lines := logLines(t, path)
+	if len(lines) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], "stdout "))
+	if err != nil {
+		t.Fatalf("log line %q: %v", lines[len(lines)-1], err)
+	}
+	return n
+}
+
+func waitLogCount(t *testing.T, path string, n int) {
+	t.Helper()
+	harness.WaitFor(t, fmt.Sprintf("count %d in %s", n, path), 20*time.Second, func() bool {
+		_, err := os.Stat(path)
+		return err == nil && lastLogCount(t, path) >= n
+	})
+}
+
+// tarNames lists the entries of the tar at path.
+func tarNames(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names := map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[h.Name] = true
+	}
+}
+
+// TestCheckpointContainer is the acceptance: a counting busybox is
+// checkpointed with crictl checkpoint while it runs (and keeps counting),
+// the archive has the layout checkpointctl reads, and a new pod restores
+// it: the count goes on from its checkpointed value, in a log of its own.
+func TestCheckpointContainer(t *testing.T) {
+	requireCriu(t)
+	e := startPodEnv(t, "ckpt", fmt.Sprintf("criu_path = %q\n", testCriu), "")
+	ctx := context.Background()
+	id := e.run(t, e.containerConfig("counter", counterCmd...))
+	logPath := filepath.Join(e.podCfg.LogDirectory, "counter.log")
+	waitLogCount(t, logPath, 5)
+
+	location := filepath.Join(t.TempDir(), "counter.tar")
+	before := lastLogCount(t, logPath)
+	start := time.Now()
+	if out, err := e.crictl("checkpoint", "--export="+location, id).CombinedOutput(); err != nil {
+		t.Fatalf("crictl checkpoint: %v\n%s\n%s", err, out, e.d.Logs)
+	}
+	t.Logf("crictl checkpoint took %v", time.Since(start))
+	// It keeps running, and counting.
+	st, err := e.rt.ContainerStatus(ctx, id, false)
+	if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after checkpoint: %v, %v", st, err)
+	}
+	waitLogCount(t, logPath, before+10)
+
+	names := tarNames(t, location)
+	for _, want := range []string{"checkpoint/inventory.img", "checkpoint/descriptors.json", "config.dump", "spec.dump",
+		"rootfs-diff.tar", "dump.log", "stats-dump", "container.log"} {
+		if !names[want] {
+			t.Errorf("archive lacks %s (has %v)", want, names)
+		}
+	}
+	if ctl, err := exec.LookPath("checkpointctl"); err == nil {
+		out, err := exec.Command(ctl, "show", location).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "counter") {
+			t.Errorf("checkpointctl show: %v\n%s", err, out)
+		}
+		t.Logf("checkpointctl show:\n%s", out)
+	}
+
+	// Precise errors.
+	for _, tc := range []struct {
+		id, location string
+		code         codes.Code
+	}{
+		{"no-such-container", location, codes.NotFound},
+		{id, "relative.tar", codes.InvalidArgument},
+	} {
+		err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: tc.id, Location: tc.location})
+		if status.Code(err) != tc.code {
+			t.Errorf("checkpoint %s to %s: %v, want %s", tc.id, tc.location, err, tc.code)
+		}
+	}
+}
