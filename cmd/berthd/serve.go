@@ -346,6 +346,8 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 	for _, id := range p.containers.SweepBundles(known) {
 		p.log.WithField("id", id).Warn("removed a container bundle no container owns")
 	}
+	// Dumps a crash cut short, archives unpacked for no container.
+	p.containers.SweepCheckpoints()
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change

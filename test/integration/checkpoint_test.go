@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func requireCriu(t *testing.T) {
 
 // counterCmd counts in memory, printing each value and writing it to a
 // file of the container's writable layer.
-var counterCmd = []string{"sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; echo $i > /count; sleep 0.1; done"}
+var counterCmd = []string{"sh", "-c", "echo before > /marker; i=0; while :; do i=$((i+1)); echo $i; echo $i > /count; sleep 0.1; done"}
 
 // lastLogCount is the last number the counter printed to its CRI log.
 func lastLogCount(t *testing.T, path string) int {
@@ -118,6 +119,68 @@ func TestCheckpointContainer(t *testing.T) {
 			t.Errorf("checkpointctl show: %v\n%s", err, out)
 		}
 		t.Logf("checkpointctl show:\n%s", out)
+	}
+
+	// A new pod restores it: a container whose image is the archive.
+	e.rt.StopContainer(ctx, id, 0)
+	pod2Cfg := podConfig("ckpt-restored")
+	pod2Cfg.LogDirectory = t.TempDir()
+	pod2, err := e.rt.RunPodSandbox(ctx, pod2Cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.rt.StopPodSandbox(context.Background(), pod2)
+		e.rt.RemovePodSandbox(context.Background(), pod2)
+	})
+	restoreCfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "counter"},
+		Image:    &runtimeapi.ImageSpec{Image: location},
+		LogPath:  "counter.log",
+	}
+	start = time.Now()
+	rid, err := e.rt.CreateContainer(ctx, pod2, restoreCfg, pod2Cfg)
+	if err != nil {
+		t.Fatalf("create from checkpoint: %v\n%s", err, e.d.Logs)
+	}
+	rst, err := e.rt.ContainerStatus(ctx, rid, false)
+	if err != nil || rst.Status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("restored container before start: %v, %v", rst, err)
+	}
+	if err := e.rt.StartContainer(ctx, rid); err != nil {
+		t.Fatalf("start from checkpoint: %v\n%s", err, e.d.Logs)
+	}
+	t.Logf("restore (create + start) took %v", time.Since(start))
+	restoredLog := filepath.Join(pod2Cfg.LogDirectory, "counter.log")
+	waitLogCount(t, restoredLog, 0)
+	first, err := strconv.Atoi(strings.TrimPrefix(logLines(t, restoredLog)[0], "stdout "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= before || first > before+15 {
+		t.Fatalf("the restored counter starts at %d; the checkpoint was taken after %d (within ~1.5s)", first, before)
+	}
+	// The writable layer came along.
+	if out, _, err := e.rt.ExecSync(ctx, rid, []string{"cat", "/marker"}, 5*time.Second); err != nil || strings.TrimSpace(string(out)) != "before" {
+		t.Errorf("restored /marker: %q, %v", out, err)
+	}
+	// Supervised like any container: it survives berthd's kill -9, and
+	// its count goes on.
+	e.d.Cmd.Process.Signal(syscall.SIGKILL)
+	<-e.d.Exited
+	e.d.Start()
+	e.d.WaitReady()
+	e.rt = e.d.RuntimeClient()
+	rst, err = e.rt.ContainerStatus(ctx, rid, false)
+	if err != nil || rst.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("restored container after berthd's restart: %v, %v", rst, err)
+	}
+	waitLogCount(t, restoredLog, lastLogCount(t, restoredLog)+5)
+	if err := e.rt.StopContainer(ctx, rid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.RemoveContainer(ctx, rid); err != nil {
+		t.Fatal(err)
 	}
 
 	// Precise errors.
