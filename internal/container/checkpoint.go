@@ -101,9 +101,12 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 	if err := m.writeCheckpointFiles(c, work, time.Now()); err != nil {
 		return err
 	}
-	return writeTar(location, work, []string{metadata.CheckpointDirectory, metadata.ConfigDumpFile, metadata.SpecDumpFile,
-		metadata.RootFsDiffTar, metadata.DeletedFilesFile, metadata.DumpLogFile, archiveStatsDump, archiveContainerLog, archiveCRIConfig})
+	return writeTar(location, work, archiveFiles)
 }
+
+// archiveFiles are what a container's checkpoint holds.
+var archiveFiles = []string{metadata.CheckpointDirectory, metadata.ConfigDumpFile, metadata.SpecDumpFile,
+	metadata.RootFsDiffTar, metadata.DeletedFilesFile, metadata.DumpLogFile, archiveStatsDump, archiveContainerLog, archiveCRIConfig}
 
 // writeCheckpointFiles writes the archive's files beside the CRIU images
 // in work.
@@ -200,7 +203,34 @@ func writeTar(location, dir string, names []string) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	tw := tar.NewWriter(tmp)
+	if err := tarDir(tmp, dir, names); err != nil {
+		return fmt.Errorf("checkpoint archive: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("checkpoint archive: %w", err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return fmt.Errorf("checkpoint archive: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), location); err != nil {
+		return fmt.Errorf("checkpoint archive: %w", err)
+	}
+	return nil
+}
+
+// tarDir writes the entries names of dir (all of them if names is nil;
+// missing ones skipped) to w as a tar stream.
+func tarDir(w io.Writer, dir string, names []string) error {
+	if names == nil {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+	}
+	tw := tar.NewWriter(w)
 	for _, name := range names {
 		root := filepath.Join(dir, name)
 		if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
@@ -221,22 +251,10 @@ func writeTar(location, dir string, names []string) error {
 			return addToTar(tw, path, rel, info)
 		})
 		if err != nil {
-			return fmt.Errorf("checkpoint archive: %w", err)
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("checkpoint archive: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("checkpoint archive: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return fmt.Errorf("checkpoint archive: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), location); err != nil {
-		return fmt.Errorf("checkpoint archive: %w", err)
-	}
-	return nil
+	return tw.Close()
 }
 
 // addToTar writes the file at path as entry name.

@@ -69,7 +69,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
 	if image := cfg.GetImage().GetImage(); isCheckpointArchive(image) {
-		return m.createRestored(ctx, caller, name, sb, cfg, image)
+		return m.createRestored(ctx, caller, name, sb, cfg, image, false)
 	}
 	c := &Container{
 		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -46,8 +47,9 @@ func isCheckpointArchive(image string) bool {
 }
 
 // createRestored is create for a CRI config whose image is the checkpoint
-// archive at path. The caller reserved name.
-func (m *Manager) createRestored(ctx context.Context, caller context.Context, name string, sb *sandbox.Sandbox, req *runtimeapi.ContainerConfig, path string) (string, error) {
+// archive at path (or, fromDir, a container's directory of a pod
+// checkpoint). The caller reserved name.
+func (m *Manager) createRestored(ctx context.Context, caller context.Context, name string, sb *sandbox.Sandbox, req *runtimeapi.ContainerConfig, path string, fromDir bool) (string, error) {
 	if err := m.d.Criu.Usable(); err != nil {
 		return "", err
 	}
@@ -62,7 +64,7 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 		os.RemoveAll(dir)
 		return "", err
 	}
-	if err := unpackCheckpoint(ctx, path, dir); err != nil {
+	if err := unpackCheckpoint(ctx, path, dir, fromDir); err != nil {
 		return fail(err)
 	}
 	cfg, ref, err := restoredConfig(dir, req)
@@ -114,20 +116,32 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 	return m.markCreated(ctx, caller, c)
 }
 
-// unpackCheckpoint extracts the archive at path into dir (new), with the
-// layer extractor's protections: the archive is a file on the node, but
-// whoever wrote it need not be trusted with the node's filesystem.
-func unpackCheckpoint(ctx context.Context, path, dir string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open checkpoint archive: %w", err)
+// unpackCheckpoint extracts the archive at path (or copies the directory
+// path, fromDir) into dir (new), with the layer extractor's protections:
+// the archive is a file on the node, but whoever wrote it need not be
+// trusted with the node's filesystem. A directory is copied, not used in
+// place: CRIU writes its log beside the images, and a pod checkpoint's
+// data must not change (api.proto).
+func unpackCheckpoint(ctx context.Context, path, dir string, fromDir bool) error {
+	var r io.Reader
+	if fromDir {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarDir(pw, path, archiveFiles)) }()
+		defer pr.Close()
+		r = pr
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open checkpoint archive: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("unpack checkpoint archive: %w", err)
 	}
-	if _, err := archive.Apply(ctx, dir, f, archive.Options{}); err != nil {
-		return fmt.Errorf("unpack checkpoint archive %s: %w", path, err)
+	if _, err := archive.Apply(ctx, dir, r, archive.Options{}); err != nil {
+		return fmt.Errorf("unpack checkpoint %s: %w", path, err)
 	}
 	for _, name := range []string{metadata.ConfigDumpFile, filepath.Join(metadata.CheckpointDirectory, "inventory.img")} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {

@@ -91,6 +91,42 @@ func (s *Server) checkpoint(ctx context.Context, id string, req *v1.CheckpointRe
 	return r.checkpoint(ctx, &rec, req)
 }
 
+// pause freezes (or, with freeze false, thaws) running container id's
+// processes through libcontainer's cgroup freezer.
+func (s *Server) pause(id string, freeze bool) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	if st := c.state(); st.Status != v1.StatusRunning {
+		return v1.Errorf(v1.CodeFailedPrecondition, "container %q is %s, not running", id, st.Status)
+	}
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	if rec.Kind != v1.RuntimeLibcontainer {
+		return v1.Errorf(v1.CodeFailedPrecondition, "container %q runs under an %s runtime: only libcontainer containers are paused", id, rec.Kind)
+	}
+	lc, err := loadContainer(&rec)
+	if err != nil {
+		return err
+	}
+	if freeze {
+		err = lc.Pause()
+	} else {
+		err = lc.Resume()
+		if errors.Is(err, libcontainer.ErrNotPaused) {
+			err = nil // resuming is idempotent: an error path resumes everything
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pause %s (%v): %w", id, freeze, err)
+	}
+	return nil
+}
+
 func (r *libcontainerRuntime) checkpoint(_ context.Context, rec *record, req *v1.CheckpointRequest) error {
 	lc, err := loadContainer(rec)
 	if err != nil {

@@ -358,7 +358,7 @@ func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error)
 	case v1.OpWait:
 		resp.State, err = s.wait(ctx, req.ID)
 	case v1.OpCreate, v1.OpCreateWhenReady, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources,
-		v1.OpCheckpoint, v1.OpRestore:
+		v1.OpCheckpoint, v1.OpRestore, v1.OpPause, v1.OpResume:
 		s.opMu.RLock()
 		defer s.opMu.RUnlock()
 		switch req.Op {
@@ -370,6 +370,8 @@ func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error)
 			resp.State, err = s.create(ctx, req.ID, req.Create, gate)
 		case v1.OpCheckpoint:
 			err = s.checkpoint(ctx, req.ID, req.Checkpoint)
+		case v1.OpPause, v1.OpResume:
+			err = s.pause(req.ID, req.Op == v1.OpPause)
 		case v1.OpStart:
 			resp.State, err = s.start(ctx, req.ID)
 		case v1.OpKill:

@@ -197,3 +197,97 @@ func TestCheckpointContainer(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointPod: a pod with two counting containers is checkpointed as
+// a whole (both keep running), then restored into a fresh sandbox where
+// both counts go on; a restore that fails half-way (the second container's
+// command does not match the checkpoint) leaves no sandbox or container.
+func TestCheckpointPod(t *testing.T) {
+	requireCriu(t)
+	e := startPodEnv(t, "ckpod", fmt.Sprintf("criu_path = %q\n", testCriu), "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := map[string]string{}
+	for _, name := range []string{"a", "b"} {
+		ids[name] = e.run(t, e.containerConfig(name, counterCmd...))
+	}
+	for name := range ids {
+		waitLogCount(t, filepath.Join(e.podCfg.LogDirectory, name+".log"), 3)
+	}
+	before := map[string]int{}
+	for name := range ids {
+		before[name] = lastLogCount(t, filepath.Join(e.podCfg.LogDirectory, name+".log"))
+	}
+	out := t.TempDir()
+	start := time.Now()
+	if err := e.rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: e.pod, OutputPath: out, ContainerIds: []string{ids["a"], ids["b"]}}); err != nil {
+		t.Fatalf("CheckpointPod: %v\n%s", err, e.d.Logs)
+	}
+	t.Logf("CheckpointPod of 2 containers took %v", time.Since(start))
+	for name, id := range ids {
+		waitLogCount(t, filepath.Join(e.podCfg.LogDirectory, name+".log"), before[name]+5) // resumed
+		if _, err := os.Stat(filepath.Join(out, name, "checkpoint", "inventory.img")); err != nil {
+			t.Errorf("container %s (%s): %v", name, id, err)
+		}
+	}
+	for _, f := range []string{"pod.options", "pod.dump"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// The output directory must be empty.
+	if err := e.rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: e.pod, OutputPath: out, ContainerIds: []string{ids["a"]}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("CheckpointPod into a non-empty directory: %v", err)
+	}
+
+	podsBefore, _ := e.rt.ListPodSandbox(ctx, nil)
+	ctrsBefore, _ := e.rt.ListContainers(ctx, nil)
+	newPod := podConfig("ckpod-restored")
+	newPod.LogDirectory = t.TempDir()
+	cfg := func(name string, cmd ...string) *runtimeapi.ContainerConfig {
+		return &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name}, LogPath: name + ".log", Command: cmd}
+	}
+	// Half-way failure: a is made, then b's command does not match.
+	_, err := e.rt.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: out, Config: newPod,
+		ContainerConfigs: []*runtimeapi.ContainerConfig{cfg("a"), cfg("b", "sleep", "1")}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("RestorePod with a mismatching command: %v", err)
+	}
+	podsAfter, _ := e.rt.ListPodSandbox(ctx, nil)
+	ctrsAfter, _ := e.rt.ListContainers(ctx, nil)
+	if len(podsAfter) != len(podsBefore) || len(ctrsAfter) != len(ctrsBefore) {
+		t.Fatalf("a failed RestorePod left %d pods (was %d), %d containers (was %d)\n%s", len(podsAfter), len(podsBefore), len(ctrsAfter), len(ctrsBefore), e.d.Logs)
+	}
+
+	start = time.Now()
+	resp, err := e.rt.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: out, Config: newPod,
+		ContainerConfigs: []*runtimeapi.ContainerConfig{cfg("a"), cfg("b")}})
+	if err != nil {
+		t.Fatalf("RestorePod: %v\n%s", err, e.d.Logs)
+	}
+	t.Cleanup(func() {
+		e.rt.StopPodSandbox(context.Background(), resp.PodSandboxId)
+		e.rt.RemovePodSandbox(context.Background(), resp.PodSandboxId)
+	})
+	if len(resp.RestoredContainers) != 2 {
+		t.Fatalf("restored %v", resp.RestoredContainers)
+	}
+	for _, rc := range resp.RestoredContainers {
+		st, err := e.rt.ContainerStatus(ctx, rc.ContainerId, false)
+		if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+			t.Fatalf("restored %s before start: %v, %v", rc.Name, st, err)
+		}
+		if err := e.rt.StartContainer(ctx, rc.ContainerId); err != nil {
+			t.Fatalf("start restored %s: %v\n%s", rc.Name, err, e.d.Logs)
+		}
+	}
+	t.Logf("RestorePod + 2 starts took %v", time.Since(start))
+	for _, rc := range resp.RestoredContainers {
+		path := filepath.Join(newPod.LogDirectory, rc.Name+".log")
+		waitLogCount(t, path, 0)
+		first, err := strconv.Atoi(strings.TrimPrefix(logLines(t, path)[0], "stdout "))
+		if err != nil || first <= before[rc.Name] {
+			t.Errorf("restored %s starts at %d (%v); checkpointed after %d", rc.Name, first, err, before[rc.Name])
+		}
+	}
+}

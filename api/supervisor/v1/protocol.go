@@ -49,15 +49,18 @@
 // a dump (CreateRequest.Restore): the supervisor makes its directory, record,
 // stdio and log as for a create, then has CRIU restore the processes, whose
 // stdout and stderr become the new container's FIFOs; the Response is the
-// running container's State. A server older than 1.6 answers
-// CodeUnimplemented to both, with nothing done.
+// running container's State. OpPause and OpResume (1.6) freeze and thaw a
+// running libcontainer container's processes (its cgroup freezer), so that
+// several containers can be dumped as of one instant (CRIU leaves a frozen
+// container frozen). A server older than 1.6 answers CodeUnimplemented to
+// all four, with nothing done.
 //
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
 // frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
 // added OpCreateWhenReady; 1.5 added OpExecCommand (and ExecRequest's
 // command fields; Process became optional, for OpExec only); 1.6 added
-// OpCheckpoint and OpRestore (CreateRequest.Restore).
+// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume.
 package v1
 
 import (
@@ -113,6 +116,9 @@ const (
 	OpCheckpoint Op = "checkpoint"
 	// OpRestore creates and starts a container from a dump (since 1.6).
 	OpRestore Op = "restore"
+	// OpPause and OpResume freeze and thaw a container (since 1.6).
+	OpPause  Op = "pause"
+	OpResume Op = "resume"
 )
 
 // Proceed is the line a client sends on an OpCreateWhenReady connection once

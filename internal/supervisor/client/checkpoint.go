@@ -31,6 +31,17 @@ func (c *Client) Restore(ctx context.Context, id string, req v1.CreateRequest) (
 	return resp.State, nil
 }
 
+// Pause freezes running container id (resume false: thaws it; thawing a
+// container that is not frozen succeeds).
+func (c *Client) Pause(ctx context.Context, id string, pause bool) error {
+	op := v1.OpPause
+	if !pause {
+		op = v1.OpResume
+	}
+	_, err := c.do(ctx, &v1.Request{Op: op, ID: id})
+	return olderThan16(err)
+}
+
 // olderThan16 explains an Unimplemented answer: only a supervisor that
 // does not know the operation gives it (one berthd could not upgrade).
 func olderThan16(err error) error {
