@@ -22,6 +22,7 @@ import (
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/archive"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
@@ -108,6 +109,7 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 		m.rollback(ctx, c)
 		return "", err
 	}
+	fault.Point("container.restore-after-rootfs")
 	files := oci.RootfsFiles(m.d.Snapshots.RootfsTarget(c.ID))
 	if err := m.writeBundle(ctx, c, sb, img, in, h, files, newPhases()); err != nil {
 		m.rollback(ctx, c)

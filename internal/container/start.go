@@ -37,6 +37,9 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		// Created from a checkpoint: the supervisor creates it now, its
 		// processes restored by CRIU (restore.go).
 		st, err = m.d.Supervisor.Restore(ctx, c.ID, m.restoreRequest(c))
+		if err == nil {
+			fault.Point("container.after-restore")
+		}
 	} else {
 		st, err = m.d.Supervisor.Start(ctx, c.ID)
 	}

@@ -291,3 +291,78 @@ func TestCheckpointPod(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultRestore kills berthd in the middle of a restore from a
+// checkpoint archive: during CreateContainer (rolled back: no record,
+// rootfs, unpacked archive or mount left) and right after the supervisor
+// restored the processes in StartContainer (completed: the container is
+// running and supervised, nothing orphaned).
+func TestFaultRestore(t *testing.T) {
+	requireCriu(t)
+	e := newFaultEnv(t)
+	ctx := context.Background()
+	pod, err := e.rt.RunPodSandbox(ctx, e.podConfig("src"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.containerConfig("counter")
+	cfg.Command = counterCmd
+	id, err := e.rt.CreateContainer(ctx, pod, cfg, e.podConfig("src"))
+	if err == nil {
+		err = e.rt.StartContainer(ctx, id)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLogCount(t, filepath.Join(e.logDir, "counter.log"), 3)
+	location := filepath.Join(t.TempDir(), "counter.tar")
+	if err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: location}); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, e.d.Logs)
+	}
+	e.removeAll(t)
+	restoreCfg := &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "restored"},
+		Image: &runtimeapi.ImageSpec{Image: location}, LogPath: "restored.log"}
+	checkpoints := filepath.Join(e.d.Dir, "root", "checkpoints")
+	unpacked := func() []string {
+		entries, _ := os.ReadDir(checkpoints)
+		var names []string
+		for _, en := range entries {
+			names = append(names, en.Name())
+		}
+		return names
+	}
+
+	pod, err = e.rt.RunPodSandbox(ctx, e.podConfig("dst"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.crash(t, "container.restore-after-rootfs", func(ctx context.Context) error {
+		_, err := e.rt.CreateContainer(ctx, pod, restoreCfg, e.podConfig("dst"))
+		return err
+	})
+	if ctrs, _ := e.rt.ListContainers(ctx, nil); len(ctrs) != 0 {
+		t.Errorf("containers after the roll-back: %v", ctrs)
+	}
+	if left := unpacked(); len(left) != 0 {
+		t.Errorf("unpacked checkpoints left: %v", left)
+	}
+	e.checkConsistent(t)
+
+	rid, err := e.rt.CreateContainer(ctx, pod, restoreCfg, e.podConfig("dst"))
+	if err != nil {
+		t.Fatalf("create from checkpoint after the crash: %v\n%s", err, e.d.Logs)
+	}
+	e.crash(t, "container.after-restore", func(ctx context.Context) error {
+		return e.rt.StartContainer(ctx, rid)
+	})
+	st, err := e.rt.ContainerStatus(ctx, rid, false)
+	if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("restored container after the crash: %+v %v\n%s", st, err, e.d.Logs)
+	}
+	waitLogCount(t, filepath.Join(e.logDir, "restored.log"), 1)
+	e.checkConsistent(t)
+	e.checkNoLeak(t)
+	if left := unpacked(); len(left) != 0 {
+		t.Errorf("unpacked checkpoints left after removal: %v", left)
+	}
+}
