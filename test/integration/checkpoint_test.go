@@ -183,6 +183,12 @@ func TestCheckpointContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Verbose Status says which CRIU is used.
+	vst, err := e.rt.Status(ctx, true)
+	if err != nil || !strings.Contains(vst.Info["criu"], `"version":"4.`) || strings.Contains(vst.Info["criu"], `"error"`) {
+		t.Errorf("verbose Status criu: %q, %v", vst.GetInfo()["criu"], err)
+	}
+
 	// Precise errors.
 	for _, tc := range []struct {
 		id, location string
@@ -364,5 +370,28 @@ func TestFaultRestore(t *testing.T) {
 	e.checkNoLeak(t)
 	if left := unpacked(); len(left) != 0 {
 		t.Errorf("unpacked checkpoints left after removal: %v", left)
+	}
+}
+
+// TestCheckpointWithoutCriu: without a usable CRIU, berthd runs, and
+// checkpoint and restore answer Unimplemented with the reason.
+func TestCheckpointWithoutCriu(t *testing.T) {
+	e := startPodEnv(t, "nocriu", `criu_path = "/nonexistent/criu"`+"\n", "")
+	ctx := context.Background()
+	id := e.run(t, e.containerConfig("sleeper", "sleep", "1000"))
+	err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: filepath.Join(t.TempDir(), "x.tar")})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "/nonexistent/criu") {
+		t.Errorf("CheckpointContainer without CRIU: %v", err)
+	}
+	archive := filepath.Join(t.TempDir(), "x.tar")
+	os.WriteFile(archive, nil, 0o600)
+	_, err = e.rt.CreateContainer(ctx, e.pod, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "r"},
+		Image: &runtimeapi.ImageSpec{Image: archive}, LogPath: "r.log"}, e.podCfg)
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("restore without CRIU: %v", err)
+	}
+	st, err := e.rt.Status(ctx, true)
+	if err != nil || !strings.Contains(st.Info["criu"], "/nonexistent/criu") {
+		t.Errorf("verbose Status criu: %q, %v", st.GetInfo()["criu"], err)
 	}
 }
