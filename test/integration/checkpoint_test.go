@@ -298,12 +298,12 @@ func TestCheckpointPod(t *testing.T) {
 	}
 }
 
-// TestFaultRestore kills berthd in the middle of a restore from a
+// TestCheckpointFaultRestore kills berthd in the middle of a restore from a
 // checkpoint archive: during CreateContainer (rolled back: no record,
 // rootfs, unpacked archive or mount left) and right after the supervisor
 // restored the processes in StartContainer (completed: the container is
 // running and supervised, nothing orphaned).
-func TestFaultRestore(t *testing.T) {
+func TestCheckpointFaultRestore(t *testing.T) {
 	requireCriu(t)
 	e := newFaultEnv(t)
 	ctx := context.Background()
