@@ -37,9 +37,23 @@ func (w *checkpointRestore) Setup(ctx context.Context, t *target.Target) error {
 	if w.dir, err = os.MkdirTemp("", "berth-bench-ckpt-"); err != nil {
 		return err
 	}
-	p, ctr, _, err := startPod(ctx, t, "ckpt", w.cfg.Image, sleepCmd)
-	w.pod, w.ctr = p, ctr
-	return err
+	cfg := newPodConfig(t, "ckpt")
+	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	if err != nil {
+		return fmt.Errorf("RunPodSandbox: %w", err)
+	}
+	w.pod = &pod{id: id, config: cfg}
+	// A pid namespace of its own, as kubelet gives every container of an
+	// ordinary pod: its restore into the same pod, beside the original,
+	// then needs no pid the original holds (CRIU restores the same pids).
+	ccfg := newContainerConfig("c0", w.cfg.Image, sleepCmd)
+	ccfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+	}
+	if w.ctr, err = t.Runtime.CreateContainer(ctx, id, ccfg, cfg); err != nil {
+		return fmt.Errorf("CreateContainer: %w", err)
+	}
+	return t.Runtime.StartContainer(ctx, w.ctr)
 }
 
 func (w *checkpointRestore) Run(ctx context.Context, t *target.Target, rec Recorder) error {
