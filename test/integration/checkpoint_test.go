@@ -119,6 +119,11 @@ func TestCheckpointContainer(t *testing.T) {
 			t.Errorf("checkpointctl show: %v\n%s", err, out)
 		}
 		t.Logf("checkpointctl show:\n%s", out)
+		out, err = exec.Command(ctl, "inspect", "--all", location).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "counter") {
+			t.Errorf("checkpointctl inspect: %v\n%s", err, out)
+		}
+		t.Logf("checkpointctl inspect --all:\n%s", out)
 	}
 
 	// A new pod restores it: a container whose image is the archive.
