@@ -152,3 +152,37 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestPauseCheckpointResume: what CheckpointPod relies on. A paused
+// container stays paused through its dump (CRIU leaves a frozen cgroup
+// frozen), and counts on once resumed.
+func TestPauseCheckpointResume(t *testing.T) {
+	criu := testCriu(t)
+	c, _ := startSupervisor(t)
+	ctx := testCtx(t)
+	logPath := filepath.Join(t.TempDir(), "p.log")
+	run(t, c, "p", v1.CreateRequest{Bundle: bundle(t, "p", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done"), LogPath: logPath})
+	waitLines(t, logPath, 3)
+	if err := c.Pause(ctx, "p", true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // output already read by the supervisor
+	frozen := lastCount(t, logPath)
+	work := t.TempDir()
+	if err := c.Checkpoint(ctx, "p", v1.CheckpointRequest{ImagesDir: filepath.Join(work, "i"), WorkDir: filepath.Join(work, "w"), CriuPath: criu}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := lastCount(t, logPath); n != frozen {
+		t.Fatalf("a paused container counted from %d to %d through its checkpoint", frozen, n)
+	}
+	if err := c.Pause(ctx, "p", false); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, logPath, frozen+3)
+	// Resuming a running container is not an error (a pod checkpoint's
+	// clean-up resumes everything it may have paused).
+	if err := c.Pause(ctx, "p", false); err != nil {
+		t.Fatal(err)
+	}
+}
