@@ -27,7 +27,7 @@ cache=${CRIU_CACHE:-/var/tmp/berth-criu}
 
 # The libraries the binary links against, all in Debian 12.
 runtime_pkgs=(libprotobuf-c1 libnl-3-200 libnet1 libnftables1 libbsd0 libgnutls30 libuuid1 libcap2)
-build_pkgs=(gcc make pkg-config libc6-dev libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev
+build_pkgs=(gcc make pkg-config libc6-dev dpkg-dev libbsd-dev libcap-dev libnet1-dev libnftables-dev libnl-3-dev
 	libprotobuf-c-dev libprotobuf-dev protobuf-c-compiler protobuf-compiler uuid-dev libgnutls28-dev)
 
 say() { echo "install-criu: $*" >&2; }

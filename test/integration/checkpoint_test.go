@@ -33,8 +33,9 @@ func requireCriu(t *testing.T) {
 }
 
 // counterCmd counts in memory, printing each value and writing it to a
-// file of the container's writable layer.
-var counterCmd = []string{"sh", "-c", "echo before > /marker; i=0; while :; do i=$((i+1)); echo $i; echo $i > /count; sleep 0.1; done"}
+// file of the container's writable layer; it also adds a file to that layer
+// and deletes one of the image's.
+var counterCmd = []string{"sh", "-c", "echo before > /marker; rm -f /bin/yes; i=0; while :; do i=$((i+1)); echo $i; echo $i > /count; sleep 0.1; done"}
 
 // lastLogCount is the last number the counter printed to its CRI log.
 func lastLogCount(t *testing.T, path string) int {
@@ -108,7 +109,7 @@ func TestCheckpointContainer(t *testing.T) {
 
 	names := tarNames(t, location)
 	for _, want := range []string{"checkpoint/inventory.img", "checkpoint/descriptors.json", "config.dump", "spec.dump",
-		"rootfs-diff.tar", "dump.log", "stats-dump", "container.log"} {
+		"rootfs-diff.tar", "deleted.files", "dump.log", "stats-dump", "container.log"} {
 		if !names[want] {
 			t.Errorf("archive lacks %s (has %v)", want, names)
 		}
@@ -165,9 +166,12 @@ func TestCheckpointContainer(t *testing.T) {
 	if first <= before || first > before+15 {
 		t.Fatalf("the restored counter starts at %d; the checkpoint was taken after %d (within ~1.5s)", first, before)
 	}
-	// The writable layer came along.
+	// The writable layer came along: the file added, the file deleted.
 	if out, _, err := e.rt.ExecSync(ctx, rid, []string{"cat", "/marker"}, 5*time.Second); err != nil || strings.TrimSpace(string(out)) != "before" {
 		t.Errorf("restored /marker: %q, %v", out, err)
+	}
+	if out, _, err := e.rt.ExecSync(ctx, rid, []string{"sh", "-c", "test -e /bin/yes && echo present || echo gone"}, 5*time.Second); err != nil || strings.TrimSpace(string(out)) != "gone" {
+		t.Errorf("restored /bin/yes, deleted before the checkpoint: %q, %v", out, err)
 	}
 	// Supervised like any container: it survives berthd's kill -9, and
 	// its count goes on.
