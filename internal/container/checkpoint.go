@@ -53,6 +53,9 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 	if location == "" || !filepath.IsAbs(location) {
 		return fmt.Errorf("checkpoint location %q must be an absolute path: %w", location, errdefs.ErrInvalidArgument)
 	}
+	if fi, err := os.Stat(filepath.Dir(location)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("checkpoint location %q: its directory must exist: %w", location, errdefs.ErrInvalidArgument)
+	}
 	c, err := m.Get(id)
 	if err != nil {
 		return err

@@ -205,6 +205,7 @@ func TestCheckpointContainer(t *testing.T) {
 	}{
 		{"no-such-container", location, codes.NotFound},
 		{id, "relative.tar", codes.InvalidArgument},
+		{id, "/nonexistent-dir/x.tar", codes.InvalidArgument},
 	} {
 		err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: tc.id, Location: tc.location})
 		if status.Code(err) != tc.code {
