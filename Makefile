@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 # Binaries: berthd, and the supervisor once it exists.
 CMDS := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.go))))
 
-.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench test-vm test-vm-full
+.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench test-vm test-vm-full criu
 
 all: build
 
@@ -50,10 +50,15 @@ test: build fmt vet test-unit test-integration test-stress-short test-conformanc
 tools:
 	@test/conformance/harness/install-tools.sh >/dev/null
 
-test-unit:
+# CRIU 4.1+ for checkpoint/restore, rebuilt from Debian trixie's source on
+# first use (about a minute) and cached in /var/tmp/berth-criu.
+criu:
+	@hack/install-criu.sh
+
+test-unit: criu
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
 
-test-integration: tools
+test-integration: tools criu
 	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
 
 clean:

@@ -79,6 +79,7 @@ step() { echo "bench: [$((SECONDS - start))s] $*"; }
 step "dependencies"
 containerd_install
 "$harness/install-tools.sh" >/dev/null
+"$BENCH_TOP/hack/install-criu.sh" # the checkpoint workload
 "$harness/test-registry.sh" start >/dev/null
 
 # A previous run killed hard may have left its daemons or dirs: the same

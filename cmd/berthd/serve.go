@@ -20,6 +20,7 @@ import (
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/criu"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/events"
 	"github.com/berth-cri/berth/internal/exec"
@@ -61,6 +62,8 @@ type daemonParts struct {
 	snapshots  *snapshot.Store
 	// cgroupDriver is the driver resolved at start (cgroupdriver.Resolve).
 	cgroupDriver cgroupdriver.Driver
+	// criu is the CRIU probe's result at start.
+	criu criu.Info
 }
 
 // serve runs berthd until SIGTERM or SIGINT.
@@ -166,10 +169,18 @@ func serve(configPath string, loaded *config.Loaded) error {
 		return fmt.Errorf("sandboxes: %w", err)
 	}
 
+	// CRIU is optional: without a usable one, checkpoint and restore
+	// answer Unimplemented with the reason, which verbose Status shows.
+	p.criu = criu.Probe(ctx, cfg.CriuPath)
+	if p.criu.Error != "" {
+		log.WithField("reason", p.criu.Error).Info("checkpoint/restore not available")
+	} else {
+		log.WithFields(logrus.Fields{"criu": p.criu.Path, "version": p.criu.Version}).Info("checkpoint/restore available")
+	}
 	p.containers, err = container.New(container.Deps{
 		Config: p.cfg, Images: p.images, Snapshots: snapshots, Sandboxes: p.sandboxes, Supervisor: p.supervisor,
 		Host: host, RootDir: cfg.RootDir, StateDir: cfg.StateDir, MaxLogLineSize: cfg.MaxContainerLogLineSize,
-		Log: log.WithField("part", "container"), Metrics: mtr,
+		Log: log.WithField("part", "container"), Metrics: mtr, Criu: p.criu,
 	})
 	if err != nil {
 		return fmt.Errorf("containers: %w", err)
@@ -235,8 +246,10 @@ func serve(configPath string, loaded *config.Loaded) error {
 	}
 
 	containerSvc := servercontainer.New(p.containers)
+	info := runtimeinfo.New(p.cfg, net, p.ready, runtimeinfo.Platform{CgroupDriver: host.CgroupDriver, AppArmor: aa}).WithImagePolicy(p.policy)
+	info.SetCriu(p.criu)
 	rt := newRuntimeServer(runtimeParts{
-		info:       runtimeinfo.New(p.cfg, net, p.ready, runtimeinfo.Platform{CgroupDriver: host.CgroupDriver, AppArmor: aa}).WithImagePolicy(p.policy),
+		info:       info,
 		sandboxes:  serversandbox.New(p.sandboxes, containerSvc),
 		containers: containerSvc,
 		stats:      statsSvc,
@@ -355,6 +368,8 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 	for _, id := range p.containers.SweepBundles(known) {
 		p.log.WithField("id", id).Warn("removed a container bundle no container owns")
 	}
+	// Dumps a crash cut short, archives unpacked for no container.
+	p.containers.SweepCheckpoints()
 }
 
 // reload re-reads the configuration on SIGHUP and applies what can change

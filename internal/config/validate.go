@@ -75,6 +75,9 @@ func (l *Loaded) validate() error {
 	if err := validateHostPort(c.MetricsAddress); err != nil {
 		return bad("metrics_address", "%v", err)
 	}
+	if c.CriuPath != "" && !filepath.IsAbs(c.CriuPath) {
+		return bad("criu_path", "%q is not an absolute path", c.CriuPath)
+	}
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		return bad("registry.max_concurrent_downloads", "must be at least 1, got %d", c.Registry.MaxConcurrentDownloads)
 	}

@@ -79,6 +79,10 @@ type Container struct {
 	// ResourcesJSON is the latest LinuxContainerResources (after updates).
 	ResourcesJSON []byte `json:"resources,omitempty"`
 	Delivered     bool   `json:"delivered"`
+	// Restore is the unpacked checkpoint archive a container created from
+	// one restores its processes from at start (restore.go); "" otherwise.
+	// The supervisor knows such a container only once it started.
+	Restore string `json:"restore,omitempty"`
 
 	config    *runtimeapi.ContainerConfig
 	resources *runtimeapi.LinuxContainerResources

@@ -68,6 +68,9 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	if id, err := m.t.Reserved(name); id != "" || err != nil {
 		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
+	if image := cfg.GetImage().GetImage(); isCheckpointArchive(image) {
+		return m.createRestored(ctx, caller, name, sb, cfg, image, false)
+	}
 	c := &Container{
 		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
@@ -109,6 +112,12 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		m.rollback(ctx, c)
 		return "", err
 	}
+	return m.markCreated(ctx, caller, c)
+}
+
+// markCreated records c as created (rolling it back if that fails) and
+// tells the event subscribers and NRI.
+func (m *Manager) markCreated(ctx, caller context.Context, c *Container) (string, error) {
 	if err := m.t.Update(c, func(c *Container) { c.State = StateCreated; c.Delivered = caller.Err() == nil }); err != nil {
 		m.rollback(ctx, c)
 		return "", err

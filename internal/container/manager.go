@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/criu"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
@@ -84,6 +85,8 @@ type Deps struct {
 	Metrics *metrics.Metrics
 	// CDI injects CDI devices into specs; nil: New makes one.
 	CDI *cdi.Injector
+	// Criu is the CRIU found at start (checkpoint and restore).
+	Criu criu.Info
 }
 
 // Manager owns the node's containers.

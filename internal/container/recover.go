@@ -62,6 +62,11 @@ func (m *Manager) reconcile(ctx context.Context, c *Container) {
 	}
 	st, err := m.d.Supervisor.State(ctx, c.ID)
 	switch {
+	case errors.Is(err, errdefs.ErrNotFound) && c.State == StateCreated && c.Restore != "":
+		// Created from a checkpoint: the supervisor has it from the start
+		// on only, and a restore berthd's crash cut short left nothing
+		// there (the supervisor undoes a failed OpRestore), so it is
+		// still created, its archive unpacked on disk.
 	case errors.Is(err, errdefs.ErrNotFound):
 		m.markLostLocked(c, "the container was lost (node restart or supervisor state lost)")
 	case err != nil:

@@ -32,7 +32,17 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		}
 	}
 	fault.Point("container.before-start")
-	st, err := m.d.Supervisor.Start(ctx, c.ID)
+	var st *supv1.State
+	if c.Restore != "" {
+		// Created from a checkpoint: the supervisor creates it now, its
+		// processes restored by CRIU (restore.go).
+		st, err = m.d.Supervisor.Restore(ctx, c.ID, m.restoreRequest(c))
+		if err == nil {
+			fault.Point("container.after-restore")
+		}
+	} else {
+		st, err = m.d.Supervisor.Start(ctx, c.ID)
+	}
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}

@@ -166,6 +166,11 @@ func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 		return fmt.Errorf("remove container bundle: %w", err)
 	}
 	os.Remove(filepath.Dir(m.bundleDir(c.ID)))
+	if c.Restore != "" {
+		if err := os.RemoveAll(c.Restore); err != nil {
+			return fmt.Errorf("remove the unpacked checkpoint: %w", err)
+		}
+	}
 	if c.ImageID != "" {
 		if err := m.d.Images.Release(c.ImageID, holder(c.ID)); err != nil {
 			m.d.Log.WithError(err).WithField("container", c.ID).Warn("release container image")

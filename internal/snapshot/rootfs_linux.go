@@ -123,6 +123,9 @@ func (s *Store) populateRootfs(dir string, chainIDs []digest.Digest) error {
 	return os.WriteFile(filepath.Join(dir, lowersFile), data, 0o644)
 }
 
+// RootfsUpper is key's overlay upper dir: the container's writable layer.
+func (s *Store) RootfsUpper(key string) string { return filepath.Join(s.keyDir(key), "upper") }
+
 // RootfsTarget is where MountRootfs mounts key's overlay.
 func (s *Store) RootfsTarget(key string) string { return filepath.Join(s.keyDir(key), "merged") }
 

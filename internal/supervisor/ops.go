@@ -37,6 +37,11 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 	if !ok {
 		return nil, v1.Errorf(v1.CodeInvalidArgument, "unknown runtime kind %q", kind)
 	}
+	if req.Restore != nil {
+		if err := s.checkRestore(kind, req); err != nil {
+			return nil, err
+		}
+	}
 	root := req.RuntimeRoot
 	if root == "" {
 		root = filepath.Join(s.dir, "runtime", string(kind))
@@ -67,7 +72,7 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 	var pid int
 	var pidfd *os.File
 	if err == nil {
-		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, gate == nil || req.SpecWritten, gate); err != nil {
+		if pid, pidfd, err = s.createInit(ctx, c, rt, &rec, gate == nil || req.SpecWritten, gate, req.Restore); err != nil {
 			log.Close()
 			if rec.LogPath != "" && errors.Is(statErr, fs.ErrNotExist) {
 				os.Remove(rec.LogPath)
@@ -83,6 +88,9 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 	}
 	c.mu.Lock()
 	rec.Pid = pid
+	if req.Restore != nil {
+		rec.StartedAt = time.Now().UnixNano() // restored running
+	}
 	c.rec = rec
 	err = c.saveLocked()
 	c.mu.Unlock()
@@ -102,8 +110,9 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 }
 
 // createInit prepares the directory and stdio and has the runtime create the
-// init; on error it leaves nothing behind but the directory.
-func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, specWritten bool, gate func() error) (int, *os.File, error) {
+// init (or, with restore, restore the processes of a dump); on error it
+// leaves nothing behind but the directory.
+func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *record, specWritten bool, gate func() error, restore *v1.RestoreRequest) (int, *os.File, error) {
 	// A directory not in the table is a leftover of a create that failed
 	// half-way during a crash.
 	os.RemoveAll(c.dir)
@@ -150,7 +159,13 @@ func (s *Server) createInit(ctx context.Context, c *container, rt runtime, rec *
 		// console socket); the supervisor reads the request. They must agree.
 		return 0, nil, v1.Errorf(v1.CodeInvalidArgument, "terminal is %v in the request but %v in the bundle's process", rec.Terminal, spec.Process.Terminal)
 	}
-	pid, console, err := rt.create(ctx, rec, spec, io)
+	var pid int
+	var console *os.File
+	if restore != nil {
+		pid, err = s.restoreInit(ctx, rt, rec, spec, io, restore)
+	} else {
+		pid, console, err = rt.create(ctx, rec, spec, io)
+	}
 	if err != nil {
 		rt.delete(context.WithoutCancel(ctx), rec)
 		return 0, nil, err

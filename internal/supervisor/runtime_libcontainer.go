@@ -30,6 +30,9 @@ import (
 // restart, Loads it from the runtime root.
 type libcontainerRuntime struct {
 	created sync.Map // id -> *libcontainer.Container, until its start or delete
+	// dir is a container's supervisor directory (its CRIU configuration
+	// file is there, checkpoint.go).
+	dir func(id string) string
 }
 
 func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs.Spec, io stdio) (int, *os.File, error) {
@@ -44,6 +47,9 @@ func (r *libcontainerRuntime) create(_ context.Context, rec *record, spec *specs
 	// puts it on the init process instead); here it goes in the config,
 	// which the container's state keeps.
 	cfg.AppArmorProfile = spec.Process.ApparmorProfile
+	// Named first: libcontainer takes the first label of a key, and a
+	// user's annotation must not choose CRIU's configuration.
+	cfg.Labels = append([]string{r.criuLabel(rec.ID)}, cfg.Labels...)
 	p, err := newProcess(spec.Process)
 	if err != nil {
 		return 0, nil, err

@@ -78,6 +78,8 @@ type Server struct {
 	// the exits of the processes it reaped.
 	keeper *keeper.Conn
 	exits  string
+	// criuMu serialises criuOnPath (checkpoint.go).
+	criuMu sync.Mutex
 }
 
 // SocketPath is where the supervisor of stateDir listens.
@@ -105,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		exits:      keeper.ExitsDir(cfg.StateDir),
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
-		v1.RuntimeLibcontainer: &libcontainerRuntime{},
+		v1.RuntimeLibcontainer: &libcontainerRuntime{dir: s.containerDir},
 		v1.RuntimeOCI:          ociRuntime{dir: s.containerDir},
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "containers"), 0o700); err != nil {
@@ -350,12 +352,21 @@ func (s *Server) handle(ctx context.Context, req *v1.Request, gate func() error)
 		}
 	case v1.OpWait:
 		resp.State, err = s.wait(ctx, req.ID)
-	case v1.OpCreate, v1.OpCreateWhenReady, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources:
+	case v1.OpCreate, v1.OpCreateWhenReady, v1.OpStart, v1.OpKill, v1.OpDelete, v1.OpReopenLog, v1.OpCloseStdin, v1.OpUpdateResources,
+		v1.OpCheckpoint, v1.OpRestore, v1.OpPause, v1.OpResume:
 		s.opMu.RLock()
 		defer s.opMu.RUnlock()
 		switch req.Op {
-		case v1.OpCreate, v1.OpCreateWhenReady:
+		case v1.OpCreate, v1.OpCreateWhenReady, v1.OpRestore:
+			if (req.Op == v1.OpRestore) != (req.Create != nil && req.Create.Restore != nil) {
+				err = v1.Errorf(v1.CodeInvalidArgument, "a dump to restore goes with %s only", v1.OpRestore)
+				break
+			}
 			resp.State, err = s.create(ctx, req.ID, req.Create, gate)
+		case v1.OpCheckpoint:
+			err = s.checkpoint(ctx, req.ID, req.Checkpoint)
+		case v1.OpPause, v1.OpResume:
+			err = s.pause(req.ID, req.Op == v1.OpPause)
 		case v1.OpStart:
 			resp.State, err = s.start(ctx, req.ID)
 		case v1.OpKill:

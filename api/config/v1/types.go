@@ -75,6 +75,9 @@ type Config struct {
 	// MetricsAddress, when set, is the host:port of the Prometheus /metrics
 	// HTTP endpoint; empty means no endpoint.
 	MetricsAddress string `toml:"metrics_address" json:"metrics_address"`
+	// CriuPath is the CRIU binary of checkpoint and restore; empty finds
+	// "criu" on PATH. Its version is checked once, at start.
+	CriuPath string `toml:"criu_path" json:"criu_path"`
 
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`

@@ -43,11 +43,24 @@
 // and berthd decodes no spec for it. A server older than 1.5 answers
 // CodeUnimplemented, with nothing done; the client then sends OpExec.
 //
+// OpCheckpoint (1.6) has CRIU dump a running libcontainer container's
+// process tree into CheckpointRequest.ImagesDir, leaving it running. OpRestore
+// (1.6) is OpCreate and OpStart in one for a container restored from such
+// a dump (CreateRequest.Restore): the supervisor makes its directory, record,
+// stdio and log as for a create, then has CRIU restore the processes, whose
+// stdout and stderr become the new container's FIFOs; the Response is the
+// running container's State. OpPause and OpResume (1.6) freeze and thaw a
+// running libcontainer container's processes (its cgroup freezer), so that
+// several containers can be dumped as of one instant (CRIU leaves a frozen
+// container frozen). A server older than 1.6 answers CodeUnimplemented to
+// all four, with nothing done.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
 // frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
 // added OpCreateWhenReady; 1.5 added OpExecCommand (and ExecRequest's
-// command fields; Process became optional, for OpExec only).
+// command fields; Process became optional, for OpExec only); 1.6 added
+// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume.
 package v1
 
 import (
@@ -61,7 +74,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.5"
+const Version = "1.6"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -99,6 +112,13 @@ const (
 	// OpExecCommand is OpExec with the process built by the supervisor
 	// (since 1.5).
 	OpExecCommand Op = "exec_command"
+	// OpCheckpoint dumps a running container with CRIU (since 1.6).
+	OpCheckpoint Op = "checkpoint"
+	// OpRestore creates and starts a container from a dump (since 1.6).
+	OpRestore Op = "restore"
+	// OpPause and OpResume freeze and thaw a container (since 1.6).
+	OpPause  Op = "pause"
+	OpResume Op = "resume"
 )
 
 // Proceed is the line a client sends on an OpCreateWhenReady connection once
@@ -170,6 +190,32 @@ type Request struct {
 	Kill   *KillRequest          `json:"kill,omitempty"`
 	Update *specs.LinuxResources `json:"update,omitempty"`
 	Exec   *ExecRequest          `json:"exec,omitempty"`
+	// Checkpoint is OpCheckpoint's (1.6).
+	Checkpoint *CheckpointRequest `json:"checkpoint,omitempty"`
+}
+
+// CheckpointRequest dumps a running container of kind libcontainer with
+// CRIU, leaving it running (what kubelet's forensic checkpoint asks).
+type CheckpointRequest struct {
+	// ImagesDir receives CRIU's images (and libcontainer's
+	// descriptors.json); it is created if missing.
+	ImagesDir string `json:"images_dir"`
+	// WorkDir receives CRIU's dump.log (and stats); created if missing.
+	WorkDir string `json:"work_dir"`
+	// CriuPath is the criu binary to run (libcontainer runs "criu" from
+	// PATH: the supervisor puts this one first).
+	CriuPath string `json:"criu_path"`
+}
+
+// RestoreRequest, in CreateRequest.Restore (OpRestore, 1.6), names the dump
+// to restore the container's processes from. The bundle's rootfs must hold
+// the dumped container's files (its image plus its changes).
+type RestoreRequest struct {
+	// ImagesDir holds the images an OpCheckpoint wrote.
+	ImagesDir string `json:"images_dir"`
+	// WorkDir receives CRIU's restore.log.
+	WorkDir  string `json:"work_dir"`
+	CriuPath string `json:"criu_path"`
 }
 
 // ExecRequest runs a process in a running container of kind libcontainer
@@ -274,6 +320,10 @@ type CreateRequest struct {
 	// complete already (only its rootfs is not), so the server reads it
 	// while it prepares rather than after Proceed.
 	SpecWritten bool `json:"spec_written,omitempty"`
+	// Restore (OpRestore only, 1.6): the processes come from a CRIU dump
+	// instead of the bundle's process; the container is running once the
+	// call returns.
+	Restore *RestoreRequest `json:"restore,omitempty"`
 }
 
 // KillRequest sends Signal (a number) to the container init, or to every

@@ -57,3 +57,18 @@ func (s *Service) ReopenContainerLog(ctx context.Context, req *runtimeapi.Reopen
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
 }
+
+// CheckpointContainer dumps a running container with CRIU into an archive
+// at location, leaving it running (kubelet's forensic checkpoint); past
+// timeout seconds (when given) the answer is DeadlineExceeded.
+func (s *Service) CheckpointContainer(ctx context.Context, req *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {
+	if t := req.GetTimeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
+		defer cancel()
+	}
+	if err := s.m.Checkpoint(ctx, req.GetContainerId(), req.GetLocation()); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CheckpointContainerResponse{}, nil
+}

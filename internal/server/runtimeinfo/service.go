@@ -6,6 +6,7 @@ import (
 	"github.com/berth-cri/berth/internal/apparmor"
 	"github.com/berth-cri/berth/internal/cgroupdriver"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/criu"
 	"github.com/berth-cri/berth/internal/imagepolicy"
 )
 
@@ -35,6 +36,8 @@ type Service struct {
 	apparmor     apparmor.Status
 	// policy may be nil (Status then says nothing of it).
 	policy ImagePolicy
+	// criu is what the probe at start found (checkpoint/restore).
+	criu criu.Info
 }
 
 // Platform is what berthd settled about the node at start.
@@ -56,3 +59,6 @@ func (s *Service) WithImagePolicy(p ImagePolicy) *Service {
 	s.policy = p
 	return s
 }
+
+// SetCriu records the CRIU probe's result for verbose Status.
+func (s *Service) SetCriu(i criu.Info) { s.criu = i }

@@ -73,6 +73,13 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 			}
 			resp.Info["imagePolicy"] = string(b)
 		}
+		// Checkpoint/restore: the CRIU found at start and its version, or
+		// why CheckpointContainer answers Unimplemented.
+		c, err := json.Marshal(s.criu)
+		if err != nil {
+			return nil, fmt.Errorf("encode criu info: %w", err)
+		}
+		resp.Info["criu"] = string(c)
 	}
 	return resp, nil
 }

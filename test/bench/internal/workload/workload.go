@@ -165,6 +165,13 @@ func Table() []Entry {
 			New:         func(c Config) Workload { return &execSync{cfg: c} },
 		},
 		{
+			Name:        "checkpoint",
+			Description: "CheckpointContainer of a running container, then its restore as a new container (CreateContainer from the archive + StartContainer)",
+			Figures:     checkpointFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &checkpointRestore{cfg: c} },
+		},
+		{
 			Name:        "list",
 			Description: "ListContainers and ListContainerStats with many running containers",
 			Figures:     listFigures,
