@@ -82,6 +82,15 @@ func TestKubeletStaticPods(t *testing.T) {
       limits: {memory: 32Mi}
 `)
 
+	// An unsigned image where the image policy wants a signature: the pull
+	// is refused and kubelet shows why.
+	n.writePod("unsigned", `
+  containers:
+  - name: main
+    image: `+unsignedImage+`
+    command: ["sleep", "100000"]
+`)
+
 	// Guaranteed: ready (its exec probe answered), limits in its scope.
 	main := n.waitContainer("guaranteed", "main", func(c containerStatus) bool { return c.Ready })
 	scope := n.scopeOf(main.id())
@@ -104,6 +113,16 @@ func TestKubeletStaticPods(t *testing.T) {
 	})
 	if s := n.container("oom", "sleeper"); s.State.Running == nil || s.RestartCount != 0 || s.id() != sleeper.id() {
 		t.Errorf("sleeper after the hog's OOM kill: %+v, want the same container running", s)
+	}
+
+	// The unsigned pod: ErrImagePull with berthd's reason. kubelet
+	// alternates it with ImagePullBackOff between retries; polled until
+	// the pull error itself is seen.
+	refused := n.waitContainer("unsigned", "main", func(c containerStatus) bool {
+		return c.State.Waiting != nil && c.State.Waiting.Reason == "ErrImagePull"
+	})
+	if msg := refused.State.Waiting.Message; !strings.Contains(msg, "no signature found") || !strings.Contains(msg, "berth-test/unsigned") {
+		t.Errorf("unsigned image: kubelet shows %q, want the image policy's refusal", msg)
 	}
 
 	// berthd restarted under the running pods: nothing lost.
@@ -149,7 +168,7 @@ func setUp(t *testing.T, kubeletBin string) *node {
 	}
 	writeFile(t, "/etc/berth/berth.toml", `sandbox_image = "registry.k8s.io/pause:3.10"
 log_level = "debug"
-`)
+`+writeImagePolicy(t, registry))
 	writeFile(t, "/etc/berth/certs.d/registry.k8s.io/hosts.toml", fmt.Sprintf(`server = "http://%s"
 [host."http://%s"]
   capabilities = ["pull", "resolve"]
@@ -277,6 +296,10 @@ type containerStatus struct {
 }
 
 type containerState struct {
+	Waiting *struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"waiting"`
 	Running    *struct{}   `json:"running"`
 	Terminated *terminated `json:"terminated"`
 }
