@@ -50,11 +50,18 @@ test: build fmt vet test-unit test-integration test-stress-short test-conformanc
 tools:
 	@test/conformance/harness/install-tools.sh >/dev/null
 
+# 1: a test that lacks a capability this host is meant to have (root,
+# mounting, runc, CNI plugins, busybox, apparmor_parser: what deps installs)
+# fails instead of skipping (testsupport.Require). Tests for what the
+# platform lacks (cgroup v2, systemd as PID 1, AppArmor in the kernel) still
+# skip; make test-vm runs them. BERTH_REQUIRE_ALL=0 for a partial machine.
+BERTH_REQUIRE_ALL ?= 1
+
 test-unit:
-	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
 
 test-integration: tools
-	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
 
 clean:
 	rm -rf $(BIN)
