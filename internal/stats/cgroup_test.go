@@ -56,6 +56,7 @@ func needV1(t testing.TB) {
 	t.Helper()
 	testsupport.Require(t, os.Geteuid() == 0, "needs root")
 	if m := cgroups.Mode(); m != cgroups.Legacy && m != cgroups.Hybrid {
+		// skip: platform
 		t.Skip("needs cgroup v1 controllers")
 	}
 }
@@ -241,6 +242,7 @@ func TestV2Reader(t *testing.T) {
 	if cgroups.Mode() == cgroups.Unified {
 		mnt = defaultV2Mountpoint
 	} else if cgroups.Mode() != cgroups.Hybrid {
+		// skip: platform
 		t.Skip("no cgroup2 hierarchy")
 	}
 	rel := fmt.Sprintf("/berth-stats-test-v2-%d", os.Getpid())

@@ -1,8 +1,11 @@
 package testsupport
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -55,5 +58,44 @@ func TestRequireMain(t *testing.T) {
 		if got := cmd.ProcessState.ExitCode(); got != want || !strings.Contains(string(out), "needs root") {
 			t.Errorf("%s=%q: exit %d, want %d; output %q", RequireAllEnv, env, got, want, out)
 		}
+	}
+}
+
+// skipCall is a test or benchmark skipping by hand.
+var skipCall = regexp.MustCompile(`\b[tb]\.Skip(f|Now)?\(`)
+
+// Every plain t.Skip in the tree says, in a "// skip: " comment on the line
+// above, why it is not a missing capability (platform, opt-in, chance...):
+// one that is must go through Require, so that CI cannot lose it unseen.
+func TestSkipsAreNotCapabilities(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "vendor" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") || filepath.Dir(path) == filepath.Join(root, "internal", "testsupport") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(data), "\n")
+		for i, line := range lines {
+			if skipCall.MatchString(line) && (i == 0 || !strings.Contains(lines[i-1], "// skip: ")) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s:%d: a plain skip: use testsupport.Require for a missing capability, or say why it is none in a \"// skip: \" comment above", rel, i+1)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

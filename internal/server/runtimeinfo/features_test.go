@@ -73,6 +73,7 @@ func TestRuntimeFeaturesRunc(t *testing.T) {
 	testsupport.Require(t, err == nil, "runc not installed (apt-get install runc)")
 	f := newFeatures()
 	if !f.kernelRRO {
+		// skip: platform
 		t.Skip("kernel older than 5.12")
 	}
 	// runc has applied "rro" since 1.1.

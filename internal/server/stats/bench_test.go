@@ -24,6 +24,7 @@ func benchTree(b *testing.B) *fakeSource {
 	b.Helper()
 	testsupport.Require(b, os.Geteuid() == 0, "needs root")
 	if m := cgroups.Mode(); m != cgroups.Legacy && m != cgroups.Hybrid {
+		// skip: platform
 		b.Skip("needs cgroup v1 (the v2 reader is exercised in internal/stats)")
 	}
 	root := fmt.Sprintf("/berth-stats-bench-%d", os.Getpid())
