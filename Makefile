@@ -55,11 +55,19 @@ tools:
 criu:
 	@hack/install-criu.sh
 
+# 1: a test that lacks a capability this host is meant to have (root,
+# mounting, runc, CNI plugins, busybox, apparmor_parser, CRIU: what deps
+# and criu install) fails instead of skipping (testsupport.Require). Tests
+# for what the platform lacks (cgroup v2, systemd as PID 1, AppArmor in the
+# kernel) still skip; make test-vm runs them. BERTH_REQUIRE_ALL=0 for a
+# partial machine.
+BERTH_REQUIRE_ALL ?= 1
+
 test-unit: criu
-	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
 
 test-integration: tools criu
-	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
 
 clean:
 	rm -rf $(BIN)

@@ -372,68 +372,6 @@ func (p *daemonParts) sweepOrphans(ctx context.Context) {
 	p.containers.SweepCheckpoints()
 }
 
-// reload re-reads the configuration on SIGHUP and applies what can change
-// live: log settings, runtime handlers, registry settings, the image policy. An invalid new
-// config is logged and the old one kept.
-func (p *daemonParts) reload(configPath string) {
-	loaded, err := config.Load(configPath)
-	if err != nil {
-		p.log.WithError(err).Error("reload: keeping the current config")
-		return
-	}
-	old, cfg := p.cfg.Get(), loaded.Config
-	for key, changed := range map[string]bool{
-		"listen":                   old.Listen != cfg.Listen,
-		"socket_group":             old.SocketGroup != cfg.SocketGroup,
-		"root_dir":                 old.RootDir != cfg.RootDir,
-		"state_dir":                old.StateDir != cfg.StateDir,
-		"state_dir_tmpfs":          old.StateDirTmpfs != cfg.StateDirTmpfs,
-		"cgroup_driver":            old.CgroupDriver != cfg.CgroupDriver,
-		"apparmor_default_profile": old.AppArmorDefaultProfile != cfg.AppArmorDefaultProfile,
-		"cni.conf_dir":             old.CNI.ConfDir != cfg.CNI.ConfDir,
-		"metrics_address":          old.MetricsAddress != cfg.MetricsAddress,
-		"nri":                      old.NRI != cfg.NRI,
-	} {
-		if changed {
-			p.log.WithField("key", key).Warn("reload: this key changes only at restart; keeping the old value until then")
-		}
-	}
-	cfg.Listen, cfg.SocketGroup, cfg.RootDir, cfg.StateDir, cfg.CNI.ConfDir = old.Listen, old.SocketGroup, old.RootDir, old.StateDir, old.CNI.ConfDir
-	cfg.StateDirTmpfs, cfg.CgroupDriver = old.StateDirTmpfs, old.CgroupDriver
-	cfg.AppArmorDefaultProfile = old.AppArmorDefaultProfile
-	cfg.MetricsAddress = old.MetricsAddress
-	cfg.NRI = old.NRI
-	applyLogSettings(p.log, cfg)
-	if err := p.images.Reload(registryOptions(cfg)); err != nil {
-		p.log.WithError(err).Error("reload: keeping the current registry settings")
-	}
-	p.reloadImagePolicy(cfg.Registry.ImagePolicy)
-	if err := p.images.SetPinned(sandboxImages(cfg)); err != nil {
-		p.log.WithError(err).Error("reload: keeping the current pinned images")
-	}
-	p.cfg.Set(cfg)
-	p.log.WithField("config", loaded.Files).Info("reloaded the config")
-}
-
-// reloadImagePolicy reads the image policy again (its file may have changed
-// even when the path did not); on error the policy in force stays.
-func (p *daemonParts) reloadImagePolicy(path string) {
-	if path == "" {
-		if p.policy.Policy() != nil {
-			p.log.Warn("reload: image policy removed; every image is accepted")
-		}
-		p.policy.SetPolicy(nil)
-		return
-	}
-	pol, err := imagepolicy.Load(path)
-	if err != nil {
-		p.log.WithError(err).Error("reload: keeping the current image policy")
-		return
-	}
-	p.policy.SetPolicy(pol)
-	p.log.WithFields(logrus.Fields{"path": pol.Path, "version": pol.Version}).Info("reload: image policy")
-}
-
 func registryOptions(cfg *configv1.Config) registry.Options {
 	return registry.Options{
 		ConfigPath: cfg.Registry.ConfigPath,

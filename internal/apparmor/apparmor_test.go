@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestPolicy(t *testing.T) {
@@ -32,9 +34,7 @@ func TestPolicy(t *testing.T) {
 // installs apparmor (hack/install-deps.sh).
 func TestPolicyCompiles(t *testing.T) {
 	parser, err := exec.LookPath("apparmor_parser")
-	if err != nil {
-		t.Skip("apparmor_parser not installed")
-	}
+	testsupport.Require(t, err == nil, "apparmor_parser not installed (apt-get install apparmor)")
 	p, err := Policy(DefaultProfile)
 	if err != nil {
 		t.Fatal(err)

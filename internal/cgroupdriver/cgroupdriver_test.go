@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/cgroups/systemd"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestResolve(t *testing.T) {
@@ -133,9 +135,7 @@ func TestDir(t *testing.T) {
 func TestProbe(t *testing.T) {
 	h := Probe()
 	comm, err := os.ReadFile("/proc/1/comm")
-	if err != nil {
-		t.Skip(err)
-	}
+	testsupport.Require(t, err == nil, "read PID 1's name: %v", err)
 	if isSystemd := string(comm) == "systemd\n"; h.SystemdPID1 != isSystemd {
 		t.Errorf("Probe().SystemdPID1 = %v, PID 1 is %q", h.SystemdPID1, comm)
 	}

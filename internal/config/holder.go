@@ -6,10 +6,11 @@ import (
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 )
 
-// Holder is the live configuration: SIGHUP swaps in a newly validated one,
-// and readers take a consistent snapshot with Get. Settings that cannot change
-// without a restart (paths, the socket) are read once at start by the parts
-// that own them and never from here.
+// Holder is the configuration in force: SIGHUP swaps in a newly validated
+// one, and readers take a consistent snapshot with Get. A reload leaves the
+// keys that change only at restart at their running value (cmd/berthd's
+// reloadTable), so what Get returns is what runs, never merely what the file
+// says.
 type Holder struct {
 	p atomic.Pointer[configv1.Config]
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func descOf(b []byte) ocispec.Descriptor {
@@ -187,9 +188,8 @@ func TestConcurrentWritersOfOneDigest(t *testing.T) {
 // A full disk fails the write and leaves neither a blob nor an ingest file.
 func TestDiskFullLeavesNothing(t *testing.T) {
 	root := t.TempDir()
-	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("cannot mount a small tmpfs: %v", err)
-	}
+	err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64k")
+	testsupport.Require(t, err == nil, "cannot mount a small tmpfs: %v", err)
 	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
 	s, err := Open(filepath.Join(root, "content"))
 	if err != nil {

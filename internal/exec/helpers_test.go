@@ -33,12 +33,8 @@ var testEnv struct {
 }
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping exec tests: not root")
-		return
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		fmt.Println("skipping exec tests: apt-get install busybox-static")
+	if !testsupport.RequireMain(os.Geteuid() == 0, "exec tests need root") ||
+		!testsupport.RequireMain(testsupport.HaveBusybox(), "exec tests need busybox: apt-get install busybox-static") {
 		return
 	}
 	os.Exit(runMain(m))
@@ -129,9 +125,7 @@ func runLibcontainerSpec(t *testing.T, id string, spec *specs.Spec) Target {
 func runOCI(t *testing.T, id string) Target {
 	t.Helper()
 	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("runc not installed")
-	}
+	testsupport.Require(t, err == nil, "runc not installed (apt-get install runc)")
 	root, bundle := t.TempDir(), t.TempDir()
 	spec := testSpec(id)
 	data, _ := json.Marshal(spec)

@@ -93,7 +93,7 @@ func (s *Service) fetchLayer(ctx context.Context, ref reference.Ref, auth *regis
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	ctx, watch, stop := watchStall(ctx, s.timeout, "download layer "+desc.Digest.String())
+	ctx, watch, stop := watchStall(ctx, s.timeoutOr(0), "download layer "+desc.Digest.String())
 	defer stop()
 	err := s.streamLayer(ctx, ref, auth, desc, diffID, chain, watch)
 	return withCause(ctx, err)

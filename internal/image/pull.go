@@ -106,7 +106,8 @@ type blob struct {
 func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Auth, handler, ns string) (*Image, error) {
 	// Manifests and the config are small: the whole metadata phase gets the
 	// progress timeout as a deadline.
-	mctx, cancel := context.WithTimeoutCause(ctx, s.timeoutOr(time.Hour), fmt.Errorf("resolve %s: no answer within %s (image_pull_progress_timeout)", ref, s.timeout))
+	timeout := s.timeoutOr(time.Hour)
+	mctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("resolve %s: no answer within %s (image_pull_progress_timeout)", ref, timeout))
 	top, data, err := s.resolver.Resolve(mctx, ref, auth)
 	if err != nil {
 		cancel()
@@ -223,8 +224,8 @@ func (s *Service) storeAndUnpack(ctx context.Context, ref reference.Ref, auth *r
 
 // timeoutOr is the progress timeout, or def when it is disabled.
 func (s *Service) timeoutOr(def time.Duration) time.Duration {
-	if s.timeout > 0 {
-		return s.timeout
+	if t := time.Duration(s.timeout.Load()); t > 0 {
+		return t
 	}
 	return def
 }

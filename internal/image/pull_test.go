@@ -326,7 +326,10 @@ func TestPullProgressTimeout(t *testing.T) {
 	reg.push(t, "slow:1", imageOf(t, "", layer))
 	ld, _ := layer.Digest()
 	reg.setStall(ld) // never released
-	e := newTestEnv(t, reg, func(o *Options) { fixedPlatform(o); o.PullProgressTimeout = 200 * time.Millisecond })
+	// Started with an hour, lowered as a SIGHUP reload does: the new value
+	// must govern the next pull.
+	e := newTestEnv(t, reg, func(o *Options) { fixedPlatform(o); o.PullProgressTimeout = time.Hour })
+	e.svc.SetPullProgressTimeout(200 * time.Millisecond)
 	_, err := e.svc.Pull(context.Background(), reg.ref("slow:1"), nil, "")
 	if err == nil || !strings.Contains(err.Error(), "image_pull_progress_timeout") || !strings.Contains(err.Error(), "slow:1") {
 		t.Fatalf("stalled pull: %v", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -84,7 +85,10 @@ type Service struct {
 	policy    PolicyChecker
 	platform  ocispec.Platform
 	matcher   platforms.MatchComparer
-	timeout   time.Duration
+	// timeout is the pull progress timeout in nanoseconds, atomic so
+	// that a reload can change it under pulls in flight (each download
+	// reads it once, when it starts).
+	timeout atomic.Int64
 	// sem bounds concurrent layer downloads across all pulls.
 	sem chan struct{}
 
@@ -134,10 +138,6 @@ func New(opts Options) (*Service, error) {
 	if n <= 0 {
 		n = 3
 	}
-	timeout := opts.PullProgressTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Minute
-	}
 	plat := platforms.DefaultSpec()
 	if opts.Platform != nil {
 		plat = platforms.Normalize(*opts.Platform)
@@ -151,12 +151,12 @@ func New(opts Options) (*Service, error) {
 		policy:    opts.Policy,
 		platform:  plat,
 		matcher:   platforms.Only(plat),
-		timeout:   timeout,
 		sem:       make(chan struct{}, n),
 		holders:   map[digest.Digest]map[string]struct{}{},
 		leases:    map[string]int{},
 		deleting:  map[string]chan struct{}{},
 	}
+	s.SetPullProgressTimeout(opts.PullProgressTimeout)
 	if err := s.SetPinned(opts.PinnedImages); err != nil {
 		return nil, err
 	}
@@ -193,6 +193,15 @@ func (s *Service) SetPinned(refs []string) error {
 	s.pinned = keys
 	s.mu.Unlock()
 	return nil
+}
+
+// SetPullProgressTimeout sets the progress timeout of downloads started
+// from now on (image_pull_progress_timeout; 0 is the 5 min default).
+func (s *Service) SetPullProgressTimeout(d time.Duration) {
+	if d == 0 {
+		d = 5 * time.Minute
+	}
+	s.timeout.Store(int64(d))
 }
 
 // Get returns the image ref names: an id (sha256:<hex> or bare hex), a tag

@@ -14,15 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // testDir is a pin dir that is unmounted (New bind-mounts it onto itself)
 // before t.TempDir removes it.
 func testDir(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "needs root")
 	dir := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() {
 		ids, _ := List(dir)

@@ -68,7 +68,7 @@ func (m *Manager) load(ctx context.Context) ([]*libcni.NetworkConfigList, error)
 			skipped = append(skipped, filepath.Base(f))
 			continue
 		}
-		if _, err := m.cni.ValidateNetworkList(ctx, list); err != nil {
+		if _, err := m.cni.Load().ValidateNetworkList(ctx, list); err != nil {
 			return nil, fmt.Errorf("network %q in %s: %w", list.Name, f, err)
 		}
 		nets = append(nets, list)

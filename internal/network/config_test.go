@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // binDirs are where Debian's and upstream's plugins live.
@@ -51,9 +52,7 @@ const (
 )
 
 func TestLoadConfigs(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
-		t.Skip("needs the loopback CNI plugin")
-	}
+	requireLoopback(t)
 	named := func(format, name string) string { return strings.Replace(format, "%s", name, 1) }
 	for _, tc := range []struct {
 		name    string
@@ -122,4 +121,11 @@ func TestNewOptions(t *testing.T) {
 	if _, err := New(Options{ConfDir: "/x"}, testLogger(t)); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("New without BinDirs = %v, want ErrInvalidArgument", err)
 	}
+}
+
+// requireLoopback needs the loopback plugin the tests' configs name.
+func requireLoopback(t *testing.T) {
+	t.Helper()
+	_, err := os.Stat("/usr/lib/cni/loopback")
+	testsupport.Require(t, err == nil, "needs the loopback CNI plugin (apt-get install containernetworking-plugins)")
 }

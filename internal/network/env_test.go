@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // env is a private CNI network for one test: the sample conflist from
@@ -35,12 +36,9 @@ type env struct {
 
 func newEnv(t *testing.T, edit func(conf map[string]any)) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
-		t.Skip("needs the CNI plugins in /usr/lib/cni")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "needs root")
+	_, err := os.Stat("/usr/lib/cni/bridge")
+	testsupport.Require(t, err == nil, "needs the CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)")
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -31,9 +33,11 @@ type Options struct {
 
 // Manager sets up and tears down pod networks. It is safe for concurrent use.
 type Manager struct {
-	opts     Options
-	log      logrus.FieldLogger
-	cni      *libcni.CNIConfig
+	opts Options
+	log  logrus.FieldLogger
+	// cni execs the plugins; SetBinDirs swaps it whole, so an operation in
+	// flight finishes with the plugin dirs it started with.
+	cni      atomic.Pointer[libcni.CNIConfig]
 	loopback *libcni.NetworkConfigList
 	// watchEvery is Watch's poll interval (watchInterval; shorter in tests).
 	watchEvery time.Duration
@@ -69,13 +73,24 @@ func New(opts Options, log logrus.FieldLogger) (*Manager, error) {
 	m := &Manager{
 		opts:     opts,
 		log:      log,
-		cni:      libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
 		loopback: lo,
 
 		watchEvery: watchInterval,
 	}
+	m.cni.Store(libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil))
 	m.reload()
 	return m, nil
+}
+
+// SetBinDirs changes where plugin binaries are searched (cni.bin_dirs on a
+// reload), for operations started from now on. Watch then sees the new dirs
+// in its fingerprint and re-validates the network configs against them.
+func (m *Manager) SetBinDirs(dirs []string) error {
+	if len(dirs) == 0 {
+		return fmt.Errorf("CNI plugin dirs must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	m.cni.Store(libcni.NewCNIConfigWithCacheDir(slices.Clone(dirs), m.opts.CacheDir, nil))
+	return nil
 }
 
 // Status reports whether a valid network config is loaded, for the CRI

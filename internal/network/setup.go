@@ -46,7 +46,7 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (Result, error) {
 	// exec costs about as much as the default network's.
 	loDone := make(chan error, 1)
 	go func() {
-		_, err := m.cni.AddNetworkList(ctx, lo.list, lo.rt)
+		_, err := m.cni.Load().AddNetworkList(ctx, lo.list, lo.rt)
 		loDone <- err
 	}()
 
@@ -56,7 +56,7 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (Result, error) {
 	for i, n := range nets {
 		a := attachment{n, m.runtimeConf(p.ID, p.NetNS, fmt.Sprintf("eth%d", i), args, caps)}
 		tried = append(tried, a)
-		r, err := m.cni.AddNetworkList(ctx, a.list, a.rt)
+		r, err := m.cni.Load().AddNetworkList(ctx, a.list, a.rt)
 		if err == nil {
 			var r100 *types100.Result
 			if r100, err = types100.NewResultFromResult(r); err == nil {
@@ -130,14 +130,14 @@ func (m *Manager) Teardown(ctx context.Context, p Pod) error {
 // pod's arguments). So on failure each plugin gets its own DEL, last first,
 // and the error is still returned for the caller to retry.
 func (m *Manager) del(ctx context.Context, a attachment) error {
-	err := m.cni.DelNetworkList(ctx, a.list, a.rt)
+	err := m.cni.Load().DelNetworkList(ctx, a.list, a.rt)
 	if err == nil || len(a.list.Plugins) < 2 {
 		return err
 	}
 	for i := len(a.list.Plugins) - 1; i >= 0; i-- {
 		one := *a.list
 		one.Plugins = a.list.Plugins[i : i+1]
-		if perr := m.cni.DelNetworkList(ctx, &one, a.rt); perr != nil {
+		if perr := m.cni.Load().DelNetworkList(ctx, &one, a.rt); perr != nil {
 			m.log.WithError(perr).Debugf("DEL of network %q, plugin %d", a.list.Name, i)
 		}
 	}
@@ -146,7 +146,7 @@ func (m *Manager) del(ctx context.Context, a attachment) error {
 
 // teardownPlan lists the DELs for p in order.
 func (m *Manager) teardownPlan(p Pod) []attachment {
-	cached, err := m.cni.GetCachedAttachments(p.ID)
+	cached, err := m.cni.Load().GetCachedAttachments(p.ID)
 	if err != nil {
 		m.log.WithError(err).Warnf("read CNI cache of pod %s; tearing down with the current config", p.ID)
 	}

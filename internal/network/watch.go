@@ -47,7 +47,7 @@ func (m *Manager) fingerprint() string {
 		return "error: " + err.Error()
 	}
 	var b strings.Builder
-	for _, d := range m.opts.BinDirs {
+	for _, d := range m.cni.Load().Path {
 		if info, err := os.Stat(d); err == nil {
 			fmt.Fprintf(&b, "%s:%d;", d, info.ModTime().UnixNano())
 		}

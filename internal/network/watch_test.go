@@ -12,9 +12,7 @@ import (
 // NetworkReady follows the conf dir without a restart: a config appearing
 // in an empty (here: not yet created) dir makes it ready, its removal not.
 func TestWatch(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
-		t.Skip("needs the loopback CNI plugin")
-	}
+	requireLoopback(t)
 	dir := filepath.Join(t.TempDir(), "net.d")
 	m := newTestManager(t, dir, 1)
 	m.watchEvery = 10 * time.Millisecond
@@ -58,9 +56,7 @@ func TestWatch(t *testing.T) {
 // A config whose plugin is not installed yet turns ready when the binary
 // arrives, with no change to the conf dir.
 func TestWatchPluginArrives(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
-		t.Skip("needs the loopback CNI plugin")
-	}
+	requireLoopback(t)
 	confDir, binDir := t.TempDir(), t.TempDir()
 	writeFile(t, confDir, "10-late.conflist", `{"cniVersion":"1.0.0","name":"late","plugins":[{"type":"late-plugin"}]}`)
 	m, err := New(Options{ConfDir: confDir, BinDirs: []string{binDir}, CacheDir: t.TempDir(), PluginMaxConfNum: 1}, testLogger(t))
@@ -77,6 +73,37 @@ func TestWatchPluginArrives(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	if err := os.Symlink("/usr/lib/cni/loopback", filepath.Join(binDir, "late-plugin")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "ready", func() bool { ready, _, _ := m.Status(); return ready })
+}
+
+// A reload that changes cni.bin_dirs (SetBinDirs) makes a config whose plugin
+// is only in the new dir ready, through Watch, with no restart.
+func TestSetBinDirs(t *testing.T) {
+	requireLoopback(t)
+	confDir, oldDir, newDir := t.TempDir(), t.TempDir(), t.TempDir()
+	writeFile(t, confDir, "10-moved.conflist", `{"cniVersion":"1.0.0","name":"moved","plugins":[{"type":"moved-plugin"}]}`)
+	if err := os.Symlink("/usr/lib/cni/loopback", filepath.Join(newDir, "moved-plugin")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Options{ConfDir: confDir, BinDirs: []string{oldDir}, CacheDir: t.TempDir(), PluginMaxConfNum: 1}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.watchEvery = 10 * time.Millisecond
+	if ready, _, _ := m.Status(); ready {
+		t.Fatal("ready with the plugin outside the bin dirs")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Watch(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	if err := m.SetBinDirs(nil); err == nil {
+		t.Fatal("SetBinDirs(nil) accepted")
+	}
+	if err := m.SetBinDirs([]string{newDir}); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, "ready", func() bool { ready, _, _ := m.Status(); return ready })

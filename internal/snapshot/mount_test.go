@@ -225,6 +225,7 @@ func BenchmarkMountManyLayers(b *testing.B) {
 				b.Fatal(err)
 			}
 			if mode == "lowerdir+" && !s.lowerdirPlus() {
+				// skip: platform
 				b.Skip("kernel lacks lowerdir+")
 			}
 			s.lowerdirPlus = func() bool { return mode == "lowerdir+" }

@@ -8,12 +8,12 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestSpareRootfs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting needs root")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "mounting needs root")
 	refillDelay = 0
 	s := openStore(t)
 	t.Cleanup(func() {

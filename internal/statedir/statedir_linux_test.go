@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestPrepare(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("mounting needs root")
-	}
+	testsupport.Require(t, os.Getuid() == 0, "mounting needs root")
 	for _, tc := range []struct {
 		name    string
 		opts    Options

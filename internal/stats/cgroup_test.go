@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // allocHelperEnv makes the test binary a helper process that allocates
@@ -53,10 +54,9 @@ var v1Controllers = []string{"cpu", "cpuacct", "memory", "pids"}
 // needV1 skips unless the test can create v1 cgroups.
 func needV1(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "needs root")
 	if m := cgroups.Mode(); m != cgroups.Legacy && m != cgroups.Hybrid {
+		// skip: platform
 		t.Skip("needs cgroup v1 controllers")
 	}
 }
@@ -237,13 +237,12 @@ func TestV1ReaderMissingCgroup(t *testing.T) {
 // mounts at /sys/fs/cgroup/unified: CPU usage and PSI are core files there,
 // memory and pids are absent, which the reader must report as absent.
 func TestV2Reader(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "needs root")
 	mnt := "/sys/fs/cgroup/unified"
 	if cgroups.Mode() == cgroups.Unified {
 		mnt = defaultV2Mountpoint
 	} else if cgroups.Mode() != cgroups.Hybrid {
+		// skip: platform
 		t.Skip("no cgroup2 hierarchy")
 	}
 	rel := fmt.Sprintf("/berth-stats-test-v2-%d", os.Getpid())

@@ -12,15 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // twoNetns pins two fresh network namespaces joined by a veth pair: eth0 in
 // a (10.250.0.1/30) and peer0 in b (10.250.0.2/30). Nothing leaves them.
 func twoNetns(t *testing.T) (a, b string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testsupport.Require(t, os.Geteuid() == 0, "needs root")
 	dir := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() {
 		ids, _ := netns.List(dir)

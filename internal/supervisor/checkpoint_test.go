@@ -21,9 +21,8 @@ func testCriu(t *testing.T) string {
 	t.Helper()
 	path := "/usr/local/sbin/criu"
 	out, err := exec.Command(path, "--version").Output()
-	if err != nil || !strings.Contains(string(out), "Version: 4.") {
-		t.Skipf("CRIU 4.x is not at %s (hack/install-criu.sh installs it): %v", path, err)
-	}
+	testsupport.Require(t, err == nil && strings.Contains(string(out), "Version: 4."),
+		"CRIU 4.x is not at %s (make criu installs it): %v", path, err)
 	return path
 }
 

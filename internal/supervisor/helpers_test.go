@@ -38,12 +38,8 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping supervisor integration tests: not root")
-		return 0
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		fmt.Println("skipping supervisor integration tests: apt-get install busybox-static")
+	if !testsupport.RequireMain(os.Geteuid() == 0, "supervisor integration tests need root") ||
+		!testsupport.RequireMain(testsupport.HaveBusybox(), "supervisor integration tests need busybox: apt-get install busybox-static") {
 		return 0
 	}
 	dir, err := os.MkdirTemp("", "berth-supervisor-test-")

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestParseOOMRecord(t *testing.T) {
@@ -135,21 +137,17 @@ func TestKernelOOMs(t *testing.T) {
 // /dev/kmsg, on whichever hierarchy the machine has (v1 memory controller
 // on the CI host, v2 in the test VM).
 func TestKernelOOMsReal(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root")
-	}
+	testsupport.Require(t, os.Getuid() == 0, "needs root")
 	name := fmt.Sprintf("berth-kmsg-test-%d", os.Getpid())
 	dir, limit := filepath.Join("/sys/fs/cgroup", name), "memory.max"
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
 		dir, limit = filepath.Join("/sys/fs/cgroup/memory", name), "memory.limit_in_bytes"
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Skipf("no memory cgroup to test in: %v", err)
-	}
+	err := os.Mkdir(dir, 0o755)
+	testsupport.Require(t, err == nil, "no memory cgroup to test in: %v", err)
 	defer os.Remove(dir)
-	if err := os.WriteFile(filepath.Join(dir, limit), []byte("33554432"), 0o644); err != nil {
-		t.Skipf("memory limit: %v", err)
-	}
+	err = os.WriteFile(filepath.Join(dir, limit), []byte("33554432"), 0o644)
+	testsupport.Require(t, err == nil, "memory limit: %v", err)
 	os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0o644)
 
 	k := newKernelOOMs()
@@ -158,7 +156,7 @@ func TestKernelOOMsReal(t *testing.T) {
 	// into the cgroup before allocating.
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), oomHogEnv+"="+dir)
-	err := cmd.Run()
+	err = cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("the hog was not killed: %v", err)

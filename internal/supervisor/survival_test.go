@@ -250,9 +250,7 @@ func TestKeeperKilled(t *testing.T) {
 
 func TestOCIRuntime(t *testing.T) {
 	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("runc not installed (apt-get install runc)")
-	}
+	testsupport.Require(t, err == nil, "runc not installed (apt-get install runc)")
 	c, _ := startSupervisor(t)
 	ctx := testCtx(t)
 	logPath := filepath.Join(t.TempDir(), "c.log")

@@ -1,7 +1,8 @@
 // Package testsupport is what the tests of internal/exec,
 // internal/server/streaming, internal/supervisor and test/ share: a supervisor
 // binary built from this tree, a busybox root filesystem, a buffer that
-// tests read while something writes it, and polling. Only tests import it.
+// tests read while something writes it, and polling; and Require, how any
+// test skips for a missing capability (require.go). Only tests import it.
 package testsupport
 
 import (

@@ -30,6 +30,7 @@ func TestAppArmorDefaultProfile(t *testing.T) {
 		t.Fatalf("Status info apparmor %q: %v", st.Info["apparmor"], err)
 	}
 	if !aa.Enabled {
+		// skip: platform
 		t.Skipf("AppArmor is off on this kernel (%s); the test VM runs this", aa.Reason)
 	}
 	if aa.DefaultProfile != "berth-default" {

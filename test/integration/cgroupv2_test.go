@@ -44,6 +44,7 @@ func psiEnabled() bool {
 func TestCgroupV2(t *testing.T) {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		// skip: platform
 		t.Skip("needs a pure cgroup v2 host")
 	}
 	driver := cgroupV2Driver()
@@ -183,6 +184,7 @@ func TestCgroupV2(t *testing.T) {
 
 	t.Run("PodSandboxStats from the pod cgroup", func(t *testing.T) {
 		if driver != "cgroupfs" {
+			// skip: not applicable to this driver
 			t.Skipf("a pod cgroup of the %s driver is a slice kubelet makes", driver)
 		}
 		parent := fmt.Sprintf("/berthit-cgv2-%d", os.Getpid())

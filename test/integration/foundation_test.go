@@ -196,10 +196,34 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("handlers after a bad reload: %q", got)
 	}
 
-	// A valid one adds the handler without a restart.
-	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("[runtimes.kata]\ntype = \"oci\"\nruntime_path = \"/usr/bin/kata-runtime\"\n"), 0o644)
+	// A valid one adds the handler without a restart, applies a live key
+	// and keeps a restart-only one at its running value, which verbose
+	// Status goes on reporting.
+	os.WriteFile(filepath.Join(dropins, "10-bad.toml"), []byte("max_exec_output = 1048576\n"+
+		"[registry]\nimage_pull_progress_timeout = \"7m\"\n"+
+		"[runtimes.kata]\ntype = \"oci\"\nruntime_path = \"/usr/bin/kata-runtime\"\n"), 0o644)
 	d.Cmd.Process.Signal(syscall.SIGHUP)
 	harness.WaitFor(t, "handler kata after reload", 10*time.Second, func() bool { return handlers() == ",kata,runc" })
+	if !d.Logs.Contains("key=max_exec_output") {
+		t.Error("no restart-only warning for max_exec_output")
+	}
+	st, err := rt.Status(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		MaxExecOutput int `json:"max_exec_output"`
+		Registry      struct {
+			ImagePullProgressTimeout string `json:"image_pull_progress_timeout"`
+		} `json:"registry"`
+	}
+	if err := json.Unmarshal([]byte(st.Info["config"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxExecOutput != 16252928 || cfg.Registry.ImagePullProgressTimeout != "7m0s" {
+		t.Errorf("verbose Status after reload: max_exec_output %d (want the running 16252928), image_pull_progress_timeout %q (want 7m0s)",
+			cfg.MaxExecOutput, cfg.Registry.ImagePullProgressTimeout)
+	}
 }
 
 func condition(st *runtimeapi.RuntimeStatus, typ string) *runtimeapi.RuntimeCondition {

@@ -103,6 +103,7 @@ func TestKernelUserNamespaceUnsupported(t *testing.T) {
 		}
 	}
 	if k.IDMappedRootfs {
+		// skip: platform
 		t.Skipf("kernel %s id-maps the rootfs: TestUserNamespacePod covers it", k.Release)
 	}
 	if k.IDMappedRootfsError == "" {

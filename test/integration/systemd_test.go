@@ -31,9 +31,11 @@ func requireSystemdNode(t *testing.T) {
 	t.Helper()
 	comm, _ := os.ReadFile("/proc/1/comm")
 	if strings.TrimSpace(string(comm)) != "systemd" {
+		// skip: platform
 		t.Skip("PID 1 is not systemd")
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		// skip: platform
 		t.Skip("not a pure cgroup v2 hierarchy")
 	}
 }
@@ -396,6 +398,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 	os.MkdirAll(stateDir, 0o711)
 	var st unix.Statfs_t
 	if err := unix.Statfs(stateDir, &st); err != nil || st.Type == unix.TMPFS_MAGIC {
+		// skip: platform (where the test runs)
 		t.Skipf("the test's directory is on a tmpfs already (%v)", err)
 	}
 	base := fmt.Sprintf("berthd-test-sock-%d", os.Getpid())

@@ -94,6 +94,7 @@ func TestUserNamespacePod(t *testing.T) {
 		IDMappedRootfs bool   `json:"idmappedRootfs"`
 	}
 	if err := json.Unmarshal([]byte(st.GetInfo()["kernel"]), &kernel); err == nil && !kernel.IDMappedRootfs {
+		// skip: platform
 		t.Skipf("kernel %s cannot id-map the rootfs; TestKernelUserNamespaceUnsupported covers it", kernel.Release)
 	}
 	for _, h := range st.RuntimeHandlers {

@@ -45,12 +45,15 @@ type node struct {
 func TestKubeletStaticPods(t *testing.T) {
 	kubeletBin := os.Getenv("BERTH_KUBELET")
 	if kubeletBin == "" {
+		// skip: opt-in (the VM suite sets BERTH_KUBELET)
 		t.Skip("BERTH_KUBELET (a kubelet binary) is not set: this test runs in the test VM (make test-vm)")
 	}
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		// skip: platform
 		t.Skip("PID 1 is not systemd")
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		// skip: platform
 		t.Skip("not a cgroup v2 host")
 	}
 	n := setUp(t, kubeletBin)

@@ -23,6 +23,7 @@ import (
 
 func needStress(t *testing.T) {
 	if os.Getenv("BERTH_STRESS") == "" {
+		// skip: opt-in (make test-stress-short sets BERTH_STRESS)
 		t.Skip("stress tests run with BERTH_STRESS=1 (make test-stress-short)")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestRecursiveReadOnlyFeature(t *testing.T) {
@@ -69,11 +70,10 @@ func TestRecursiveReadOnlyMissingBinaryNotCached(t *testing.T) {
 // The real probe, against the runc binary of this machine if it has one.
 func TestRuntimeFeaturesRunc(t *testing.T) {
 	path, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("no runc binary")
-	}
+	testsupport.Require(t, err == nil, "runc not installed (apt-get install runc)")
 	f := newFeatures()
 	if !f.kernelRRO {
+		// skip: platform
 		t.Skip("kernel older than 5.12")
 	}
 	// runc has applied "rro" since 1.1.

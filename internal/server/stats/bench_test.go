@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/stats"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 const benchPods, benchPerPod = 10, 10
@@ -21,10 +22,9 @@ const benchPods, benchPerPod = 10, 10
 // controllers stats reads, and the Source describing them.
 func benchTree(b *testing.B) *fakeSource {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testsupport.Require(b, os.Geteuid() == 0, "needs root")
 	if m := cgroups.Mode(); m != cgroups.Legacy && m != cgroups.Hybrid {
+		// skip: platform
 		b.Skip("needs cgroup v1 (the v2 reader is exercised in internal/stats)")
 	}
 	root := fmt.Sprintf("/berth-stats-bench-%d", os.Getpid())

@@ -34,12 +34,8 @@ var testEnv struct {
 }
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping streaming tests: not root")
-		return
-	}
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		fmt.Println("skipping streaming tests: apt-get install busybox-static")
+	if !testsupport.RequireMain(os.Geteuid() == 0, "streaming tests need root") ||
+		!testsupport.RequireMain(testsupport.HaveBusybox(), "streaming tests need busybox: apt-get install busybox-static") {
 		return
 	}
 	dir, err := os.MkdirTemp("", "berth-streaming-test-")

@@ -55,6 +55,7 @@ func TestPortForward(t *testing.T) {
 	// The port is not open on the host: only the namespace has it.
 	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 		c.Close()
+		// skip: chance (a port taken on the host)
 		t.Skipf("port %d is also open on the host; cannot tell namespaces apart", port)
 	}
 	l := newLookup()
