@@ -5,12 +5,17 @@ BERTH_DIR=$BENCH_WORK/berth
 BERTH_SOCK=$BERTH_DIR/run/berth.sock
 BERTH_NETWORK=berth-bench BERTH_BRIDGE=bbench0 BERTH_SUBNET=10.231.0.0/16
 BERTHD=${BERTHD:-$BENCH_TOP/bin/berthd}
+BERTH_POLICY=$BERTH_DIR/policy/image-policy.toml
 BERTH_PID=
 
 berth_start() {
 	mkdir -p "$BERTH_DIR/logs"
 	write_mirrors "$BERTH_DIR/certs.d"
 	write_cni "$BERTH_DIR/net.d" "$BERTH_NETWORK" "$BERTH_BRIDGE" "$BERTH_SUBNET" "$BERTH_DIR/cni-networks"
+	# Accept everything until the image-policy workload writes its own
+	# policy (a sigstore scope over its repository only) and sends SIGHUP.
+	mkdir -p "$BERTH_DIR/policy"
+	printf '[default]\ntype = "accept"\n' >"$BERTH_POLICY"
 	cat >"$BERTH_DIR/berth.toml" <<-TOML
 		listen = "$BERTH_SOCK"
 		root_dir = "$BERTH_DIR/root"
@@ -19,6 +24,7 @@ berth_start() {
 		sandbox_image = "registry.k8s.io/pause:3.10"
 		[registry]
 		config_path = "$BERTH_DIR/certs.d"
+		image_policy = "$BERTH_POLICY"
 		[cni]
 		conf_dir = "$BERTH_DIR/net.d"
 		bin_dirs = ["/usr/lib/cni"]
@@ -34,7 +40,8 @@ berth_start() {
 # writes a container's OCI spec (internal/container: the bundle's);
 # floor_dir puts the floor's libcontainer state in berthd's state dir,
 # beside the supervisor's (a tmpfs berthd mounted, when the host's is on
-# disk), so that both pay the same for it.
+# disk), so that both pay the same for it. image_policy is the file the
+# image-policy workload rewrites.
 berth_target() {
 	cat <<-JSON
 		{"name": "berth", "endpoint": "unix://$BERTH_SOCK", "daemon_pid": $BERTH_PID,
@@ -42,6 +49,7 @@ berth_target() {
 		 "root_dir": "$BERTH_DIR/root", "log_dir": "$BERTH_DIR/logs",
 		 "spec_path": "$BERTH_DIR/run/containers/{id}/bundle/config.json",
 		 "floor_dir": "$BERTH_DIR/run/bench-floor",
+		 "image_policy": "$BERTH_POLICY",
 		 "versions": [["$BERTHD", "--version"]]}
 	JSON
 }

@@ -43,6 +43,10 @@ type Spec struct {
 	// state, so that the floor's Create pays what the runtime's does.
 	// Empty: a directory under the bench's work dir.
 	FloorDir string `json:"floor_dir,omitempty"`
+	// ImagePolicy is the image policy file the runtime was started with
+	// (berthd's registry.image_policy), which the image-policy workload
+	// rewrites and has re-read (SIGHUP). Empty: that workload is n/a.
+	ImagePolicy string `json:"image_policy,omitempty"`
 	// Versions are commands whose output the report quotes, e.g.
 	// ["containerd", "--version"].
 	Versions [][]string `json:"versions,omitempty"`

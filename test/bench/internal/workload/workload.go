@@ -172,6 +172,13 @@ func Table() []Entry {
 			New:         func(c Config) Workload { return &checkpointRestore{cfg: c} },
 		},
 		{
+			Name:        PolicyName,
+			Description: "berthd's image policy: PullImage cold and warm, and CreateContainer, of a signed image its policy verifies, beside the same image from a repository under accept (n/a for a runtime without an image policy)",
+			Figures:     policyFigures,
+			Rounds:      light,
+			New:         func(c Config) Workload { return &imagePolicy{cfg: c} },
+		},
+		{
 			Name:        "list",
 			Description: "ListContainers and ListContainerStats with many running containers",
 			Figures:     listFigures,
