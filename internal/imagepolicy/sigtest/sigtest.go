@@ -1,7 +1,7 @@
 // Package sigtest signs test images the way cosign does, with keys the
 // test generates: cosign simple-signing signatures (the sha256-<hex>.sig
 // tag) and Sigstore bundles (OCI referrers), and pushes them to a test
-// registry. Only tests import it.
+// registry. Only tests and the benchmark (test/bench) import it.
 package sigtest
 
 import (
