@@ -5,6 +5,7 @@
 package image
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type Image struct {
 	// every manifest and index it was resolved through. Layer blobs are not
 	// kept (see layer.go).
 	Blobs []digest.Digest `json:"blobs"`
+	// Annotations are the pulled manifest's (the one for this platform):
+	// a checkpoint image is told by them (see container/restore.go).
+	// Records written before they were kept have none.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// RuntimeHandler is the CRI runtime handler of the last pull
 	// (ImageSpec.runtime_handler), reported back in Status and List.
 	RuntimeHandler string    `json:"runtimeHandler,omitempty"`
@@ -66,6 +71,7 @@ func (img *Image) clone() Image {
 	c.ChainIDs = slices.Clone(img.ChainIDs)
 	c.Blobs = slices.Clone(img.Blobs)
 	c.Holders = slices.Clone(img.Holders)
+	c.Annotations = maps.Clone(img.Annotations)
 	if img.UID != nil {
 		uid := *img.UID
 		c.UID = &uid

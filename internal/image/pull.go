@@ -185,6 +185,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 		DiffIDs:        cfg.RootFS.DiffIDs,
 		ChainIDs:       chains,
 		Blobs:          blobDigests,
+		Annotations:    manifest.Annotations,
 		RuntimeHandler: handler,
 		PulledAt:       time.Now().UTC(),
 	}

@@ -416,3 +416,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPullKeepsManifestAnnotations: the manifest's annotations (how a
+// checkpoint image is told) are in the record, and survive a restart.
+func TestPullKeepsManifestAnnotations(t *testing.T) {
+	reg := newTestRegistry(t)
+	ann := map[string]string{"io.kubernetes.cri-o.annotations.checkpoint.name": "counter"}
+	src := mutate.Annotations(randomImage(t, 1), ann).(v1.Image)
+	reg.push(t, "ckpt:1", src)
+	e := newTestEnv(t, reg, fixedPlatform)
+	if img := e.pull(t, reg.ref("ckpt:1")); !reflect.DeepEqual(img.Annotations, ann) {
+		t.Fatalf("annotations = %v, want %v", img.Annotations, ann)
+	}
+	e.reopen(t)
+	if img, err := e.svc.Get(reg.ref("ckpt:1")); err != nil || !reflect.DeepEqual(img.Annotations, ann) {
+		t.Fatalf("after restart: %v, %v", img.Annotations, err)
+	}
+}

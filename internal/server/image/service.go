@@ -44,6 +44,9 @@ func toCRI(img image.Image) *runtimeapi.Image {
 		Spec: &runtimeapi.ImageSpec{
 			Image:          img.ID.String(),
 			RuntimeHandler: img.RuntimeHandler,
+			// The manifest's, as CRI-O reports them (a checkpoint
+			// image shows its checkpoint annotations).
+			Annotations: img.Annotations,
 		},
 		Pinned: img.Pinned,
 	}
