@@ -71,6 +71,9 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 	if image := cfg.GetImage().GetImage(); isCheckpointArchive(image) {
 		return m.createRestored(ctx, caller, name, sb, cfg, image, false)
 	}
+	if img, err := m.d.Images.Get(cfg.GetImage().GetImage()); err == nil && isCheckpointImage(img) {
+		return m.createImageRestored(ctx, caller, name, sb, cfg, img.ID.String())
+	}
 	c := &Container{
 		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/archive"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
@@ -47,9 +48,55 @@ func isCheckpointArchive(image string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// annotationCRIOCheckpoint marks a checkpoint image as CRI-O makes and
+// reads them; checkpointctl's (and podman's) is
+// metadata.CheckpointAnnotationName. Either, on the manifest, makes an
+// image a checkpoint image.
+const annotationCRIOCheckpoint = "io.kubernetes.cri-o.annotations.checkpoint.name"
+
+// isCheckpointImage reports whether img is a checkpoint image: an OCI
+// image whose layer holds a checkpoint archive's files (what `buildah add`
+// of the archive into a scratch image with the annotation makes).
+func isCheckpointImage(img image.Image) bool {
+	_, crio := img.Annotations[annotationCRIOCheckpoint]
+	_, ctl := img.Annotations[metadata.CheckpointAnnotationName]
+	return crio || ctl
+}
+
+// createImageRestored is createRestored from the checkpoint image id (the
+// request names it, by any of its references): its
+// layer's snapshot is copied like a pod checkpoint's directory. The image
+// is held meanwhile, so that RemoveImage cannot free the layer under the
+// copy; the restored container holds the checkpointed image, not this one.
+func (m *Manager) createImageRestored(ctx, caller context.Context, name string, sb *sandbox.Sandbox, req *runtimeapi.ContainerConfig, id string) (string, error) {
+	ref := req.GetImage().GetImage()
+	hold := "restore:" + name
+	img, err := m.d.Images.Use(id, hold)
+	if err != nil {
+		return "", err
+	}
+	defer m.d.Images.Release(img.ID.String(), hold)
+	if err := m.d.Images.CheckPolicy(ctx, img, sb.Config().GetMetadata().GetNamespace()); err != nil {
+		return "", err
+	}
+	if len(img.ChainIDs) != 1 {
+		return "", fmt.Errorf("checkpoint image %q has %d layers, not one holding a checkpoint archive's files: %w", ref, len(img.ChainIDs), errdefs.ErrInvalidArgument)
+	}
+	dir, err := m.d.Snapshots.LayerDiff(img.ChainIDs[0])
+	if err != nil {
+		return "", fmt.Errorf("checkpoint image %q: %w", ref, err)
+	}
+	cid, err := m.createRestored(ctx, caller, name, sb, req, dir, true)
+	if err != nil {
+		return "", fmt.Errorf("restore from checkpoint image %q: %w", ref, err)
+	}
+	return cid, nil
+}
+
 // createRestored is create for a CRI config whose image is the checkpoint
-// archive at path (or, fromDir, a container's directory of a pod
-// checkpoint). The caller reserved name.
+// archive at path (or, fromDir, a directory holding an archive's files: a
+// container's directory of a pod checkpoint, a checkpoint image's layer).
+// The caller reserved name.
 func (m *Manager) createRestored(ctx context.Context, caller context.Context, name string, sb *sandbox.Sandbox, req *runtimeapi.ContainerConfig, path string, fromDir bool) (string, error) {
 	if err := m.d.Criu.Usable(); err != nil {
 		return "", err
@@ -147,6 +194,9 @@ func unpackCheckpoint(ctx context.Context, path, dir string, fromDir bool) error
 	}
 	for _, name := range []string{metadata.ConfigDumpFile, filepath.Join(metadata.CheckpointDirectory, "inventory.img")} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			if fromDir {
+				return fmt.Errorf("not a checkpoint (no %s): %w", name, errdefs.ErrInvalidArgument)
+			}
 			return fmt.Errorf("%s is not a checkpoint archive (no %s): %w", path, name, errdefs.ErrInvalidArgument)
 		}
 	}

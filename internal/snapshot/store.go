@@ -119,6 +119,16 @@ func (s *Store) Exists(chainID digest.Digest) bool {
 	return err == nil && fi.IsDir()
 }
 
+// LayerDiff is the directory holding the files of the complete layer
+// snapshot chainID (that layer's own, in overlay form): read it, never
+// write it, and only while the image holding the layer is in use.
+func (s *Store) LayerDiff(chainID digest.Digest) (string, error) {
+	if !s.Exists(chainID) {
+		return "", fmt.Errorf("layer snapshot %s: %w", chainID, errdefs.ErrNotFound)
+	}
+	return s.diffDir(chainID), nil
+}
+
 // List returns the chain IDs of all layer snapshots.
 func (s *Store) List() ([]digest.Digest, error) {
 	entries, err := os.ReadDir(s.layersDir())
