@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -81,17 +83,25 @@ func tarNames(t *testing.T, path string) map[string]bool {
 	}
 }
 
+// startCounter runs the counter in pod podName of a berthd using
+// testCriu, and waits for it to count to 5.
+func startCounter(t *testing.T, podName string) (e *podEnv, id, logPath string) {
+	t.Helper()
+	requireCriu(t)
+	e = startPodEnv(t, podName, fmt.Sprintf("criu_path = %q\n", testCriu), "")
+	id = e.run(t, e.containerConfig("counter", counterCmd...))
+	logPath = filepath.Join(e.podCfg.LogDirectory, "counter.log")
+	waitLogCount(t, logPath, 5)
+	return e, id, logPath
+}
+
 // TestCheckpointContainer is the issue's acceptance: a counting busybox is
 // checkpointed with crictl checkpoint while it runs (and keeps counting),
 // the archive has the layout checkpointctl reads, and a new pod restores
 // it: the count goes on from its checkpointed value, in a log of its own.
 func TestCheckpointContainer(t *testing.T) {
-	requireCriu(t)
-	e := startPodEnv(t, "ckpt", fmt.Sprintf("criu_path = %q\n", testCriu), "")
+	e, id, logPath := startCounter(t, "ckpt")
 	ctx := context.Background()
-	id := e.run(t, e.containerConfig("counter", counterCmd...))
-	logPath := filepath.Join(e.podCfg.LogDirectory, "counter.log")
-	waitLogCount(t, logPath, 5)
 
 	location := filepath.Join(t.TempDir(), "counter.tar")
 	before := lastLogCount(t, logPath)
@@ -129,40 +139,8 @@ func TestCheckpointContainer(t *testing.T) {
 
 	// A new pod restores it: a container whose image is the archive.
 	e.rt.StopContainer(ctx, id, 0)
-	pod2Cfg := podConfig("ckpt-restored")
-	pod2Cfg.LogDirectory = t.TempDir()
-	pod2, err := e.rt.RunPodSandbox(ctx, pod2Cfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		e.rt.StopPodSandbox(context.Background(), pod2)
-		e.rt.RemovePodSandbox(context.Background(), pod2)
-	})
-	restoreCfg := &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "counter"},
-		Image:    &runtimeapi.ImageSpec{Image: location},
-		LogPath:  "counter.log",
-	}
-	start = time.Now()
-	rid, err := e.rt.CreateContainer(ctx, pod2, restoreCfg, pod2Cfg)
-	if err != nil {
-		t.Fatalf("create from checkpoint: %v\n%s", err, e.d.Logs)
-	}
-	rst, err := e.rt.ContainerStatus(ctx, rid, false)
-	if err != nil || rst.Status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
-		t.Fatalf("restored container before start: %v, %v", rst, err)
-	}
-	if err := e.rt.StartContainer(ctx, rid); err != nil {
-		t.Fatalf("start from checkpoint: %v\n%s", err, e.d.Logs)
-	}
-	t.Logf("restore (create + start) took %v", time.Since(start))
+	rid, _, pod2Cfg, first := restoreCounter(t, e, "ckpt-restored", location)
 	restoredLog := filepath.Join(pod2Cfg.LogDirectory, "counter.log")
-	waitLogCount(t, restoredLog, 0)
-	first, err := strconv.Atoi(strings.TrimPrefix(logLines(t, restoredLog)[0], "stdout "))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if first <= before || first > before+15 {
 		t.Fatalf("the restored counter starts at %d; the checkpoint was taken after %d (within ~1.5s)", first, before)
 	}
@@ -180,7 +158,7 @@ func TestCheckpointContainer(t *testing.T) {
 	e.d.Start()
 	e.d.WaitReady()
 	e.rt = e.d.RuntimeClient()
-	rst, err = e.rt.ContainerStatus(ctx, rid, false)
+	rst, err := e.rt.ContainerStatus(ctx, rid, false)
 	if err != nil || rst.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("restored container after berthd's restart: %v, %v", rst, err)
 	}
@@ -212,6 +190,122 @@ func TestCheckpointContainer(t *testing.T) {
 			t.Errorf("checkpoint %s to %s: %v, want %s", tc.id, tc.location, err, tc.code)
 		}
 	}
+}
+
+// TestCheckpointImage: a checkpoint archive made into an OCI image (its
+// files as the one layer, CRI-O's annotation on the manifest, as `buildah
+// add` + `buildah config --annotation` make it), pushed and pulled like
+// any image, restores in a new pod: CreateContainer naming the image makes
+// a created container whose counter goes on from the checkpoint. An image
+// with the annotation (here checkpointctl's) whose layer is no checkpoint
+// is refused with InvalidArgument.
+func TestCheckpointImage(t *testing.T) {
+	e, id, logPath := startCounter(t, "ckpt-img")
+	ctx := context.Background()
+	location := filepath.Join(t.TempDir(), "counter.tar")
+	before := lastLogCount(t, logPath)
+	if err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: location}); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, e.d.Logs)
+	}
+	after := lastLogCount(t, logPath)
+	e.rt.StopContainer(ctx, id, 0)
+
+	layer, err := tarball.LayerFromFile(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg.PushAnnotatedImage(t, "test/counter-checkpoint:1", []v1.Layer{layer}, v1.Config{},
+		map[string]string{"io.kubernetes.cri-o.annotations.checkpoint.name": "counter"})
+	ckptImage := e.reg.Host + "/test/counter-checkpoint:1"
+	if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: ckptImage}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.img.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ckptImage}, false); err != nil || st.GetImage().GetSpec().GetAnnotations()["io.kubernetes.cri-o.annotations.checkpoint.name"] != "counter" {
+		t.Errorf("ImageStatus of the checkpoint image: %v, %v; want its manifest's annotations", st, err)
+	}
+
+	rid, pod2, pod2Cfg, first := restoreCounter(t, e, "ckpt-img-restored", ckptImage)
+	restoredLog := filepath.Join(pod2Cfg.LogDirectory, "counter.log")
+	if first <= before || first > after+1 {
+		t.Fatalf("the restored counter starts at %d; it was at %d before the checkpoint and %d after", first, before, after)
+	}
+	waitLogCount(t, restoredLog, first+5)
+	if out, _, err := e.rt.ExecSync(ctx, rid, []string{"cat", "/marker"}, 5*time.Second); err != nil || strings.TrimSpace(string(out)) != "before" {
+		t.Errorf("restored /marker: %q, %v", out, err)
+	}
+	// It holds the checkpointed image, not the checkpoint image, which
+	// can go.
+	if err := e.rt.StopContainer(ctx, rid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.img.RemoveImage(ctx, &runtimeapi.ImageSpec{Image: ckptImage}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Annotated images that are no checkpoint.
+	ann := map[string]string{"org.criu.checkpoint.container.name": "counter"}
+	notCkpt := harness.Layer(t, []harness.TarEntry{{Name: "hello", Mode: 0o644, Body: []byte("world")}})
+	e.reg.PushAnnotatedImage(t, "test/not-a-checkpoint:1", []v1.Layer{notCkpt}, v1.Config{}, ann)
+	e.reg.PushAnnotatedImage(t, "test/two-layers:1", []v1.Layer{notCkpt, harness.Layer(t, []harness.TarEntry{{Name: "b", Mode: 0o644, Body: []byte("c")}})}, v1.Config{}, ann)
+	for _, tc := range []struct{ repo, want string }{
+		{"test/not-a-checkpoint:1", "not a checkpoint"},
+		{"test/two-layers:1", "has 2 layers"},
+	} {
+		ref := e.reg.Host + "/" + tc.repo
+		if _, err := e.img.PullImage(ctx, &runtimeapi.ImageSpec{Image: ref}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.rt.CreateContainer(ctx, pod2, &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "bad-" + strings.Split(strings.TrimPrefix(tc.repo, "test/"), ":")[0]},
+			Image:    &runtimeapi.ImageSpec{Image: ref},
+		}, pod2Cfg)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("create from %s: %v, want InvalidArgument with %q", tc.repo, err, tc.want)
+		}
+	}
+}
+
+// restoreCounter creates (checking CONTAINER_CREATED) and starts the
+// counter from image (an archive's path or a checkpoint image) in a new
+// pod podName, and returns the container, the pod, its config and the
+// restored counter's first value.
+func restoreCounter(t *testing.T, e *podEnv, podName, image string) (string, string, *runtimeapi.PodSandboxConfig, int) {
+	t.Helper()
+	ctx := context.Background()
+	podCfg := podConfig(podName)
+	podCfg.LogDirectory = t.TempDir()
+	pod, err := e.rt.RunPodSandbox(ctx, podCfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.rt.StopPodSandbox(context.Background(), pod)
+		e.rt.RemovePodSandbox(context.Background(), pod)
+	})
+	start := time.Now()
+	rid, err := e.rt.CreateContainer(ctx, pod, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "counter"},
+		Image:    &runtimeapi.ImageSpec{Image: image},
+		LogPath:  "counter.log",
+	}, podCfg)
+	if err != nil {
+		t.Fatalf("create from checkpoint %s: %v\n%s", image, err, e.d.Logs)
+	}
+	rst, err := e.rt.ContainerStatus(ctx, rid, false)
+	if err != nil || rst.Status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("restored container before start: %v, %v", rst, err)
+	}
+	if err := e.rt.StartContainer(ctx, rid); err != nil {
+		t.Fatalf("start from checkpoint %s: %v\n%s", image, err, e.d.Logs)
+	}
+	t.Logf("restore from %s (create + start) took %v", image, time.Since(start))
+	restoredLog := filepath.Join(podCfg.LogDirectory, "counter.log")
+	waitLogCount(t, restoredLog, 0)
+	first, err := strconv.Atoi(strings.TrimPrefix(logLines(t, restoredLog)[0], "stdout "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rid, pod, podCfg, first
 }
 
 // TestCheckpointPod: a pod with two counting containers is checkpointed as

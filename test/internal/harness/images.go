@@ -70,6 +70,12 @@ func (r *Registry) Push(t testing.TB, repo, tag string, layers int) v1.Image {
 // PushImage pushes an image of layers (lowest first) as repo.
 func (r *Registry) PushImage(t testing.TB, repo string, layers []v1.Layer, cfg v1.Config) {
 	t.Helper()
+	r.PushAnnotatedImage(t, repo, layers, cfg, nil)
+}
+
+// PushAnnotatedImage is PushImage with annotations on the manifest.
+func (r *Registry) PushAnnotatedImage(t testing.TB, repo string, layers []v1.Layer, cfg v1.Config, annotations map[string]string) {
+	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +88,9 @@ func (r *Registry) PushImage(t testing.TB, repo string, layers []v1.Layer, cfg v
 	cf.OS, cf.Architecture, cf.Config = "linux", "amd64", cfg
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
+	}
+	if len(annotations) > 0 {
+		img = mutate.Annotations(img, annotations).(v1.Image)
 	}
 	r.write(t, repo, img)
 }
