@@ -50,7 +50,7 @@ var reloadTable = []reloadRule{
 	}},
 	// Sandbox creation, container creation and CDI injection read these
 	// from the holder each time.
-	{keys: []string{"default_runtime", "cdi_spec_dirs"}, live: true},
+	{keys: []string{"default_runtime", "cdi_spec_dirs", "checkpoint_images"}, live: true},
 	// Handlers are read from the holder too; their pause images, like the
 	// global one, must also be re-pinned.
 	{keys: []string{"sandbox_image", "runtimes"}, live: true, apply: func(p *daemonParts, cfg *configv1.Config) error {

@@ -72,6 +72,10 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		return m.createRestored(ctx, caller, name, sb, cfg, image, false)
 	}
 	if img, err := m.d.Images.Get(cfg.GetImage().GetImage()); err == nil && isCheckpointImage(img) {
+		if !m.d.Config.Get().CheckpointImages {
+			return "", fmt.Errorf("image %q is a checkpoint image, and restoring from checkpoint images is off (checkpoint_images in the config): %w",
+				cfg.GetImage().GetImage(), errdefs.ErrFailedPrecondition)
+		}
 		return m.createImageRestored(ctx, caller, name, sb, cfg, img.ID.String())
 	}
 	c := &Container{

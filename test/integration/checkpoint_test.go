@@ -224,6 +224,21 @@ func TestCheckpointImage(t *testing.T) {
 		t.Errorf("ImageStatus of the checkpoint image: %v, %v; want its manifest's annotations", st, err)
 	}
 
+	// Off by default (checkpoint_images): refused until a reload turns it on.
+	_, err = e.rt.CreateContainer(ctx, e.pod, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "too-early"}, Image: &runtimeapi.ImageSpec{Image: ckptImage},
+	}, e.podCfg)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "checkpoint_images") {
+		t.Fatalf("create from a checkpoint image while checkpoint_images is off: %v, want FailedPrecondition", err)
+	}
+	dropins := filepath.Join(e.d.Dir, "berth.d")
+	os.Mkdir(dropins, 0o755)
+	if err := os.WriteFile(filepath.Join(dropins, "10-checkpoint-images.toml"), []byte("checkpoint_images = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Cmd.Process.Signal(syscall.SIGHUP)
+	harness.WaitFor(t, "the reload", 10*time.Second, func() bool { return e.d.Logs.Contains("reloaded the config") })
+
 	rid, pod2, pod2Cfg, first := restoreCounter(t, e, "ckpt-img-restored", ckptImage)
 	restoredLog := filepath.Join(pod2Cfg.LogDirectory, "counter.log")
 	if first <= before || first > after+1 {

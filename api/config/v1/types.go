@@ -78,6 +78,12 @@ type Config struct {
 	// CriuPath is the CRIU binary of checkpoint and restore; empty finds
 	// "criu" on PATH. Its version is checked once, at start.
 	CriuPath string `toml:"criu_path" json:"criu_path"`
+	// CheckpointImages lets CreateContainer restore from a pulled OCI
+	// checkpoint image. Off by default: the image's checkpointed CRI
+	// config (its security context included) and process state are then
+	// trusted as kubelet's, so whoever can push an image a pod names gets
+	// the trust that archive paths give only to who can write on the node.
+	CheckpointImages bool `toml:"checkpoint_images" json:"checkpoint_images"`
 
 	Registry Registry `toml:"registry" json:"registry"`
 	CNI      CNI      `toml:"cni" json:"cni"`
