@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -53,7 +54,7 @@ func TestEnsureDefault(t *testing.T) {
 	// fakeParser records its arguments and the policy it was given.
 	fakeParser := func(t *testing.T, dir string, rc int) string {
 		p := filepath.Join(dir, "apparmor_parser")
-		script := "#!/bin/sh\necho \"$@\" > " + dir + "/args\ncat > " + dir + "/policy\necho parser says no >&2\nexit " + map[int]string{0: "0", 1: "1"}[rc] + "\n"
+		script := "#!/bin/sh\necho \"$@\" > " + dir + "/args\ncat > " + dir + "/policy\necho parser says no >&2\nexit " + strconv.Itoa(rc) + "\n"
 		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -46,10 +46,9 @@ type kernelOOMs struct {
 }
 
 type kmsgKill struct {
-	seq    uint64
-	memcg  string // the victim's cgroup, relative to the hierarchy's root; "" for a pid-only record
-	pid    int
-	victim bool // from an "oom-kill:" summary
+	seq   uint64
+	memcg string // the victim's cgroup, relative to the hierarchy's root; "" for a pid-only record
+	pid   int
 }
 
 // maxKills bounds what is kept: enough for every container exiting in a
@@ -208,7 +207,6 @@ func parseOOMRecord(msg string) (kmsgKill, bool) {
 				r.pid, _ = strconv.Atoi(val)
 			}
 		}
-		r.victim = true
 		return r, r.memcg != ""
 	}
 	// "<message>: Killed process <pid> (<comm>) ...": the message is

@@ -23,15 +23,15 @@ func TestParseOOMRecord(t *testing.T) {
 		ok   bool
 	}{
 		{"summary", "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/k.slice/berth-a.scope,task_memcg=/k.slice/berth-a.scope,task=stress,pid=4242,uid=0",
-			kmsgKill{memcg: "/k.slice/berth-a.scope", pid: 4242, victim: true}, true},
+			kmsgKill{memcg: "/k.slice/berth-a.scope", pid: 4242}, true},
 		{"pod limit: the victim's cgroup counts", "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/k.slice/pod.slice,task_memcg=/k.slice/pod.slice/berth-b.scope,task=sh,pid=7,uid=0",
-			kmsgKill{memcg: "/k.slice/pod.slice/berth-b.scope", pid: 7, victim: true}, true},
+			kmsgKill{memcg: "/k.slice/pod.slice/berth-b.scope", pid: 7}, true},
 		{"memcg kill line", "Memory cgroup out of memory: Killed process 4242 (stress) total-vm:118968kB, anon-rss:20224kB",
 			kmsgKill{pid: 4242}, true},
 		{"machine-wide kill line", "Out of memory: Killed process 99 (java) total-vm:1kB", kmsgKill{pid: 99}, true},
 		{"oom.group banner is not a kill", "Tasks in /k.slice/berth-a.scope are going to be killed due to memory.oom.group set", kmsgKill{}, false},
 		{"other lines", "eth0: link up", kmsgKill{}, false},
-		{"summary without a cgroup", "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),task=x,pid=1,uid=0", kmsgKill{pid: 1, victim: true}, false},
+		{"summary without a cgroup", "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),task=x,pid=1,uid=0", kmsgKill{pid: 1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := parseOOMRecord(tc.msg)
