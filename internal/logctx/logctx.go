@@ -55,6 +55,9 @@ func WithField(ctx context.Context, key string, value any) context.Context {
 // Fields returns the fields ctx carries (nil for none). The map is shared:
 // callers must not modify it.
 func Fields(ctx context.Context) logrus.Fields {
+	if ctx == nil {
+		return nil // a library that passes none
+	}
 	f, _ := ctx.Value(fieldsKey{}).(logrus.Fields)
 	return f
 }

@@ -18,6 +18,7 @@ func TestWithFieldsMergesWithoutTouchingTheParent(t *testing.T) {
 		want logrus.Fields
 	}{
 		{"none", context.Background(), nil},
+		{"no context (a library's call)", nil, nil},
 		{"empty fields leave ctx", WithFields(context.Background(), nil), nil},
 		{"parent", parent, logrus.Fields{RequestIDField: "r1", RPCField: "CreateContainer"}},
 		{"child adds and overrides", child, logrus.Fields{RequestIDField: "r1", RPCField: "other", ContainerField: "c1"}},
