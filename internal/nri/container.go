@@ -40,7 +40,7 @@ func (n *NRI) CreateContainer(ctx context.Context, c *container.Container, spec 
 	if err := n.adjust(spec, resp.GetAdjust()); err != nil {
 		return fmt.Errorf("NRI CreateContainer: apply the adjustments of plugins: %w", err)
 	}
-	n.carryOut(resp.GetUpdate(), resp.GetEvict())
+	n.carryOut(ctx, resp.GetUpdate(), resp.GetEvict())
 	return nil
 }
 
@@ -154,7 +154,7 @@ func (n *NRI) UpdateContainer(ctx context.Context, c *container.Container, res *
 		}
 		others = append(others, u)
 	}
-	n.carryOut(others, resp.GetEvict())
+	n.carryOut(ctx, others, resp.GetEvict())
 	return res, nil
 }
 
@@ -179,7 +179,7 @@ func (n *NRI) StopContainer(ctx context.Context, c *container.Container) {
 	n.notify(ctx, c, "StopContainer", func(pod *api.PodSandbox) error {
 		resp, err := n.r.StopContainer(ctx, &api.StopContainerRequest{Pod: pod, Container: n.container(c, nil)})
 		if err == nil {
-			n.carryOut(resp.GetUpdate(), nil)
+			n.carryOut(ctx, resp.GetUpdate(), nil)
 		}
 		return err
 	})
