@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // TestFailedCreateLinesCarryTheRequestID is issue 18's acceptance for
@@ -28,6 +31,11 @@ func TestFailedCreateLinesCarryTheRequestID(t *testing.T) {
 		t.Fatalf("the error does not name its request: %v", s.Err())
 	}
 	id := m[1]
+	// berthd's stderr reaches the harness through a pipe: the
+	// interceptor's line, the request's last, may still be on its way.
+	testsupport.PollUntil(t, "berthd's line for the failed request", 5*time.Second, func() bool {
+		return anyLineHasAll(newLines(e.d.Logs.String(), berthdFrom), []string{"msg=failed", "request_id=" + id})
+	})
 	berthdLines := newLines(e.d.Logs.String(), berthdFrom)
 	supLines := newLines(readFile(t, supLog), supFrom)
 	want := "request_id=" + id
