@@ -62,14 +62,6 @@ func Fields(ctx context.Context) logrus.Fields {
 	return f
 }
 
-// WithRequestID returns ctx carrying request id id ("" leaves ctx as is).
-func WithRequestID(ctx context.Context, id string) context.Context {
-	if id == "" {
-		return ctx
-	}
-	return WithField(ctx, RequestIDField, id)
-}
-
 // RequestID is the request id ctx carries, or "".
 func RequestID(ctx context.Context) string {
 	id, _ := Fields(ctx)[RequestIDField].(string)

@@ -22,7 +22,7 @@ func TestRequestIDSent(t *testing.T) {
 		ctx  context.Context
 		want string
 	}{
-		{"for a request", logctx.WithRequestID(context.Background(), "r1"), "r1"},
+		{"for a request", logctx.WithField(context.Background(), logctx.RequestIDField, "r1"), "r1"},
 		{"background", context.Background(), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
