@@ -28,12 +28,18 @@ func TestRequestLines(t *testing.T) {
 		{"done", v1.Request{Op: v1.OpStart, ID: "c1", RequestID: "r1"}, nil, logrus.DebugLevel, true},
 		{"a client before 1.7", v1.Request{Op: v1.OpDelete, ID: "c1"}, nil, logrus.DebugLevel, true},
 		{"quiet success", v1.Request{Op: v1.OpVersion, RequestID: "r1"}, nil, 0, false},
+		{"client gone", v1.Request{Op: v1.OpWait, ID: "c1"}, v1.Errorf(v1.CodeInternal, "context canceled"), logrus.DebugLevel, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log, hook := test.NewNullLogger()
 			log.SetLevel(logrus.DebugLevel)
 			s := &Server{log: log}
 			ctx := requestContext(context.Background(), &tc.req)
+			if tc.name == "client gone" {
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				ctx = cctx
+			}
 			s.logResult(ctx, tc.req.Op, tc.err, time.Millisecond)
 			entries := hook.AllEntries()
 			if !tc.wantLine {

@@ -308,7 +308,8 @@ var quietOps = map[v1.Op]bool{v1.OpVersion: true, v1.OpStats: true, v1.OpList: t
 
 // logResult logs how an operation ended. A failure is a warning, except
 // what is routine: an unknown container (berthd and kubelet race with
-// removals) and a failed exec (berthd reports it as the command's exit).
+// removals), a failed exec (berthd reports it as the command's exit) and
+// a call whose client hung up (every Wait when berthd stops).
 func (s *Server) logResult(ctx context.Context, op v1.Op, e *v1.Error, took time.Duration) {
 	log := logctx.G(ctx, s.log).WithField("took", took.Round(time.Microsecond))
 	switch {
@@ -316,7 +317,7 @@ func (s *Server) logResult(ctx context.Context, op v1.Op, e *v1.Error, took time
 		if !quietOps[op] {
 			log.Debug("done")
 		}
-	case e.Code == v1.CodeNotFound || op == v1.OpExec || op == v1.OpExecCommand:
+	case e.Code == v1.CodeNotFound || op == v1.OpExec || op == v1.OpExecCommand || ctx.Err() != nil:
 		log.WithError(e).Debug("failed")
 	default:
 		log.WithError(e).Warn("failed")
