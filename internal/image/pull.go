@@ -16,6 +16,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/image/reference"
 	"github.com/berth-cri/berth/internal/imagepolicy"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/registry"
 )
 
@@ -166,7 +167,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 		victims := s.unreferenced(chains, blobDigests)
 		s.mu.Unlock()
 		if cerr := s.collect(victims); cerr != nil {
-			s.log.WithError(cerr).Warn("free data of a failed pull")
+			logctx.G(ctx, s.log).WithError(cerr).Warn("free data of a failed pull")
 		}
 		return nil, err
 	}

@@ -55,12 +55,19 @@
 // container frozen). A server older than 1.6 answers CodeUnimplemented to
 // all four, with nothing done.
 //
+// Request ids (1.7): a Request may carry the id berthd gave the CRI request
+// it works for (RequestID); the supervisor logs every line of that call
+// with it (field request_id), so one grep finds a request's lines in both
+// logs. It is optional and only logged: a server before 1.7 ignores it, and
+// a call without one (berthd's own background work) is logged without it.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
 // frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
 // added OpCreateWhenReady; 1.5 added OpExecCommand (and ExecRequest's
 // command fields; Process became optional, for OpExec only); 1.6 added
-// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume.
+// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume;
+// 1.7 added Request.RequestID.
 package v1
 
 import (
@@ -74,7 +81,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.6"
+const Version = "1.7"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -185,6 +192,9 @@ type Request struct {
 	Op      Op     `json:"op"`
 	// ID names the container for every per-container operation.
 	ID string `json:"id,omitempty"`
+	// RequestID (1.7, optional) is the id of the CRI request this call
+	// works for; the supervisor only logs it.
+	RequestID string `json:"request_id,omitempty"`
 
 	Create *CreateRequest        `json:"create,omitempty"`
 	Kill   *KillRequest          `json:"kill,omitempty"`
