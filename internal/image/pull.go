@@ -60,7 +60,7 @@ func (s *Service) PullFor(ctx context.Context, ref string, auth *registry.Auth, 
 	// The namespace is part of the key: its policy may refuse what
 	// another namespace's accepts.
 	key := r.String() + "\x00" + handler + "\x00" + authKey(auth) + "\x00" + ns
-	img, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
+	img, _, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
 		// Timed here, once per shared pull, not once per waiting caller.
 		start := time.Now()
 		img, err := s.pull(ctx, r, auth, handler, ns)

@@ -277,7 +277,7 @@ func TestConcurrentPullsShareLayer(t *testing.T) {
 	}
 	<-reg.started
 	chain := digest.Digest(mustDiffID(t, base))
-	waitFor(t, "both pulls wait for the shared layer", func() bool { return e.svc.layers.waiters(chain.String()) == 2 })
+	waitFor(t, "both pulls wait for the shared layer", func() bool { return e.svc.layers.Waiters(chain.String()) == 2 })
 	close(release)
 	wg.Wait()
 	for _, err := range errs {
@@ -306,7 +306,7 @@ func TestCancelledPullKeepsSharedDownload(t *testing.T) {
 	go func() { _, err := e.svc.Pull(ctx, reg.ref("shared:1"), nil, ""); errA <- err }()
 	go func() { _, err := e.svc.Pull(context.Background(), reg.ref("shared:1"), nil, ""); errB <- err }()
 	<-reg.started
-	waitFor(t, "both callers join the pull", func() bool { return e.svc.pulls.waiters(reg.ref("shared:1")+"\x00\x00\x00") == 2 })
+	waitFor(t, "both callers join the pull", func() bool { return e.svc.pulls.Waiters(reg.ref("shared:1")+"\x00\x00\x00") == 2 })
 	cancel()
 	if err := <-errA; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled pull: %v", err)

@@ -284,10 +284,7 @@ func TestConcurrentUnpackSharesOneExtraction(t *testing.T) {
 		})
 	}
 	waitFor(t, "all callers to join one flight", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		f := s.flights[id]
-		return f != nil && f.waiters == n
+		return s.flights.Waiters(id.String()) == n
 	})
 	for _, g := range readers {
 		close(g.release)
@@ -323,9 +320,7 @@ func TestUnpackWaiterCancellation(t *testing.T) {
 	second := make(chan error, 1)
 	go func() { second <- s.Unpack(ctx, id, bytes.NewReader(nil), noCommit) }()
 	waitFor(t, "second waiter", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.flights[id] != nil && s.flights[id].waiters == 2
+		return s.flights.Waiters(id.String()) == 2
 	})
 	cancel()
 	if err := <-second; !errors.Is(err, context.Canceled) {
