@@ -39,6 +39,7 @@ type faultEnv struct {
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
 	d, reg, pn := newPodDaemon(t, "")
+	harness.RequireFaultPoints(t, d.Binary())
 	d.Start()
 	d.WaitReady()
 	e := &faultEnv{d: d, reg: reg, pn: pn, image: reg.Host + "/" + harness.BusyboxRepo, logDir: t.TempDir()}
