@@ -9,7 +9,7 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 TAGS      := seccomp
 # The tests' builds add faultinject: berthd's fault points (internal/fault,
 # docs/fault-points.md) are compiled in only there, never in bin/berthd.
-TEST_TAGS := $(TAGS) faultinject
+TEST_TAGS := $(TAGS),faultinject
 TEST_BIN  := $(BIN)/test
 LDFLAGS   := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION) \
              -X github.com/berth-cri/berth/internal/version.Revision=$(REVISION)

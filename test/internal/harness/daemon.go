@@ -47,7 +47,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "seccomp "+FaultTag, "-o", dir+"/",
+		cmd := exec.Command("go", "build", "-tags", "seccomp,"+FaultTag, "-o", dir+"/",
 			"github.com/berth-cri/berth/cmd/berthd", "github.com/berth-cri/berth/cmd/berth-supervisor")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -25,5 +25,5 @@ func RequireFaultPoints(t testing.TB, bin string) {
 			return
 		}
 	}
-	t.Fatalf("%s was built without the %s build tag, so it has no fault points: build it with `make test-bin` (or go build -tags 'seccomp %s')", bin, FaultTag, FaultTag)
+	t.Fatalf("%s was built without the %s build tag, so it has no fault points: build it with `make test-bin` (or go build -tags seccomp,%s)", bin, FaultTag, FaultTag)
 }
