@@ -227,15 +227,3 @@ func (c *container) detach() {
 		stdinW.Close()
 	}
 }
-
-// release closes what attach left once the container stopped (the stdin
-// holder; readers and pidfd close themselves).
-func (c *container) release() {
-	c.mu.Lock()
-	stdinW := c.stdinW
-	c.stdinW = nil
-	c.mu.Unlock()
-	if stdinW != nil {
-		stdinW.Close()
-	}
-}

@@ -237,13 +237,10 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		return
 	}
 	defer func() { closeFiles(files) }()
-	var req v1.Request
 	var resp v1.Response
-	if err := json.Unmarshal(line, &req); err != nil {
-		resp.Error = v1.Errorf(v1.CodeInvalidArgument, "decode request: %v", err)
-		s.log.WithError(resp.Error).Warn("refused a request")
-	} else if v1.Major(req.Version) != v1.Major(v1.Version) {
-		resp.Error = v1.Errorf(v1.CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, v1.Version)
+	req, derr := v1.DecodeRequest(line)
+	if derr != nil {
+		resp.Error = derr
 		logctx.G(requestContext(context.Background(), &req), s.log).WithError(resp.Error).Warn("refused a request")
 	} else if req.Op == v1.OpUpgrade {
 		s.upgrade(conn)

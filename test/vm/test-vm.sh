@@ -33,7 +33,7 @@ test/conformance/harness/test-registry.sh start >/dev/null
 rm -rf "$stage"
 mkdir -p "$stage/registry-build"
 export CGO_ENABLED=1
-go build -tags seccomp -o "$stage/" ./cmd/berthd ./cmd/berth-supervisor
+go build -tags seccomp,faultinject -o "$stage/" ./cmd/berthd ./cmd/berth-supervisor
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/pause" ./test/internal/harness/testdata/pause
 # Test binaries of the packages whose behaviour depends on the platform.
 for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo internal/server/stats test/integration test/kubelet $(

@@ -71,6 +71,7 @@
 package v1
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -202,6 +203,19 @@ type Request struct {
 	Exec   *ExecRequest          `json:"exec,omitempty"`
 	// Checkpoint is OpCheckpoint's (1.6).
 	Checkpoint *CheckpointRequest `json:"checkpoint,omitempty"`
+}
+
+// DecodeRequest parses a request line and checks that the client speaks
+// this protocol's major version; the error is the client's answer.
+func DecodeRequest(line []byte) (Request, *Error) {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return req, Errorf(CodeInvalidArgument, "decode request: %v", err)
+	}
+	if Major(req.Version) != Major(Version) {
+		return req, Errorf(CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, Version)
+	}
+	return req, nil
 }
 
 // CheckpointRequest dumps a running container of kind libcontainer with
