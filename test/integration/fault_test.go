@@ -321,7 +321,7 @@ func TestFaultSandboxAfterCNIAdd(t *testing.T) {
 	}
 	e.checkConsistent(t)
 	// Nothing of the interrupted sandbox stays (IP, veth, netns, pause).
-	if after := e.counts(t); after.String() != e.before.String() {
+	if after := e.counts(t); after.Differ(e.before) {
 		t.Errorf("after the roll-back:\nbefore %s\nafter  %s", e.before, after)
 	}
 	// kubelet's retry gets a working pod.
@@ -406,7 +406,7 @@ func TestFaultImagePull(t *testing.T) {
 			if st, err := e.img.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false); err != nil || st.Image != nil {
 				t.Errorf("a half-pulled image is listed: %+v %v", st, err)
 			}
-			if after := e.counts(t); after.String() != e.before.String() {
+			if after := e.counts(t); after.Differ(e.before) {
 				t.Errorf("after the crash:\nbefore %s\nafter  %s", e.before, after)
 			}
 			// kubelet's retry pulls it whole.
