@@ -98,10 +98,10 @@ test-conformance: build tools
 # and kubelet are built on first use and cached in /var/tmp. test-vm is the
 # CI part (platform tests, platform unit tests, focused critest, kubelet);
 # test-vm-full runs every integration test and all of critest there.
-test-vm: build tools
+test-vm: build tools criu
 	test/vm/test-vm.sh ci
 
-test-vm-full: build tools
+test-vm-full: build tools criu
 	test/vm/test-vm.sh full
 
 # berthd and containerd side by side through the CRI: bench/results.md and

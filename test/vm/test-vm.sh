@@ -47,6 +47,8 @@ for pkg in internal/stats internal/snapshot internal/supervisor internal/oci int
 done
 [[ -z $kubelet ]] || cp "$kubelet" "$stage/kubelet"
 for t in crictl critest crane ginkgo; do cp "$(command -v $t)" "$stage/"; done
+# CRIU 4.1 (make criu), which the guest installs where the tests expect it.
+cp /usr/local/sbin/criu "$stage/criu"
 cp /var/lib/cri-harness/registry/build/*.tar "$stage/registry-build/"
 say "binaries staged in bin/vm ($(du -sh "$stage" | cut -f1))"
 
