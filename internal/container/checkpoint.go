@@ -18,6 +18,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Checkpoint archives: the layout CRI-O writes and checkpointctl reads (its
@@ -103,7 +104,7 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if rerr := m.d.Supervisor.Pause(rctx, c.ID, false); rerr != nil {
-			m.d.Log.WithError(rerr).WithField("container", c.ID).Error("resume a container after its checkpoint")
+			logctx.G(ctx, m.d.Log).WithError(rerr).Error("resume a container after its checkpoint")
 			if err == nil {
 				err = fmt.Errorf("resume container %s after its checkpoint: %w", c.ID, rerr)
 			}
