@@ -151,7 +151,10 @@ func TestExecSyncParallel(t *testing.T) {
 
 func (e *podEnv) crictl(args ...string) *exec.Cmd {
 	ep := e.d.Endpoint()
-	cmd := exec.Command("crictl", append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep}, args...)...)
+	// crictl's per-call timeout is 2s: too short for a checkpoint in the
+	// emulated test guest.
+	cmd := exec.Command("crictl", append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep,
+		"--timeout", testsupport.Slow(10 * time.Second).String()}, args...)...)
 	cmd.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
 	return cmd
 }
