@@ -16,13 +16,10 @@ import (
 	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/criu"
-	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
-	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/store"
-	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // EventKind is a lifecycle event of a container: the kinds of a sandbox's,
@@ -69,10 +66,10 @@ type NRI interface {
 // Deps are the parts the container manager uses.
 type Deps struct {
 	Config     *config.Holder
-	Images     *image.Service
-	Snapshots  *snapshot.Store
-	Sandboxes  *sandbox.Manager
-	Supervisor *client.Client
+	Images     Images
+	Snapshots  Snapshots
+	Sandboxes  Sandboxes
+	Supervisor Supervisor
 	Host       oci.Host
 	// RootDir holds the records (RootDir/containers); StateDir the bundles
 	// (StateDir/containers/<id>/bundle).
@@ -87,6 +84,8 @@ type Deps struct {
 	CDI *cdi.Injector
 	// Criu is the CRIU found at start (checkpoint and restore).
 	Criu criu.Info
+	// Records keeps the container records; nil: files under RootDir.
+	Records store.Persister[Container]
 }
 
 // Manager owns the node's containers.
@@ -108,6 +107,7 @@ func New(d Deps) (*Manager, error) {
 		Hidden:    func(c *Container) bool { return c.State == StateCreating },
 		Clone:     (*Container).clone,
 		Delivered: func(c *Container) *bool { return &c.Delivered },
+		Records:   d.Records,
 	})
 	if err != nil {
 		return nil, err

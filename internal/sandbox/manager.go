@@ -9,12 +9,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
-	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
-	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/store"
-	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // Containers is what sandboxes need of the container manager: a pod's
@@ -40,16 +36,20 @@ type NRI interface {
 // Deps are the parts the sandbox manager uses.
 type Deps struct {
 	Config     *config.Holder
-	Images     *image.Service
-	Snapshots  *snapshot.Store
-	Network    *network.Manager
-	Supervisor *client.Client
-	Host       oci.Host
-	HostFiles  HostFiles
+	Images     Images
+	Snapshots  Snapshots
+	Network    Network
+	Supervisor Supervisor
+	// NetNS pins the pods' network namespaces; nil: HostNetNS.
+	NetNS     NetNS
+	Host      oci.Host
+	HostFiles HostFiles
 	// RootDir holds the records (RootDir/sandboxes); StateDir the netns
 	// pins (StateDir/netns) and per-pod files and bundles (StateDir/sandboxes).
 	RootDir, StateDir string
 	Log               logrus.FieldLogger
+	// Records keeps the sandbox records; nil: files under RootDir.
+	Records store.Persister[Sandbox]
 }
 
 // Manager owns the node's pod sandboxes.
@@ -71,12 +71,16 @@ func New(d Deps) (*Manager, error) {
 		Hidden:    func(s *Sandbox) bool { return s.State == StateCreating },
 		Clone:     (*Sandbox).clone,
 		Delivered: func(s *Sandbox) *bool { return &s.Delivered },
+		Records:   d.Records,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if d.HostFiles == (HostFiles{}) {
 		d.HostFiles = DefaultHostFiles
+	}
+	if d.NetNS == nil {
+		d.NetNS = HostNetNS{}
 	}
 	return &Manager{d: d, t: t, events: noEvents{}}, nil
 }

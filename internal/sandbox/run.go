@@ -22,7 +22,6 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/proctree"
@@ -226,7 +225,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		if err != nil {
 			return err
 		}
-		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
+		if _, err := m.d.NetNS.New(m.netnsDir(), s.ID); err != nil {
 			return fmt.Errorf("pod network namespace: %w", err)
 		}
 		if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
@@ -278,7 +277,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 // be the host's. Should berthd die before the pin is recorded, recovery
 // sweeps the unowned pin; before the pin, the namespace dies with the pause.
 func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) error {
-	path, err := netns.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
+	path, err := m.d.NetNS.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return fmt.Errorf("pod network namespace: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/oci"
 )
 
@@ -90,7 +89,7 @@ func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
 		}
 	}
 	if s.NetNS != "" {
-		if err := netns.Remove(s.NetNS); err != nil {
+		if err := m.d.NetNS.Remove(s.NetNS); err != nil {
 			return fmt.Errorf("remove the network namespace of pod %s: %w", s.ID, err)
 		}
 	}

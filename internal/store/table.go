@@ -18,7 +18,7 @@ import (
 // while holding its Lock, which excludes every writer).
 type Table[T any] struct {
 	kind      string
-	records   *Records[T]
+	records   Persister[T]
 	id        func(*T) string
 	name      func(*T) string
 	hidden    func(*T) bool
@@ -45,13 +45,27 @@ type TableOptions[T any] struct {
 	// Delivered points at the record's flag saying the create that made it
 	// answered a live client (see Reserved); nil: creates are not retried.
 	Delivered func(*T) *bool
+	// Records is where the records are kept; nil: the files under the
+	// table's dir (Open). Unit tests pass a fake that can fail a write.
+	Records Persister[T]
+}
+
+// Persister keeps a Table's records: *Records in berthd.
+type Persister[T any] interface {
+	Put(id string, v *T) error
+	Delete(id string) error
+	LoadAll() (map[string]*T, []Damaged, error)
 }
 
 // OpenTable opens the records under dir; Load and Index fill the table.
 func OpenTable[T any](dir string, o TableOptions[T]) (*Table[T], error) {
-	recs, err := Open[T](dir)
-	if err != nil {
-		return nil, err
+	recs := o.Records
+	if recs == nil {
+		files, err := Open[T](dir)
+		if err != nil {
+			return nil, err
+		}
+		recs = files
 	}
 	if o.Hidden == nil {
 		o.Hidden = func(*T) bool { return false }
