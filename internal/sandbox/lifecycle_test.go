@@ -1,0 +1,576 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport/fakes"
+)
+
+// The tests below drive the sandbox manager through fakes (no root, no
+// process): every step of Run, Stop and Remove is failed in turn, and what
+// the fakes hold afterwards shows whether the rollback undid everything.
+
+const pauseRef = "pause:test"
+
+// errInjected is the failure the fakes are told to return.
+var errInjected = errors.New("injected failure")
+
+type harness struct {
+	m       *Manager
+	rec     *fakes.Recorder
+	images  *fakes.Images
+	snaps   *fakes.Snapshots
+	sup     *fakes.Supervisor
+	net     *fakes.Network
+	netns   *fakes.NetNS
+	records *fakes.Records[Sandbox]
+	nri     *fakeNRI
+	conts   *fakeContainers
+	events  *recordedEvents
+	hosts   HostFiles
+	state   string
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	rec := &fakes.Recorder{}
+	h := &harness{
+		rec: rec, images: &fakes.Images{R: rec}, snaps: &fakes.Snapshots{R: rec, Root: t.TempDir()},
+		sup: &fakes.Supervisor{R: rec}, net: &fakes.Network{R: rec}, netns: &fakes.NetNS{R: rec},
+		records: &fakes.Records[Sandbox]{R: rec}, nri: &fakeNRI{rec: rec}, conts: &fakeContainers{rec: rec},
+		events: &recordedEvents{}, state: t.TempDir(),
+	}
+	h.images.Add(pauseRef, fakes.NewImage(pauseRef))
+	dir := t.TempDir()
+	h.hosts = HostFiles{Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}
+	os.WriteFile(h.hosts.Hosts, []byte("127.0.0.1 localhost\n"), 0o644)
+	os.WriteFile(h.hosts.ResolvConf, []byte("nameserver 10.0.0.1\n"), 0o644)
+	h.m = h.open(t)
+	t.Cleanup(func() {
+		// End the pause watches: the fake's pauses "exit".
+		for _, s := range h.m.t.IDs() {
+			h.sup.Exit(fmt.Sprint(s), 0)
+		}
+	})
+	return h
+}
+
+// open makes a manager on the harness's fakes, as berthd does at start.
+func (h *harness) open(t *testing.T) *Manager {
+	t.Helper()
+	cfg := &configv1.Config{
+		DefaultRuntime: "runc", SandboxImage: pauseRef,
+		Runtimes: map[string]configv1.Runtime{"runc": {Type: configv1.RuntimeOCI, RuntimePath: "/bin/true"}},
+	}
+	m, err := New(Deps{
+		Config: config.NewHolder(cfg), Images: h.images, Snapshots: h.snaps, Network: h.net, Supervisor: h.sup,
+		NetNS: h.netns, HostFiles: h.hosts, RootDir: t.TempDir(), StateDir: h.state, Log: nullLog(), Records: h.records,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetNRI(h.nri)
+	m.SetContainers(h.conts)
+	m.SetEvents(h.events)
+	return m
+}
+
+func nullLog() *logrus.Logger {
+	l, _ := logtest.NewNullLogger()
+	return l
+}
+
+// podConfig is a pod in its own network namespace (hostNetwork: the
+// node's) with the host's IPC, so that its files need no mount.
+func podConfig(name string, hostNetwork bool) *runtimeapi.PodSandboxConfig {
+	ns := &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE}
+	if hostNetwork {
+		ns.Network = runtimeapi.NamespaceMode_NODE
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name},
+		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}},
+	}
+}
+
+// assertGone checks that nothing of sandbox id is left: no record, no
+// image hold, rootfs, pause, pod network or netns pin.
+func (h *harness) assertGone(t *testing.T) {
+	t.Helper()
+	if ids := h.records.IDs(); len(ids) != 0 {
+		t.Errorf("records left: %v", ids)
+	}
+	if held := h.images.Held(); len(held) != 0 {
+		t.Errorf("images still held: %v", held)
+	}
+	if keys := h.snaps.Keys(); len(keys) != 0 {
+		t.Errorf("snapshots left: %v", keys)
+	}
+	for _, id := range h.m.t.IDs() {
+		t.Errorf("sandbox %v still indexed", id)
+	}
+	if pods := h.net.Pods(); len(pods) != 0 {
+		t.Errorf("pod networks left: %v", pods)
+	}
+	if pins := h.netns.Pins(); len(pins) != 0 {
+		t.Errorf("netns pins left: %v", pins)
+	}
+	for _, c := range h.rec.Calls() {
+		if id, ok := cutCall(c, "Supervisor.Create "); ok && h.sup.Has(id) {
+			t.Errorf("pause %s left in the supervisor", id)
+		}
+	}
+	if dirs, _ := os.ReadDir(filepath.Join(h.state, "sandboxes")); len(dirs) != 0 {
+		t.Errorf("pod directories left: %v", dirs)
+	}
+}
+
+func cutCall(call, prefix string) (string, bool) {
+	if len(call) > len(prefix) && call[:len(prefix)] == prefix {
+		return call[len(prefix):], true
+	}
+	return "", false
+}
+
+// failPutWhen fails the first record write of a sandbox in which match
+// holds (a write fails once; the rollback's own writes go through).
+func (h *harness) failPutWhen(match func(s *Sandbox) bool) {
+	failed := false
+	h.records.FailPut = func(id string, s *Sandbox) error {
+		if !failed && match(s) {
+			failed = true
+			return errInjected
+		}
+		return nil
+	}
+}
+
+func TestRunRollsBackEveryStep(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		hostNetwork bool
+		annotations map[string]string
+		setup       func(h *harness)
+		wantErr     error // default errInjected
+	}{
+		{name: "pause image absent and its pull fails", setup: func(h *harness) {
+			h.images = &fakes.Images{R: h.rec}
+			h.m.d.Images = h.images
+			h.rec.Fail("Images.Pull", errInjected)
+		}},
+		{name: "pause image cannot be held", setup: func(h *harness) { h.rec.Fail("Images.Use", errInjected) }},
+		{name: "first record", setup: func(h *harness) { h.failPutWhen(func(*Sandbox) bool { return true }) }},
+		{name: "network namespace", setup: func(h *harness) { h.rec.Fail("NetNS.New", errInjected) }},
+		{name: "record of the network namespace", setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.NetNS != "" })
+		}},
+		{name: "bad bandwidth annotation", wantErr: errdefs.ErrInvalidArgument, annotations: map[string]string{
+			"kubernetes.io/ingress-bandwidth": "lots",
+		}},
+		{name: "pod network", setup: func(h *harness) { h.rec.Fail("Network.Setup", errInjected) }},
+		{name: "pause rootfs", setup: func(h *harness) { h.rec.Fail("Snapshots.PrepareRootfs", errInjected) }},
+		{name: "pause rootfs mount", setup: func(h *harness) { h.rec.Fail("Snapshots.MountRootfs", errInjected) }},
+		{name: "pod files", hostNetwork: true, wantErr: os.ErrNotExist, setup: func(h *harness) {
+			h.m.d.HostFiles.Hosts = filepath.Join(h.state, "no-hosts")
+		}},
+		{name: "pause create", setup: func(h *harness) { h.rec.Fail("Supervisor.Create", errInjected) }},
+		{name: "pause start", setup: func(h *harness) { h.rec.Fail("Supervisor.Start", errInjected) }},
+		{name: "pause start, host network", hostNetwork: true, setup: func(h *harness) { h.rec.Fail("Supervisor.Start", errInjected) }},
+		{name: "pause ends as it starts", wantErr: errdefs.ErrUnavailable, setup: func(h *harness) { h.sup.Pid = 1 << 30 }},
+		{name: "record of the network", setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.NetworkReady })
+		}},
+		{name: "record of the pause", setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.PausePID != 0 })
+		}},
+		{name: "an NRI plugin refuses", setup: func(h *harness) { h.rec.Fail("NRI.RunPodSandbox", errInjected) }},
+		{name: "record of ready", setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.State == StateReady })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cfg := podConfig("p", tc.hostNetwork)
+			cfg.Annotations = tc.annotations
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			want := tc.wantErr
+			if want == nil {
+				want = errInjected
+			}
+			id, err := h.m.Run(context.Background(), cfg, "")
+			if !errors.Is(err, want) {
+				t.Fatalf("Run = %q, %v; want an error wrapping %v", id, err, want)
+			}
+			h.assertGone(t)
+			if len(*h.events) != 0 {
+				t.Errorf("events of a failed Run: %v", *h.events)
+			}
+			if tc.name == "record of ready" && !h.rec.Called("NRI.RemovePodSandbox") {
+				t.Error("NRI plugins that accepted the pod not told of its removal")
+			}
+		})
+	}
+}
+
+// TestRunFailedRollback: a rollback that fails leaves the record, still
+// creating (hidden from the CRI), for recovery to finish.
+func TestRunFailedRollback(t *testing.T) {
+	h := newHarness(t)
+	h.rec.Fail("Network.Setup", errInjected)
+	h.rec.Fail("Network.Teardown", errors.New("teardown fails too"))
+	if _, err := h.m.Run(context.Background(), podConfig("p", false), ""); !errors.Is(err, errInjected) {
+		t.Fatalf("Run: %v, want the setup's error", err)
+	}
+	ids := h.records.IDs()
+	if len(ids) != 1 || h.records.Get(ids[0]).State != StateCreating {
+		t.Fatalf("records %v, want the creating one kept", ids)
+	}
+	if l := h.m.List(Filter{}); len(l) != 0 {
+		t.Errorf("a sandbox being rolled back is listed: %v", l)
+	}
+}
+
+func TestRunSucceeds(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		hostNetwork bool
+		pull        bool
+	}{
+		{"pod network", false, false},
+		{"host network", true, false},
+		{"pause image pulled first", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.pull {
+				h.images = &fakes.Images{R: h.rec}
+				h.images.AddPullable(pauseRef, fakes.NewImage(pauseRef))
+				h.m.d.Images = h.images
+			}
+			id, err := h.m.Run(context.Background(), podConfig("p", tc.hostNetwork), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := h.m.Get(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := h.records.Get(id)
+			if s.State != StateReady || rec.State != StateReady || !rec.Delivered || s.PausePID != os.Getpid() || s.PauseStartTime == 0 {
+				t.Errorf("sandbox %+v, record %+v: want ready, delivered, the pause recorded", s, rec)
+			}
+			if tc.hostNetwork != (len(s.IPs) == 0 && s.NetNS == "" && !s.NetworkReady) {
+				t.Errorf("network: netns %q, ready %v, IPs %v", s.NetNS, s.NetworkReady, s.IPs)
+			}
+			if h.sup.Status(id) != "running" {
+				t.Errorf("pause is %q", h.sup.Status(id))
+			}
+			if got := h.images.Holders(fakes.NewImage(pauseRef).ID.String()); !slices.Equal(got, []string{holder(id)}) {
+				t.Errorf("pause image holders %v", got)
+			}
+			want := recordedEvents{fmt.Sprintf("%d %s ready", EventCreated, id), fmt.Sprintf("%d %s ready", EventStarted, id)}
+			if fmt.Sprint(*h.events) != fmt.Sprint(want) {
+				t.Errorf("events %v, want %v", *h.events, want)
+			}
+		})
+	}
+}
+
+func TestRunValidates(t *testing.T) {
+	h := newHarness(t)
+	for name, cfg := range map[string]*runtimeapi.PodSandboxConfig{
+		"no uid":     {Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "ns"}},
+		"bad userns": {Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "ns", Uid: "u"}, Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}}}},
+	} {
+		if _, err := h.m.Run(context.Background(), cfg, ""); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if _, err := h.m.Run(context.Background(), podConfig("p", false), "kata"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("unknown handler: %v, want InvalidArgument", err)
+	}
+	if calls := h.rec.Calls(); len(calls) != 0 {
+		t.Errorf("a refused Run made calls: %v", calls)
+	}
+}
+
+// TestRunRetried pins the name reservation: kubelet gives up on a slow
+// RunPodSandbox and retries with the same name. The retry gets the first
+// create's sandbox (joining it while it runs, or finding it undelivered
+// once done) and marks it delivered; a create of a name a client already
+// got is AlreadyExists.
+func TestRunRetried(t *testing.T) {
+	for _, joined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("joined=%v", joined), func(t *testing.T) {
+			h := newHarness(t)
+			first, cancel := context.WithCancel(context.Background())
+			release := make(chan struct{})
+			h.rec.OnCall = func(call string) {
+				if _, ok := cutCall(call, "Supervisor.Start "); ok {
+					cancel() // kubelet's deadline passes during the create
+					if joined {
+						<-release
+					}
+				}
+			}
+			if id, err := h.m.Run(first, podConfig("p", false), ""); !errors.Is(err, context.Canceled) {
+				t.Fatalf("first Run = %q, %v; want it cancelled", id, err)
+			}
+			var ids []string
+			if !joined {
+				ids = waitRecords(t, h, StateReady)
+				if h.records.Get(ids[0]).Delivered {
+					t.Fatal("a create whose client gave up is recorded as delivered")
+				}
+			}
+			done := make(chan error, 1)
+			var retried string
+			go func() {
+				var err error
+				retried, err = h.m.Run(context.Background(), podConfig("p", false), "")
+				done <- err
+			}()
+			if joined {
+				time.Sleep(20 * time.Millisecond) // let the retry join; it is correct either way
+				close(release)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			ids = h.records.IDs()
+			if len(ids) != 1 || ids[0] != retried {
+				t.Fatalf("retry got %q, records %v: want the first create's sandbox", retried, ids)
+			}
+			if n := countCalls(h.rec, "Supervisor.Create "); n != 1 {
+				t.Errorf("%d pauses created, want 1", n)
+			}
+			if !h.records.Get(retried).Delivered {
+				t.Error("the retry's answer not recorded as delivered")
+			}
+			if _, err := h.m.Run(context.Background(), podConfig("p", false), ""); !errors.Is(err, errdefs.ErrAlreadyExists) {
+				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
+			}
+		})
+	}
+}
+
+func countCalls(r *fakes.Recorder, prefix string) int {
+	n := 0
+	for _, c := range r.Calls() {
+		if _, ok := cutCall(c, prefix); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// waitRecords polls until one record is in state, and returns its id.
+func waitRecords(t *testing.T, h *harness, state State) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ids := h.records.IDs()
+		if len(ids) == 1 && h.records.Get(ids[0]).State == state {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records %v, want one %s", ids, state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// run makes a ready sandbox and forgets the calls that made it.
+func (h *harness) run(t *testing.T, hostNetwork bool) string {
+	t.Helper()
+	id, err := h.m.Run(context.Background(), podConfig("p", hostNetwork), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Reset()
+	*h.events = nil
+	return id
+}
+
+// stopSteps are the steps of Stop that can fail; each leaves the sandbox
+// for a retried Stop to finish.
+var stopSteps = []stopStep{
+	{"pause state", func(h *harness) { h.rec.Fail("Supervisor.State", errInjected) }, false},
+	{"pause kill", func(h *harness) { h.rec.Fail("Supervisor.Kill", errInjected) }, false},
+	{"pause wait", func(h *harness) { h.rec.Fail("Supervisor.Wait", errInjected) }, false},
+	{"network teardown", func(h *harness) { h.rec.Fail("Network.Teardown", errInjected) }, false},
+	{"record of the network", func(h *harness) { h.failPutWhen(func(s *Sandbox) bool { return !s.NetworkReady }) }, false},
+	{"netns removal", func(h *harness) { h.rec.Fail("NetNS.Remove", errInjected) }, false},
+	// A failed write leaves the state changed in memory (Table.Update), so
+	// the retry finds the sandbox not ready and writes nothing: the record
+	// on disk says ready until recovery finds the pause gone.
+	{"record of not ready", func(h *harness) { h.failPutWhen(func(s *Sandbox) bool { return s.State == StateNotReady }) }, true},
+}
+
+// failThenRetry makes a ready sandbox, fails op on it at step, checks the
+// sandbox is still there, and retries op without the failure.
+func (h *harness) failThenRetry(t *testing.T, step stopStep, op func(context.Context, string) error) string {
+	t.Helper()
+	id := h.run(t, false)
+	step.setup(h)
+	if err := op(context.Background(), id); !errors.Is(err, errInjected) {
+		t.Fatalf("%v, want the injected error", err)
+	}
+	if _, err := h.m.Get(id); err != nil {
+		t.Errorf("a sandbox whose stop or removal failed is gone: %v", err)
+	}
+	h.rec.Clear()
+	h.records.FailPut = nil
+	if err := op(context.Background(), id); err != nil {
+		t.Fatalf("retried: %v", err)
+	}
+	return id
+}
+
+type stopStep struct {
+	name        string
+	setup       func(h *harness)
+	staleRecord bool
+}
+
+func TestStop(t *testing.T) {
+	for _, tc := range stopSteps {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			id := h.failThenRetry(t, tc, h.m.Stop)
+			h.assertStopped(t, id, tc.staleRecord)
+		})
+	}
+	t.Run("twice", func(t *testing.T) {
+		h := newHarness(t)
+		id := h.run(t, false)
+		for range 2 {
+			if err := h.m.Stop(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.assertStopped(t, id, false)
+		if n := countCalls(h.rec, "Network.Teardown "); n != 1 {
+			t.Errorf("%d CNI DELs, want 1", n)
+		}
+		if n := countCalls(h.rec, "NRI.StopPodSandbox "); n != 1 {
+			t.Errorf("NRI told %d times of the stop, want once", n)
+		}
+	})
+	t.Run("unknown sandbox", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.m.Stop(context.Background(), "nothere"); err != nil {
+			t.Errorf("Stop of an unknown sandbox: %v", err)
+		}
+	})
+	t.Run("containers fail to stop", func(t *testing.T) {
+		h := newHarness(t)
+		id := h.run(t, false)
+		h.rec.Fail("Containers.StopPod", errInjected)
+		if err := h.m.Stop(context.Background(), id); !errors.Is(err, errInjected) {
+			t.Fatalf("Stop: %v", err)
+		}
+		if s, _ := h.m.Get(id); s.State != StateReady || h.sup.Status(id) != "running" {
+			t.Errorf("sandbox %s, pause %s: want untouched", s.State, h.sup.Status(id))
+		}
+	})
+}
+
+// assertStopped checks a stopped sandbox: not ready, its pause dead, its
+// network given back; its record, rootfs and image hold kept.
+// staleRecord: the record may still say ready (see stopSteps).
+func (h *harness) assertStopped(t *testing.T, id string, staleRecord bool) {
+	t.Helper()
+	s, err := h.m.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.records.Get(id); s.State != StateNotReady || rec.NetworkReady || (rec.State != StateNotReady && !staleRecord) {
+		t.Errorf("sandbox %s, record %+v: want not ready, network released", s.State, rec)
+	}
+	if st := h.sup.Status(id); st != "stopped" {
+		t.Errorf("pause is %q", st)
+	}
+	if len(h.net.Pods()) != 0 || len(h.netns.Pins()) != 0 {
+		t.Errorf("network left: pods %v, pins %v", h.net.Pods(), h.netns.Pins())
+	}
+	if len(h.snaps.Keys()) != 1 || len(h.images.Held()) != 1 {
+		t.Errorf("a stopped sandbox lost its rootfs %v or image %v", h.snaps.Keys(), h.images.Held())
+	}
+}
+
+func TestRemove(t *testing.T) {
+	steps := append(slices.Clone(stopSteps), []stopStep{
+		{"pause delete", func(h *harness) { h.rec.Fail("Supervisor.Delete", errInjected) }, false},
+		{"rootfs removal", func(h *harness) { h.rec.Fail("Snapshots.RemoveRootfs", errInjected) }, false},
+		{"record removal", func(h *harness) { h.rec.Fail("Records.Delete", errInjected) }, false},
+	}...)
+	for _, tc := range steps {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			id := h.failThenRetry(t, tc, h.m.Remove)
+			h.assertGone(t)
+			if ev := *h.events; len(ev) == 0 || ev[len(ev)-1] != fmt.Sprintf("%d %s notready", EventDeleted, id) {
+				t.Errorf("events %v, want the deletion last", ev)
+			}
+			if !h.rec.Called("NRI.RemovePodSandbox " + id) {
+				t.Error("NRI not told of the removal")
+			}
+		})
+	}
+	t.Run("containers fail to be removed", func(t *testing.T) {
+		h := newHarness(t)
+		id := h.run(t, false)
+		h.rec.Fail("Containers.RemovePod", errInjected)
+		if err := h.m.Remove(context.Background(), id); !errors.Is(err, errInjected) {
+			t.Fatalf("Remove: %v", err)
+		}
+		if _, err := h.m.Get(id); err != nil {
+			t.Errorf("sandbox gone though its containers stayed: %v", err)
+		}
+	})
+	t.Run("unknown sandbox", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.m.Remove(context.Background(), "nothere"); err != nil {
+			t.Errorf("Remove of an unknown sandbox: %v", err)
+		}
+	})
+}
+
+type fakeNRI struct{ rec *fakes.Recorder }
+
+func (n *fakeNRI) BlockSync() func() { return func() {} }
+func (n *fakeNRI) RunPodSandbox(ctx context.Context, s *Sandbox) error {
+	return n.rec.Call("NRI.RunPodSandbox", s.ID)
+}
+func (n *fakeNRI) StopPodSandbox(ctx context.Context, s *Sandbox) {
+	n.rec.Call("NRI.StopPodSandbox", s.ID)
+}
+func (n *fakeNRI) RemovePodSandbox(ctx context.Context, s *Sandbox) {
+	n.rec.Call("NRI.RemovePodSandbox", s.ID)
+}
+
+type fakeContainers struct{ rec *fakes.Recorder }
+
+func (c *fakeContainers) StopPod(ctx context.Context, id string) error {
+	return c.rec.Call("Containers.StopPod", id)
+}
+func (c *fakeContainers) RemovePod(ctx context.Context, id string) error {
+	return c.rec.Call("Containers.RemovePod", id)
+}
