@@ -108,6 +108,13 @@ func (f *Supervisor) state(p *proc) *supv1.State {
 	return &st
 }
 
+// Drop makes the supervisor forget id (it lost its state).
+func (f *Supervisor) Drop(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.procs, id)
+}
+
 // Exit makes a running container id exit with code.
 func (f *Supervisor) Exit(id string, code int32) {
 	if p, err := f.get(id); err == nil {

@@ -1,0 +1,511 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	configv1 "github.com/berth-cri/berth/api/config/v1"
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/testsupport/fakes"
+)
+
+// The tests below drive the container manager through fakes (no root, no
+// process), its pod made by a sandbox manager on the same fakes: every
+// step of Create, Start, Stop and Remove is failed in turn, and what the
+// fakes hold afterwards shows whether the rollback undid everything.
+
+const (
+	pauseRef = "pause:test"
+	appRef   = "app:test"
+	volRef   = "data:test"
+)
+
+var errInjected = errors.New("injected failure")
+
+type harness struct {
+	m       *Manager
+	sb      *sandbox.Manager
+	cfg     *config.Holder
+	rec     *fakes.Recorder
+	images  *fakes.Images
+	snaps   *fakes.Snapshots
+	sup     *fakes.Supervisor
+	records *fakes.Records[Container]
+	nri     *fakeNRI
+	events  *recordedEvents
+	root    string
+	state   string
+	pod     string // the ready sandbox containers are made in
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	rec := &fakes.Recorder{}
+	h := &harness{
+		rec: rec, images: &fakes.Images{R: rec}, snaps: &fakes.Snapshots{R: rec, Root: t.TempDir()},
+		sup: &fakes.Supervisor{R: rec}, records: &fakes.Records[Container]{R: rec}, nri: &fakeNRI{rec: rec},
+		events: &recordedEvents{}, root: t.TempDir(), state: t.TempDir(),
+	}
+	for _, ref := range []string{pauseRef, appRef, volRef} {
+		h.images.Add(ref, fakes.NewImage(ref))
+	}
+	h.cfg = config.NewHolder(&configv1.Config{
+		DefaultRuntime: "runc", SandboxImage: pauseRef, Listen: filepath.Join(h.state, "berth.sock"),
+		Runtimes: map[string]configv1.Runtime{"runc": {Type: configv1.RuntimeOCI, RuntimePath: "/bin/true"}},
+	})
+	dir := t.TempDir()
+	hosts := sandbox.HostFiles{Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}
+	os.WriteFile(hosts.Hosts, []byte("127.0.0.1 localhost\n"), 0o644)
+	var err error
+	h.sb, err = sandbox.New(sandbox.Deps{
+		Config: h.cfg, Images: h.images, Snapshots: h.snaps, Network: &fakes.Network{R: rec}, Supervisor: h.sup,
+		NetNS: &fakes.NetNS{R: rec}, HostFiles: hosts, RootDir: h.root, StateDir: h.state, Log: nullLog(),
+		Records: &fakes.Records[sandbox.Sandbox]{R: rec},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pod, err = h.sb.Run(context.Background(), podConfig(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m = h.open(t)
+	rec.Reset()
+	t.Cleanup(func() {
+		// End the watches: every process the fake "runs" exits.
+		for id := range h.m.IDs() {
+			h.sup.Exit(id, 0)
+		}
+		h.sup.Exit(h.pod, 0)
+	})
+	return h
+}
+
+// open makes a manager on the harness's fakes, as berthd does at start.
+func (h *harness) open(t *testing.T) *Manager {
+	t.Helper()
+	m, err := New(Deps{
+		Config: h.cfg, Images: h.images, Snapshots: h.snaps, Sandboxes: h.sb, Supervisor: h.sup,
+		RootDir: h.root, StateDir: h.state, Log: nullLog(), Records: h.records,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetNRI(h.nri)
+	m.SetEvents(h.events)
+	return m
+}
+
+func nullLog() *logrus.Logger {
+	l, _ := logtest.NewNullLogger()
+	return l
+}
+
+func podConfig() *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: "pod", Namespace: "default", Uid: "uid"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE},
+		}},
+	}
+}
+
+func containerConfig(name string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: appRef},
+		Linux:    &runtimeapi.LinuxContainerConfig{},
+	}
+}
+
+// create makes a created container and forgets the calls that made it.
+func (h *harness) create(t *testing.T, name string) string {
+	t.Helper()
+	id, err := h.m.Create(context.Background(), h.pod, containerConfig(name), podConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Reset()
+	*h.events = nil
+	return id
+}
+
+// start makes a running container.
+func (h *harness) start(t *testing.T, name string) string {
+	t.Helper()
+	id := h.create(t, name)
+	if err := h.m.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Reset()
+	*h.events = nil
+	return id
+}
+
+// assertNoContainers checks that nothing of any container is left: no
+// record, image hold, rootfs or volume snapshot, supervisor state or bundle.
+func (h *harness) assertNoContainers(t *testing.T) {
+	t.Helper()
+	if ids := h.records.IDs(); len(ids) != 0 {
+		t.Errorf("records left: %v", ids)
+	}
+	if ids := h.m.IDs(); len(ids) != 0 {
+		t.Errorf("containers still indexed: %v", ids)
+	}
+	for id, holders := range h.images.Held() {
+		for _, hl := range holders {
+			if strings.HasPrefix(hl, "container:") {
+				t.Errorf("image %s still held by %s", id, hl)
+			}
+		}
+	}
+	for key := range h.snaps.Keys() {
+		if key != h.pod {
+			t.Errorf("snapshot %s left", key)
+		}
+	}
+	for _, c := range h.rec.Calls() {
+		if id, ok := strings.CutPrefix(c, "Supervisor.Create "); ok && id != h.pod && h.sup.Has(id) {
+			t.Errorf("container %s left in the supervisor", id)
+		}
+	}
+	if dirs, _ := os.ReadDir(filepath.Join(h.state, "containers")); len(dirs) != 0 {
+		t.Errorf("bundles left: %v", dirs)
+	}
+}
+
+// failPutWhen fails the first record write of a container in which match
+// holds (a write fails once; the rollback's own writes go through).
+func (h *harness) failPutWhen(match func(c *Container) bool) {
+	failed := false
+	h.records.FailPut = func(id string, c *Container) error {
+		if !failed && match(c) {
+			failed = true
+			return errInjected
+		}
+		return nil
+	}
+}
+
+func TestCreateRollsBackEveryStep(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		config  func(c *runtimeapi.ContainerConfig)
+		setup   func(h *harness)
+		wantErr error // default errInjected
+		// The create had begun (its first record on the way): it is
+		// rolled back, and NRI told to undo it.
+		rolledBack bool
+	}{
+		{name: "image absent", wantErr: errdefs.ErrNotFound, config: func(c *runtimeapi.ContainerConfig) { c.Image.Image = "absent:1" }},
+		{name: "image cannot be held", setup: func(h *harness) { h.rec.Fail("Images.Use", errInjected) }},
+		{name: "image policy refuses", setup: func(h *harness) { h.rec.Fail("Images.CheckPolicy", errInjected) }},
+		{name: "image volume's policy refuses", config: withVolume, setup: func(h *harness) {
+			h.rec.FailIf("Images.CheckPolicy", errInjected, func(args []string) bool { return args[0] == fakes.NewImage(volRef).ID.String() })
+		}},
+		{name: "bad request", wantErr: errdefs.ErrInvalidArgument, config: func(c *runtimeapi.ContainerConfig) { c.LogPath = "relative.log" }},
+		{name: "the pod's handler is gone", rolledBack: true, wantErr: errdefs.ErrInvalidArgument, setup: func(h *harness) {
+			c := *h.cfg.Get()
+			c.DefaultRuntime = "gone"
+			h.cfg.Set(&c)
+		}},
+		{name: "first record", rolledBack: true, setup: func(h *harness) { h.failPutWhen(func(*Container) bool { return true }) }},
+		{name: "rootfs", rolledBack: true, setup: func(h *harness) { h.rec.Fail("Snapshots.PrepareRootfs", errInjected) }},
+		{name: "rootfs mount", rolledBack: true, setup: func(h *harness) { h.rec.Fail("Snapshots.MountRootfs", errInjected) }},
+		{name: "image volume's image", rolledBack: true, config: withVolume, setup: func(h *harness) {
+			h.rec.FailIf("Images.Use", errInjected, func(args []string) bool { return args[0] == volRef })
+		}},
+		{name: "image volume absent", rolledBack: true, config: withVolume, wantErr: errdefs.ErrNotFound, setup: func(h *harness) {
+			h.rec.FailIf("Images.Use", fmt.Errorf("gone: %w", errdefs.ErrNotFound), func(args []string) bool { return args[0] == volRef })
+		}},
+		{name: "image volume snapshot", rolledBack: true, config: withVolume, setup: func(h *harness) { h.rec.Fail("Snapshots.PrepareReadOnly", errInjected) }},
+		{name: "image volume mount", rolledBack: true, config: withVolume, setup: func(h *harness) { h.rec.Fail("Snapshots.MountReadOnly", errInjected) }},
+		{name: "target container absent", rolledBack: true, wantErr: errdefs.ErrNotFound, config: func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+				Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "nothere"}}
+		}},
+		{name: "an NRI plugin refuses", rolledBack: true, setup: func(h *harness) { h.rec.Fail("NRI.CreateContainer", errInjected) }},
+		{name: "supervisor create", rolledBack: true, setup: func(h *harness) {
+			h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
+		}},
+		{name: "record of created", rolledBack: true, setup: func(h *harness) {
+			h.failPutWhen(func(c *Container) bool { return c.State == StateCreated })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cfg := containerConfig("c")
+			if tc.config != nil {
+				tc.config(cfg)
+			}
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			want := tc.wantErr
+			if want == nil {
+				want = errInjected
+			}
+			id, err := h.m.Create(context.Background(), h.pod, cfg, podConfig())
+			if !errors.Is(err, want) {
+				t.Fatalf("Create = %q, %v; want an error wrapping %v", id, err, want)
+			}
+			h.assertNoContainers(t)
+			if len(*h.events) != 0 {
+				t.Errorf("events of a failed Create: %v", *h.events)
+			}
+			if tc.rolledBack != h.rec.Called("NRI.UndoCreateContainer") {
+				t.Errorf("NRI told to undo the create: %v, want %v", !tc.rolledBack, tc.rolledBack)
+			}
+		})
+	}
+}
+
+func withVolume(c *runtimeapi.ContainerConfig) {
+	c.Mounts = append(c.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: &runtimeapi.ImageSpec{Image: volRef}})
+}
+
+// TestCreateWithUserFilesKnown: the second container of an image has its
+// bundle written before the supervisor is asked (the image's user files are
+// kept from the first); a failure there rolls back as well.
+func TestCreateWithUserFilesKnown(t *testing.T) {
+	h := newHarness(t)
+	h.m.users.keep(fakes.NewImage(appRef).ID.String(), map[string][]byte{"/etc/passwd": []byte("root:x:0:0::/:/bin/sh\n"), "/etc/group": []byte("root:x:0:\n")})
+	h.rec.Fail("NRI.CreateContainer", errInjected)
+	if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errInjected) {
+		t.Fatalf("Create: %v", err)
+	}
+	if h.rec.Called("Records.Put") {
+		t.Error("a record was written before the bundle failed")
+	}
+	h.assertNoContainers(t)
+	h.rec.Clear()
+	id, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := h.m.Get(id); c.State != StateCreated {
+		t.Errorf("container is %s", c.State)
+	}
+}
+
+func TestCreateFailedRollback(t *testing.T) {
+	h := newHarness(t)
+	h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
+	h.rec.Fail("Snapshots.RemoveRootfs", errors.New("removal fails too"))
+	if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errInjected) {
+		t.Fatalf("Create: %v, want the supervisor's error", err)
+	}
+	ids := h.records.IDs()
+	if len(ids) != 1 || h.records.Get(ids[0]).State != StateCreating {
+		t.Fatalf("records %v, want the creating one kept for recovery", ids)
+	}
+	if l := h.m.List(Filter{}); len(l) != 0 {
+		t.Errorf("a container being rolled back is listed: %v", l)
+	}
+}
+
+func TestCreateValidates(t *testing.T) {
+	h := newHarness(t)
+	for name, tc := range map[string]struct {
+		pod  string
+		cfg  func(c *runtimeapi.ContainerConfig)
+		want error
+	}{
+		"no name":                        {cfg: func(c *runtimeapi.ContainerConfig) { c.Metadata.Name = "" }, want: errdefs.ErrInvalidArgument},
+		"no image":                       {cfg: func(c *runtimeapi.ContainerConfig) { c.Image.Image = "" }, want: errdefs.ErrInvalidArgument},
+		"bad label":                      {cfg: func(c *runtimeapi.ContainerConfig) { c.Labels = map[string]string{"a": strings.Repeat("x", 1<<20)} }, want: errdefs.ErrInvalidArgument},
+		"unknown pod":                    {pod: "nothere", want: errdefs.ErrNotFound},
+		"checkpoint image, restores off": {cfg: func(c *runtimeapi.ContainerConfig) { c.Image.Image = "checkpoint:1" }, want: errdefs.ErrFailedPrecondition},
+	} {
+		img := fakes.NewImage("checkpoint:1")
+		img.Annotations = map[string]string{annotationCRIOCheckpoint: "c"}
+		h.images.Add("checkpoint:1", img)
+		cfg := containerConfig("c")
+		if tc.cfg != nil {
+			tc.cfg(cfg)
+		}
+		pod := h.pod
+		if tc.pod != "" {
+			pod = tc.pod
+		}
+		if _, err := h.m.Create(context.Background(), pod, cfg, podConfig()); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if err := h.sb.Stop(context.Background(), h.pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("create in a stopped pod: %v, want FailedPrecondition", err)
+	}
+	h.assertNoContainers(t)
+}
+
+func TestCreateSucceeds(t *testing.T) {
+	h := newHarness(t)
+	cfg := containerConfig("c")
+	withVolume(cfg)
+	id, err := h.m.Create(context.Background(), h.pod, cfg, podConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.m.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := h.records.Get(id)
+	if c.State != StateCreated || rec.State != StateCreated || !rec.Delivered || c.SandboxID != h.pod || c.ImageName != appRef {
+		t.Errorf("container %+v, record %+v", c, rec)
+	}
+	if h.sup.Status(id) != "created" {
+		t.Errorf("supervisor: %q", h.sup.Status(id))
+	}
+	if _, err := os.Stat(filepath.Join(h.m.bundleDir(id), "config.json")); err != nil {
+		t.Errorf("bundle: %v", err)
+	}
+	app, vol := fakes.NewImage(appRef).ID.String(), fakes.NewImage(volRef).ID.String()
+	if !slices.Equal(h.images.Holders(app), []string{holder(id)}) || !slices.Equal(h.images.Holders(vol), []string{volumeHolder(id, 0)}) {
+		t.Errorf("image holders %v", h.images.Held())
+	}
+	if want := (recordedEvents{fmt.Sprintf("%d %s created", EventCreated, id)}); fmt.Sprint(*h.events) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", *h.events, want)
+	}
+	if !h.rec.Called("NRI.PostCreateContainer " + id) {
+		t.Error("NRI not told of the create")
+	}
+	if err := h.m.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.assertNoContainers(t)
+}
+
+// TestCreateRetried pins the name reservation: kubelet gives up on a slow
+// CreateContainer and retries with the same name. The retry gets the first
+// create's container (joining it while it runs, or finding it undelivered
+// once done) and marks it delivered; a create of a name a client already
+// got is AlreadyExists.
+func TestCreateRetried(t *testing.T) {
+	for _, joined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("joined=%v", joined), func(t *testing.T) {
+			h := newHarness(t)
+			first, cancel := context.WithCancel(context.Background())
+			release := make(chan struct{})
+			h.rec.OnCall = func(call string) {
+				if strings.HasPrefix(call, "Supervisor.Create ") {
+					cancel() // kubelet's deadline passes during the create
+					if joined {
+						<-release
+					}
+				}
+			}
+			if id, err := h.m.Create(first, h.pod, containerConfig("c"), podConfig()); !errors.Is(err, context.Canceled) {
+				t.Fatalf("first Create = %q, %v; want it cancelled", id, err)
+			}
+			if !joined {
+				ids := waitRecord(t, h, StateCreated)
+				if h.records.Get(ids[0]).Delivered {
+					t.Fatal("a create whose client gave up is recorded as delivered")
+				}
+			}
+			done := make(chan error, 1)
+			var retried string
+			go func() {
+				var err error
+				retried, err = h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig())
+				done <- err
+			}()
+			if joined {
+				time.Sleep(20 * time.Millisecond) // let the retry join; it is correct either way
+				close(release)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if ids := h.records.IDs(); len(ids) != 1 || ids[0] != retried {
+				t.Fatalf("retry got %q, records %v: want the first create's container", retried, ids)
+			}
+			n := 0
+			for _, c := range h.rec.Calls() {
+				if strings.HasPrefix(c, "Supervisor.Create ") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d supervisor creates, want 1", n)
+			}
+			if !h.records.Get(retried).Delivered {
+				t.Error("the retry's answer not recorded as delivered")
+			}
+			if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errdefs.ErrAlreadyExists) {
+				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
+			}
+		})
+	}
+}
+
+// waitRecord polls until one record is in state, and returns its id.
+func waitRecord(t *testing.T, h *harness, state State) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ids := h.records.IDs()
+		if len(ids) == 1 && h.records.Get(ids[0]).State == state {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records %v, want one %s", ids, state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type recordedEvents []string
+
+func (r *recordedEvents) ContainerEvent(kind EventKind, c *Container) {
+	*r = append(*r, fmt.Sprintf("%d %s %s", kind, c.ID, c.State))
+}
+
+type fakeNRI struct{ rec *fakes.Recorder }
+
+func (n *fakeNRI) BlockSync() func() { return func() {} }
+func (n *fakeNRI) CreateContainer(ctx context.Context, c *Container, spec *specs.Spec) error {
+	return n.rec.Call("NRI.CreateContainer", c.ID)
+}
+func (n *fakeNRI) PostCreateContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.PostCreateContainer", c.ID)
+}
+func (n *fakeNRI) UndoCreateContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.UndoCreateContainer", c.ID)
+}
+func (n *fakeNRI) StartContainer(ctx context.Context, c *Container) error {
+	return n.rec.Call("NRI.StartContainer", c.ID)
+}
+func (n *fakeNRI) PostStartContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.PostStartContainer", c.ID)
+}
+func (n *fakeNRI) UpdateContainer(ctx context.Context, c *Container, res *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error) {
+	return res, n.rec.Call("NRI.UpdateContainer", c.ID)
+}
+func (n *fakeNRI) PostUpdateContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.PostUpdateContainer", c.ID)
+}
+func (n *fakeNRI) StopContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.StopContainer", c.ID)
+}
+func (n *fakeNRI) RemoveContainer(ctx context.Context, c *Container) {
+	n.rec.Call("NRI.RemoveContainer", c.ID)
+}
