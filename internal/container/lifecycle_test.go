@@ -239,6 +239,11 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 				Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "nothere"}}
 		}},
 		{name: "an NRI plugin refuses", rolledBack: true, setup: func(h *harness) { h.rec.Fail("NRI.CreateContainer", errInjected) }},
+		{name: "supervisor unreachable", rolledBack: true, setup: func(h *harness) { h.rec.Fail("Supervisor.CreateWhenReady", errInjected) }},
+		{name: "supervisor unreachable, rootfs fails too", rolledBack: true, setup: func(h *harness) {
+			h.rec.Fail("Supervisor.CreateWhenReady", errors.New("unreachable"))
+			h.rec.Fail("Snapshots.PrepareRootfs", errInjected)
+		}},
 		{name: "supervisor create", rolledBack: true, setup: func(h *harness) {
 			h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
 		}},
@@ -416,8 +421,11 @@ func TestCreateRetried(t *testing.T) {
 				t.Fatalf("first Create = %q, %v; want it cancelled", id, err)
 			}
 			if !joined {
-				ids := waitRecord(t, h, StateCreated)
-				if h.records.Get(ids[0]).Delivered {
+				id, ok := h.records.WaitOne(func(c *Container) bool { return c.State == StateCreated })
+				if !ok {
+					t.Fatalf("records %v, want one created", h.records.IDs())
+				}
+				if h.records.Get(id).Delivered {
 					t.Fatal("a create whose client gave up is recorded as delivered")
 				}
 			}
@@ -438,13 +446,7 @@ func TestCreateRetried(t *testing.T) {
 			if ids := h.records.IDs(); len(ids) != 1 || ids[0] != retried {
 				t.Fatalf("retry got %q, records %v: want the first create's container", retried, ids)
 			}
-			n := 0
-			for _, c := range h.rec.Calls() {
-				if strings.HasPrefix(c, "Supervisor.Create ") {
-					n++
-				}
-			}
-			if n != 1 {
+			if n := h.rec.Count("Supervisor.Create "); n != 1 {
 				t.Errorf("%d supervisor creates, want 1", n)
 			}
 			if !h.records.Get(retried).Delivered {
@@ -454,22 +456,6 @@ func TestCreateRetried(t *testing.T) {
 				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
 			}
 		})
-	}
-}
-
-// waitRecord polls until one record is in state, and returns its id.
-func waitRecord(t *testing.T, h *harness, state State) []string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ids := h.records.IDs()
-		if len(ids) == 1 && h.records.Get(ids[0]).State == state {
-			return ids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records %v, want one %s", ids, state)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -332,10 +332,12 @@ func TestRunRetried(t *testing.T) {
 			if id, err := h.m.Run(first, podConfig("p", false), ""); !errors.Is(err, context.Canceled) {
 				t.Fatalf("first Run = %q, %v; want it cancelled", id, err)
 			}
-			var ids []string
 			if !joined {
-				ids = waitRecords(t, h, StateReady)
-				if h.records.Get(ids[0]).Delivered {
+				id, ok := h.records.WaitOne(func(s *Sandbox) bool { return s.State == StateReady })
+				if !ok {
+					t.Fatalf("records %v, want one ready", h.records.IDs())
+				}
+				if h.records.Get(id).Delivered {
 					t.Fatal("a create whose client gave up is recorded as delivered")
 				}
 			}
@@ -353,11 +355,10 @@ func TestRunRetried(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatalf("retry: %v", err)
 			}
-			ids = h.records.IDs()
-			if len(ids) != 1 || ids[0] != retried {
+			if ids := h.records.IDs(); len(ids) != 1 || ids[0] != retried {
 				t.Fatalf("retry got %q, records %v: want the first create's sandbox", retried, ids)
 			}
-			if n := countCalls(h.rec, "Supervisor.Create "); n != 1 {
+			if n := h.rec.Count("Supervisor.Create "); n != 1 {
 				t.Errorf("%d pauses created, want 1", n)
 			}
 			if !h.records.Get(retried).Delivered {
@@ -367,32 +368,6 @@ func TestRunRetried(t *testing.T) {
 				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
 			}
 		})
-	}
-}
-
-func countCalls(r *fakes.Recorder, prefix string) int {
-	n := 0
-	for _, c := range r.Calls() {
-		if _, ok := cutCall(c, prefix); ok {
-			n++
-		}
-	}
-	return n
-}
-
-// waitRecords polls until one record is in state, and returns its id.
-func waitRecords(t *testing.T, h *harness, state State) []string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ids := h.records.IDs()
-		if len(ids) == 1 && h.records.Get(ids[0]).State == state {
-			return ids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records %v, want one %s", ids, state)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -466,10 +441,10 @@ func TestStop(t *testing.T) {
 			}
 		}
 		h.assertStopped(t, id, false)
-		if n := countCalls(h.rec, "Network.Teardown "); n != 1 {
+		if n := h.rec.Count("Network.Teardown "); n != 1 {
 			t.Errorf("%d CNI DELs, want 1", n)
 		}
-		if n := countCalls(h.rec, "NRI.StopPodSandbox "); n != 1 {
+		if n := h.rec.Count("NRI.StopPodSandbox "); n != 1 {
 			t.Errorf("NRI told %d times of the stop, want once", n)
 		}
 	})

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -115,26 +114,7 @@ func (h *harness) plant(t *testing.T, id string, state State, netns bool) *Sandb
 
 func TestRecoverDropsUnreadableRecords(t *testing.T) {
 	h := newHarness(t)
-	h.records.SetRaw("torn", []byte(`{"id":"torn","sta`))
-	h.records.SetRaw("badconfig", []byte(`{"id":"badconfig","name":"x","config":"bm90IGpzb24=","state":"ready"}`))
-	h.m = h.open(t)
-	if err := h.m.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if ids := h.records.IDs(); len(ids) != 0 {
-		t.Errorf("unreadable records kept: %v", ids)
-	}
-	if !h.rec.Called("Records.Delete torn") || !h.rec.Called("Records.Delete badconfig") {
-		t.Errorf("calls %v", h.rec.Calls())
-	}
-}
-
-func TestRecoverLoadFails(t *testing.T) {
-	h := newHarness(t)
-	h.rec.Fail("Records.LoadAll", errInjected)
-	if err := h.open(t).Recover(context.Background()); !errors.Is(err, errInjected) {
-		t.Errorf("Recover: %v", err)
-	}
+	fakes.CheckRecoverDrops(t, h.records, func() error { return h.open(t).Recover(context.Background()) })
 }
 
 // TestRecoverSweeps: netns pins and pod directories no record owns are

@@ -90,6 +90,17 @@ func (r *Recorder) Called(prefix string) bool {
 	return slices.ContainsFunc(r.Calls(), func(c string) bool { return strings.HasPrefix(c, prefix) })
 }
 
+// Count returns how many calls starting with prefix were logged.
+func (r *Recorder) Count(prefix string) int {
+	n := 0
+	for _, c := range r.Calls() {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // Reset forgets the calls logged so far.
 func (r *Recorder) Reset() {
 	r.mu.Lock()

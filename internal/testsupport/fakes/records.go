@@ -2,10 +2,13 @@ package fakes
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sync"
+	"testing"
+	"time"
 
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -53,6 +56,43 @@ func (f *Records[T]) SetRaw(id string, data []byte) {
 		f.data = map[string][]byte{}
 	}
 	f.data[id] = data
+}
+
+// CheckRecoverDrops checks a manager's recovery (recover, of a manager
+// opened on f after the call) on two unreadable records: "torn" (a write
+// cut short) and "badconfig" (whose CRI config is not protojson) are
+// dropped; and a load that fails fails recovery.
+func CheckRecoverDrops[T any](t testing.TB, f *Records[T], recover func() error) {
+	t.Helper()
+	f.SetRaw("torn", []byte(`{"id":"torn","sta`))
+	f.SetRaw("badconfig", []byte(`{"id":"badconfig","name":"x","config":"bm90IGpzb24=","state":"running"}`))
+	if err := recover(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := f.IDs(); len(ids) != 0 {
+		t.Errorf("unreadable records kept: %v", ids)
+	}
+	injected := errors.New("load fails")
+	f.R.Fail("Records.LoadAll", injected)
+	defer f.R.Fail("Records.LoadAll", nil)
+	if err := recover(); !errors.Is(err, injected) {
+		t.Errorf("recovery whose load failed: %v", err)
+	}
+}
+
+// WaitOne polls until the only record is one match accepts, and returns
+// its id; false after a few seconds.
+func (f *Records[T]) WaitOne(match func(*T) bool) (string, bool) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if ids := f.IDs(); len(ids) == 1 {
+			if v := f.Get(ids[0]); v != nil && match(v) {
+				return ids[0], true
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return "", false
 }
 
 func (f *Records[T]) Put(id string, v *T) error {

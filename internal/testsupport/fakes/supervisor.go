@@ -145,8 +145,13 @@ func (f *Supervisor) Create(ctx context.Context, id string, req supv1.CreateRequ
 }
 
 // CreateWhenReady calls ready as the real client does once the request is
-// sent: a failed Supervisor.CreateWhenReady fails after ready succeeded.
+// sent: a failed Supervisor.CreateWhenReady is a supervisor that could not
+// be reached (ready is not called), a failed Supervisor.Create one that
+// failed the create after ready succeeded.
 func (f *Supervisor) CreateWhenReady(ctx context.Context, id string, req supv1.CreateRequest, ready func() error) (*supv1.State, error) {
+	if err := f.R.Call("Supervisor.CreateWhenReady", id); err != nil {
+		return nil, err
+	}
 	if err := ready(); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,125 @@
+package container
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/testsupport/fakes"
+)
+
+// TestRecover starts a manager on a record an earlier berthd left in each
+// state, with the supervisor in each state, and checks what recovery made
+// of it.
+func TestRecover(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		state    State
+		restore  bool         // created from a checkpoint, restored at start
+		sup      supv1.Status // "": the supervisor does not know it
+		setup    func(h *harness)
+		want     State // "": rolled back
+		wantExit int32
+	}{
+		{name: "creating: rolled back", state: StateCreating, sup: supv1.StatusCreated},
+		{name: "creating, its process already started: killed, rolled back", state: StateCreating, sup: supv1.StatusRunning},
+		{name: "creating, supervisor never asked: rolled back", state: StateCreating},
+		{name: "creating, running, kill fails: kept", state: StateCreating, sup: supv1.StatusRunning, want: StateCreating,
+			setup: func(h *harness) { h.rec.Fail("Supervisor.Kill", errInjected) }},
+		{name: "creating, running, delete after kill fails: kept", state: StateCreating, sup: supv1.StatusRunning, want: StateCreating,
+			setup: func(h *harness) {
+				deletes := 0
+				h.rec.FailIf("Supervisor.Delete", errInjected, func([]string) bool { deletes++; return deletes > 1 })
+			}},
+		{name: "created, still created", state: StateCreated, sup: supv1.StatusCreated, want: StateCreated},
+		{name: "created, started while berthd was down", state: StateCreated, sup: supv1.StatusRunning, want: StateRunning},
+		{name: "created, started and exited while down", state: StateCreated, sup: supv1.StatusStopped, want: StateExited, wantExit: 7},
+		{name: "created, lost (reboot)", state: StateCreated, want: StateExited, wantExit: UnknownExitCode},
+		{name: "created from a checkpoint, not restored yet", state: StateCreated, restore: true, want: StateCreated},
+		{name: "running, still running", state: StateRunning, sup: supv1.StatusRunning, want: StateRunning},
+		{name: "running, exited while down", state: StateRunning, sup: supv1.StatusStopped, want: StateExited, wantExit: 7},
+		{name: "running, lost (reboot)", state: StateRunning, want: StateExited, wantExit: UnknownExitCode},
+		{name: "running, supervisor unreachable: left as it is", state: StateRunning, sup: supv1.StatusRunning, want: StateRunning,
+			setup: func(h *harness) { h.rec.Fail("Supervisor.State", errInjected) }},
+		{name: "exited: kept", state: StateExited, want: StateExited, wantExit: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			c := h.plant(t, "c1", tc.state, tc.restore, tc.sup)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			if h.m = h.open(t); h.m.Recover(context.Background()) != nil {
+				t.Fatal("recovery failed")
+			}
+			if tc.want == "" {
+				h.assertNoContainers(t)
+				if h.sup.Has(c.ID) {
+					t.Errorf("supervisor still has it: %s", h.sup.Status(c.ID))
+				}
+				return
+			}
+			if tc.want == StateCreating {
+				// The rollback failed: the record stays, hidden, for the
+				// next start to roll back.
+				if r := h.records.Get(c.ID); r == nil || r.State != StateCreating {
+					t.Errorf("record %+v, want it kept", r)
+				}
+				if _, err := h.m.Get(c.ID); err == nil {
+					t.Error("a container being rolled back is visible")
+				}
+				return
+			}
+			got, err := h.m.Get(c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != tc.want || h.records.Get(c.ID).State != tc.want || got.ExitCode != tc.wantExit {
+				t.Errorf("container %s (exit %d), record %s; want %s (exit %d)", got.State, got.ExitCode, h.records.Get(c.ID).State, tc.want, tc.wantExit)
+			}
+			if held := h.images.Holders(c.ImageID); len(held) != 1 || held[0] != holder(c.ID) {
+				t.Errorf("image holders %v: want the container's claim back", held)
+			}
+			if tc.want == StateRunning && tc.setup == nil {
+				h.sup.Exit(c.ID, 2) // watched again
+				waitState(t, h, c.ID, StateExited)
+			}
+		})
+	}
+}
+
+// plant writes the record of a container in state as an earlier berthd
+// would have, with its rootfs, and has the supervisor know it in sup
+// (exit code 7 if stopped) unless "".
+func (h *harness) plant(t *testing.T, id string, state State, restore bool, sup supv1.Status) *Container {
+	t.Helper()
+	cfg := containerConfig("c")
+	b, err := protojson.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Container{ID: id, SandboxID: h.pod, Name: "c_pod_default_uid_0", ConfigJSON: b, Runtime: "runc",
+		ImageID: fakes.NewImage(appRef).ID.String(), State: state, Delivered: true}
+	if state == StateExited {
+		c.ExitCode = 1
+	}
+	if restore {
+		c.Restore = t.TempDir()
+	}
+	h.snaps.PrepareRootfs(id, nil)
+	if sup != "" {
+		h.sup.Put(id, sup, 7)
+	}
+	if err := h.records.Put(id, c); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Reset()
+	return c
+}
+
+func TestRecoverDropsUnreadableRecords(t *testing.T) {
+	h := newHarness(t)
+	fakes.CheckRecoverDrops(t, h.records, func() error { return h.open(t).Recover(context.Background()) })
+}
