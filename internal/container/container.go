@@ -19,7 +19,8 @@ import (
 // State of a container: creating -> created -> running -> exited, and
 // creating -> (rolled back, gone). created -> exited happens when a
 // container never started is lost (reboot). Only created, running and
-// exited are visible through the CRI.
+// exited are visible through the CRI. The moves are checked by one rule
+// (transitions, transition.go).
 type State string
 
 const (

@@ -101,13 +101,14 @@ type Manager struct {
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
 	t, err := store.OpenTable(filepath.Join(d.RootDir, "containers"), store.TableOptions[Container]{
-		Kind:      "container",
-		ID:        func(c *Container) string { return c.ID },
-		Name:      func(c *Container) string { return c.Name },
-		Hidden:    func(c *Container) bool { return c.State == StateCreating },
-		Clone:     (*Container).clone,
-		Delivered: func(c *Container) *bool { return &c.Delivered },
-		Records:   d.Records,
+		Kind:       "container",
+		ID:         func(c *Container) string { return c.ID },
+		Name:       func(c *Container) string { return c.Name },
+		Hidden:     func(c *Container) bool { return c.State == StateCreating },
+		Clone:      (*Container).clone,
+		Delivered:  func(c *Container) *bool { return &c.Delivered },
+		Transition: transition,
+		Records:    d.Records,
 	})
 	if err != nil {
 		return nil, err

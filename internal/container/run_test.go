@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -271,5 +272,32 @@ func TestUpdateAndReopenGuards(t *testing.T) {
 	}
 	if err := h.m.UpdateResources(context.Background(), id, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("update of an exited container: %v, want FailedPrecondition", err)
+	}
+}
+
+// TestTransitions pins the state machine: a move added or dropped is a
+// decision to make here too.
+func TestTransitions(t *testing.T) {
+	want := []string{"created -> exited", "created -> running", "creating -> created", "running -> exited"}
+	if got := transitions.Moves(); !slices.Equal(got, want) {
+		t.Errorf("moves %q, want %q", got, want)
+	}
+}
+
+// TestTransitionRefusedUpdate: the record table applies the rule to every
+// update: an exited container cannot be made running again, in memory or
+// on disk.
+func TestTransitionRefusedUpdate(t *testing.T) {
+	h := newHarness(t)
+	id := h.start(t, "c")
+	if err := h.m.Stop(context.Background(), id, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := h.m.t.Current(id)
+	if err := h.m.t.Update(c, func(c *Container) { c.State, c.Pid = StateRunning, 1 }); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("exited -> running: %v, want FailedPrecondition", err)
+	}
+	if got, _ := h.m.Get(id); got.State != StateExited || h.records.Get(id).State != StateExited {
+		t.Errorf("container %s, record %s after a refused update", got.State, h.records.Get(id).State)
 	}
 }

@@ -549,3 +549,29 @@ func (c *fakeContainers) StopPod(ctx context.Context, id string) error {
 func (c *fakeContainers) RemovePod(ctx context.Context, id string) error {
 	return c.rec.Call("Containers.RemovePod", id)
 }
+
+// TestTransitions pins the state machine: a move added or dropped is a
+// decision to make here too.
+func TestTransitions(t *testing.T) {
+	want := []string{"creating -> notready", "creating -> ready", "ready -> notready"}
+	if got := transitions.Moves(); !slices.Equal(got, want) {
+		t.Errorf("moves %q, want %q", got, want)
+	}
+}
+
+// TestTransitionRefusedUpdate: the record table applies the rule to every
+// update: a stopped sandbox cannot be made ready again.
+func TestTransitionRefusedUpdate(t *testing.T) {
+	h := newHarness(t)
+	id := h.run(t, true)
+	if err := h.m.Stop(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	s := h.m.t.Current(id)
+	if err := h.m.t.Update(s, func(s *Sandbox) { s.State = StateReady }); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("notready -> ready: %v, want FailedPrecondition", err)
+	}
+	if got, _ := h.m.Get(id); got.State != StateNotReady || h.records.Get(id).State != StateNotReady {
+		t.Errorf("sandbox %s after a refused update", got.State)
+	}
+}

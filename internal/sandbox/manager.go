@@ -65,13 +65,14 @@ type Manager struct {
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
 	t, err := store.OpenTable(filepath.Join(d.RootDir, "sandboxes"), store.TableOptions[Sandbox]{
-		Kind:      "pod sandbox",
-		ID:        func(s *Sandbox) string { return s.ID },
-		Name:      func(s *Sandbox) string { return s.Name },
-		Hidden:    func(s *Sandbox) bool { return s.State == StateCreating },
-		Clone:     (*Sandbox).clone,
-		Delivered: func(s *Sandbox) *bool { return &s.Delivered },
-		Records:   d.Records,
+		Kind:       "pod sandbox",
+		ID:         func(s *Sandbox) string { return s.ID },
+		Name:       func(s *Sandbox) string { return s.Name },
+		Hidden:     func(s *Sandbox) bool { return s.State == StateCreating },
+		Clone:      (*Sandbox).clone,
+		Delivered:  func(s *Sandbox) *bool { return &s.Delivered },
+		Transition: transition,
+		Records:    d.Records,
 	})
 	if err != nil {
 		return nil, err

@@ -11,7 +11,8 @@ import (
 // State of a sandbox. The machine is: creating -> ready -> notready, and
 // creating -> (rolled back, gone). Only ready and notready are ever visible
 // through the CRI; a record still "creating" at start-up is the trace of a
-// crash mid-RunPodSandbox and is rolled back.
+// crash mid-RunPodSandbox and is rolled back. The moves are checked by one
+// rule (transitions, transition.go).
 type State string
 
 const (
