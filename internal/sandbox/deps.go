@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/go-digest"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/image"
@@ -70,3 +71,18 @@ func (HostNetNS) New(dir, id string) (string, error)      { return netns.New(dir
 func (HostNetNS) Pin(dir, id, src string) (string, error) { return netns.Pin(dir, id, src) }
 func (HostNetNS) Remove(path string) error                { return netns.Remove(path) }
 func (HostNetNS) List(dir string) ([]string, error)       { return netns.List(dir) }
+
+// FileMaker prepares and removes the files a pod's containers share
+// (HostFileMaker: PrepareFiles and CleanupFiles, which mount /dev/shm).
+type FileMaker interface {
+	Prepare(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) (Files, error)
+	Cleanup(dir string) error
+}
+
+// HostFileMaker is FileMaker on the node.
+type HostFileMaker struct{}
+
+func (HostFileMaker) Prepare(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) (Files, error) {
+	return PrepareFiles(dir, cfg, host)
+}
+func (HostFileMaker) Cleanup(dir string) error { return CleanupFiles(dir) }

@@ -78,7 +78,7 @@ func (h *harness) open(t *testing.T) *Manager {
 	}
 	m, err := New(Deps{
 		Config: config.NewHolder(cfg), Images: h.images, Snapshots: h.snaps, Network: h.net, Supervisor: h.sup,
-		NetNS: h.netns, HostFiles: h.hosts, RootDir: t.TempDir(), StateDir: h.state, Log: nullLog(), Records: h.records,
+		NetNS: h.netns, Files: fakeFiles{h.rec}, HostFiles: h.hosts, RootDir: t.TempDir(), StateDir: h.state, Log: nullLog(), Records: h.records,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +105,16 @@ func podConfig(name string, hostNetwork bool) *runtimeapi.PodSandboxConfig {
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name},
 		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}},
 	}
+}
+
+// usernsPodConfig is a pod in its own user namespace.
+func usernsPodConfig(name string) *runtimeapi.PodSandboxConfig {
+	cfg := podConfig(name, false)
+	m := []*runtimeapi.IDMapping{{HostId: 100000, ContainerId: 0, Length: 65536}}
+	cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{
+		UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m},
+	}
+	return cfg
 }
 
 // assertGone checks that nothing of sandbox id is left: no record, no
@@ -163,6 +173,7 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		hostNetwork bool
+		userns      bool // a pod user namespace: the pause makes the netns
 		annotations map[string]string
 		setup       func(h *harness)
 		wantErr     error // default errInjected
@@ -184,9 +195,7 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 		{name: "pod network", setup: func(h *harness) { h.rec.Fail("Network.Setup", errInjected) }},
 		{name: "pause rootfs", setup: func(h *harness) { h.rec.Fail("Snapshots.PrepareRootfs", errInjected) }},
 		{name: "pause rootfs mount", setup: func(h *harness) { h.rec.Fail("Snapshots.MountRootfs", errInjected) }},
-		{name: "pod files", hostNetwork: true, wantErr: os.ErrNotExist, setup: func(h *harness) {
-			h.m.d.HostFiles.Hosts = filepath.Join(h.state, "no-hosts")
-		}},
+		{name: "pod files", setup: func(h *harness) { h.rec.Fail("Files.Prepare", errInjected) }},
 		{name: "pause create", setup: func(h *harness) { h.rec.Fail("Supervisor.Create", errInjected) }},
 		{name: "pause start", setup: func(h *harness) { h.rec.Fail("Supervisor.Start", errInjected) }},
 		{name: "pause start, host network", hostNetwork: true, setup: func(h *harness) { h.rec.Fail("Supervisor.Start", errInjected) }},
@@ -197,6 +206,14 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 		{name: "record of the pause", setup: func(h *harness) {
 			h.failPutWhen(func(s *Sandbox) bool { return s.PausePID != 0 })
 		}},
+		{name: "user namespace: netns pin", userns: true, setup: func(h *harness) { h.rec.Fail("NetNS.Pin", errInjected) }},
+		{name: "user namespace: record of the pin", userns: true, setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.NetNS != "" })
+		}},
+		{name: "user namespace: pod network", userns: true, setup: func(h *harness) { h.rec.Fail("Network.Setup", errInjected) }},
+		{name: "user namespace: record of the network", userns: true, setup: func(h *harness) {
+			h.failPutWhen(func(s *Sandbox) bool { return s.NetworkReady })
+		}},
 		{name: "an NRI plugin refuses", setup: func(h *harness) { h.rec.Fail("NRI.RunPodSandbox", errInjected) }},
 		{name: "record of ready", setup: func(h *harness) {
 			h.failPutWhen(func(s *Sandbox) bool { return s.State == StateReady })
@@ -205,6 +222,9 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			cfg := podConfig("p", tc.hostNetwork)
+			if tc.userns {
+				cfg = usernsPodConfig("p")
+			}
 			cfg.Annotations = tc.annotations
 			if tc.setup != nil {
 				tc.setup(h)
@@ -255,6 +275,7 @@ func TestRunSucceeds(t *testing.T) {
 		{"pod network", false, false},
 		{"host network", true, false},
 		{"pause image pulled first", false, true},
+		{"user namespace", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -263,7 +284,11 @@ func TestRunSucceeds(t *testing.T) {
 				h.images.AddPullable(pauseRef, fakes.NewImage(pauseRef))
 				h.m.d.Images = h.images
 			}
-			id, err := h.m.Run(context.Background(), podConfig("p", tc.hostNetwork), "")
+			cfg := podConfig("p", tc.hostNetwork)
+			if tc.name == "user namespace" {
+				cfg = usernsPodConfig("p")
+			}
+			id, err := h.m.Run(context.Background(), cfg, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -494,6 +519,7 @@ func TestRemove(t *testing.T) {
 	steps := append(slices.Clone(stopSteps), []stopStep{
 		{"pause delete", func(h *harness) { h.rec.Fail("Supervisor.Delete", errInjected) }, false},
 		{"rootfs removal", func(h *harness) { h.rec.Fail("Snapshots.RemoveRootfs", errInjected) }, false},
+		{"pod files removal", func(h *harness) { h.rec.Fail("Files.Cleanup", errInjected) }, false},
 		{"record removal", func(h *harness) { h.rec.Fail("Records.Delete", errInjected) }, false},
 	}...)
 	for _, tc := range steps {
@@ -574,4 +600,21 @@ func TestTransitionRefusedUpdate(t *testing.T) {
 	if got, _ := h.m.Get(id); got.State != StateNotReady || h.records.Get(id).State != StateNotReady {
 		t.Errorf("sandbox %s after a refused update", got.State)
 	}
+}
+
+// fakeFiles makes a pod's directory without mounting its /dev/shm.
+type fakeFiles struct{ rec *fakes.Recorder }
+
+func (f fakeFiles) Prepare(dir string, cfg *runtimeapi.PodSandboxConfig, host HostFiles) (Files, error) {
+	if err := f.rec.Call("Files.Prepare", filepath.Base(dir)); err != nil {
+		return Files{}, err
+	}
+	return Files{Hostname: filepath.Join(dir, "hostname"), Shm: filepath.Join(dir, "shm")}, os.MkdirAll(dir, 0o711)
+}
+
+func (f fakeFiles) Cleanup(dir string) error {
+	if err := f.rec.Call("Files.Cleanup", filepath.Base(dir)); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }

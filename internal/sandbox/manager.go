@@ -41,7 +41,9 @@ type Deps struct {
 	Network    Network
 	Supervisor Supervisor
 	// NetNS pins the pods' network namespaces; nil: HostNetNS.
-	NetNS     NetNS
+	NetNS NetNS
+	// Files makes the pods' shared files; nil: HostFileMaker.
+	Files     FileMaker
 	Host      oci.Host
 	HostFiles HostFiles
 	// RootDir holds the records (RootDir/sandboxes); StateDir the netns
@@ -82,6 +84,9 @@ func New(d Deps) (*Manager, error) {
 	}
 	if d.NetNS == nil {
 		d.NetNS = HostNetNS{}
+	}
+	if d.Files == nil {
+		d.Files = HostFileMaker{}
 	}
 	return &Manager{d: d, t: t, events: noEvents{}}, nil
 }

@@ -132,7 +132,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			continue
 		}
 		log := m.d.Log.WithField("sandbox", d.Name())
-		if err := CleanupFiles(m.podDir(d.Name())); err != nil {
+		if err := m.d.Files.Cleanup(m.podDir(d.Name())); err != nil {
 			log.WithError(err).Error("remove pod files no sandbox owns")
 			continue
 		}

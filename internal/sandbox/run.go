@@ -306,7 +306,7 @@ func (m *Manager) makePause(ctx context.Context, s *Sandbox, img image.Image, h 
 	if err != nil {
 		return 0, fmt.Errorf("sandbox rootfs: %w", err)
 	}
-	files, err := PrepareFiles(m.podDir(s.ID), s.config, m.d.HostFiles)
+	files, err := m.d.Files.Prepare(m.podDir(s.ID), s.config, m.d.HostFiles)
 	if err != nil {
 		return 0, err
 	}

@@ -155,7 +155,7 @@ func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
 	if err := m.d.Snapshots.RemoveRootfs(s.ID); err != nil {
 		return fmt.Errorf("remove sandbox rootfs: %w", err)
 	}
-	if err := CleanupFiles(m.podDir(s.ID)); err != nil {
+	if err := m.d.Files.Cleanup(m.podDir(s.ID)); err != nil {
 		return err
 	}
 	if s.Image != "" {
