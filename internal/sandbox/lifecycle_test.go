@@ -211,6 +211,11 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 			h.failPutWhen(func(s *Sandbox) bool { return s.NetNS != "" })
 		}},
 		{name: "user namespace: pod network", userns: true, setup: func(h *harness) { h.rec.Fail("Network.Setup", errInjected) }},
+		// Regression: the annotation is read once the pause runs; read
+		// after the pin was recorded, it failed the rollback too (CNI DEL
+		// needs the same pod description), leaking the pod for good.
+		{name: "user namespace: bad bandwidth annotation", userns: true, wantErr: errdefs.ErrInvalidArgument,
+			annotations: map[string]string{"kubernetes.io/ingress-bandwidth": "lots"}},
 		{name: "user namespace: record of the network", userns: true, setup: func(h *harness) {
 			h.failPutWhen(func(s *Sandbox) bool { return s.NetworkReady })
 		}},

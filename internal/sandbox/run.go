@@ -277,6 +277,13 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 // be the host's. Should berthd die before the pin is recorded, recovery
 // sweeps the unowned pin; before the pin, the namespace dies with the pause.
 func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) error {
+	// The pod's network description is checked before the pin is
+	// recorded: a bad one found after would fail the rollback's CNI DEL
+	// too, and the pod could never be removed.
+	pod, err := m.networkPod(s)
+	if err != nil {
+		return err
+	}
 	path, err := m.d.NetNS.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return fmt.Errorf("pod network namespace: %w", err)
@@ -284,10 +291,7 @@ func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) erro
 	if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = path }); err != nil {
 		return err
 	}
-	pod, err := m.networkPod(s)
-	if err != nil {
-		return err
-	}
+	pod.NetNS = path
 	res, err := m.d.Network.Setup(ctx, pod)
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
