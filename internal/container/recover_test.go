@@ -2,6 +2,8 @@ package container
 
 import (
 	"context"
+	"errors"
+	"os"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -122,4 +124,34 @@ func (h *harness) plant(t *testing.T, id string, state State, restore bool, sup 
 func TestRecoverDropsUnreadableRecords(t *testing.T) {
 	h := newHarness(t)
 	fakes.CheckRecoverDrops(t, h.records, func() error { return h.open(t).Recover(context.Background()) })
+}
+
+// TestStartRestored: a container created from a checkpoint is created in
+// the supervisor only at start, by a restore; its unpacked checkpoint goes
+// with it.
+func TestStartRestored(t *testing.T) {
+	h := newHarness(t)
+	c := h.plant(t, "c1", StateCreated, true, "")
+	h.m = h.open(t)
+	if err := h.m.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Fail("Supervisor.Restore", errInjected)
+	if err := h.m.Start(context.Background(), c.ID); !errors.Is(err, errInjected) {
+		t.Fatalf("Start: %v", err)
+	}
+	h.rec.Clear()
+	if err := h.m.Start(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := h.m.Get(c.ID); got.State != StateRunning || !h.rec.Called("Supervisor.Restore "+c.ID) {
+		t.Errorf("restored container %s, calls %v", got.State, h.rec.Calls())
+	}
+	if err := h.m.Remove(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.Restore); !os.IsNotExist(err) {
+		t.Errorf("unpacked checkpoint left: %v", err)
+	}
+	h.assertNoContainers(t)
 }
