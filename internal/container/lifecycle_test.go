@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,7 +141,7 @@ func (h *harness) create(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	h.rec.Reset()
-	*h.events = nil
+	h.events.reset()
 	return id
 }
 
@@ -152,7 +153,7 @@ func (h *harness) start(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	h.rec.Reset()
-	*h.events = nil
+	h.events.reset()
 	return id
 }
 
@@ -269,8 +270,8 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 				t.Fatalf("Create = %q, %v; want an error wrapping %v", id, err, want)
 			}
 			h.assertNoContainers(t)
-			if len(*h.events) != 0 {
-				t.Errorf("events of a failed Create: %v", *h.events)
+			if len(h.events.all()) != 0 {
+				t.Errorf("events of a failed Create: %v", h.events.all())
 			}
 			if tc.rolledBack != h.rec.Called("NRI.UndoCreateContainer") {
 				t.Errorf("NRI told to undo the create: %v, want %v", !tc.rolledBack, tc.rolledBack)
@@ -386,8 +387,8 @@ func TestCreateSucceeds(t *testing.T) {
 	if !slices.Equal(h.images.Holders(app), []string{holder(id)}) || !slices.Equal(h.images.Holders(vol), []string{volumeHolder(id, 0)}) {
 		t.Errorf("image holders %v", h.images.Held())
 	}
-	if want := (recordedEvents{fmt.Sprintf("%d %s created", EventCreated, id)}); fmt.Sprint(*h.events) != fmt.Sprint(want) {
-		t.Errorf("events %v, want %v", *h.events, want)
+	if want := []string{fmt.Sprintf("%d %s created", EventCreated, id)}; fmt.Sprint(h.events.all()) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", h.events.all(), want)
 	}
 	if !h.rec.Called("NRI.PostCreateContainer " + id) {
 		t.Error("NRI not told of the create")
@@ -459,10 +460,29 @@ func TestCreateRetried(t *testing.T) {
 	}
 }
 
-type recordedEvents []string
+// recordedEvents keeps the events sent, from any goroutine (exits are
+// recorded by the watches).
+type recordedEvents struct {
+	mu sync.Mutex
+	ev []string
+}
 
 func (r *recordedEvents) ContainerEvent(kind EventKind, c *Container) {
-	*r = append(*r, fmt.Sprintf("%d %s %s", kind, c.ID, c.State))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ev = append(r.ev, fmt.Sprintf("%d %s %s", kind, c.ID, c.State))
+}
+
+func (r *recordedEvents) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ev)
+}
+
+func (r *recordedEvents) reset() {
+	r.mu.Lock()
+	r.ev = nil
+	r.mu.Unlock()
 }
 
 type fakeNRI struct{ rec *fakes.Recorder }
