@@ -109,6 +109,8 @@ func New(d Deps) (*Manager, error) {
 		Delivered:  func(c *Container) *bool { return &c.Delivered },
 		Transition: transition,
 		Records:    d.Records,
+		ConfigKeys: configKeys,
+		Settled:    func(c *Container) bool { return c.State != StateCreating },
 	})
 	if err != nil {
 		return nil, err

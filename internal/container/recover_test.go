@@ -2,13 +2,17 @@ package container
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/testsupport/fakes"
 )
 
@@ -154,4 +158,55 @@ func TestStartRestored(t *testing.T) {
 		t.Errorf("unpacked checkpoint left: %v", err)
 	}
 	h.assertNoContainers(t)
+}
+
+// TestRecordFiles: on disk, a created container's config is a plain JSON
+// file written once, its status a small record file that its state changes
+// rewrite; a new berthd reads both back.
+func TestRecordFiles(t *testing.T) {
+	h := newHarness(t)
+	root := t.TempDir()
+	open := func() *Manager {
+		m, err := New(Deps{Config: h.cfg, Images: h.images, Snapshots: h.snaps, Sandboxes: h.sb, Supervisor: h.sup,
+			RootDir: root, StateDir: h.state, Log: nullLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := open()
+	id, err := m.Create(context.Background(), h.pod, containerConfig("c"), podConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(root, "containers", id+".config.json")
+	cfg, err := os.ReadFile(cfgPath)
+	var fields map[string]any
+	if err != nil || json.Unmarshal(cfg, &fields) != nil || fields["image_id"] == nil || fields["state"] != nil {
+		t.Fatalf("config file %s: %v", cfg, err)
+	}
+	// The CRI config shows as JSON, not base64.
+	if crcfg, ok := fields["config"].(map[string]any); !ok || crcfg["metadata"] == nil {
+		t.Fatalf("config file %s: %v", cfg, err)
+	}
+	if err := m.Start(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(cfgPath); string(again) != string(cfg) {
+		t.Error("the config file was rewritten by a start")
+	}
+	status, err := atomicfile.ReadRecord(filepath.Join(root, "containers", id+".json"))
+	if err != nil || strings.Contains(string(status), `"config"`) || !strings.Contains(string(status), `"running"`) {
+		t.Errorf("status record %s: %v", status, err)
+	}
+	m2 := open()
+	if err := m2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m2.Get(id)
+	if err != nil || c.State != StateRunning || c.Config().GetMetadata().GetName() != "c" || c.ImageID == "" {
+		t.Fatalf("recovered %+v, %v", c, err)
+	}
+	h.sup.Exit(id, 0)
+	waitStateOf(t, m2, id, StateExited)
 }

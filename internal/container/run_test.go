@@ -98,9 +98,15 @@ func TestStart(t *testing.T) {
 // waitState polls until container id is in state.
 func waitState(t *testing.T, h *harness, id string, state State) *Container {
 	t.Helper()
+	return waitStateOf(t, h.m, id, state)
+}
+
+// waitStateOf polls until container id of m is in state.
+func waitStateOf(t *testing.T, m *Manager, id string, state State) *Container {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := h.m.Get(id)
+		c, err := m.Get(id)
 		if err == nil && c.State == state {
 			return c
 		}

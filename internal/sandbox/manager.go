@@ -75,6 +75,8 @@ func New(d Deps) (*Manager, error) {
 		Delivered:  func(s *Sandbox) *bool { return &s.Delivered },
 		Transition: transition,
 		Records:    d.Records,
+		ConfigKeys: configKeys,
+		Settled:    func(s *Sandbox) bool { return s.State != StateCreating },
 	})
 	if err != nil {
 		return nil, err

@@ -53,6 +53,11 @@ type TableOptions[T any] struct {
 	// Records is where the records are kept; nil: the files under the
 	// table's dir (Open). Unit tests pass a fake that can fail a write.
 	Records Persister[T]
+	// ConfigKeys and Settled split the record files (Records.Split):
+	// ConfigKeys are the JSON keys written once, when Settled first
+	// holds; nil: one file per record.
+	ConfigKeys []string
+	Settled    func(*T) bool
 }
 
 // Persister keeps a Table's records: *Records in berthd.
@@ -69,6 +74,11 @@ func OpenTable[T any](dir string, o TableOptions[T]) (*Table[T], error) {
 		files, err := Open[T](dir)
 		if err != nil {
 			return nil, err
+		}
+		if o.ConfigKeys != nil {
+			if err := files.Split(o.ConfigKeys, o.Settled); err != nil {
+				return nil, err
+			}
 		}
 		recs = files
 	}
