@@ -7,6 +7,10 @@ BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]+\.' || echo 0.1.0-dev)
 REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 TAGS      := seccomp
+# The tests' builds add faultinject: berthd's fault points (internal/fault,
+# docs/fault-points.md) are compiled in only there, never in bin/berthd.
+TEST_TAGS := $(TAGS),faultinject
+TEST_BIN  := $(BIN)/test
 LDFLAGS   := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION) \
              -X github.com/berth-cri/berth/internal/version.Revision=$(REVISION)
 export CGO_ENABLED := 1
@@ -14,7 +18,7 @@ export CGO_ENABLED := 1
 # Binaries: berthd, and the supervisor once it exists.
 CMDS := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.go))))
 
-.PHONY: all deps build run install test test-unit test-integration test-conformance tools critest vet fmt clean bench test-vm test-vm-full criu
+.PHONY: all deps build test-bin run install test test-unit test-integration test-conformance tools critest vet fmt clean bench test-vm test-vm-full criu
 
 all: build
 
@@ -23,6 +27,11 @@ deps:
 
 build: deps
 	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# The binaries the integration and stress tests run: as build, plus the
+# fault points.
+test-bin: deps
+	$(GO) build -tags '$(TEST_TAGS)' -ldflags '$(LDFLAGS)' -o $(TEST_BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # Serves in the foreground with the embedded defaults (or CONFIG=file).
 run: build
@@ -37,6 +46,7 @@ install: build
 
 vet:
 	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) vet -tags '$(TEST_TAGS)' ./internal/fault/
 
 fmt:
 	@out=$$(gofmt -l cmd internal api pkg test 2>/dev/null | grep -v '^test/conformance/harness/'); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -63,11 +73,14 @@ criu:
 # partial machine.
 BERTH_REQUIRE_ALL ?= 1
 
+# internal/fault's own tests run once without faultinject (the points do
+# nothing and BERTH_FAULT is refused) and, with the rest, once with it.
 test-unit: criu
-	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) $(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) $(GO) test -tags '$(TEST_TAGS)' -count=1 $$($(GO) list ./... | grep -v /test/)
+	$(GO) test -tags '$(TAGS)' -count=1 ./internal/fault/
 
-test-integration: tools criu
-	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -timeout 20m ./test/...
+test-integration: test-bin tools criu
+	BERTH_REQUIRE_ALL=$(BERTH_REQUIRE_ALL) BERTHD_BIN=$(CURDIR)/$(TEST_BIN)/berthd $(GO) test -tags '$(TEST_TAGS)' -count=1 -timeout 20m ./test/...
 
 clean:
 	rm -rf $(BIN)
@@ -85,10 +98,10 @@ test-conformance: build tools
 # and kubelet are built on first use and cached in /var/tmp. test-vm is the
 # CI part (platform tests, platform unit tests, focused critest, kubelet);
 # test-vm-full runs every integration test and all of critest there.
-test-vm: build tools
+test-vm: build tools criu
 	test/vm/test-vm.sh ci
 
-test-vm-full: build tools
+test-vm-full: build tools criu
 	test/vm/test-vm.sh full
 
 # berthd and containerd side by side through the CRI: bench/results.md and
@@ -104,13 +117,13 @@ bench: build
 # test-stress-short is the CI-sized form (100 pod cycles, about 2 minutes).
 .PHONY: test-stress test-stress-short
 stress = rc=0; log=$(CURDIR)/$(BIN)/stress.log; \
-	BERTH_STRESS=1 BERTH_CHURN=$(1) BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 60m ./test/stress/ >$$log 2>&1 || rc=1; \
-	BERTHD_BIN=$(CURDIR)/$(BIN)/berthd $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m -run '^(TestFault|TestCorrupt)' ./test/integration/ >>$$log 2>&1 || rc=1; \
+	BERTH_STRESS=1 BERTH_CHURN=$(1) BERTHD_BIN=$(CURDIR)/$(TEST_BIN)/berthd $(GO) test -tags '$(TEST_TAGS)' -count=1 -v -timeout 60m ./test/stress/ >$$log 2>&1 || rc=1; \
+	BERTHD_BIN=$(CURDIR)/$(TEST_BIN)/berthd $(GO) test -tags '$(TEST_TAGS)' -count=1 -v -timeout 20m -run '^(TestFault|TestCorrupt)' ./test/integration/ >>$$log 2>&1 || rc=1; \
 	echo "== stress summary (log: $$log)"; grep -E '^(churn|pulls|load):|^(--- |ok|FAIL)' $$log; \
 	if [ $$rc != 0 ]; then echo "stress tests FAILED"; exit 1; fi
 
-test-stress: build
+test-stress: test-bin
 	@$(call stress,1000)
 
-test-stress-short: build
+test-stress-short: test-bin
 	@$(call stress,$(or $(BERTH_CHURN),100))

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"unsafe"
 
@@ -46,8 +45,7 @@ func runKeeper(o options) int {
 		Env:  os.Environ(),
 		Setup: func() {
 			// Before the first supervisor starts, so it starts there too.
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			joinOwnCgroup(log, o.cgroup, o.scope)
+			joinOwnCgroup(newLogger(os.Stderr, false), o.cgroup, o.scope)
 		},
 	})
 	if errors.Is(err, keeper.ErrRunning) {

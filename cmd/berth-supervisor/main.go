@@ -6,15 +6,17 @@ package main
 import (
 	"flag"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"time"
 	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	// The container init side of libcontainer: the namespace-entering C
@@ -61,14 +63,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "berth-supervisor: %v\n", err)
 		os.Exit(1)
 	}
-	level := slog.LevelInfo
-	if o.debug {
-		level = slog.LevelDebug
-	}
 	logPath := filepath.Join(o.stateDir, "supervisor", "supervisor.log")
-	log := slog.New(slog.NewTextHandler(newRotatingLog(2, logPath, maxLogBytes), &slog.HandlerOptions{Level: level}))
+	log := newLogger(newRotatingLog(2, logPath, maxLogBytes), o.debug)
 	if err := run(log, exe, o.stateDir, o.cgroup, o.scope); err != nil {
-		log.Error("supervisor failed", "err", err)
+		log.WithError(err).Error("supervisor failed")
 		os.Exit(1)
 	}
 }
@@ -121,7 +119,21 @@ func runSealed() (string, error) {
 	return exe, nil // exec failed: run from the file
 }
 
-func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
+// newLogger is the supervisor's logger: logrus, as berthd's, in its text
+// form ("time=... level=info msg=... key=value"), so that both logs read
+// and grep alike (request_id=...). Not the standard logger, which
+// libcontainer writes to.
+func newLogger(w io.Writer, debug bool) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(w)
+	log.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
+	if debug {
+		log.SetLevel(logrus.DebugLevel)
+	}
+	return log
+}
+
+func run(log *logrus.Logger, exe, stateDir, cgroup, scope string) error {
 	// Under a keeper this is already done (the keeper moved itself before
 	// starting us): both steps then find us where we should be.
 	joinOwnCgroup(log, cgroup, scope)
@@ -145,19 +157,19 @@ func run(log *slog.Logger, exe, stateDir, cgroup, scope string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("supervisor serving", "pid", os.Getpid(), "socket", supervisor.SocketPath(stateDir), "version", version.Version)
+	log.WithFields(logrus.Fields{"pid": os.Getpid(), "socket": supervisor.SocketPath(stateDir), "version": version.Version}).Info("supervisor serving")
 	return srv.Serve()
 }
 
 // joinOwnCgroup moves this process out of berthd's cgroup, whose stop or
 // restart would take it along: into the systemd scope, else the cgroup of
 // its own. Failures are logged: running on is better than not running.
-func joinOwnCgroup(log *slog.Logger, cgroup, scope string) {
+func joinOwnCgroup(log logrus.FieldLogger, cgroup, scope string) {
 	if scope != "" {
 		if err := joinScope(scope); err != nil {
 			// Still better than staying in berthd's service, which a
 			// restart of berthd would stop, us with it.
-			log.Warn("could not move into own systemd scope; using a cgroup of its own", "scope", scope, "err", err)
+			log.WithError(err).WithField("scope", scope).Warn("could not move into own systemd scope; using a cgroup of its own")
 			cgroup = "berth-supervisor"
 		} else {
 			cgroup = ""
@@ -165,7 +177,7 @@ func joinOwnCgroup(log *slog.Logger, cgroup, scope string) {
 	}
 	if cgroup != "" {
 		if err := joinCgroup(cgroup); err != nil {
-			log.Warn("could not move into own cgroup", "cgroup", cgroup, "err", err)
+			log.WithError(err).WithField("cgroup", cgroup).Warn("could not move into own cgroup")
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/version"
 )
 
@@ -49,6 +50,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "berthd: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	// A crash test against a berthd without fault points must fail, not
+	// pass without a crash.
+	if err := fault.Check(); err != nil {
+		fmt.Fprintf(stderr, "berthd: %v\n", err)
+		return 1
 	}
 	loaded, err := config.Load(*configPath)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // TestFlusherBounded pins issue 17 item 10: each flush-behind write had a
@@ -39,24 +41,18 @@ func TestFlusherBounded(t *testing.T) {
 		t.Error("a write past the bound returned with its flush queued")
 	}
 	close(stall)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var n int
+	if !testsupport.Poll(5*time.Second, time.Millisecond, func() bool {
 		mu.Lock()
-		n := len(synced)
+		n = len(synced)
 		mu.Unlock()
-		if n == maxPendingFlushes+2 && done.Load() { // the queue's, then the writer's own
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d paths synced, want %d", n, maxPendingFlushes+2)
-		}
-		time.Sleep(time.Millisecond)
+		return n == maxPendingFlushes+2 && done.Load() // the queue's, then the writer's own
+	}) {
+		t.Fatalf("%d paths synced, want %d", n, maxPendingFlushes+2)
 	}
 	// The goroutine ends once idle.
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left", runtime.NumGoroutine()-before)
-		}
+	if !testsupport.Poll(5*time.Second, time.Millisecond, func() bool { return runtime.NumGoroutine() <= before }) {
+		t.Fatalf("%d goroutines left", runtime.NumGoroutine()-before)
 	}
 }
 

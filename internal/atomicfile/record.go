@@ -110,13 +110,23 @@ func ReadRecord(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s, ok := newestSlot(data); ok {
-		return data[s.off+recordHeader : s.off+recordHeader+s.len], nil
-	}
-	if len(data) >= len(recordMagic) && string(data[:len(recordMagic)]) == recordMagic {
-		return nil, fmt.Errorf("%s: %w", path, ErrDamagedRecord)
+	data, err = decodeRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, nil
+}
+
+// decodeRecord returns the latest version in a record file's content b (a
+// slice of b), or b itself if it is not a record file.
+func decodeRecord(b []byte) ([]byte, error) {
+	if s, ok := newestSlot(b); ok {
+		return b[s.off+recordHeader : s.off+recordHeader+s.len], nil
+	}
+	if len(b) >= len(recordMagic) && string(b[:len(recordMagic)]) == recordMagic {
+		return nil, ErrDamagedRecord
+	}
+	return b, nil
 }
 
 // createRecord replaces path with a record file holding data in slot 0.

@@ -18,6 +18,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Checkpoint archives: the layout CRI-O writes and checkpointctl reads (its
@@ -79,16 +80,35 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint work dir: %w", err)
 	}
-	// The dump runs apart from ctx: stopping CRIU half-way would leave the
-	// container's processes frozen or with CRIU's parasite in them. Past
-	// the deadline the caller is answered and the dump's files go when it
-	// ends.
+	// The container is frozen from before the dump until its writable
+	// layer is copied: left running in between, it could change a file
+	// the dump holds open (CRIU then refuses the restore: "File ... has
+	// bad size"). The dump runs apart from ctx: stopping CRIU half-way
+	// would leave the container's processes frozen or with CRIU's parasite
+	// in them. Past the deadline the caller is answered; the checkpoint
+	// goes on, the container is resumed and the files go when it ends.
+	if err := m.d.Supervisor.Pause(ctx, c.ID, true); err != nil {
+		return fmt.Errorf("pause container %s for its checkpoint: %w", c.ID, err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		err := m.d.Supervisor.Checkpoint(context.WithoutCancel(ctx), c.ID, supv1.CheckpointRequest{
 			ImagesDir: filepath.Join(work, metadata.CheckpointDirectory), WorkDir: filepath.Join(work, "criu"),
 			CriuPath: m.d.Criu.Path,
 		})
+		if err == nil {
+			err = m.writeCheckpointFiles(c, work, time.Now())
+		} else {
+			err = fmt.Errorf("checkpoint of container %s: %w", c.ID, err)
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rerr := m.d.Supervisor.Pause(rctx, c.ID, false); rerr != nil {
+			logctx.G(ctx, m.d.Log).WithError(rerr).Error("resume a container after its checkpoint")
+			if err == nil {
+				err = fmt.Errorf("resume container %s after its checkpoint: %w", c.ID, rerr)
+			}
+		}
 		done <- err
 	}()
 	select {
@@ -99,9 +119,6 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 	}
 	defer os.RemoveAll(work)
 	if err != nil {
-		return fmt.Errorf("checkpoint of container %s: %w", c.ID, err)
-	}
-	if err := m.writeCheckpointFiles(c, work, time.Now()); err != nil {
 		return err
 	}
 	return writeTar(location, work, archiveFiles)

@@ -14,6 +14,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
 
@@ -86,7 +87,7 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 		defer cancel()
 		for _, id := range paused {
 			if rerr := m.d.Supervisor.Pause(rctx, id, false); rerr != nil {
-				m.d.Log.WithError(rerr).WithField("container", id).Error("resume a container after a pod checkpoint")
+				logctx.G(ctx, m.d.Log).WithError(rerr).WithField("container", id).Error("resume a container after a pod checkpoint")
 				if err == nil {
 					err = fmt.Errorf("resume container %s: %w", id, rerr)
 				}
@@ -181,7 +182,7 @@ func (m *Manager) RestorePod(ctx context.Context, dir string, podCfg *runtimeapi
 			rctx := context.WithoutCancel(ctx)
 			m.d.Sandboxes.Stop(rctx, made)
 			if rerr := m.d.Sandboxes.Remove(rctx, made); rerr != nil {
-				m.d.Log.WithError(rerr).WithField("pod", made).Error("remove the sandbox of a failed RestorePod")
+				logctx.G(ctx, m.d.Log).WithError(rerr).WithField("pod", made).Error("remove the sandbox of a failed RestorePod")
 			}
 		}
 	}()

@@ -4,7 +4,6 @@
 package container
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -139,9 +138,4 @@ func (c *Container) CRIState() runtimeapi.ContainerState {
 // builds it.
 func containerName(c *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMetadata) string {
 	return strings.Join([]string{c.GetName(), pod.GetName(), pod.GetNamespace(), pod.GetUid(), fmt.Sprint(c.GetAttempt())}, "_")
-}
-
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
 }

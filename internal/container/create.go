@@ -21,6 +21,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
@@ -60,7 +61,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	}
 	if ctx.Err() == nil {
 		if err := m.t.MarkDelivered(id); err != nil {
-			m.d.Log.WithError(err).Warn("record the delivery of a create")
+			logctx.G(ctx, m.d.Log).WithError(err).WithField("container", id).Warn("record the delivery of a create")
 		}
 	}
 	return id, nil
@@ -84,6 +85,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		ID: store.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
 	}
+	ctx = logctx.WithField(ctx, logctx.ContainerField, c.ID)
 	unlock := m.t.Lock(c.ID)
 	defer unlock()
 	if m.nri != nil {
@@ -140,7 +142,7 @@ func (m *Manager) markCreated(ctx, caller context.Context, c *Container) (string
 
 func (m *Manager) rollback(ctx context.Context, c *Container) {
 	if err := m.tearDown(ctx, c); err != nil {
-		m.d.Log.WithError(err).WithField("container", c.ID).Error("roll back a failed CreateContainer")
+		logctx.G(ctx, m.d.Log).WithError(err).WithField("container", c.ID).Error("roll back a failed CreateContainer")
 	}
 	if m.nri != nil {
 		m.nri.UndoCreateContainer(ctx, c.clone())
@@ -210,7 +212,9 @@ func (m *Manager) check(cfg *runtimeapi.ContainerConfig, sb *sandbox.Sandbox) (i
 func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, rootfs func() error) error {
 	cfg := c.config
 	t := newPhases()
-	defer func() { m.d.Log.WithField("container", c.ID).WithFields(t.fields()).Debug("create phases") }()
+	defer func() {
+		logctx.G(ctx, m.d.Log).WithField("container", c.ID).WithFields(t.fields()).Debug("create phases")
+	}()
 	h, err := config.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
 	if err != nil {
 		return err

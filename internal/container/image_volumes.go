@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/snapshot"
 )
@@ -75,10 +77,10 @@ func (m *Manager) mountImageVolumes(c *Container, vols []oci.ImageVolume) (map[s
 }
 
 // releaseVolumeImages ends c's use of its volume images.
-func (m *Manager) releaseVolumeImages(c *Container) {
+func (m *Manager) releaseVolumeImages(ctx context.Context, c *Container) {
 	for _, v := range c.VolumeImages {
 		if err := m.d.Images.Release(v.ImageID, volumeHolder(c.ID, v.Mount)); err != nil {
-			m.d.Log.WithError(err).WithField("container", c.ID).Warn("release an image volume's image")
+			logctx.G(ctx, m.d.Log).WithError(err).WithField("container", c.ID).Warn("release an image volume's image")
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-cri/berth/internal/cdi"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/criu"
+	"github.com/berth-cri/berth/internal/flight"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -92,7 +93,7 @@ type Deps struct {
 type Manager struct {
 	d        Deps
 	t        *store.Table[Container]
-	inflight store.Inflight[string]
+	inflight flight.Group[string]
 	users    userFiles // images' /etc/passwd and /etc/group
 
 	nri NRI // nil: NRI is off

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
@@ -107,6 +108,7 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 		ID: store.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(),
 	}
+	ctx = logctx.WithField(ctx, logctx.ContainerField, c.ID)
 	unlock := m.t.Lock(c.ID)
 	defer unlock()
 	dir := filepath.Join(m.checkpointWorkDir(), "restore-"+c.ID)

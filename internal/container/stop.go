@@ -12,6 +12,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // killWait bounds the wait for a SIGKILLed container to be reaped.
@@ -173,9 +174,9 @@ func (m *Manager) tearDown(ctx context.Context, c *Container) error {
 	}
 	if c.ImageID != "" {
 		if err := m.d.Images.Release(c.ImageID, holder(c.ID)); err != nil {
-			m.d.Log.WithError(err).WithField("container", c.ID).Warn("release container image")
+			logctx.G(ctx, m.d.Log).WithError(err).WithField("container", c.ID).Warn("release container image")
 		}
 	}
-	m.releaseVolumeImages(c)
+	m.releaseVolumeImages(ctx, c)
 	return m.t.Forget(c)
 }

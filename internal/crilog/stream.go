@@ -2,8 +2,6 @@ package crilog
 
 import (
 	"bytes"
-	"errors"
-	"io"
 )
 
 // StreamWriter turns one stream's bytes into records of a File. It is not
@@ -85,24 +83,5 @@ func (w *StreamWriter) emit(partial bool, tail []byte) {
 func (w *StreamWriter) Flush() {
 	if len(w.pending) > 0 {
 		w.emit(true, nil)
-	}
-}
-
-// Copy reads r into w until EOF or a read error, then flushes. It returns
-// nil at EOF, and the read error otherwise (os.ErrDeadlineExceeded when the
-// caller stopped it through a read deadline).
-func (w *StreamWriter) Copy(r io.Reader, buf []byte) error {
-	defer w.Flush()
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			w.Write(buf[:n])
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func event(i int) *runtimeapi.ContainerEventResponse {
@@ -93,13 +95,7 @@ func TestBrokerContextEnds(t *testing.T) {
 	if ctx.Err() == nil {
 		t.Fatal("ctx must be done: that is how a reader tells cancel from overflow")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Subscribers() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("subscriber not removed after its context ended")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testsupport.PollUntil(t, "the subscriber's removal after its context ended", 5*time.Second, func() bool { return b.Subscribers() == 0 })
 	b.Publish(event(1)) // no send on a closed channel
 
 	done, cancelDone := context.WithCancel(context.Background())

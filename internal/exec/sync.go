@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // drainGrace bounds how long output is read after the exec'd process ended:
@@ -97,7 +99,7 @@ func (e *Execer) Sync(ctx context.Context, t Target, cmd []string, timeout time.
 	select {
 	case <-ioDone:
 	case <-time.After(drainGrace):
-		e.log.WithField("id", t.ID).Debug("exec left a process holding its output; not waiting for it")
+		logctx.G(ctx, e.log).WithField("id", t.ID).Debug("exec left a process holding its output; not waiting for it")
 	}
 	// Stop readers still blocked (a leftover child holding the pipes).
 	now := time.Now()

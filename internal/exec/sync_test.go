@@ -190,12 +190,10 @@ func TestSyncParallel(t *testing.T) {
 		}
 		return ""
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for childCount(os.Getpid()) > children || fdCount() > fds || runtimeGoroutines() > goroutines || supLeaks() != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("leak: children %d -> %d, fds %d -> %d, goroutines %d -> %d; %s",
-				children, childCount(os.Getpid()), fds, fdCount(), goroutines, runtimeGoroutines(), supLeaks())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testsupport.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+		return childCount(os.Getpid()) <= children && fdCount() <= fds && runtimeGoroutines() <= goroutines && supLeaks() == ""
+	}) {
+		t.Fatalf("leak: children %d -> %d, fds %d -> %d, goroutines %d -> %d; %s",
+			children, childCount(os.Getpid()), fds, fdCount(), goroutines, runtimeGoroutines(), supLeaks())
 	}
 }

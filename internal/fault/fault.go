@@ -1,107 +1,34 @@
 // Package fault kills berthd at named points of its work, for the tests
 // that check what a crash at any instant leaves behind (docs/fault-points.md).
 //
-// It is off unless the environment variable BERTH_FAULT names a point when
-// the process starts: "sandbox.after-cni-add" kills at the first hit of that
-// point, "sandbox.after-cni-add@3" at the third. A disabled point costs one
-// string comparison. The kill is SIGKILL to the process itself, so no
-// deferred function, no rollback and no graceful stop runs: exactly what a
-// crash, an OOM kill or a power cut leaves.
+// The points are compiled in only with the build tag faultinject, which
+// the test builds of berthd use (Makefile TEST_TAGS, test/internal/harness,
+// test/vm); without it Point and Reader do nothing, so a production berthd
+// cannot be made to kill itself, and refuses to start when BERTH_FAULT is
+// set (see Check) rather than ignore it silently.
+//
+// With the tag, it is off unless the environment variable BERTH_FAULT
+// names a point when the process starts: "sandbox.after-cni-add" kills at
+// the first hit of that point, "sandbox.after-cni-add@3" at the third. A
+// disabled point costs one string comparison. The kill is SIGKILL to the
+// process itself, so no deferred function, no rollback and no graceful
+// stop runs: exactly what a crash, an OOM kill or a power cut leaves.
 package fault
 
 import (
-	"io"
+	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"sync/atomic"
-	"syscall"
 )
 
 // EnvVar is the environment variable read at start.
 const EnvVar = "BERTH_FAULT"
 
-// armed is the one point this process dies at, parsed once from the
-// environment; it is never written after package initialisation, so reading
-// it needs no lock. An unarmed process has armed.name == "".
-var armed = parse(take())
-
-// take reads BERTH_FAULT and, when set, removes it from the environment:
-// the fault is meant for this process, not for the supervisor or the
-// processes it starts, which would otherwise inherit it (the supervisor
-// writes its exit records through atomicfile too). When unset, as in
-// production, nothing is changed.
-func take() string {
-	v, ok := os.LookupEnv(EnvVar)
-	if ok {
-		os.Unsetenv(EnvVar)
+// Check returns an error when EnvVar names a point in a process built without
+// the faultinject tag: a crash test run against such a binary would
+// otherwise pass without any crash happening.
+func Check() error {
+	if v := os.Getenv(EnvVar); v != "" && !Enabled {
+		return fmt.Errorf("%s=%q is set but this binary was built without the faultinject build tag, so it has no fault points", EnvVar, v)
 	}
-	return v
-}
-
-type trigger struct {
-	name string
-	nth  int64 // die at this hit, counting from 1
-	hits atomic.Int64
-}
-
-// parse reads "name" or "name@N"; anything unparsable disarms (a typo in a
-// test must not kill a daemon at a point nobody meant).
-func parse(v string) *trigger {
-	name, n, found := strings.Cut(v, "@")
-	t := &trigger{name: name, nth: 1}
-	if found {
-		nth, err := strconv.ParseInt(n, 10, 64)
-		if err != nil || nth < 1 {
-			return &trigger{}
-		}
-		t.nth = nth
-	}
-	return t
-}
-
-// Point kills the process if BERTH_FAULT names this point and this is the
-// hit it asked for.
-func Point(name string) {
-	if name != armed.name {
-		return
-	}
-	armed.hit()
-}
-
-func (t *trigger) hit() {
-	if t.hits.Add(1) == t.nth {
-		kill()
-	}
-}
-
-// kill is SIGKILL to ourselves; it does not return.
-func kill() {
-	syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	select {} // the signal is delivered asynchronously
-}
-
-// Reader returns r, made to call Point(name) once its first bytes have been
-// read: a point in the middle of a stream (a layer download). When name is
-// not armed it returns r itself.
-func Reader(name string, r io.Reader) io.Reader {
-	if name != armed.name {
-		return r
-	}
-	return &pointReader{r: r, name: name}
-}
-
-type pointReader struct {
-	r    io.Reader
-	name string
-	read bool
-}
-
-func (p *pointReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 && !p.read {
-		p.read = true
-		Point(p.name)
-	}
-	return n, err
+	return nil
 }

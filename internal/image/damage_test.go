@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // A content blob truncated or missing when berthd starts: the service
@@ -32,7 +33,7 @@ func TestRestartWithDamagedBlob(t *testing.T) {
 		{"manifest missing", false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			noLeaks(t)
+			testsupport.NoGoroutineLeaks(t)
 			f := newFakeRegistry(t)
 			f.image(t, "app", "v1", fakeImage{layers: [][]byte{smallTar(t, "a")}})
 			ref := f.ref("app:v1")

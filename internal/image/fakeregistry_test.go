@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 type fakeDoc struct {
@@ -208,25 +208,6 @@ func (f *fakeRegistry) trickle(w http.ResponseWriter, req *http.Request, data []
 	}
 }
 
-// noLeaks fails the test if, once its cleanups have run (servers closed),
-// the number of goroutines does not come back to what it was at the start.
-// Call it first, so that its cleanup runs last.
-func noLeaks(t *testing.T) {
-	t.Helper()
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Fatalf("%d goroutines left, %d at the start:\n%s", runtime.NumGoroutine(), base, buf)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
 // assertNothingLeft checks that no record of ref, snapshot, blob, ingest
 // file or extraction directory is left (extractions abandoned by a
 // cancelled pull wind down on their own: polled).
@@ -236,7 +217,7 @@ func (e *testEnv) assertNothingLeft(t *testing.T, ref string) {
 		t.Errorf("record of %s after a failed pull: %v", ref, err)
 	}
 	dirs := []string{filepath.Join(e.root, "content", "ingest"), filepath.Join(e.root, "snapshots", "tmp")}
-	waitFor(t, "ingest and extraction directories are empty", func() bool {
+	testsupport.PollUntil(t, "ingest and extraction directories are empty", 10*time.Second, func() bool {
 		for _, d := range dirs {
 			if es, _ := os.ReadDir(d); len(es) > 0 {
 				return false

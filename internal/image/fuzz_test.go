@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image/mediatype"
 	"github.com/berth-cri/berth/internal/image/reference"
 	"github.com/berth-cri/berth/internal/registry"
 )
@@ -72,7 +73,7 @@ func FuzzManifest(f *testing.F) {
 			t.Fatalf("accepted a manifest a pull cannot use: %+v", m)
 		}
 		for _, l := range m.Layers {
-			if l.Digest.Validate() != nil || l.Size < 0 || !layerTypes[l.MediaType] {
+			if l.Digest.Validate() != nil || l.Size < 0 || mediatype.KindOf(l.MediaType) != mediatype.Layer {
 				t.Fatalf("accepted layer %+v", l)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/registry"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // Pulls from hostile or broken registries, and of malformed images (issue
@@ -272,7 +273,7 @@ func TestHostilePulls(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			noLeaks(t)
+			testsupport.NoGoroutineLeaks(t)
 			f := newFakeRegistry(t)
 			ref := tc.setup(t, f)
 			e := newTestEnv(t, nil, func(o *Options) {
@@ -317,7 +318,7 @@ func TestHostilePulls(t *testing.T) {
 // An image without layers (and without diff ids) is valid: the snapshot
 // store gives its containers an empty lower directory.
 func TestPullZeroLayers(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	f := newFakeRegistry(t)
 	f.image(t, "empty", "v1", fakeImage{})
 	e := newTestEnv(t, nil, fixedPlatform)

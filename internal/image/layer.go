@@ -63,7 +63,7 @@ func (s *Service) ensureLayer(ctx context.Context, ref reference.Ref, auth *regi
 	if s.snapshots.Exists(chain) {
 		return nil
 	}
-	_, err := s.layers.Do(ctx, chain.String(), func(ctx context.Context) (struct{}, error) {
+	_, _, err := s.layers.Do(ctx, chain.String(), func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, s.fetchLayer(ctx, ref, auth, desc, diffID, chain)
 	})
 	if errors.Is(err, registry.ErrRegistryUnavailable) {

@@ -9,6 +9,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image/mediatype"
 )
 
 // maxLayers bounds the layers of one image: overlayfs stacks at most 500
@@ -16,28 +17,6 @@ import (
 // and a hostile manifest of thousands of tiny layers would otherwise start
 // a download for each.
 const maxLayers = 500
-
-// Layer media types berthd unpacks. The compression is read from the bytes
-// (see decompress), so the type only has to say "a tar, maybe compressed".
-// Foreign and non-distributable layers are refused rather than fetched from
-// the URLs their descriptors carry: those are Windows base layers, and
-// following URLs from a manifest would let an image make berthd fetch from
-// any address. Encrypted layers are refused too: berthd has no keys.
-var layerTypes = map[string]bool{
-	ocispec.MediaTypeImageLayer:                         true,
-	ocispec.MediaTypeImageLayerGzip:                     true,
-	ocispec.MediaTypeImageLayerZstd:                     true,
-	"application/vnd.docker.image.rootfs.diff.tar.gzip": true,
-	"application/vnd.docker.image.rootfs.diff.tar":      true,
-}
-
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == mediaTypeDockerManifest
-}
 
 // shape is what a manifest or index document says of itself, whatever it
 // was declared as.
@@ -76,7 +55,7 @@ func decodeManifest(desc ocispec.Descriptor, data []byte) (ocispec.Manifest, err
 	bad := func(format string, args ...any) (ocispec.Manifest, error) {
 		return ocispec.Manifest{}, fmt.Errorf("manifest %s: %s: %w", desc.Digest, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 	}
-	if s.MediaType != "" && !isManifestType(s.MediaType) {
+	if s.MediaType != "" && mediatype.KindOf(s.MediaType) != mediatype.Manifest {
 		return bad("declared as %q but its mediaType field says %q", desc.MediaType, s.MediaType)
 	}
 	if present(s.Manifests) || !present(s.Config) {
@@ -101,7 +80,7 @@ func decodeManifest(desc ocispec.Descriptor, data []byte) (ocispec.Manifest, err
 		if l.Size < 0 {
 			return bad("layer %s: size %d", l.Digest, l.Size)
 		}
-		if !layerTypes[l.MediaType] {
+		if mediatype.KindOf(l.MediaType) != mediatype.Layer {
 			return bad("layer %s: %s", l.Digest, layerTypeProblem(l.MediaType))
 		}
 	}
@@ -127,7 +106,7 @@ func decodeIndex(desc ocispec.Descriptor, data []byte) (ocispec.Index, error) {
 	if err != nil {
 		return idx, err
 	}
-	if (s.MediaType != "" && !isIndexType(s.MediaType)) || present(s.Config) || present(s.Layers) {
+	if (s.MediaType != "" && mediatype.KindOf(s.MediaType) != mediatype.Index) || present(s.Config) || present(s.Layers) {
 		return idx, fmt.Errorf("index %s: declared as %q but it is not an index (its mediaType field says %q, or it has a config or layers): %w",
 			desc.Digest, desc.MediaType, s.MediaType, errdefs.ErrInvalidArgument)
 	}

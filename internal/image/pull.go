@@ -14,17 +14,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image/mediatype"
 	"github.com/berth-cri/berth/internal/image/reference"
 	"github.com/berth-cri/berth/internal/imagepolicy"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/registry"
-)
-
-// Manifest media types besides the OCI ones.
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerSchema1      = "application/vnd.docker.distribution.manifest.v1+json"
-	mediaTypeDockerSchema1JWS   = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 )
 
 // maxIndexDepth bounds indexes nested in indexes.
@@ -60,7 +54,7 @@ func (s *Service) PullFor(ctx context.Context, ref string, auth *registry.Auth, 
 	// The namespace is part of the key: its policy may refuse what
 	// another namespace's accepts.
 	key := r.String() + "\x00" + handler + "\x00" + authKey(auth) + "\x00" + ns
-	img, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
+	img, _, err := s.pulls.Do(ctx, key, func(ctx context.Context) (*Image, error) {
 		// Timed here, once per shared pull, not once per waiting caller.
 		start := time.Now()
 		img, err := s.pull(ctx, r, auth, handler, ns)
@@ -166,7 +160,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, auth *registry.Au
 		victims := s.unreferenced(chains, blobDigests)
 		s.mu.Unlock()
 		if cerr := s.collect(victims); cerr != nil {
-			s.log.WithError(cerr).Warn("free data of a failed pull")
+			logctx.G(ctx, s.log).WithError(cerr).Warn("free data of a failed pull")
 		}
 		return nil, err
 	}
@@ -248,38 +242,26 @@ func manifestKind(desc ocispec.Descriptor, data []byte) string {
 	if desc.MediaType != "" {
 		return desc.MediaType
 	}
-	var probe struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     json.RawMessage   `json:"manifests"`
-		Layers        json.RawMessage   `json:"layers"`
-		FSLayers      []json.RawMessage `json:"fsLayers"`
-	}
-	if json.Unmarshal(data, &probe) != nil {
-		return ""
-	}
+	declared, shaped, err := mediatype.Sniff(data)
 	switch {
-	case probe.MediaType != "":
-		return probe.MediaType
-	case probe.SchemaVersion == 1 || probe.FSLayers != nil:
-		return mediaTypeDockerSchema1
-	case probe.Manifests != nil:
-		return ocispec.MediaTypeImageIndex
-	case probe.Layers != nil:
-		return ocispec.MediaTypeImageManifest
+	case err != nil:
+		return ""
+	case declared != "":
+		return declared
 	}
-	return ""
+	return shaped
 }
 
 // selectManifest follows indexes down to the manifest for s.platform,
 // appending every document it fetches to small.
 func (s *Service) selectManifest(ctx context.Context, ref reference.Ref, auth *registry.Auth, desc ocispec.Descriptor, data []byte, small *[]blob) (ocispec.Descriptor, ocispec.Manifest, error) {
 	for depth := 0; ; depth++ {
-		switch kind := manifestKind(desc, data); kind {
-		case ocispec.MediaTypeImageManifest, mediaTypeDockerManifest:
+		kind := manifestKind(desc, data)
+		switch mediatype.KindOf(kind) {
+		case mediatype.Manifest:
 			m, err := decodeManifest(desc, data)
 			return desc, m, err
-		case ocispec.MediaTypeImageIndex, mediaTypeDockerManifestList:
+		case mediatype.Index:
 			if depth >= maxIndexDepth {
 				return desc, ocispec.Manifest{}, fmt.Errorf("index %s: nested more than %d deep: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
 			}
@@ -300,7 +282,7 @@ func (s *Service) selectManifest(ctx context.Context, ref reference.Ref, auth *r
 			}
 			desc = child
 			*small = append(*small, blob{desc, data})
-		case mediaTypeDockerSchema1, mediaTypeDockerSchema1JWS:
+		case mediatype.Schema1:
 			return desc, ocispec.Manifest{}, fmt.Errorf("manifest %s: Docker schema 1 images are not supported (deprecated; push the image again with a current client): %w", desc.Digest, errdefs.ErrInvalidArgument)
 		default:
 			return desc, ocispec.Manifest{}, fmt.Errorf("manifest %s: unsupported media type %q: %w", desc.Digest, kind, errdefs.ErrInvalidArgument)

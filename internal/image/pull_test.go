@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 var amd64 = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
@@ -277,7 +278,7 @@ func TestConcurrentPullsShareLayer(t *testing.T) {
 	}
 	<-reg.started
 	chain := digest.Digest(mustDiffID(t, base))
-	waitFor(t, "both pulls wait for the shared layer", func() bool { return e.svc.layers.waiters(chain.String()) == 2 })
+	testsupport.PollUntil(t, "both pulls wait for the shared layer", 10*time.Second, func() bool { return e.svc.layers.Waiters(chain.String()) == 2 })
 	close(release)
 	wg.Wait()
 	for _, err := range errs {
@@ -306,7 +307,7 @@ func TestCancelledPullKeepsSharedDownload(t *testing.T) {
 	go func() { _, err := e.svc.Pull(ctx, reg.ref("shared:1"), nil, ""); errA <- err }()
 	go func() { _, err := e.svc.Pull(context.Background(), reg.ref("shared:1"), nil, ""); errB <- err }()
 	<-reg.started
-	waitFor(t, "both callers join the pull", func() bool { return e.svc.pulls.waiters(reg.ref("shared:1")+"\x00\x00\x00") == 2 })
+	testsupport.PollUntil(t, "both callers join the pull", 10*time.Second, func() bool { return e.svc.pulls.Waiters(reg.ref("shared:1")+"\x00\x00\x00") == 2 })
 	cancel()
 	if err := <-errA; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled pull: %v", err)
@@ -403,18 +404,6 @@ func mustDiffID(t *testing.T, l v1.Layer) string {
 		t.Fatal(err)
 	}
 	return d.String()
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestPullKeepsManifestAnnotations: the manifest's annotations (how a

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/content"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/flight"
 	"github.com/berth-cri/berth/internal/image/reference"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/registry"
@@ -92,8 +93,10 @@ type Service struct {
 	// sem bounds concurrent layer downloads across all pulls.
 	sem chan struct{}
 
-	pulls  flights[*Image]
-	layers flights[struct{}]
+	// pulls and layers share a pull or a layer download between its
+	// concurrent callers; it is cancelled once none waits any more.
+	pulls  flight.Group[*Image]
+	layers flight.Group[struct{}]
 
 	// commitMu serialises the changes of the image records: held from
 	// planning a change to applying it, around the disk writes, so that
@@ -156,6 +159,8 @@ func New(opts Options) (*Service, error) {
 		leases:    map[string]int{},
 		deleting:  map[string]chan struct{}{},
 	}
+	s.pulls.CancelAbandoned = true
+	s.layers.CancelAbandoned = true
 	s.SetPullProgressTimeout(opts.PullProgressTimeout)
 	if err := s.SetPinned(opts.PinnedImages); err != nil {
 		return nil, err

@@ -16,9 +16,9 @@ import (
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/registry"
-	"github.com/berth-cri/berth/internal/server"
 )
 
 // maxVerdicts bounds the verdict cache; past it the cache starts over
@@ -226,7 +226,7 @@ func verifyTarget(ctx context.Context, t Target, reqs []*Requirement, src Source
 }
 
 func (e *Enforcer) logVerdict(ctx context.Context, t Target, ns string, p *Policy, took time.Duration, err error) {
-	log := server.Log(ctx, e.log).WithFields(logrus.Fields{"image": t.Image, "digest": t.Digest, "namespace": ns, "policy_version": p.Version, "took": took})
+	log := logctx.G(ctx, e.log).WithFields(logrus.Fields{"image": t.Image, "digest": t.Digest, "namespace": ns, "policy_version": p.Version, "took": took})
 	var d *Denial
 	switch {
 	case err == nil:

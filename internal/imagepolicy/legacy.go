@@ -15,13 +15,11 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
-// Bundle media types sigstore-go reads: v0.1 takes a Rekor entry with its
-// signed entry timestamp alone (what the cosign tag scheme keeps), v0.3
-// is used for a signature without Rekor entry.
-const (
-	mediaTypeBundle01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
-	mediaTypeBundle03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
-)
+// mediaTypeBundle01 is the bundle version sigstore-go reads that takes a
+// Rekor entry with its signed entry timestamp alone (what the cosign tag
+// scheme keeps); a signature without Rekor entry is put in a MediaTypeBundle
+// (v0.3) bundle.
+const mediaTypeBundle01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
 
 // rekorBundle is the dev.sigstore.cosign/bundle annotation: the Rekor
 // entry of a cosign tag signature and its signed entry timestamp.
@@ -56,7 +54,7 @@ func legacyBundle(s Signature) (*bundle.Bundle, error) {
 	}
 	sum := sha256.Sum256(s.Payload)
 	pb := &protobundle.Bundle{
-		MediaType: mediaTypeBundle03,
+		MediaType: MediaTypeBundle,
 		VerificationMaterial: &protobundle.VerificationMaterial{
 			Content: &protobundle.VerificationMaterial_Certificate{Certificate: chain.Certificates[0]},
 		},

@@ -83,6 +83,25 @@ func pin(dir, id string, mount func(path string) error) (string, error) {
 
 // pinNew creates the namespace on a locked thread and bind-mounts it at path.
 func pinNew(path string) error {
+	unshare := func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare netns: %w", err)
+		}
+		return nil
+	}
+	return inThreadNetNS(unshare, func() error {
+		if err := unix.Mount(threadNetNS, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin netns at %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// inThreadNetNS runs fn on a locked OS thread that enter moved into another
+// network namespace, then moves the thread back. A thread that cannot be
+// moved back stays locked: it dies with its goroutine instead of running
+// other goroutines in the wrong namespace.
+func inThreadNetNS(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -93,22 +112,18 @@ func pinNew(path string) error {
 			return
 		}
 		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare netns: %w", err)
+			errc <- err
 			return
 		}
-		var mountErr error
-		if err := unix.Mount(threadNetNS, path, "none", unix.MS_BIND, ""); err != nil {
-			mountErr = fmt.Errorf("pin netns at %s: %w", path, err)
-		}
+		fnErr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread dies with this goroutine.
-			errc <- errors.Join(mountErr, fmt.Errorf("restore thread netns: %w", err))
+			errc <- errors.Join(fnErr, fmt.Errorf("restore thread netns: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
-		errc <- mountErr
+		errc <- fnErr
 	}()
 	return <-errc
 }
@@ -150,32 +165,15 @@ func Do(path string, fn func() error) error {
 	}
 	defer target.Close()
 
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(threadNetNS)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
+	enter := func() error {
 		// setns checks the namespace type, so a path that is not a network
 		// namespace (an unmounted pin after a reboot) fails here.
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
+			return fmt.Errorf("enter netns %s: %w", path, err)
 		}
-		fnErr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(fnErr, fmt.Errorf("restore thread netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
+		return nil
+	}
+	return inThreadNetNS(enter, fn)
 }
 
 // Pinned reports whether path holds a mounted namespace. A pin file left from

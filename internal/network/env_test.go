@@ -158,15 +158,3 @@ func countVeths(t *testing.T) int {
 	}
 	return strings.Count(string(out), "\n")
 }
-
-// poll waits for cond, failing the test at the deadline.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // Repeated pod starts and stops leave nothing behind: pins, veths, IP
@@ -57,7 +58,7 @@ func TestSetupTeardownLeaks(t *testing.T) {
 		t.Errorf("netns pins = %d, want %d", n, pinsBefore)
 	}
 	// Veths of a freed namespace go asynchronously.
-	poll(t, "veths back to start", func() bool { return countVeths(t) == vethsBefore })
+	testsupport.PollUntil(t, "veths back to start", 10*time.Second, func() bool { return countVeths(t) == vethsBefore })
 	if got := e.allocated(); len(got) != 0 {
 		t.Errorf("host-local allocations left: %v", got)
 	}

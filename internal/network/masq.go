@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // releaseOrphanMasq removes the ipMasq rule and chain that the bridge (and
@@ -25,7 +27,7 @@ func (m *Manager) releaseOrphanMasq(ctx context.Context, network, podID string) 
 		}
 		out, err := exec.CommandContext(ctx, bin, "-w", "-t", "nat", "-S", "POSTROUTING").Output()
 		if err != nil {
-			m.log.WithError(err).Warnf("list %s nat POSTROUTING for pod %s", bin, podID)
+			logctx.G(ctx, m.log).WithError(err).Warnf("list %s nat POSTROUTING for pod %s", bin, podID)
 			continue
 		}
 		for _, line := range strings.Split(string(out), "\n") {
@@ -44,11 +46,11 @@ func (m *Manager) releaseOrphanMasq(ctx context.Context, network, podID string) 
 			} {
 				cmd := append([]string{"-w", "-t", "nat"}, args...)
 				if out, err := exec.CommandContext(ctx, bin, cmd...).CombinedOutput(); err != nil {
-					m.log.WithError(err).Warnf("%s %s: %s", bin, strings.Join(cmd, " "), out)
+					logctx.G(ctx, m.log).WithError(err).Warnf("%s %s: %s", bin, strings.Join(cmd, " "), out)
 					break
 				}
 			}
-			m.log.Infof("removed orphaned masquerade chain %s of pod %s", chain, podID)
+			logctx.G(ctx, m.log).Infof("removed orphaned masquerade chain %s of pod %s", chain, podID)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/netns"
 )
 
@@ -92,7 +93,7 @@ func (m *Manager) rollback(ctx context.Context, podID string, tried []attachment
 	for i := len(tried) - 1; i >= 0; i-- {
 		a := tried[i]
 		if err := m.del(ctx, a); err != nil {
-			m.log.WithError(err).Warnf("undo network %q of pod %s after failed setup", a.list.Name, podID)
+			logctx.G(ctx, m.log).WithError(err).Warnf("undo network %q of pod %s after failed setup", a.list.Name, podID)
 		}
 	}
 }
@@ -112,7 +113,7 @@ func (m *Manager) Teardown(ctx context.Context, p Pod) error {
 		return fmt.Errorf("pod network teardown needs an id: %w", errdefs.ErrInvalidArgument)
 	}
 	var errs []error
-	for _, a := range m.teardownPlan(p) {
+	for _, a := range m.teardownPlan(ctx, p) {
 		if err := m.del(ctx, a); err != nil {
 			errs = append(errs, fmt.Errorf("remove pod %s from network %q: %w", p.ID, a.list.Name, err))
 			continue
@@ -138,17 +139,17 @@ func (m *Manager) del(ctx context.Context, a attachment) error {
 		one := *a.list
 		one.Plugins = a.list.Plugins[i : i+1]
 		if perr := m.cni.Load().DelNetworkList(ctx, &one, a.rt); perr != nil {
-			m.log.WithError(perr).Debugf("DEL of network %q, plugin %d", a.list.Name, i)
+			logctx.G(ctx, m.log).WithError(perr).Debugf("DEL of network %q, plugin %d", a.list.Name, i)
 		}
 	}
 	return err
 }
 
 // teardownPlan lists the DELs for p in order.
-func (m *Manager) teardownPlan(p Pod) []attachment {
+func (m *Manager) teardownPlan(ctx context.Context, p Pod) []attachment {
 	cached, err := m.cni.Load().GetCachedAttachments(p.ID)
 	if err != nil {
-		m.log.WithError(err).Warnf("read CNI cache of pod %s; tearing down with the current config", p.ID)
+		logctx.G(ctx, m.log).WithError(err).Warnf("read CNI cache of pod %s; tearing down with the current config", p.ID)
 	}
 	m.mu.RLock()
 	current, ipRanges := m.networks, m.ipRanges
@@ -158,7 +159,7 @@ func (m *Manager) teardownPlan(p Pod) []attachment {
 	for _, c := range cached {
 		list := cachedList(c, current)
 		if list == nil {
-			m.log.Warnf("CNI cache of pod %s has an unusable config for network %q; skipping it", p.ID, c.Network)
+			logctx.G(ctx, m.log).Warnf("CNI cache of pod %s has an unusable config for network %q; skipping it", p.ID, c.Network)
 			continue
 		}
 		path := p.NetNS

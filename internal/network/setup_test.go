@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // freePort is a TCP port on 127.0.0.1 that nothing listens on now.
@@ -177,7 +178,7 @@ func TestTeardownWithoutNetns(t *testing.T) {
 	}
 	// The kernel removes the veth pair with the namespace; its freeing is
 	// asynchronous.
-	poll(t, "veth to go", func() bool { return len(e.bridgePorts()) == 0 })
+	testsupport.PollUntil(t, "veth to go", 10*time.Second, func() bool { return len(e.bridgePorts()) == 0 })
 	if got := e.natRules(); len(got) != 0 {
 		t.Fatalf("nat rules left after Teardown without netns:\n%s", strings.Join(got, "\n"))
 	}

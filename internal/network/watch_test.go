@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // NetworkReady follows the conf dir without a restart: a config appearing
@@ -38,11 +40,11 @@ func TestWatch(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, ".tmp"), filepath.Join(dir, "10-first.conflist")); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "ready", func() bool { ready, _, _ := m.Status(); return ready })
+	testsupport.PollUntil(t, "ready", 10*time.Second, func() bool { ready, _, _ := m.Status(); return ready })
 
 	// A config rewritten in place is picked up too.
 	writeFile(t, dir, "10-first.conflist", strings.Replace(loList, "%s", "renamed", 1))
-	poll(t, "reload", func() bool {
+	testsupport.PollUntil(t, "reload", 10*time.Second, func() bool {
 		nets, _, err := m.snapshot()
 		return err == nil && nets[0].Name == "renamed"
 	})
@@ -50,7 +52,7 @@ func TestWatch(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "10-first.conflist")); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "not ready", func() bool { ready, _, _ := m.Status(); return !ready })
+	testsupport.PollUntil(t, "not ready", 10*time.Second, func() bool { ready, _, _ := m.Status(); return !ready })
 }
 
 // A config whose plugin is not installed yet turns ready when the binary
@@ -75,7 +77,7 @@ func TestWatchPluginArrives(t *testing.T) {
 	if err := os.Symlink("/usr/lib/cni/loopback", filepath.Join(binDir, "late-plugin")); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "ready", func() bool { ready, _, _ := m.Status(); return ready })
+	testsupport.PollUntil(t, "ready", 10*time.Second, func() bool { ready, _, _ := m.Status(); return ready })
 }
 
 // A reload that changes cni.bin_dirs (SetBinDirs) makes a config whose plugin
@@ -106,5 +108,5 @@ func TestSetBinDirs(t *testing.T) {
 	if err := m.SetBinDirs([]string{newDir}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "ready", func() bool { ready, _, _ := m.Status(); return ready })
+	testsupport.PollUntil(t, "ready", 10*time.Second, func() bool { ready, _, _ := m.Status(); return ready })
 }

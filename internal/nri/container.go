@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // CreateContainer relays a container being created, with the spec built
@@ -39,7 +40,7 @@ func (n *NRI) CreateContainer(ctx context.Context, c *container.Container, spec 
 	if err := n.adjust(spec, resp.GetAdjust()); err != nil {
 		return fmt.Errorf("NRI CreateContainer: apply the adjustments of plugins: %w", err)
 	}
-	n.carryOut(resp.GetUpdate(), resp.GetEvict())
+	n.carryOut(ctx, resp.GetUpdate(), resp.GetEvict())
 	return nil
 }
 
@@ -63,7 +64,7 @@ func (n *NRI) PostCreateContainer(ctx context.Context, c *container.Container) {
 		return
 	}
 	req := &api.PostCreateContainerRequest{Container: n.container(c, spec)}
-	n.notify(c, "PostCreateContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "PostCreateContainer", func(pod *api.PodSandbox) error {
 		req.Pod = pod
 		return n.r.PostCreateContainer(ctx, req)
 	})
@@ -78,11 +79,11 @@ func (n *NRI) UndoCreateContainer(ctx context.Context, c *container.Container) {
 	}
 	ctr := n.container(c, spec)
 	ctr.State = api.ContainerState_CONTAINER_STOPPED
-	n.notify(c, "StopContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "StopContainer", func(pod *api.PodSandbox) error {
 		_, err := n.r.StopContainer(ctx, &api.StopContainerRequest{Pod: pod, Container: ctr})
 		return err
 	})
-	n.notify(c, "RemoveContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "RemoveContainer", func(pod *api.PodSandbox) error {
 		return n.r.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr})
 	})
 }
@@ -117,7 +118,7 @@ func (n *NRI) PostStartContainer(ctx context.Context, c *container.Container) {
 	if !n.active() {
 		return
 	}
-	n.notify(c, "PostStartContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "PostStartContainer", func(pod *api.PodSandbox) error {
 		return n.r.PostStartContainer(ctx, &api.PostStartContainerRequest{Pod: pod, Container: n.container(c, nil)})
 	})
 }
@@ -153,7 +154,7 @@ func (n *NRI) UpdateContainer(ctx context.Context, c *container.Container, res *
 		}
 		others = append(others, u)
 	}
-	n.carryOut(others, resp.GetEvict())
+	n.carryOut(ctx, others, resp.GetEvict())
 	return res, nil
 }
 
@@ -162,7 +163,7 @@ func (n *NRI) PostUpdateContainer(ctx context.Context, c *container.Container) {
 	if !n.active() {
 		return
 	}
-	n.notify(c, "PostUpdateContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "PostUpdateContainer", func(pod *api.PodSandbox) error {
 		return n.r.PostUpdateContainer(ctx, &api.PostUpdateContainerRequest{Pod: pod, Container: n.container(c, nil)})
 	})
 }
@@ -175,10 +176,10 @@ func (n *NRI) StopContainer(ctx context.Context, c *container.Container) {
 	if !n.active() {
 		return
 	}
-	n.notify(c, "StopContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "StopContainer", func(pod *api.PodSandbox) error {
 		resp, err := n.r.StopContainer(ctx, &api.StopContainerRequest{Pod: pod, Container: n.container(c, nil)})
 		if err == nil {
-			n.carryOut(resp.GetUpdate(), nil)
+			n.carryOut(ctx, resp.GetUpdate(), nil)
 		}
 		return err
 	})
@@ -189,15 +190,15 @@ func (n *NRI) RemoveContainer(ctx context.Context, c *container.Container) {
 	if !n.active() {
 		return
 	}
-	n.notify(c, "RemoveContainer", func(pod *api.PodSandbox) error {
+	n.notify(ctx, c, "RemoveContainer", func(pod *api.PodSandbox) error {
 		return n.r.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: n.container(c, nil)})
 	})
 }
 
 // notify relays an event about something that already happened: a
 // failure is logged, never returned.
-func (n *NRI) notify(c *container.Container, event string, relay func(pod *api.PodSandbox) error) {
-	log := n.log.WithField("container", c.ID)
+func (n *NRI) notify(ctx context.Context, c *container.Container, event string, relay func(pod *api.PodSandbox) error) {
+	log := logctx.G(ctx, n.log).WithField("container", c.ID)
 	sb, err := n.pods.Get(c.SandboxID)
 	if err != nil {
 		log.WithError(err).Warnf("NRI %s: no sandbox", event)

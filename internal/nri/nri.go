@@ -26,6 +26,7 @@ import (
 
 	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
 
@@ -138,12 +139,14 @@ func (*pluginCount) RecordPluginAdjustments(string, string, *adaptation.Containe
 func (p *pluginCount) UpdatePluginCount(count int) { p.n.Store(int64(count)) }
 
 // logger routes the adaptation's log lines to berthd's.
+// logger is the NRI library's logger: its lines about a request's relay
+// carry the request's fields (the library passes our context on).
 type logger struct{ l logrus.FieldLogger }
 
-func (g logger) Debugf(_ context.Context, f string, a ...any) { g.l.Debugf(f, a...) }
-func (g logger) Infof(_ context.Context, f string, a ...any)  { g.l.Infof(f, a...) }
-func (g logger) Warnf(_ context.Context, f string, a ...any)  { g.l.Warnf(f, a...) }
-func (g logger) Errorf(_ context.Context, f string, a ...any) { g.l.Errorf(f, a...) }
+func (g logger) Debugf(ctx context.Context, f string, a ...any) { logctx.G(ctx, g.l).Debugf(f, a...) }
+func (g logger) Infof(ctx context.Context, f string, a ...any)  { logctx.G(ctx, g.l).Infof(f, a...) }
+func (g logger) Warnf(ctx context.Context, f string, a ...any)  { logctx.G(ctx, g.l).Warnf(f, a...) }
+func (g logger) Errorf(ctx context.Context, f string, a ...any) { logctx.G(ctx, g.l).Errorf(f, a...) }
 
 // The managers' hooks are these methods, and the managers are what NRI uses.
 var (

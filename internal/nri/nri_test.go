@@ -20,6 +20,7 @@ import (
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // fakeManagers stand in for the sandbox and container managers.
@@ -159,14 +160,14 @@ func TestPlugins(t *testing.T) {
 	}
 	p := &testPlugin{}
 	connect(t, socket, "adjust", "00", p)
-	waitUntil(t, "the plugin to be registered", n.active)
+	testsupport.PollUntil(t, "the plugin to be registered", 10*time.Second, n.active)
 
 	// A connecting plugin learns of what exists, and its updates are
 	// carried out through the container manager.
 	if !slices.Equal(p.syncPods, []string{"pod"}) || !slices.Equal(p.syncCtrs, []string{"old"}) {
 		t.Errorf("synchronized pods %v, containers %v", p.syncPods, p.syncCtrs)
 	}
-	waitUntil(t, "the sync update", func() bool {
+	testsupport.PollUntil(t, "the sync update", 10*time.Second, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.applied["old"].GetCpusetCpus() == "2-3"
@@ -193,7 +194,7 @@ func TestPlugins(t *testing.T) {
 	// A plugin sleeping past the request timeout delays a create by the
 	// timeout, is dropped, and the other plugin's adjustment still counts.
 	connect(t, socket, "slow", "10", &testPlugin{sleep: 5 * time.Second})
-	waitUntil(t, "the slow plugin to be registered", func() bool { return n.plugins.n.Load() == 2 })
+	testsupport.PollUntil(t, "the slow plugin to be registered", 10*time.Second, func() bool { return n.plugins.n.Load() == 2 })
 	spec, took, err := create()
 	if err != nil || took > 3*time.Second {
 		t.Fatalf("create with a slow plugin: %v after %v", err, took)
@@ -201,7 +202,7 @@ func TestPlugins(t *testing.T) {
 	if want := []string{"A=1", "SEEN_AS="}; !slices.Equal(spec.Process.Env, want) {
 		t.Errorf("env with the slow plugin %v, want %v", spec.Process.Env, want)
 	}
-	waitUntil(t, "the slow plugin to be dropped", func() bool { return n.plugins.n.Load() == 1 })
+	testsupport.PollUntil(t, "the slow plugin to be dropped", 10*time.Second, func() bool { return n.plugins.n.Load() == 1 })
 
 	// A plugin's refusal fails the create.
 	p.mu.Lock()
@@ -209,16 +210,5 @@ func TestPlugins(t *testing.T) {
 	p.mu.Unlock()
 	if _, _, err := create(); err == nil || !strings.Contains(err.Error(), "no room") {
 		t.Errorf("refused create: %v", err)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

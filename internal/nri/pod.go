@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
@@ -33,7 +34,7 @@ func (n *NRI) StopPodSandbox(ctx context.Context, s *sandbox.Sandbox) {
 		return
 	}
 	if err := n.r.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: podSandbox(s, s.Config())}); err != nil {
-		n.log.WithError(err).WithField("sandbox", s.ID).Warn("NRI StopPodSandbox")
+		logctx.G(ctx, n.log).WithError(err).WithField("sandbox", s.ID).Warn("NRI StopPodSandbox")
 	}
 }
 
@@ -43,7 +44,7 @@ func (n *NRI) RemovePodSandbox(ctx context.Context, s *sandbox.Sandbox) {
 		return
 	}
 	if err := n.r.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: podSandbox(s, s.Config())}); err != nil {
-		n.log.WithError(err).WithField("sandbox", s.ID).Warn("NRI RemovePodSandbox")
+		logctx.G(ctx, n.log).WithError(err).WithField("sandbox", s.ID).Warn("NRI RemovePodSandbox")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/container"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/sandbox"
 )
 
@@ -30,7 +31,7 @@ func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {
 	if err != nil {
 		return fmt.Errorf("synchronize NRI plugins: %w", err)
 	}
-	n.carryOut(updates, nil)
+	n.carryOut(ctx, updates, nil)
 	return nil
 }
 
@@ -39,13 +40,14 @@ func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {
 // the lock of the container it is about (or, at start, the adaptation's),
 // and these take other containers' locks. Two containers stopping at once,
 // each with a plugin handing its resources to the other, would otherwise
-// wait for each other forever.
-func (n *NRI) carryOut(updates []*api.ContainerUpdate, evictions []*api.ContainerEviction) {
+// wait for each other forever. They run without ctx's deadline, but log
+// with its request's fields: that request caused them.
+func (n *NRI) carryOut(ctx context.Context, updates []*api.ContainerUpdate, evictions []*api.ContainerEviction) {
 	if len(updates) == 0 && len(evictions) == 0 {
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
 	go func() {
-		ctx := context.Background()
 		n.applyUpdates(ctx, updates)
 		n.evict(ctx, evictions)
 	}()
@@ -67,10 +69,12 @@ func (n *NRI) applyUpdates(ctx context.Context, updates []*api.ContainerUpdate) 
 		if u == nil {
 			continue
 		}
+		// The request's container is not this one.
+		ctx := logctx.WithField(ctx, logctx.ContainerField, u.GetContainerId())
 		if err := n.applyUpdate(ctx, u); err != nil {
 			failed = append(failed, u)
 			if !u.GetIgnoreFailure() {
-				n.log.WithError(err).WithField("container", u.GetContainerId()).Warn("NRI: update a container as a plugin asked")
+				logctx.G(ctx, n.log).WithError(err).Warn("NRI: update a container as a plugin asked")
 			}
 		}
 	}
@@ -93,7 +97,8 @@ func (n *NRI) applyUpdate(ctx context.Context, u *api.ContainerUpdate) error {
 // them exit and acts as for any other exit).
 func (n *NRI) evict(ctx context.Context, evictions []*api.ContainerEviction) {
 	for _, e := range evictions {
-		log := n.log.WithField("container", e.GetContainerId()).WithField("reason", e.GetReason())
+		ctx := logctx.WithField(ctx, logctx.ContainerField, e.GetContainerId())
+		log := logctx.G(ctx, n.log).WithField("reason", e.GetReason())
 		log.Warn("NRI: evicting a container as a plugin asked")
 		if err := n.ctrs.Stop(ctx, e.GetContainerId(), 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			log.WithError(err).Error("NRI: evict a container")

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/user"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -222,7 +222,9 @@ func RootfsFiles(rootfs string) ImageFiles {
 }
 
 // userDB reads the image's /etc/passwd and /etc/group. A missing file is an
-// empty database.
+// empty database. The lines are parsed as runc and containerd parse them
+// (moby/sys/user): a missing or non-numeric id reads as 0, so a broken
+// line of the image's own file can name root, as it would there.
 type userDB struct{ read ImageFiles }
 
 type passwdEntry struct {
@@ -233,49 +235,34 @@ type passwdEntry struct {
 // maxDBSize bounds what we read from an image file.
 const maxDBSize = 8 << 20
 
-func (db userDB) lines(rel string, each func(fields []string) bool) error {
-	data, err := db.read(rel)
-	if err != nil || data == nil {
-		return err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if !each(strings.Split(line, ":")) {
-			return nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read image %s: %w", rel, err)
-	}
-	return nil
-}
+// validID reports whether a parsed id fits the 32 bits the kernel takes.
+func validID(id int) bool { return id >= 0 && id <= math.MaxUint32 }
+
+// entry reports whether a parsed line is an entry, not a comment.
+func entry(name string) bool { return name != "" && !strings.HasPrefix(name, "#") }
 
 // findUser returns the first passwd entry matching.
 func (db userDB) findUser(match func(passwdEntry) bool) (passwdEntry, bool, error) {
-	var found passwdEntry
-	var ok bool
-	err := db.lines("/etc/passwd", func(f []string) bool {
-		if len(f) < 4 {
-			return true
+	data, err := db.read("/etc/passwd")
+	if err != nil || data == nil {
+		return passwdEntry{}, false, err
+	}
+	var found []passwdEntry
+	_, err = user.ParsePasswdFilter(bytes.NewReader(data), func(u user.User) bool {
+		if len(found) == 0 && entry(u.Name) && validID(u.Uid) && validID(u.Gid) {
+			if e := (passwdEntry{name: u.Name, uid: uint32(u.Uid), gid: uint32(u.Gid)}); match(e) {
+				found = append(found, e)
+			}
 		}
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
-		if err1 != nil || err2 != nil {
-			return true
-		}
-		e := passwdEntry{name: f[0], uid: uint32(uid), gid: uint32(gid)}
-		if match(e) {
-			found, ok = e, true
-			return false
-		}
-		return true
+		return false
 	})
-	return found, ok, err
+	if err != nil {
+		return passwdEntry{}, false, fmt.Errorf("read image /etc/passwd: %w", err)
+	}
+	if len(found) == 0 {
+		return passwdEntry{}, false, nil
+	}
+	return found[0], true, nil
 }
 
 func (db userDB) userByID(uid uint32) (passwdEntry, bool, error) {
@@ -286,40 +273,36 @@ func (db userDB) userByName(name string) (passwdEntry, bool, error) {
 	return db.findUser(func(e passwdEntry) bool { return e.name == name })
 }
 
-func (db userDB) groupByName(name string) (uint32, bool, error) {
-	var gid uint32
-	var ok bool
-	err := db.lines("/etc/group", func(f []string) bool {
-		if len(f) < 3 || f[0] != name {
-			return true
+// groups returns the gids of the /etc/group entries matching, in order.
+func (db userDB) groups(match func(user.Group) bool) ([]uint32, error) {
+	data, err := db.read("/etc/group")
+	if err != nil || data == nil {
+		return nil, err
+	}
+	var gids []uint32
+	_, err = user.ParseGroupFilter(bytes.NewReader(data), func(g user.Group) bool {
+		if entry(g.Name) && validID(g.Gid) && match(g) {
+			gids = append(gids, uint32(g.Gid))
 		}
-		if n, err := strconv.ParseUint(f[2], 10, 32); err == nil {
-			gid, ok = uint32(n), true
-			return false
-		}
-		return true
+		return false
 	})
-	return gid, ok, err
+	if err != nil {
+		return nil, fmt.Errorf("read image /etc/group: %w", err)
+	}
+	return gids, nil
+}
+
+func (db userDB) groupByName(name string) (uint32, bool, error) {
+	gids, err := db.groups(func(g user.Group) bool { return g.Name == name })
+	if err != nil || len(gids) == 0 {
+		return 0, false, err
+	}
+	return gids[0], true, nil
 }
 
 // groupsOf lists the gids of the /etc/group entries naming user as member.
-func (db userDB) groupsOf(user string) ([]uint32, error) {
-	var gids []uint32
-	err := db.lines("/etc/group", func(f []string) bool {
-		if len(f) < 4 {
-			return true
-		}
-		n, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			return true
-		}
-		for _, m := range strings.Split(f[3], ",") {
-			if strings.TrimSpace(m) == user {
-				gids = append(gids, uint32(n))
-				break
-			}
-		}
-		return true
+func (db userDB) groupsOf(name string) ([]uint32, error) {
+	return db.groups(func(g user.Group) bool {
+		return slices.ContainsFunc(g.List, func(m string) bool { return strings.TrimSpace(m) == name })
 	})
-	return gids, err
 }

@@ -29,11 +29,8 @@ func startSleep(t *testing.T, env ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Until it has executed sleep, the child shows the test's environment.
-	for deadline := time.Now().Add(5 * time.Second); len(env) > 0 && !environHas(cmd.Process.Pid, env[0]); {
-		if time.Now().After(deadline) {
-			t.Fatal("sleep's environment never showed")
-		}
-		time.Sleep(time.Millisecond)
+	if len(env) > 0 {
+		testsupport.PollUntil(t, "sleep's environment", 5*time.Second, func() bool { return environHas(cmd.Process.Pid, env[0]) })
 	}
 	return cmd
 }
@@ -110,27 +107,22 @@ func TestKillTree(t *testing.T) {
 	}
 	root := cmd.Process.Pid
 	var tree []int
-	for deadline := time.Now().Add(5 * time.Second); len(tree) < 3; tree = descendantPids(root) {
-		if time.Now().After(deadline) {
-			t.Fatalf("tree never grew: %v", tree)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testsupport.Poll(5*time.Second, 5*time.Millisecond, func() bool { tree = descendantPids(root); return len(tree) >= 3 }) {
+		t.Fatalf("tree never grew: %v", tree)
 	}
 	Kill(root)
 	cmd.Wait()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		alive := 0
+	alive := 0
+	if !testsupport.Poll(5*time.Second, 5*time.Millisecond, func() bool {
+		alive = 0
 		for _, pid := range tree[1:] {
 			if running(pid) {
 				alive++
 			}
 		}
-		if alive == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %v still run", alive, tree)
-		}
+		return alive == 0
+	}) {
+		t.Fatalf("%d of %v still run", alive, tree)
 	}
 }
 

@@ -15,15 +15,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/image/mediatype"
 	"github.com/berth-cri/berth/internal/image/reference"
-)
-
-// Media types of the manifests this package fetches.
-const (
-	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerSchema1      = "application/vnd.docker.distribution.manifest.v1+json"
-	mediaTypeDockerSchema1JWS   = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 )
 
 // Size caps against hostile or broken registries: a manifest is a few KiB,
@@ -41,19 +34,15 @@ const (
 var manifestAccept = []string{
 	ocispec.MediaTypeImageIndex,
 	ocispec.MediaTypeImageManifest,
-	MediaTypeDockerManifestList,
-	MediaTypeDockerManifest,
+	mediatype.DockerManifestList,
+	mediatype.DockerManifest,
 }
 
-// IsManifestType reports whether mt is a manifest or index type this
+// isManifestType reports whether mt is a manifest or index type this
 // package fetches from the manifests endpoint.
-func IsManifestType(mt string) bool {
-	for _, m := range manifestAccept {
-		if m == mt {
-			return true
-		}
-	}
-	return false
+func isManifestType(mt string) bool {
+	k := mediatype.KindOf(mt)
+	return k == mediatype.Index || k == mediatype.Manifest
 }
 
 // refInfo is what the fetch code needs of a reference.
@@ -104,7 +93,7 @@ func (r *Resolver) FetchManifest(ctx context.Context, ref reference.Ref, desc oc
 		return nil, err
 	}
 	limit := int64(MaxConfigSize)
-	if IsManifestType(desc.MediaType) {
+	if isManifestType(desc.MediaType) {
 		limit = MaxManifestSize
 	}
 	what := fmt.Sprintf("fetch %s of %s", desc.Digest, ref.Name())
@@ -115,7 +104,7 @@ func (r *Resolver) FetchManifest(ctx context.Context, ref reference.Ref, desc oc
 	all := cfg.hosts.Hosts(ref.Domain())
 	var data []byte
 	_, err := r.eachHost(ctx, cfg, all, r.pullHosts(cfg, ref.Domain(), ref.Name()), infoOf(ref), auth, what, func(c *http.Client, h Host) error {
-		if IsManifestType(desc.MediaType) {
+		if isManifestType(desc.MediaType) {
 			var err error
 			_, data, err = getManifest(ctx, c, h, ref.Path(), desc.Digest.String(), desc.Digest, desc.Size)
 			return err
@@ -250,33 +239,20 @@ func getManifest(ctx context.Context, c *http.Client, h Host, repo, object strin
 // body (covered by the digest) when present, else the Content-Type header,
 // else what the document's shape says.
 func manifestType(h Host, contentType string, data []byte) (string, error) {
-	var doc struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     json.RawMessage   `json:"manifests"`
-		Config        json.RawMessage   `json:"config"`
-		FSLayers      []json.RawMessage `json:"fsLayers"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	declared, shaped, err := mediatype.Sniff(data)
+	if err != nil {
 		return "", &hostError{host: h.URL(), reason: "manifest is not JSON"}
 	}
-	mt := doc.MediaType
+	mt := declared
 	if mt == "" {
-		if ct, _, err := mime.ParseMediaType(contentType); err == nil && (IsManifestType(ct) || ct == mediaTypeDockerSchema1 || ct == mediaTypeDockerSchema1JWS) {
+		if ct, _, err := mime.ParseMediaType(contentType); err == nil && mediatype.KindOf(ct).FromManifestsEndpoint() {
 			mt = ct
 		}
 	}
 	if mt == "" {
-		switch {
-		case doc.SchemaVersion == 1 || doc.FSLayers != nil:
-			mt = mediaTypeDockerSchema1
-		case doc.Manifests != nil:
-			mt = ocispec.MediaTypeImageIndex
-		case doc.Config != nil:
-			mt = ocispec.MediaTypeImageManifest
-		}
+		mt = shaped
 	}
-	if !IsManifestType(mt) {
+	if !isManifestType(mt) {
 		return "", &hostError{host: h.URL(), kind: errdefs.ErrUnimplemented,
 			reason: fmt.Sprintf("unsupported manifest media type %q (Docker schema 1 images are not supported)", mt)}
 	}

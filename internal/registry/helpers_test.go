@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-cri/berth/internal/image/mediatype"
 	"github.com/berth-cri/berth/internal/image/reference"
 )
 
@@ -183,7 +184,7 @@ func pullAll(t *testing.T, r *Resolver, ref reference.Ref, auth *Auth, img v1.Im
 	if !bytes.Equal(data, raw) || desc.Digest != hashOf(t, img.Digest) || desc.Size != int64(len(raw)) {
 		t.Fatalf("Resolve(%s) = %+v, bytes differ: %v", ref, desc, !bytes.Equal(data, raw))
 	}
-	if desc.MediaType != MediaTypeDockerManifest {
+	if desc.MediaType != mediatype.DockerManifest {
 		t.Errorf("media type %q", desc.MediaType)
 	}
 	var m ocispec.Manifest

@@ -9,40 +9,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // Tests against registries that misbehave on purpose (issue 9, hostile
 // input): every request must end, with an error naming the cause, and leave
 // no goroutine behind.
-
-// noLeaks fails the test if, once its cleanups (servers closed) have run,
-// the number of goroutines does not come back to what it was at the start.
-// Register it before anything else, so that it runs last.
-func noLeaks(t *testing.T) {
-	t.Helper()
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Fatalf("%d goroutines, %d at the start:\n%s", runtime.NumGoroutine(), base, buf)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 // hostile is a registry on 127.0.0.1 answering /v2/ and handing every other
 // request to serve.
@@ -61,7 +41,7 @@ func hostile(t *testing.T, serve http.HandlerFunc) string {
 // An endless layer body is cut at the descriptor's size, even when the
 // descriptor says 0 (regression: a size-0 descriptor disabled the limit).
 func TestEndlessBlob(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	host := hostile(t, func(w http.ResponseWriter, req *http.Request) {
 		chunk := bytes.Repeat([]byte{0}, 32<<10)
 		for req.Context().Err() == nil {
@@ -97,7 +77,7 @@ func TestEndlessBlob(t *testing.T) {
 // A config larger than MaxConfigSize is refused before or while reading,
 // whatever its descriptor claims.
 func TestConfigCap(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	env := make([]string, 0, 100_000)
 	for i := range cap(env) {
 		env = append(env, fmt.Sprintf("VAR_%06d=%s", i, strings.Repeat("v", 90)))
@@ -130,7 +110,7 @@ func TestConfigCap(t *testing.T) {
 // A Content-Length that disagrees with the descriptor fails at once; a body
 // shorter than its Content-Length fails the read.
 func TestContentLengthLies(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	data := bytes.Repeat([]byte("layer"), 1000)
 	var mode atomic.Value
 	host := hostile(t, func(w http.ResponseWriter, req *http.Request) {
@@ -177,7 +157,7 @@ func TestContentLengthLies(t *testing.T) {
 // A redirect loop ends after a bounded number of hops, with an error that
 // says so.
 func TestRedirectLoop(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	var hops atomic.Int64
 	host := hostile(t, func(w http.ResponseWriter, req *http.Request) {
 		hops.Add(1)
@@ -201,7 +181,7 @@ func TestRedirectLoop(t *testing.T) {
 // A registry failing with 500 gives an error starting with
 // "RegistryUnavailable" that names the status; the next try succeeds.
 func TestServerErrorThenSuccess(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	var fail atomic.Bool
 	fail.Store(true)
 	reg := startRegistry(t, func(h http.Handler) http.Handler {
@@ -227,7 +207,7 @@ func TestServerErrorThenSuccess(t *testing.T) {
 // Credentials never reach an error, even when the registry or its token
 // server puts them, or what it received, in its answer.
 func TestEchoedCredentialsRedacted(t *testing.T) {
-	noLeaks(t)
+	testsupport.NoGoroutineLeaks(t)
 	const user, pass, token = "berth", "hunter2-secret", "tok-abcdef-987"
 	secrets := []string{pass, token, b64(user + ":" + pass)}
 	echo := func(req *http.Request) string {

@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/flight"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -58,7 +59,7 @@ type Deps struct {
 type Manager struct {
 	d          Deps
 	t          *store.Table[Sandbox]
-	inflight   store.Inflight[string]
+	inflight   flight.Group[string]
 	containers Containers
 	nri        NRI // nil: NRI is off
 	events     Events

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/proctree"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // TestNamespacesProvePause: namespace paths are built from the pause's pid
@@ -72,15 +73,11 @@ func TestNamespacesProvePause(t *testing.T) {
 // waitZombie waits until pid has ended but is not reaped.
 func waitZombie(t *testing.T, pid int) {
 	t.Helper()
-	for range 500 {
-		if _, ok := proctree.StartTime(pid); !ok {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("process %d did not end", pid)
+	testsupport.PollUntil(t, fmt.Sprintf("process %d to end", pid), 5*time.Second, func() bool {
+		_, started := proctree.StartTime(pid)
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return !started && err == nil
+	})
 }
 
 type recordedEvents []string

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/proctree"
@@ -56,7 +57,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	}
 	if ctx.Err() == nil {
 		if err := m.t.MarkDelivered(id); err != nil {
-			m.d.Log.WithError(err).Warn("record the delivery of a create")
+			logctx.G(ctx, m.d.Log).WithError(err).WithField("sandbox", id).Warn("record the delivery of a create")
 		}
 	}
 	return id, nil
@@ -82,6 +83,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		ID: store.NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg,
 	}
+	ctx = logctx.WithField(ctx, logctx.PodField, s.ID)
 	unlock := m.t.Lock(s.ID)
 	defer unlock()
 
@@ -100,7 +102,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 	// else would wait for it, and kubelet's retry starts over.
 	if err := m.setUp(client.ConnectWithin(ctx, caller), s, img, h); err != nil {
 		if rbErr := m.tearDown(ctx, s); rbErr != nil {
-			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+			logctx.G(ctx, m.d.Log).WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
 		}
 		return "", err
 	}
@@ -110,14 +112,14 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		defer m.nri.BlockSync()()
 		if err := m.nri.RunPodSandbox(ctx, s.clone()); err != nil {
 			if rbErr := m.tearDown(ctx, s); rbErr != nil {
-				m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+				logctx.G(ctx, m.d.Log).WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
 			}
 			return "", err
 		}
 	}
 	if err := m.t.Update(s, func(s *Sandbox) { s.State = StateReady; s.Delivered = caller.Err() == nil }); err != nil {
 		if rbErr := m.tearDown(ctx, s); rbErr != nil {
-			m.d.Log.WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
+			logctx.G(ctx, m.d.Log).WithError(rbErr).WithField("sandbox", s.ID).Error("roll back a failed RunPodSandbox")
 		}
 		if m.nri != nil {
 			m.nri.RemovePodSandbox(ctx, s.clone())

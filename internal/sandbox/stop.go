@@ -12,6 +12,7 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 )
 
@@ -160,7 +161,7 @@ func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
 	}
 	if s.Image != "" {
 		if err := m.d.Images.Release(s.Image, holder(s.ID)); err != nil {
-			m.d.Log.WithError(err).WithField("sandbox", s.ID).Warn("release sandbox image")
+			logctx.G(ctx, m.d.Log).WithError(err).WithField("sandbox", s.ID).Warn("release sandbox image")
 		}
 	}
 	return m.t.Forget(s)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"path"
 	"runtime/debug"
 	"time"
 
@@ -15,24 +17,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/metrics"
 )
-
-type requestIDKey struct{}
-
-// RequestID is the id the interceptor gave the request in ctx, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
-
-// Log returns the request's logger, with its request id.
-func Log(ctx context.Context, log logrus.FieldLogger) logrus.FieldLogger {
-	if id := RequestID(ctx); id != "" {
-		return log.WithField("req", id)
-	}
-	return log
-}
 
 func newRequestID() string {
 	var b [8]byte
@@ -52,8 +39,8 @@ type interceptor struct {
 
 func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	id := newRequestID()
-	ctx = context.WithValue(ctx, requestIDKey{}, id)
-	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
+	ctx = logctx.WithFields(ctx, requestFields(id, info.FullMethod, req))
+	log := logctx.G(ctx, i.log)
 	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
 		i.metrics.CRIRequest(info.FullMethod, codes.Unavailable.String(), 0)
 		return nil, status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
@@ -80,29 +67,58 @@ func (i *interceptor) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	default:
 		entry.WithError(err).Warn("failed")
 	}
-	return resp, err
+	return resp, namingRequest(err, id)
 }
 
 func (i *interceptor) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	id := newRequestID()
-	log := i.log.WithFields(logrus.Fields{"req": id, "method": info.FullMethod})
+	ctx := logctx.WithFields(ss.Context(), requestFields(id, info.FullMethod, nil))
+	log := logctx.G(ctx, i.log)
 	if !i.ready.Ready() && !alwaysOpen[info.FullMethod] {
 		i.metrics.CRIRequest(info.FullMethod, codes.Unavailable.String(), 0)
 		return status.Error(codes.Unavailable, "berthd is still recovering its state after start; retry")
 	}
 	start := time.Now()
 	err := errdefs.ToGRPC(guard(log, func() error {
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)})
+		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}))
 	took := time.Since(start)
-	i.metrics.CRIRequest(info.FullMethod, status.Code(err).String(), took)
-	entry := log.WithFields(logrus.Fields{"code": status.Code(err).String(), "took": took.Round(time.Microsecond)})
-	if err != nil && status.Code(err) != codes.Canceled {
+	code := status.Code(err)
+	i.metrics.CRIRequest(info.FullMethod, code.String(), took)
+	entry := log.WithFields(logrus.Fields{"code": code.String(), "took": took.Round(time.Microsecond)})
+	if err != nil && code != codes.Canceled {
 		entry.WithError(err).Warn("stream failed")
 	} else {
 		entry.Debug("stream done")
 	}
-	return err
+	return namingRequest(err, id)
+}
+
+// requestFields are the log fields of a request: its id, the RPC's short
+// name, and the pod and container it names (req may be nil). Requests
+// that make a pod or container get that field from its manager once the
+// id exists.
+func requestFields(id, fullMethod string, req any) logrus.Fields {
+	f := logrus.Fields{logctx.RequestIDField: id, logctx.RPCField: path.Base(fullMethod)}
+	if r, ok := req.(interface{ GetPodSandboxId() string }); ok && r.GetPodSandboxId() != "" {
+		f[logctx.PodField] = r.GetPodSandboxId()
+	}
+	if r, ok := req.(interface{ GetContainerId() string }); ok && r.GetContainerId() != "" {
+		f[logctx.ContainerField] = r.GetContainerId()
+	}
+	return f
+}
+
+// namingRequest adds the request id to a failure's message, so that the
+// error kubelet reports leads to every log line of the request (berthd's
+// and the supervisor's carry request_id). The code and details are kept.
+func namingRequest(err error, id string) error {
+	if err == nil {
+		return nil
+	}
+	p := status.Convert(err).Proto()
+	p.Message = fmt.Sprintf("%s (request %s)", p.Message, id)
+	return status.FromProto(p).Err()
 }
 
 // guard runs a handler and turns its panic into an Internal error: one

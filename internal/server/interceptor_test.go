@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/metrics"
 )
 
@@ -49,7 +50,7 @@ func TestInterceptorGateAndCodes(t *testing.T) {
 		_, e := i.unary(context.Background(), &runtimeapi.PullImageRequest{Auth: &runtimeapi.AuthConfig{Password: "pw-123"}},
 			&grpc.UnaryServerInfo{FullMethod: method},
 			func(ctx context.Context, req any) (any, error) {
-				if RequestID(ctx) == "" {
+				if logctx.RequestID(ctx) == "" {
 					t.Error("no request id in the handler's context")
 				}
 				return nil, err
@@ -169,5 +170,74 @@ func TestInterceptorRecoversPanics(t *testing.T) {
 	}
 	if logged != 2 {
 		t.Errorf("%d panics logged with their stack, want 2", logged)
+	}
+}
+
+// TestInterceptorTiesLinesToTheRequest: the handler's context carries the
+// request's log fields, every line the interceptor writes carries them,
+// and a failure's message names the request for kubelet's error to lead to
+// the logs.
+func TestInterceptorTiesLinesToTheRequest(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	ready := &Readiness{}
+	ready.SetReady()
+	i := &interceptor{log: log, ready: ready}
+	for _, tc := range []struct {
+		name       string
+		method     string
+		req        any
+		err        error
+		wantFields logrus.Fields
+	}{
+		{"container request fails", "/runtime.v1.RuntimeService/StartContainer", &runtimeapi.StartContainerRequest{ContainerId: "c1"},
+			fmt.Errorf("start: %w", errdefs.ErrFailedPrecondition), logrus.Fields{"rpc": "StartContainer", "container": "c1"}},
+		{"create names its pod", "/runtime.v1.RuntimeService/CreateContainer", &runtimeapi.CreateContainerRequest{PodSandboxId: "p1"},
+			status.Error(codes.Internal, "already a status"), logrus.Fields{"rpc": "CreateContainer", "pod": "p1"}},
+		{"success", "/runtime.v1.RuntimeService/Version", &runtimeapi.VersionRequest{}, nil, logrus.Fields{"rpc": "Version"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hook.Reset()
+			var id string
+			_, err := i.unary(context.Background(), tc.req, &grpc.UnaryServerInfo{FullMethod: tc.method},
+				func(ctx context.Context, req any) (any, error) {
+					id = logctx.RequestID(ctx)
+					for k, v := range tc.wantFields {
+						if got := logctx.Fields(ctx)[k]; got != v {
+							t.Errorf("handler's context: %s = %v, want %v", k, got, v)
+						}
+					}
+					logctx.G(ctx, log).Info("domain line")
+					return nil, tc.err
+				})
+			if id == "" {
+				t.Fatal("no request id in the handler's context")
+			}
+			if tc.err == nil {
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+			} else {
+				if status.Code(err) != status.Code(errdefs.ToGRPC(tc.err)) {
+					t.Errorf("code %v, want %v", status.Code(err), status.Code(errdefs.ToGRPC(tc.err)))
+				}
+				if want := "(request " + id + ")"; !strings.HasSuffix(status.Convert(err).Message(), want) {
+					t.Errorf("error %q does not end with %q", err, want)
+				}
+			}
+			if len(hook.AllEntries()) < 2 {
+				t.Fatalf("%d lines logged, want the domain line and the interceptor's", len(hook.AllEntries()))
+			}
+			for _, e := range hook.AllEntries() {
+				if e.Data["request_id"] != id {
+					t.Errorf("line %q has request_id %v, want %s", e.Message, e.Data["request_id"], id)
+				}
+				for k, v := range tc.wantFields {
+					if e.Data[k] != v {
+						t.Errorf("line %q: %s = %v, want %v", e.Message, k, e.Data[k], v)
+					}
+				}
+			}
+		})
 	}
 }

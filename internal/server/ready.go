@@ -4,7 +4,8 @@ import "sync/atomic"
 
 // Readiness gates the CRI until start-up recovery is done: until then only
 // the methods kubelet needs to decide whether to wait (Version, Status,
-// RuntimeConfig) answer, and the rest get Unavailable. kubelet aborts its
+// RuntimeConfig) and some image calls (alwaysOpen) answer, and the rest get
+// Unavailable. kubelet aborts its
 // own start if Version fails, so Version must never wait.
 type Readiness struct {
 	ready atomic.Bool

@@ -67,18 +67,6 @@ func cleanupRootfs(t *testing.T, s *Store, key string) {
 	})
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // gatedReader counts reads and blocks the first one until release is closed.
 type gatedReader struct {
 	r       io.Reader

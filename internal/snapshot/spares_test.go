@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -39,7 +40,7 @@ func TestSpareRootfs(t *testing.T) {
 		return names
 	}
 	s.KeepSpares(2)
-	waitFor(t, "two spares", settled(2))
+	testsupport.PollUntil(t, "two spares", 10*time.Second, settled(2))
 	if n := len(spares()); n != 2 {
 		t.Fatalf("%d spares in the tmp dir", n)
 	}
@@ -61,7 +62,7 @@ func TestSpareRootfs(t *testing.T) {
 		return target
 	}
 	target := mountOne("c1")
-	waitFor(t, "the taken spare replaced", settled(2))
+	testsupport.PollUntil(t, "the taken spare replaced", 10*time.Second, settled(2))
 	// What the container leaves on its root goes with it.
 	if err := os.WriteFile(filepath.Join(target, "written"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestSpareRootfs(t *testing.T) {
 	if _, err := os.Stat(s.keyDir("c1")); !os.IsNotExist(err) {
 		t.Fatalf("c1 still in view: %v", err)
 	}
-	waitFor(t, "c1 recycled", settled(3))
+	testsupport.PollUntil(t, "c1 recycled", 10*time.Second, settled(3))
 	recycled := filepath.Join(s.tmpDir(), SpareDirPrefix+"c1")
 	if _, err := os.Stat(filepath.Join(recycled, "upper")); err != nil {
 		t.Fatalf("c1 not recycled: %v", err)
@@ -120,7 +121,7 @@ func TestSparesSweptAtOpen(t *testing.T) {
 	}
 	refillDelay = 0
 	s.KeepSpares(1)
-	waitFor(t, "a spare", func() bool {
+	testsupport.PollUntil(t, "a spare", 10*time.Second, func() bool {
 		entries, _ := os.ReadDir(s.tmpDir())
 		return len(entries) == 1
 	})

@@ -27,6 +27,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/flight"
 )
 
 // Usage is disk use: the apparent size of regular files (hard links counted
@@ -42,10 +43,13 @@ type Usage struct {
 type Store struct {
 	root string
 
+	// flights shares an extraction between the concurrent Unpacks of a
+	// chain ID (keyed by its string), cancelled once none waits any more.
+	flights flight.Group[struct{}]
+
 	// mu guards the fields below.
-	mu      sync.Mutex
-	flights map[digest.Digest]*flight
-	usage   map[digest.Digest]Usage
+	mu    sync.Mutex
+	usage map[digest.Digest]Usage
 
 	// rootfsMu serialises the rootfs operations, so that two callers cannot
 	// both see a rootfs unmounted and stack two mounts on it.
@@ -66,7 +70,8 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot root %s: %w", root, err)
 	}
-	s := &Store{root: abs, flights: map[digest.Digest]*flight{}, usage: map[digest.Digest]Usage{}}
+	s := &Store{root: abs, usage: map[digest.Digest]Usage{}}
+	s.flights.CancelAbandoned = true
 	s.lowerdirPlus = sync.OnceValue(func() bool { return ProbeLowerdirPlus(s.tmpDir()) })
 	for _, d := range []string{abs, s.layersDir(), s.tmpDir(), s.rootfsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

@@ -11,10 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func readMerged(t *testing.T, dir, p string) (string, bool) {
@@ -283,11 +285,8 @@ func TestConcurrentUnpackSharesOneExtraction(t *testing.T) {
 			})
 		})
 	}
-	waitFor(t, "all callers to join one flight", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		f := s.flights[id]
-		return f != nil && f.waiters == n
+	testsupport.PollUntil(t, "all callers to join one flight", 10*time.Second, func() bool {
+		return s.flights.Waiters(id.String()) == n
 	})
 	for _, g := range readers {
 		close(g.release)
@@ -322,10 +321,8 @@ func TestUnpackWaiterCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	second := make(chan error, 1)
 	go func() { second <- s.Unpack(ctx, id, bytes.NewReader(nil), noCommit) }()
-	waitFor(t, "second waiter", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.flights[id] != nil && s.flights[id].waiters == 2
+	testsupport.PollUntil(t, "second waiter", 10*time.Second, func() bool {
+		return s.flights.Waiters(id.String()) == 2
 	})
 	cancel()
 	if err := <-second; !errors.Is(err, context.Canceled) {
@@ -348,7 +345,7 @@ func TestUnpackWaiterCancellation(t *testing.T) {
 		t.Fatalf("only waiter: %v", err)
 	}
 	close(g2.release)
-	waitFor(t, "abandoned extraction to clean up", func() bool {
+	testsupport.PollUntil(t, "abandoned extraction to clean up", 10*time.Second, func() bool {
 		left, _ := os.ReadDir(s.tmpDir())
 		return len(left) == 0
 	})

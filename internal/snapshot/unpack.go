@@ -15,15 +15,6 @@ import (
 	"github.com/berth-cri/berth/internal/fault"
 )
 
-// flight is one extraction shared by every concurrent Unpack of a chain ID.
-// err is written before done is closed.
-type flight struct {
-	done    chan struct{}
-	err     error
-	cancel  context.CancelFunc
-	waiters int // guarded by Store.mu
-}
-
 // Unpack extracts the uncompressed layer tar read from r as the snapshot
 // chainID. The snapshot becomes visible (an atomic rename) only if the tar
 // applies, r then reads to EOF without error, and commit returns nil; the
@@ -35,8 +26,9 @@ type flight struct {
 // caller whose ctx ends returns ctx.Err() at once, and the extraction goes
 // on for the remaining waiters, still reading the first caller's r and
 // calling its commit, possibly after that caller returned. It is cancelled
-// when no waiter is left. r is read in the extraction's goroutine; to stop
-// a blocked read the caller must make r fail (e.g. a request bound to ctx).
+// when no waiter is left; a later call waits for it to return. r is read in
+// the extraction's goroutine; to stop a blocked read the caller must make r
+// fail (e.g. a request bound to ctx).
 func (s *Store) Unpack(ctx context.Context, chainID digest.Digest, r io.Reader, commit func() error) error {
 	if err := validChainID(chainID); err != nil {
 		return err
@@ -44,50 +36,13 @@ func (s *Store) Unpack(ctx context.Context, chainID digest.Digest, r io.Reader, 
 	if s.Exists(chainID) {
 		return nil
 	}
-	s.mu.Lock()
-	f, ok := s.flights[chainID]
-	if !ok {
-		if s.Exists(chainID) { // a flight finished between the check and the lock
-			s.mu.Unlock()
-			return nil
+	_, _, err := s.flights.Do(ctx, chainID.String(), func(ctx context.Context) (struct{}, error) {
+		if s.Exists(chainID) { // a call finished between the check and this one
+			return struct{}{}, nil
 		}
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &flight{done: make(chan struct{}), cancel: cancel}
-		s.flights[chainID] = f
-		go s.fly(fctx, f, chainID, r, commit)
-	}
-	f.waiters++
-	s.mu.Unlock()
-
-	select {
-	case <-f.done:
-		return f.err
-	case <-ctx.Done():
-		s.mu.Lock()
-		f.waiters--
-		if f.waiters == 0 {
-			// Nobody wants it any more. Later callers start afresh rather
-			// than join a cancelled flight.
-			f.cancel()
-			if s.flights[chainID] == f {
-				delete(s.flights, chainID)
-			}
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
-
-func (s *Store) fly(ctx context.Context, f *flight, chainID digest.Digest, r io.Reader, commit func() error) {
-	err := s.unpack(ctx, chainID, r, commit)
-	s.mu.Lock()
-	if s.flights[chainID] == f {
-		delete(s.flights, chainID)
-	}
-	f.err = err
-	s.mu.Unlock()
-	f.cancel()
-	close(f.done)
+		return struct{}{}, s.unpack(ctx, chainID, r, commit)
+	})
+	return err
 }
 
 func (s *Store) unpack(ctx context.Context, chainID digest.Digest, r io.Reader, commit func() error) error {

@@ -117,16 +117,9 @@ func startBurner(t testing.TB) *exec.Cmd {
 // poll calls f until it returns nil or the deadline passes.
 func poll(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var err error
+	if !testsupport.Poll(timeout, 20*time.Millisecond, func() bool { err = f(); return err == nil }) {
+		t.Fatal(err)
 	}
 }
 

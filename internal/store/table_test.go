@@ -117,7 +117,7 @@ func TestTableReservedAndDelivered(t *testing.T) {
 		err error
 	}{
 		"undelivered": {"1", nil},                     // kubelet's retry gets the earlier create
-		"in-progress": {"", errdefs.ErrAlreadyExists}, // (store.Inflight joins those instead)
+		"in-progress": {"", errdefs.ErrAlreadyExists}, // (flight.Group joins those instead)
 		"delivered":   {"", errdefs.ErrAlreadyExists}, // a client has it: the name is taken
 	} {
 		id, err := tab.Reserved(name)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"github.com/berth-cri/berth/internal/pty"
 	"io"
@@ -86,10 +87,12 @@ func (c *container) endAttachers() {
 // serveAttach answers OpAttach: the container's state, then its output as
 // frames until the output ends (or the client leaves, or falls behind),
 // while the client's input frames go to the terminal (readInput).
-func (s *Server) serveAttach(conn net.Conn, br *bufio.Reader, id string) {
+func (s *Server) serveAttach(ctx context.Context, conn net.Conn, br *bufio.Reader, id string) {
 	c, err := s.get(id)
 	if err != nil {
-		writeResponse(conn, &v1.Response{Error: toAPIError(err)})
+		e := toAPIError(err)
+		s.logResult(ctx, v1.OpAttach, e, 0)
+		writeResponse(conn, &v1.Response{Error: e})
 		return
 	}
 	a := &attacher{frames: make(chan []byte, attacherQueue)}

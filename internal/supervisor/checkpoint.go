@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -165,7 +166,8 @@ func (r *libcontainerRuntime) checkpoint(_ context.Context, rec *record, req *v1
 		LeaveRunning:    true,
 	})
 	if err != nil {
-		return fmt.Errorf("criu dump of %s (see %s): %w", rec.ID, filepath.Join(req.WorkDir, "dump.log"), err)
+		log := filepath.Join(req.WorkDir, "dump.log")
+		return fmt.Errorf("criu dump of %s (%s%s): %w", rec.ID, log, criuLogErrors(log), err)
 	}
 	return nil
 }
@@ -261,7 +263,15 @@ func (r *libcontainerRuntime) restore(_ context.Context, rec *record, spec *spec
 	}
 	if err := lc.Restore(p, &libcontainer.CriuOpts{ImagesDirectory: req.ImagesDir, WorkDirectory: req.WorkDir}); err != nil {
 		lc.Destroy()
-		return 0, fmt.Errorf("criu restore of %s (see %s): %w", rec.ID, filepath.Join(req.WorkDir, "restore.log"), err)
+		log := filepath.Join(req.WorkDir, "restore.log")
+		if pid := criuPidTaken(log); pid != 0 {
+			// CRIU restores the checkpointed pids; in a pid namespace
+			// shared with the pod (NamespaceMode POD) another process may
+			// hold one. Not retryable as it is, so not Internal.
+			return 0, v1.Errorf(v1.CodeFailedPrecondition,
+				"criu restore of %s: pid %d of the checkpoint is in use in the pod's pid namespace (a container sharing its pod's pid namespace restores with its checkpointed pids; %s)", rec.ID, pid, log)
+		}
+		return 0, fmt.Errorf("criu restore of %s (%s%s): %w", rec.ID, log, criuLogErrors(log), err)
 	}
 	// libcontainer v1.5.2's handle after Restore does not know its init
 	// (initProcessStartTime is unset; opencontainers/runc#5370): a fresh
@@ -280,6 +290,48 @@ func (r *libcontainerRuntime) restore(_ context.Context, rec *record, spec *spec
 	}
 	rec.MemoryCgroup = memoryCgroup(loaded, spec.Linux)
 	return st.InitProcessPid, nil
+}
+
+// criuLogErrors is ": " and the last few error lines of the CRIU log at
+// path, or "" without any. Why: the work directory holding the log goes
+// with the failed checkpoint or restore, and CRIU's RPC answer alone
+// ("type RESTORE errno 17") does not say what failed.
+func criuLogErrors(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var errs []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "Error (") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		return ""
+	}
+	if len(errs) > 4 {
+		errs = errs[len(errs)-4:]
+	}
+	return ": " + strings.Join(errs, "; ")
+}
+
+// criuForkTaken is CRIU's restore error when a checkpointed pid is taken.
+var criuForkTaken = regexp.MustCompile(`Error \([^)]*\): Can't fork for ([0-9]+): File exists`)
+
+// criuPidTaken is the pid the CRIU restore log at path failed to take
+// because another process held it, or 0.
+func criuPidTaken(path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	m := criuForkTaken.FindSubmatch(data)
+	if m == nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	return pid
 }
 
 // serveOnce serves content at path, a FIFO it makes, to the first opener

@@ -135,12 +135,8 @@ func TestCheckpointErrors(t *testing.T) {
 // waitCount polls until the counter's log reached n.
 func waitCount(t *testing.T, path string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(testsupport.Slow(10 * time.Second))
-	for lastCount(t, path) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("counter in %s stuck at %d, want %d", path, lastCount(t, path), n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testsupport.Poll(testsupport.Slow(10*time.Second), 20*time.Millisecond, func() bool { return lastCount(t, path) >= n }) {
+		t.Fatalf("counter in %s stuck at %d, want %d", path, lastCount(t, path), n)
 	}
 }
 

@@ -31,13 +31,11 @@ func TestCreateWhenReady(t *testing.T) {
 			// The supervisor makes the container's directory (and opens
 			// its log) while the caller prepares, before it is told to go
 			// on: both must appear while ready has not returned.
-			deadline := time.Now().Add(testsupport.Slow(2 * time.Second))
-			for !prepared && time.Now().Before(deadline) {
+			prepared = testsupport.Poll(testsupport.Slow(2*time.Second), 5*time.Millisecond, func() bool {
 				_, err := os.Stat(filepath.Join(dirOf("ready"), "container.json"))
 				_, lerr := os.Stat(logPath)
-				prepared = err == nil && lerr == nil
-				time.Sleep(5 * time.Millisecond)
-			}
+				return err == nil && lerr == nil
+			})
 			return nil
 		}
 		req := v1.CreateRequest{Bundle: bundle(t, "ready", "echo hi"), LogPath: logPath, SpecWritten: true}

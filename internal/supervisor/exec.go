@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,13 +31,17 @@ import (
 
 // serveExec answers OpExec and OpExecCommand (see v1.ExecRequest) on conn. files came with the
 // request; they are closed here once the process has its copies.
-func (s *Server) serveExec(conn *net.UnixConn, br *bufio.Reader, req *v1.Request, files []*os.File) {
+func (s *Server) serveExec(ctx context.Context, conn *net.UnixConn, br *bufio.Reader, req *v1.Request, files []*os.File) {
+	start := time.Now()
 	p, pidfd, err := s.startExec(req, files)
 	closeFiles(files)
 	if err != nil {
-		writeResponse(conn, &v1.Response{Error: toAPIError(err)})
+		e := toAPIError(err)
+		s.logResult(ctx, req.Op, e, time.Since(start))
+		writeResponse(conn, &v1.Response{Error: e})
 		return
 	}
+	s.logResult(ctx, req.Op, nil, time.Since(start))
 	pid, _ := p.Pid()
 	defer s.untrackExec(pid)
 	// The pidfd rides on the answer: should this process go away (crash,

@@ -5,11 +5,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/keeper"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // logDrainTimeout bounds how long an exit waits for the container's output
@@ -50,7 +52,7 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 			status, exact, finished = ks, true, at
 			defer keeper.RemoveExit(s.exits, pid, start)
 		} else {
-			s.log.Warn("nobody recorded the exit of a re-adopted container; reporting an unknown exit", "id", c.rec.ID, "pid", pid, "err", kerr)
+			s.log.WithError(kerr).WithFields(logrus.Fields{logctx.ContainerField: c.rec.ID, "pid": pid}).Warn("nobody recorded the exit of a re-adopted container; reporting an unknown exit")
 		}
 	}
 	// Read the OOM counters now, before the output drains (up to
@@ -64,7 +66,7 @@ func (s *Server) watch(c *container, pidfd *os.File, done chan struct{}) {
 		ooms = max(ow.stop(), oomKills(memcg))
 	}
 	if err != nil {
-		s.log.Error("waiting for container init failed; reporting an unknown exit", "id", c.rec.ID, "err", err)
+		s.log.WithError(err).WithField(logctx.ContainerField, c.rec.ID).Error("waiting for container init failed; reporting an unknown exit")
 	}
 	if ioDone != nil {
 		select {
@@ -204,7 +206,7 @@ func unknownExit(noticed time.Time) v1.ExitStatus {
 // restart would then report the exit as unknown, which stays honest.
 func (s *Server) recordExit(c *container, e v1.ExitStatus) {
 	if err := atomicfile.WriteJSONVolatile(c.path("exit.json"), e, 0o600); err != nil {
-		s.log.Error("persisting exit failed", "id", c.rec.ID, "err", err)
+		s.log.WithError(err).WithField(logctx.ContainerField, c.rec.ID).Error("persisting exit failed")
 	}
 	c.mu.Lock()
 	if c.exit == nil {
@@ -212,5 +214,5 @@ func (s *Server) recordExit(c *container, e v1.ExitStatus) {
 		close(c.exited)
 	}
 	c.mu.Unlock()
-	s.log.Info("container exited", "id", c.rec.ID, "code", e.ExitCode, "reason", e.Reason)
+	s.log.WithFields(logrus.Fields{logctx.ContainerField: c.rec.ID, "code": e.ExitCode, "reason": e.Reason}).Info("container exited")
 }

@@ -115,15 +115,9 @@ func stopAll(t *testing.T, c *client.Client) {
 // waitGone polls until pid no longer runs (or is a zombie).
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(testsupport.Slow(5 * time.Second))
-	for time.Now().Before(deadline) {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(data), ") Z ") {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testsupport.Poll(testsupport.Slow(5*time.Second), 5*time.Millisecond, func() bool { return !pidAlive(pid) }) {
+		t.Fatalf("process %d still running", pid)
 	}
-	t.Fatalf("process %d still running", pid)
 }
 
 type bundleOpt func(*specs.Spec)
@@ -267,14 +261,12 @@ func checkSequence(t *testing.T, lines []string) {
 // waitLines polls until the log holds at least n complete stdout lines.
 func waitLines(t *testing.T, path string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(testsupport.Slow(10 * time.Second))
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil && len(messages(readLog(t, path), "stdout")) >= n {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testsupport.Poll(testsupport.Slow(10*time.Second), 10*time.Millisecond, func() bool {
+		_, err := os.Stat(path)
+		return err == nil && len(messages(readLog(t, path), "stdout")) >= n
+	}) {
+		t.Fatalf("log %s never reached %d lines", path, n)
 	}
-	t.Fatalf("log %s never reached %d lines", path, n)
 }
 
 func pidAlive(pid int) bool {

@@ -1,15 +1,18 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/crilog"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // readBufSize is the buffer a stream reader borrows for one read.
@@ -63,7 +66,7 @@ func readable(fd uintptr) bool {
 // the terminal's master) and starts its goroutines: one reader per output
 // stream and the exit watcher. It takes ownership of pidfd and log. Each
 // goroutine closes the files it owns when it returns.
-func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
+func (s *Server) attach(ctx context.Context, c *container, pidfd *os.File, log *crilog.File) error {
 	c.mu.Lock()
 	rec, console := c.rec, c.console
 	c.mu.Unlock()
@@ -118,7 +121,7 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			err = s.keeper.Drop(c.path("stdin"))
 		}
 		if err != nil {
-			s.log.Warn("the keeper cannot hold the container's stdio", "id", rec.ID, "err", err)
+			logctx.G(ctx, s.log).WithError(err).WithField(logctx.ContainerField, rec.ID).Warn("the keeper cannot hold the container's stdio")
 		}
 	}
 	ioDone, waitDone := make(chan struct{}), make(chan struct{})
@@ -146,7 +149,7 @@ func (s *Server) attach(c *container, pidfd *os.File, log *crilog.File) error {
 			stopped := errors.Is(err, os.ErrDeadlineExceeded)
 			defer func() { left <- err == nil }()
 			if err != nil && !stopped {
-				s.log.Error("reading container output", "id", rec.ID, "stream", streams[i], "err", err)
+				s.log.WithError(err).WithFields(logrus.Fields{logctx.ContainerField: rec.ID, "stream": streams[i]}).Error("reading container output")
 			}
 			switch {
 			case !rec.Terminal:
@@ -220,18 +223,6 @@ func (c *container) detach() {
 	if waitDone != nil {
 		<-waitDone
 	}
-	if stdinW != nil {
-		stdinW.Close()
-	}
-}
-
-// release closes what attach left once the container stopped (the stdin
-// holder; readers and pidfd close themselves).
-func (c *container) release() {
-	c.mu.Lock()
-	stdinW := c.stdinW
-	c.stdinW = nil
-	c.mu.Unlock()
 	if stdinW != nil {
 		stdinW.Close()
 	}

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/crilog"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // create creates container id's init from req. gate, for OpCreateWhenReady
@@ -95,7 +96,7 @@ func (s *Server) create(ctx context.Context, id string, req *v1.CreateRequest, g
 	err = c.saveLocked()
 	c.mu.Unlock()
 	if err == nil {
-		err = s.attach(c, pidfd, log)
+		err = s.attach(ctx, c, pidfd, log)
 	} else {
 		pidfd.Close()
 		log.Close()
@@ -265,7 +266,7 @@ func (s *Server) start(ctx context.Context, id string) (*v1.State, error) {
 	err = c.saveLocked()
 	c.mu.Unlock()
 	if err != nil {
-		s.log.Error("persisting start failed", "id", id, "err", err)
+		logctx.G(ctx, s.log).WithError(err).Error("persisting start failed")
 	}
 	st = c.state()
 	return &st, nil

@@ -60,7 +60,7 @@ func (s *Server) reapOrphans(stop <-chan struct{}) {
 			}
 			var ws unix.WaitStatus
 			if wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && wpid == pid {
-				s.log.Debug("reaped an orphan", "pid", pid)
+				s.log.WithField("pid", pid).Debug("reaped an orphan")
 			}
 		}
 		seen, scan = still, nil

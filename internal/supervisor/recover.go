@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/keeper"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // recover loads every container directory and re-adopts live containers.
@@ -38,7 +39,7 @@ func (s *Server) recover() error {
 			continue
 		}
 		if err != nil {
-			s.log.Error("skipping unreadable container record", "dir", cdir, "err", err)
+			s.log.WithError(err).WithField("dir", cdir).Error("skipping unreadable container record")
 			continue
 		}
 		c := newContainer(cdir, rec)
@@ -49,7 +50,7 @@ func (s *Server) recover() error {
 		}
 		exit, err := loadExit(cdir)
 		if err != nil {
-			s.log.Error("unreadable exit record; reporting an unknown exit", "id", rec.ID, "err", err)
+			s.log.WithError(err).WithField(logctx.ContainerField, rec.ID).Error("unreadable exit record; reporting an unknown exit")
 		}
 		if exit != nil {
 			c.exit = exit
@@ -68,13 +69,13 @@ func (s *Server) recover() error {
 			continue
 		}
 		if err := s.adopt(c); err != nil {
-			s.log.Error("re-adopting container failed; reporting an unknown exit", "id", rec.ID, "err", err)
+			s.log.WithError(err).WithField(logctx.ContainerField, rec.ID).Error("re-adopting container failed; reporting an unknown exit")
 			s.recordExit(c, unknownExit(time.Now()))
 		}
 	}
 	for id, console := range s.consoles {
 		// A handed-over master whose container record is gone.
-		s.log.Warn("closing an inherited terminal of an unknown container", "id", id)
+		s.log.WithField(logctx.ContainerField, id).Warn("closing an inherited terminal of an unknown container")
 		console.Close()
 	}
 	s.consoles = nil
@@ -138,5 +139,5 @@ func (s *Server) adopt(c *container) error {
 			c.mu.Unlock()
 		}
 	}
-	return s.attach(c, pidfd, nil)
+	return s.attach(context.Background(), c, pidfd, nil)
 }

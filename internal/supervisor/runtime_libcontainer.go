@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
@@ -199,10 +202,34 @@ func (r *libcontainerRuntime) kill(_ context.Context, rec *record, sig int, all 
 		}
 		return nil
 	}
+	if unix.Signal(sig) != unix.SIGKILL && rec.StartedAt != 0 {
+		waitExecd(rec.Pid, time.Second)
+	}
 	if err := lc.Signal(unix.Signal(sig)); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 		return fmt.Errorf("signal %s: %w", rec.ID, err)
 	}
 	return nil
+}
+
+// initComm is the name libcontainer's init process carries until it execs
+// the container's process (nsexec's stage 2).
+const initComm = "runc:[2:INIT]"
+
+// waitExecd waits, up to timeout, until process pid no longer runs
+// libcontainer's init. Why: Start returns once the init has written its
+// exec FIFO, a moment before its execve. A catchable signal in that moment
+// reaches the init's Go runtime, which, as pid 1 of its pid namespace, cannot
+// die of it and exits 2: a SIGTERM'd container would report exit code 2
+// whatever its own process does with the signal.
+func waitExecd(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != initComm || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (r *libcontainerRuntime) delete(_ context.Context, rec *record) error {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -18,10 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/keeper"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Config is what the supervisor needs to run.
@@ -39,14 +40,16 @@ type Config struct {
 	// ExecutableFile identifies Executable's file ("<dev>:<inode>"), as
 	// it was when the supervisor started; reported by Version.
 	ExecutableFile string
-	Logger         *slog.Logger
+	// Logger receives the supervisor's lines (nil: logrus's standard
+	// logger). Lines of a request carry its fields (see requestContext).
+	Logger logrus.FieldLogger
 }
 
 // Server is the supervisor.
 type Server struct {
 	cfg    Config
 	dir    string
-	log    *slog.Logger
+	log    logrus.FieldLogger
 	bootID string
 	lock   *os.File
 	ln     *net.UnixListener
@@ -93,7 +96,7 @@ func SocketPath(stateDir string) string {
 func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = logrus.StandardLogger()
 	}
 	s := &Server{
 		cfg:        cfg,
@@ -234,27 +237,26 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		return
 	}
 	defer func() { closeFiles(files) }()
-	var req v1.Request
 	var resp v1.Response
-	if err := json.Unmarshal(line, &req); err != nil {
-		resp.Error = v1.Errorf(v1.CodeInvalidArgument, "decode request: %v", err)
-	} else if v1.Major(req.Version) != v1.Major(v1.Version) {
-		resp.Error = v1.Errorf(v1.CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, v1.Version)
+	req, derr := v1.DecodeRequest(line)
+	if derr != nil {
+		resp.Error = derr
+		logctx.G(requestContext(context.Background(), &req), s.log).WithError(resp.Error).Warn("refused a request")
 	} else if req.Op == v1.OpUpgrade {
 		s.upgrade(conn)
 		return
 	} else if req.Op == v1.OpExec || req.Op == v1.OpExecCommand {
-		s.serveExec(conn, br, &req, files)
+		s.serveExec(requestContext(context.Background(), &req), conn, br, &req, files)
 		files = nil // serveExec closed them
 		return
 	} else if req.Op == v1.OpAttach {
 		// The request is read; input frames that follow are not bounded.
 		lr.N = math.MaxInt64
-		s.serveAttach(conn, br, req.ID)
+		s.serveAttach(requestContext(context.Background(), &req), conn, br, req.ID)
 		return
 	} else {
 		// A client hanging up cancels what it waits for (Wait).
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(requestContext(context.Background(), &req))
 		defer cancel()
 		watchHangUp := func() {
 			go func() {
@@ -275,9 +277,48 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		} else {
 			watchHangUp()
 		}
+		start := time.Now()
 		resp = s.handle(ctx, &req, gate)
+		s.logResult(ctx, req.Op, resp.Error, time.Since(start))
 	}
 	writeResponse(conn, &resp)
+}
+
+// requestContext is ctx carrying req's log fields: the CRI request id
+// berthd sent (1.7), the operation and the container. Every line logged
+// for the operation carries them (logctx.G), so that berthd's
+// "request_id=..." finds the supervisor's lines as well as its own.
+func requestContext(ctx context.Context, req *v1.Request) context.Context {
+	f := logrus.Fields{"op": string(req.Op)}
+	if req.RequestID != "" {
+		f[logctx.RequestIDField] = req.RequestID
+	}
+	if req.ID != "" {
+		f[logctx.ContainerField] = req.ID
+	}
+	return logctx.WithFields(ctx, f)
+}
+
+// quietOps are asked all the time (berthd's liveness check, kubelet's
+// relists): their successes are not logged even at debug level.
+var quietOps = map[v1.Op]bool{v1.OpVersion: true, v1.OpStats: true, v1.OpList: true, v1.OpState: true, v1.OpWait: true}
+
+// logResult logs how an operation ended. A failure is a warning, except
+// what is routine: an unknown container (berthd and kubelet race with
+// removals), a failed exec (berthd reports it as the command's exit) and
+// a call whose client hung up (every Wait when berthd stops).
+func (s *Server) logResult(ctx context.Context, op v1.Op, e *v1.Error, took time.Duration) {
+	log := logctx.G(ctx, s.log).WithField("took", took.Round(time.Microsecond))
+	switch {
+	case e == nil:
+		if !quietOps[op] {
+			log.Debug("done")
+		}
+	case e.Code == v1.CodeNotFound || op == v1.OpExec || op == v1.OpExecCommand || ctx.Err() != nil:
+		log.WithError(e).Debug("failed")
+	default:
+		log.WithError(e).Warn("failed")
+	}
 }
 
 // readProceed reads OpCreateWhenReady's Proceed line; a refusal, a

@@ -321,16 +321,12 @@ func TestNoLeaks(t *testing.T) {
 	// libcontainer drops a pidfd-backed os.Process per container that only
 	// a GC cleanup closes, asynchronously: poll for the count to settle.
 	var after *v1.Stats
-	deadline := time.Now().Add(testsupport.Slow(5 * time.Second))
-	for {
+	testsupport.Poll(testsupport.Slow(5*time.Second), 20*time.Millisecond, func() bool {
 		if after, err = c.Stats(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if after.OpenFDs <= before.OpenFDs && keeperFDs() <= keeperBefore || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return after.OpenFDs <= before.OpenFDs && keeperFDs() <= keeperBefore
+	})
 	if after.OpenFDs > before.OpenFDs || after.Goroutines > before.Goroutines+2 || after.Containers != 0 {
 		t.Fatalf("leak: before %+v after %+v", before, after)
 	}

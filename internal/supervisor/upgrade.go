@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/keeper"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Upgrade re-executes the binary at the same path in the same process, so
@@ -91,7 +93,7 @@ func (s *Server) takeOver() (bool, error) {
 		}
 		s.consoles[id] = os.NewFile(uintptr(fd), "ptmx") // non-blocking: pollable
 	}
-	s.log.Info("took over after upgrade", "from_boot", h.FromBoot, "consoles", len(h.Consoles))
+	s.log.WithFields(logrus.Fields{"from_boot": h.FromBoot, "consoles": len(h.Consoles)}).Info("took over after upgrade")
 	return true, nil
 }
 
@@ -131,7 +133,7 @@ func (s *Server) upgrade(conn net.Conn) {
 	s.ln.SetDeadline(time.Now())
 	err := s.execSelf(conn, cs)
 	// Still here: the exec failed. Resume exactly as a restart would.
-	s.log.Error("upgrade failed; resuming", "err", err)
+	s.log.WithError(err).Error("upgrade failed; resuming")
 	writeResponse(conn, &v1.Response{Error: v1.Errorf(v1.CodeInternal, "upgrade: %v", err)})
 	for _, c := range cs {
 		c.mu.Lock()
@@ -139,7 +141,7 @@ func (s *Server) upgrade(conn net.Conn) {
 		c.mu.Unlock()
 		if !exited {
 			if err := s.adopt(c); err != nil {
-				s.log.Error("re-attaching container after failed upgrade", "id", c.rec.ID, "err", err)
+				s.log.WithError(err).WithField(logctx.ContainerField, c.rec.ID).Error("re-attaching container after failed upgrade")
 			}
 		}
 	}
@@ -200,7 +202,7 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 		}
 	}
 	writeResponse(conn, &v1.Response{Upgrading: true})
-	s.log.Info("upgrading in place", "executable", s.cfg.Executable)
+	s.log.WithField("executable", s.cfg.Executable).Info("upgrading in place")
 	err = unix.Exec(s.cfg.Executable, s.cfg.Args, env)
 	restore()
 	os.Remove(s.handoverPath())

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -110,17 +111,29 @@ func (b *SyncBuffer) String() string {
 // Contains reports whether what was written so far holds sub.
 func (b *SyncBuffer) Contains(sub string) bool { return strings.Contains(b.String(), sub) }
 
-// PollUntil polls cond every 10 ms until it holds, failing the test after d.
+// PollUntil polls cond every 10 ms until it holds, failing the test after
+// d, stretched by Slow.
 func PollUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
-	d = Slow(d)
 	t.Helper()
+	if !Poll(Slow(d), 10*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// Poll calls cond every interval until it holds or d has passed (as given:
+// wrap it in Slow to stretch it), and reports whether it held. For a
+// caller that says more than PollUntil when cond never holds, or that
+// goes on either way. Every test polls through here: no test sleeps to
+// synchronise.
+func Poll(d, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
+	return true
 }
 
 // slowFactor is $BERTH_TEST_SLOW, the factor by which waits are stretched
@@ -136,3 +149,19 @@ var slowFactor = sync.OnceValue(func() int {
 
 // Slow stretches a test's wait or timeout by $BERTH_TEST_SLOW.
 func Slow(d time.Duration) time.Duration { return d * time.Duration(slowFactor()) }
+
+// NoGoroutineLeaks fails t if, once its cleanups have run (servers
+// closed), the number of goroutines does not come back to what it was when
+// this was called, showing every goroutine's stack. Call it first, so that
+// its cleanup runs last.
+func NoGoroutineLeaks(t testing.TB) {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		if !Poll(10*time.Second, 10*time.Millisecond, func() bool { return runtime.NumGoroutine() <= base }) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines left, %d at the start:\n%s", runtime.NumGoroutine(), base, buf)
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	remote "k8s.io/cri-client/pkg"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -46,17 +47,14 @@ func TestSocketActivation(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	var ok bool
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	ok := testsupport.Poll(20*time.Second, 50*time.Millisecond, func() bool {
 		rt, err := remote.NewRemoteRuntimeService(context.Background(), "unix://"+sock, 2*time.Second, nil, false)
 		if err != nil {
-			continue
+			return false
 		}
-		if v, err := rt.Version(context.Background(), "v1"); err == nil && v.RuntimeName == "berth" {
-			ok = true
-			break
-		}
-	}
+		v, err := rt.Version(context.Background(), "v1")
+		return err == nil && v.RuntimeName == "berth"
+	})
 	if !ok {
 		t.Fatalf("berthd did not serve the activated socket\n%s", logs)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -166,15 +167,12 @@ func TestCgroupV2(t *testing.T) {
 		)
 		// Not harness.WaitFor: its wait is stretched 20x in the VM, and a
 		// miss should show what was read.
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		if !testsupport.Poll(2*time.Minute, time.Second, func() bool {
 			cs, lastErr = e.rt.ContainerStats(ctx, id)
-			if lastErr == nil && cs.GetMemory().GetWorkingSetBytes().GetValue() > 4000000 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no memory in the stats: %v, %v; memory.current %s, memory.stat %.300s\n%s", lastErr, cs,
-					cgroupFile(t, id, "memory.current"), cgroupFile(t, id, "memory.stat"), e.d.Logs)
-			}
+			return lastErr == nil && cs.GetMemory().GetWorkingSetBytes().GetValue() > 4000000
+		}) {
+			t.Fatalf("no memory in the stats: %v, %v; memory.current %s, memory.stat %.300s\n%s", lastErr, cs,
+				cgroupFile(t, id, "memory.current"), cgroupFile(t, id, "memory.stat"), e.d.Logs)
 		}
 		if sw := cs.GetSwap(); sw.GetTimestamp() <= 0 || sw.GetSwapUsageBytes() == nil {
 			t.Errorf("swap %v (memory.swap.current %s)", sw, swapFile)

@@ -432,6 +432,12 @@ func TestCheckpointFaultRestore(t *testing.T) {
 	}
 	cfg := e.containerConfig("counter")
 	cfg.Command = counterCmd
+	// As kubelet sends: a pid namespace of its own. Sharing the pod's,
+	// CRIU must restore the checkpointed pids beside the pause's (here a Go
+	// binary, whose threads take a varying number of them).
+	cfg.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+	}}
 	id, err := e.rt.CreateContainer(ctx, pod, cfg, e.podConfig("src"))
 	if err == nil {
 		err = e.rt.StartContainer(ctx, id)

@@ -142,12 +142,17 @@ func logLines(t *testing.T, path string) []string {
 	return out
 }
 
+// memLimitCmd prints the memory limit of the container's cgroup as the
+// container sees it: cgroup v1's memory.limit_in_bytes or v2's memory.max
+// (its cgroup namespace's root).
+const memLimitCmd = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+
 func TestContainerSeesItsConfig(t *testing.T) {
 	e := newPodEnv(t, "config")
 	hostDir := t.TempDir()
 	os.WriteFile(filepath.Join(hostDir, "data"), []byte("from-host"), 0o644)
 	cfg := e.containerConfig("probe", "sh", "-c",
-		"id -u; id -G; echo FOO=$FOO; cat /mnt/host/data; echo; pwd; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "+
+		"id -u; id -G; echo FOO=$FOO; cat /mnt/host/data; echo; pwd; "+memLimitCmd+"; "+
 			"grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /mnt/host/x 2>/dev/null && echo rw || echo ro; hostname")
 	cfg.Envs = []*runtimeapi.KeyValue{{Key: "FOO", Value: []byte("bar")}}
 	cfg.WorkingDir = "/tmp"

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,7 +57,7 @@ func TestCreateByImageID(t *testing.T) {
 	if got := st.Status.GetResources().GetLinux(); got.GetMemoryLimitInBytes() != 96<<20 || got.GetCpuShares() != 512 {
 		t.Errorf("resources after update: %+v", got)
 	}
-	out, err := exec.Command("cat", "/sys/fs/cgroup/memory/berth/"+id+"/memory.limit_in_bytes").Output()
+	out, _, err := e.rt.ExecSync(ctx, id, []string{"sh", "-c", memLimitCmd}, 10*time.Second)
 	if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(96<<20) {
 		t.Errorf("memory limit in the cgroup: %q %v", out, err)
 	}

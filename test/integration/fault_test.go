@@ -13,6 +13,7 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -39,6 +40,7 @@ type faultEnv struct {
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
 	d, reg, pn := newPodDaemon(t, "")
+	harness.RequireFaultPoints(t, d.Binary())
 	d.Start()
 	d.WaitReady()
 	e := &faultEnv{d: d, reg: reg, pn: pn, image: reg.Host + "/" + harness.BusyboxRepo, logDir: t.TempDir()}
@@ -194,7 +196,7 @@ func (e *faultEnv) checkConsistent(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	var why string
-	ok := pollUntil(15*time.Second, func() bool {
+	ok := testsupport.Poll(15*time.Second, 50*time.Millisecond, func() bool {
 		why = ""
 		pods, err := e.rt.ListPodSandbox(ctx, nil)
 		if err != nil {
@@ -273,23 +275,12 @@ func (e *faultEnv) checkNoLeak(t *testing.T) {
 	t.Helper()
 	e.removeAll(t)
 	var after harness.Counts
-	if !pollUntil(10*time.Second, func() bool {
+	if !testsupport.Poll(10*time.Second, 50*time.Millisecond, func() bool {
 		after = e.counts(t)
 		return after.String() == e.before.String()
 	}) {
 		t.Errorf("resources leaked:\nbefore %s\nafter  %s\n%s", e.before, after, e.d.Logs)
 	}
-}
-
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
 
 func verbosePid(info map[string]string) int {
@@ -330,7 +321,7 @@ func TestFaultSandboxAfterCNIAdd(t *testing.T) {
 	}
 	e.checkConsistent(t)
 	// Nothing of the interrupted sandbox stays (IP, veth, netns, pause).
-	if after := e.counts(t); after.String() != e.before.String() {
+	if after := e.counts(t); after.Differ(e.before) {
 		t.Errorf("after the roll-back:\nbefore %s\nafter  %s", e.before, after)
 	}
 	// kubelet's retry gets a working pod.
@@ -415,7 +406,7 @@ func TestFaultImagePull(t *testing.T) {
 			if st, err := e.img.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false); err != nil || st.Image != nil {
 				t.Errorf("a half-pulled image is listed: %+v %v", st, err)
 			}
-			if after := e.counts(t); after.String() != e.before.String() {
+			if after := e.counts(t); after.Differ(e.before) {
 				t.Errorf("after the crash:\nbefore %s\nafter  %s", e.before, after)
 			}
 			// kubelet's retry pulls it whole.

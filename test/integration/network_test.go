@@ -11,6 +11,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -19,18 +20,21 @@ func httpGet(t *testing.T, url string) string {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
 	var last error
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var body string
+	if !testsupport.Poll(15*time.Second, 100*time.Millisecond, func() bool {
 		resp, err := c.Get(url)
 		if err != nil {
 			last = err
-			continue
+			return false
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return string(b)
+		body = string(b)
+		return true
+	}) {
+		t.Fatalf("GET %s: %v", url, last)
 	}
-	t.Fatalf("GET %s: %v", url, last)
-	return ""
+	return body
 }
 
 // TestPodNetworkReachable: a web server in a pod answers on the pod IP

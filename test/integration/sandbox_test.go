@@ -165,7 +165,7 @@ func TestSandboxBadInputLeavesNothing(t *testing.T) {
 	if items, _ := rt.ListPodSandbox(ctx, nil); len(items) != 0 {
 		t.Errorf("sandboxes left: %v", items)
 	}
-	if after := d.Resources(pn); after.String() != before.String() {
+	if after := d.Resources(pn); after.Differ(before) {
 		t.Errorf("resources leaked:\nbefore %s\nafter  %s", before, after)
 	}
 }
@@ -198,7 +198,7 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 	}
 	after := d.Resources(pn)
 	t.Logf("after %d run/stop/remove cycles: %s", n, after)
-	if after.String() != before.String() {
+	if after.Differ(before) {
 		t.Errorf("resources leaked:\nbefore %s\nafter  %s", before, after)
 	}
 }

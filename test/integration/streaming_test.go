@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -119,13 +120,11 @@ func TestExecSyncParallel(t *testing.T) {
 		}
 	}
 	settled := func(what string, threadsMax int) {
-		deadline := time.Now().Add(15 * time.Second)
-		for len(berthdChildren(pid)) != 0 || fds() > fdsBefore || threads() > threadsMax {
-			if time.Now().After(deadline) {
-				t.Fatalf("berthd after %s: children %v, %d fds (was %d), %d threads (limit %d)",
-					what, berthdChildren(pid), fds(), fdsBefore, threads(), threadsMax)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !testsupport.Poll(15*time.Second, 100*time.Millisecond, func() bool {
+			return len(berthdChildren(pid)) == 0 && fds() <= fdsBefore && threads() <= threadsMax
+		}) {
+			t.Fatalf("berthd after %s: children %v, %d fds (was %d), %d threads (limit %d)",
+				what, berthdChildren(pid), fds(), fdsBefore, threads(), threadsMax)
 		}
 	}
 	// Go keeps the OS threads that concurrent blocking calls needed, sized

@@ -257,13 +257,7 @@ func (n *node) tearDown() {
 	os.RemoveAll(manifests)
 	// kubelet kills the static pods whose manifests went away.
 	if n.kubelet != nil && n.kubelet.Process != nil {
-		deadline := time.Now().Add(testsupport.Slow(3 * time.Minute))
-		for time.Now().Before(deadline) {
-			if len(n.runningContainers()) == 0 {
-				break
-			}
-			time.Sleep(time.Second)
-		}
+		testsupport.Poll(testsupport.Slow(3*time.Minute), time.Second, func() bool { return len(n.runningContainers()) == 0 })
 		n.kubelet.Process.Kill()
 		n.kubelet.Wait()
 	}

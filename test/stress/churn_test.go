@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-cri/berth/internal/testsupport"
 	"github.com/berth-cri/berth/test/internal/harness"
 )
 
@@ -176,15 +177,10 @@ func TestChurn(t *testing.T) {
 		t.Error(err)
 	}
 	var after harness.Counts
-	ok := false
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok && time.Now().Before(deadline) {
+	ok := testsupport.Poll(30*time.Second, 250*time.Millisecond, func() bool {
 		after = d.count(c.seen)
-		ok = within(before, after)
-		if !ok {
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+		return within(before, after)
+	})
 	fmt.Printf("churn: %d pod cycles (run, create, start, stop, remove), 20 in flight, in %s (%.1f/s), %d errors\n",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), len(errs))
 	fmt.Printf("churn: before %s\nchurn: after  %s\n", before, after)

@@ -17,6 +17,7 @@ mkdir -p "$logs" "$opt"
 cp -a bin/vm/. "$opt/"
 rm -rf "$opt/logs"
 export PATH=$opt:$PATH
+install -m 0755 "$opt/criu" /usr/local/sbin/criu
 export BERTHD_BIN=$opt/berthd BERTH_KUBELET=$opt/kubelet BERTH_TEST_LOGS=$logs BERTH_TEST_PAUSE=$opt/pause BERTH_TEST_SUPERVISOR=$opt/berth-supervisor
 # Emulated guest: the harness's per-call CRI timeouts and polls are scaled.
 export BERTH_TEST_SLOW=${BERTH_TEST_SLOW:-20}
@@ -74,14 +75,15 @@ for b in "$opt"/cgroup*.test; do
 done
 
 # berthd end to end on this platform.
+# The integration tests' berthd has the fault points (bin/vm/test/).
 if [[ $mode == full ]]; then
-	step integration gotest test/integration integration.test -test.timeout 120m
+	BERTHD_BIN=$opt/test/berthd step integration gotest test/integration integration.test -test.timeout 120m
 else
-	step integration gotest test/integration integration.test -test.timeout 40m \
-		-test.run "${VM_IT_RUN:-^(TestSystemd|TestCgroupV2|TestKernel|TestVersionAndStatus|TestAppArmor|TestOCIRuntimeHandler|TestSupervisorCrashLosesNothing)}"
+	BERTHD_BIN=$opt/test/berthd step integration gotest test/integration integration.test -test.timeout 40m \
+		-test.run "${VM_IT_RUN:-^(TestSystemd|TestCgroupV2|TestKernel|TestVersionAndStatus|TestAppArmor|TestOCIRuntimeHandler|TestSupervisorCrashLosesNothing|TestCheckpointContainer$)}"
 	# TestCgroupV2 runs its daemons with cgroupfs unless told otherwise:
 	# once more with the systemd driver.
-	step integration-cgroupv2-systemd env BERTH_TEST_CGROUP_DRIVER=systemd \
+	step integration-cgroupv2-systemd env BERTH_TEST_CGROUP_DRIVER=systemd BERTHD_BIN=$opt/test/berthd \
 		bash -c "cd test/integration && $opt/integration.test -test.v -test.count=1 -test.timeout 20m -test.run '^TestCgroupV2'"
 fi
 

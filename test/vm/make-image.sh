@@ -1,8 +1,9 @@
 #!/bin/sh
 # Build the real-node test guest: Debian 12 (bookworm) from Debian packages
 # only, its stock 6.1 kernel, systemd as PID 1 on a pure cgroup v2 hierarchy,
-# dbus, iproute2, iptables, the CNI plugins, libseccomp2, runc, and apparmor
-# and sudo (critest loads its AppArmor test profiles with them). No network
+# dbus, iproute2, iptables, the CNI plugins, libseccomp2, runc, apparmor
+# and sudo (critest loads its AppArmor test profiles with them), and CRIU's
+# libraries. No network
 # in the guest. Output in $VMDIR: disk.img (ext4, raw, sparse), vmlinuz,
 # initrd.img, and image.key.
 #
@@ -28,6 +29,9 @@ MIRROR=${MIRROR:-$(grep -hs -E '^URIs:|^deb ' /etc/apt/sources.list.d/*.sources 
 # initramfs is then made once, not twice.
 PKGS=systemd,systemd-sysv,dbus,udev,kmod,iproute2,iptables,libseccomp2,procps,util-linux,e2fsprogs,apparmor,sudo
 PKGS=$PKGS,containernetworking-plugins,runc,busybox-static,psmisc,initramfs-tools,zstd
+# The libraries of the host's CRIU 4.1 (hack/install-criu.sh), which the
+# suite copies in: Debian 12's own criu is 3.17.
+PKGS=$PKGS,libbsd0,libgnutls30,libnftables1,libprotobuf-c1,libnl-3-200,libnet1,libuuid1
 
 command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null && command -v mkfs.ext4 >/dev/null ||
 	{ apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q \

@@ -33,17 +33,22 @@ test/conformance/harness/test-registry.sh start >/dev/null
 rm -rf "$stage"
 mkdir -p "$stage/registry-build"
 export CGO_ENABLED=1
+# What the node runs (critest, kubelet), and for the integration tests the
+# same with the fault points (make test-bin).
 go build -tags seccomp -o "$stage/" ./cmd/berthd ./cmd/berth-supervisor
+go build -tags seccomp,faultinject -o "$stage/test/" ./cmd/berthd ./cmd/berth-supervisor
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/pause" ./test/internal/harness/testdata/pause
 # Test binaries of the packages whose behaviour depends on the platform.
 for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo internal/server/stats test/integration test/kubelet $(
 	ls -d internal/cgroup* 2>/dev/null || true); do
 	name=$(basename "$pkg")
 	[[ $pkg == internal/server/* ]] && name=server$name
-	go test -c -tags seccomp -o "$stage/$name.test" "./$pkg"
+	go test -c -tags seccomp,faultinject -o "$stage/$name.test" "./$pkg"
 done
 [[ -z $kubelet ]] || cp "$kubelet" "$stage/kubelet"
 for t in crictl critest crane ginkgo; do cp "$(command -v $t)" "$stage/"; done
+# CRIU 4.1 (make criu), which the guest installs where the tests expect it.
+cp /usr/local/sbin/criu "$stage/criu"
 cp /var/lib/cri-harness/registry/build/*.tar "$stage/registry-build/"
 say "binaries staged in bin/vm ($(du -sh "$stage" | cut -f1))"
 

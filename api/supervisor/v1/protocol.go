@@ -55,15 +55,23 @@
 // container frozen). A server older than 1.6 answers CodeUnimplemented to
 // all four, with nothing done.
 //
+// Request ids (1.7): a Request may carry the id berthd gave the CRI request
+// it works for (RequestID); the supervisor logs every line of that call
+// with it (field request_id), so one grep finds a request's lines in both
+// logs. It is optional and only logged: a server before 1.7 ignores it, and
+// a call without one (berthd's own background work) is logged without it.
+//
 // History: 1.1 added OpAttach; 1.2 added terminal containers
 // (CreateRequest.Terminal, State.Terminal) and the client-to-server attach
 // frames FrameStdin, FrameResize and FrameStdinEnd; 1.3 added OpExec; 1.4
 // added OpCreateWhenReady; 1.5 added OpExecCommand (and ExecRequest's
 // command fields; Process became optional, for OpExec only); 1.6 added
-// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume.
+// OpCheckpoint, OpRestore (CreateRequest.Restore), OpPause and OpResume;
+// 1.7 added Request.RequestID.
 package v1
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -74,7 +82,7 @@ import (
 )
 
 // Version is the protocol version spoken by this package.
-const Version = "1.6"
+const Version = "1.7"
 
 // Major returns the major number of a "major.minor" version, or -1.
 func Major(v string) int {
@@ -185,6 +193,9 @@ type Request struct {
 	Op      Op     `json:"op"`
 	// ID names the container for every per-container operation.
 	ID string `json:"id,omitempty"`
+	// RequestID (1.7, optional) is the id of the CRI request this call
+	// works for; the supervisor only logs it.
+	RequestID string `json:"request_id,omitempty"`
 
 	Create *CreateRequest        `json:"create,omitempty"`
 	Kill   *KillRequest          `json:"kill,omitempty"`
@@ -192,6 +203,19 @@ type Request struct {
 	Exec   *ExecRequest          `json:"exec,omitempty"`
 	// Checkpoint is OpCheckpoint's (1.6).
 	Checkpoint *CheckpointRequest `json:"checkpoint,omitempty"`
+}
+
+// DecodeRequest parses a request line and checks that the client speaks
+// this protocol's major version; the error is the client's answer.
+func DecodeRequest(line []byte) (Request, *Error) {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return req, Errorf(CodeInvalidArgument, "decode request: %v", err)
+	}
+	if Major(req.Version) != Major(Version) {
+		return req, Errorf(CodeIncompatibleVersion, "client speaks %q, supervisor %q", req.Version, Version)
+	}
+	return req, nil
 }
 
 // CheckpointRequest dumps a running container of kind libcontainer with

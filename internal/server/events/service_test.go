@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/events"
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 // runtimeServer serves only GetContainerEvents; the rest is the generated
@@ -58,12 +59,8 @@ func subscribe(t *testing.T, ctx context.Context, b *events.Broker, c runtimeapi
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Subscribers() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers, want %d", b.Subscribers(), want)
-		}
-		time.Sleep(time.Millisecond)
+	if !testsupport.Poll(5*time.Second, time.Millisecond, func() bool { return b.Subscribers() == want }) {
+		t.Fatalf("%d subscribers, want %d", b.Subscribers(), want)
 	}
 	return stream
 }
@@ -102,12 +99,8 @@ func TestGetContainerEventsDelivers(t *testing.T) {
 	if _, err := s1.Recv(); status.Code(err) != codes.Canceled {
 		t.Fatalf("after cancel: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Subscribers() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("server kept the subscriptions of cancelled streams")
-		}
-		time.Sleep(time.Millisecond)
+	if !testsupport.Poll(5*time.Second, time.Millisecond, func() bool { return b.Subscribers() == 0 }) {
+		t.Fatal("server kept the subscriptions of cancelled streams")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/server"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -25,7 +26,7 @@ func (s *Service) ContainerStats(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	cs, _, err := s.containerStats(c)
+	cs, _, err := s.containerStats(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -35,13 +36,13 @@ func (s *Service) ContainerStats(ctx context.Context, req *runtimeapi.ContainerS
 // ListContainerStats returns the stats of the containers matching the
 // filter, running and exited.
 func (s *Service) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
-	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(req.GetFilter())}, nil
+	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(ctx, req.GetFilter())}, nil
 }
 
 // StreamContainerStats is ListContainerStats in batches, for nodes whose
 // list would not fit one message.
 func (s *Service) StreamContainerStats(req *runtimeapi.StreamContainerStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainerStatsResponse]) error {
-	items := s.listContainerStats(req.GetFilter())
+	items := s.listContainerStats(stream.Context(), req.GetFilter())
 	return server.SendBatches(items, func(b []*runtimeapi.ContainerStats) error {
 		return stream.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: b})
 	})
@@ -50,11 +51,11 @@ func (s *Service) StreamContainerStats(req *runtimeapi.StreamContainerStatsReque
 // listContainerStats never fails as a whole: one container whose cgroup
 // cannot be read is reported with zeros (and logged) rather than costing
 // kubelet the stats of the whole node.
-func (s *Service) listContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+func (s *Service) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
 	infos := s.src.Containers(f)
 	out := make([]*runtimeapi.ContainerStats, 0, len(infos))
 	for _, c := range infos {
-		cs, _ := s.containerStatsOrZero(c)
+		cs, _ := s.containerStatsOrZero(ctx, c)
 		out = append(out, cs)
 	}
 	if f.GetId() == "" && f.GetPodSandboxId() == "" && len(f.GetLabelSelector()) == 0 {
@@ -78,11 +79,11 @@ func (s *Service) retainContainers(infos []ContainerInfo) {
 	s.layers.Retain(keys)
 }
 
-func (s *Service) containerStatsOrZero(c ContainerInfo) (*runtimeapi.ContainerStats, uint64) {
-	cs, pids, err := s.containerStats(c)
+func (s *Service) containerStatsOrZero(ctx context.Context, c ContainerInfo) (*runtimeapi.ContainerStats, uint64) {
+	cs, pids, err := s.containerStats(ctx, c)
 	if err != nil {
-		s.log.WithError(err).WithField("container", c.ID).Warn("container stats")
-		return s.zeroContainerStats(c, time.Now()), 0
+		logctx.G(ctx, s.log).WithError(err).WithField("container", c.ID).Warn("container stats")
+		return s.zeroContainerStats(ctx, c, time.Now()), 0
 	}
 	return cs, pids
 }
@@ -94,15 +95,15 @@ func (s *Service) containerStatsOrZero(c ContainerInfo) (*runtimeapi.ContainerSt
 // while we looked), has zero CPU and memory with a timestamp, not an error:
 // kubelet lists exited containers too and fills the same zeros itself when
 // a runtime leaves them out.
-func (s *Service) containerStats(c ContainerInfo) (*runtimeapi.ContainerStats, uint64, error) {
+func (s *Service) containerStats(ctx context.Context, c ContainerInfo) (*runtimeapi.ContainerStats, uint64, error) {
 	if !c.Running || c.CgroupPath == "" {
 		s.containerCPU.Forget(c.ID)
-		return s.zeroContainerStats(c, time.Now()), 0, nil
+		return s.zeroContainerStats(ctx, c, time.Now()), 0, nil
 	}
 	cg, err := s.cgroups.Read(c.CgroupPath)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		s.containerCPU.Forget(c.ID)
-		return s.zeroContainerStats(c, time.Now()), 0, nil
+		return s.zeroContainerStats(ctx, c, time.Now()), 0, nil
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("stats of container %s: %w", c.ID, err)
@@ -111,10 +112,10 @@ func (s *Service) containerStats(c ContainerInfo) (*runtimeapi.ContainerStats, u
 	if cg.Pids != nil {
 		pids = *cg.Pids
 	}
-	return s.fromCgroup(c, cg), pids, nil
+	return s.fromCgroup(ctx, c, cg), pids, nil
 }
 
-func (s *Service) fromCgroup(c ContainerInfo, cg stats.Cgroup) *runtimeapi.ContainerStats {
+func (s *Service) fromCgroup(ctx context.Context, c ContainerInfo, cg stats.Cgroup) *runtimeapi.ContainerStats {
 	nanoCores := s.containerCPU.NanoCores(c.ID, cg.Time, cg.CPUUsageNanos)
 	return &runtimeapi.ContainerStats{
 		Attributes:    containerAttributes(c),
@@ -122,17 +123,17 @@ func (s *Service) fromCgroup(c ContainerInfo, cg stats.Cgroup) *runtimeapi.Conta
 		Memory:        memoryUsage(cg.Time, cg.Memory, pressure(cg.PSI, memoryPSI)),
 		Swap:          swapUsage(cg.Time, cg.Swap),
 		Io:            ioUsage(cg.Time, cg.PSI),
-		WritableLayer: s.writableLayer(c),
+		WritableLayer: s.writableLayer(ctx, c),
 	}
 }
 
-func (s *Service) zeroContainerStats(c ContainerInfo, now time.Time) *runtimeapi.ContainerStats {
+func (s *Service) zeroContainerStats(ctx context.Context, c ContainerInfo, now time.Time) *runtimeapi.ContainerStats {
 	return &runtimeapi.ContainerStats{
 		Attributes:    containerAttributes(c),
 		Cpu:           cpuUsage(now, 0, 0, nil),
 		Memory:        memoryUsage(now, nil, nil),
 		Swap:          swapUsage(now, nil),
-		WritableLayer: s.writableLayer(c),
+		WritableLayer: s.writableLayer(ctx, c),
 	}
 }
 
@@ -148,7 +149,7 @@ func containerAttributes(c ContainerInfo) *runtimeapi.ContainerAttributes {
 // writableLayer is always set, with the snapshot store's mountpoint as
 // fs_id (the one ImageFsInfo reports, so kubelet finds its capacity). A
 // layer that cannot be measured (removed, or never made) reads as empty.
-func (s *Service) writableLayer(c ContainerInfo) *runtimeapi.FilesystemUsage {
+func (s *Service) writableLayer(ctx context.Context, c ContainerInfo) *runtimeapi.FilesystemUsage {
 	var u struct{ bytes, inodes int64 }
 	at := time.Now()
 	if c.RootfsKey != "" {
@@ -157,7 +158,7 @@ func (s *Service) writableLayer(c ContainerInfo) *runtimeapi.FilesystemUsage {
 		case err == nil:
 			u.bytes, u.inodes, at = lu.Bytes, lu.Inodes, measured
 		case !errors.Is(err, errdefs.ErrNotFound):
-			s.log.WithError(err).WithField("container", c.ID).Warn("writable layer usage")
+			logctx.G(ctx, s.log).WithError(err).WithField("container", c.ID).Warn("writable layer usage")
 		}
 	}
 	return &runtimeapi.FilesystemUsage{

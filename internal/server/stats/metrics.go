@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/server"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -151,12 +152,12 @@ func (s *Service) ListMetricDescriptors(ctx context.Context, req *runtimeapi.Lis
 // ListPodSandboxMetrics returns the metrics of every pod and of its running
 // containers.
 func (s *Service) ListPodSandboxMetrics(ctx context.Context, req *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
-	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: s.listPodMetrics()}, nil
+	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: s.listPodMetrics(ctx)}, nil
 }
 
 // StreamPodSandboxMetrics is ListPodSandboxMetrics in batches.
 func (s *Service) StreamPodSandboxMetrics(req *runtimeapi.StreamPodSandboxMetricsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxMetricsResponse]) error {
-	items := s.listPodMetrics()
+	items := s.listPodMetrics(stream.Context())
 	return server.SendBatches(items, func(b []*runtimeapi.PodSandboxMetrics) error {
 		return stream.Send(&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: b})
 	})
@@ -169,14 +170,14 @@ type layerFS struct {
 	limit, inodes, inodesFree uint64
 }
 
-func (s *Service) statLayerFS() layerFS {
+func (s *Service) statLayerFS(ctx context.Context) layerFS {
 	fs := layerFS{device: s.layerMountpoint}
 	if s.layerMountpoint == "" {
 		return fs
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.layerMountpoint, &st); err != nil {
-		s.log.WithError(err).Warn("statfs of the layer filesystem")
+		logctx.G(ctx, s.log).WithError(err).Warn("statfs of the layer filesystem")
 		return fs
 	}
 	fs.limit = st.Blocks * uint64(st.Bsize)
@@ -186,23 +187,23 @@ func (s *Service) statLayerFS() layerFS {
 
 // listPodMetrics, like listSandboxStats, never fails as a whole: what
 // cannot be read is left out and logged.
-func (s *Service) listPodMetrics() []*runtimeapi.PodSandboxMetrics {
+func (s *Service) listPodMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics {
 	infos := s.src.Sandboxes(nil)
-	fs := s.statLayerFS()
+	fs := s.statLayerFS(ctx)
 	now := time.Now()
 	out := make([]*runtimeapi.PodSandboxMetrics, 0, len(infos))
 	for _, sb := range infos {
-		out = append(out, s.podMetrics(sb, fs, now))
+		out = append(out, s.podMetrics(ctx, sb, fs, now))
 	}
 	return out
 }
 
 // podMetrics is the pod's own cgroup and network at pod level, labelled as
 // cAdvisor labels a pod cgroup (container ""), and each running container.
-func (s *Service) podMetrics(sb SandboxInfo, fs layerFS, now time.Time) *runtimeapi.PodSandboxMetrics {
+func (s *Service) podMetrics(ctx context.Context, sb SandboxInfo, fs layerFS, now time.Time) *runtimeapi.PodSandboxMetrics {
 	pod := metricSet{base: []string{"", sb.CgroupParent, "", sb.ID, sb.Metadata.GetNamespace(), sb.Metadata.GetName()}}
 	if sb.CgroupParent != "" {
-		if cg, ok := s.readCgroup(sb.CgroupParent, "sandbox", sb.ID); ok {
+		if cg, ok := s.readCgroup(ctx, sb.CgroupParent, "sandbox", sb.ID); ok {
 			pod.cgroup(cg, now, s.blockDevice)
 		}
 	}
@@ -212,12 +213,12 @@ func (s *Service) podMetrics(sb SandboxInfo, fs layerFS, now time.Time) *runtime
 		case err == nil:
 			pod.network(n)
 		case !errors.Is(err, errdefs.ErrNotFound):
-			s.log.WithError(err).WithField("sandbox", sb.ID).Warn("network metrics")
+			logctx.G(ctx, s.log).WithError(err).WithField("sandbox", sb.ID).Warn("network metrics")
 		}
 	}
 	out := &runtimeapi.PodSandboxMetrics{PodSandboxId: sb.ID, Metrics: pod.metrics}
 	for _, c := range sb.Containers {
-		if cm := s.containerMetrics(sb, c, fs, now); cm != nil {
+		if cm := s.containerMetrics(ctx, sb, c, fs, now); cm != nil {
 			out.ContainerMetrics = append(out.ContainerMetrics, cm)
 		}
 	}
@@ -226,27 +227,27 @@ func (s *Service) podMetrics(sb SandboxInfo, fs layerFS, now time.Time) *runtime
 
 // containerMetrics is nil for a container with no cgroup to read: cAdvisor
 // reports live cgroups only.
-func (s *Service) containerMetrics(sb SandboxInfo, c ContainerInfo, fs layerFS, now time.Time) *runtimeapi.ContainerMetrics {
+func (s *Service) containerMetrics(ctx context.Context, sb SandboxInfo, c ContainerInfo, fs layerFS, now time.Time) *runtimeapi.ContainerMetrics {
 	if !c.Running || c.CgroupPath == "" {
 		return nil
 	}
-	cg, ok := s.readCgroup(c.CgroupPath, "container", c.ID)
+	cg, ok := s.readCgroup(ctx, c.CgroupPath, "container", c.ID)
 	if !ok {
 		return nil
 	}
 	set := metricSet{base: []string{c.Metadata.GetName(), c.CgroupPath, c.Image, c.ID, sb.Metadata.GetNamespace(), sb.Metadata.GetName()}}
 	set.cgroup(cg, now, s.blockDevice)
-	s.layerMetrics(&set, c, fs)
+	s.layerMetrics(ctx, &set, c, fs)
 	return &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: set.metrics}
 }
 
 // readCgroup reads one cgroup; one that is gone (it exited while we looked)
 // is skipped quietly, other failures are logged.
-func (s *Service) readCgroup(path, kind, id string) (stats.Cgroup, bool) {
+func (s *Service) readCgroup(ctx context.Context, path, kind, id string) (stats.Cgroup, bool) {
 	cg, err := s.cgroups.Read(path)
 	if err != nil {
 		if !errors.Is(err, errdefs.ErrNotFound) {
-			s.log.WithError(err).WithField(kind, id).Warn("cgroup metrics")
+			logctx.G(ctx, s.log).WithError(err).WithField(kind, id).Warn("cgroup metrics")
 		}
 		return stats.Cgroup{}, false
 	}
@@ -255,7 +256,7 @@ func (s *Service) readCgroup(path, kind, id string) (stats.Cgroup, bool) {
 
 // layerMetrics adds the writable layer's filesystem usage. A measurement
 // from the layer cache carries its time, as the CRI asks of cached values.
-func (s *Service) layerMetrics(set *metricSet, c ContainerInfo, fs layerFS) {
+func (s *Service) layerMetrics(ctx context.Context, set *metricSet, c ContainerInfo, fs layerFS) {
 	var used uint64
 	var at int64
 	if c.RootfsKey != "" {
@@ -264,7 +265,7 @@ func (s *Service) layerMetrics(set *metricSet, c ContainerInfo, fs layerFS) {
 		case err == nil:
 			used, at = uint64(max(lu.Bytes, 0)), measured.UnixNano()
 		case !errors.Is(err, errdefs.ErrNotFound):
-			s.log.WithError(err).WithField("container", c.ID).Warn("writable layer metrics")
+			logctx.G(ctx, s.log).WithError(err).WithField("container", c.ID).Warn("writable layer metrics")
 		}
 	}
 	set.addAt("container_fs_usage_bytes", used, at, fs.device)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/server"
 
 	"github.com/berth-cri/berth/internal/errdefs"
@@ -24,7 +25,7 @@ func (s *Service) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
-	ps, err := s.sandboxStats(sb)
+	ps, err := s.sandboxStats(ctx, sb)
 	if err != nil {
 		return nil, err
 	}
@@ -33,12 +34,12 @@ func (s *Service) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandbo
 
 // ListPodSandboxStats returns the stats of the pods matching the filter.
 func (s *Service) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
-	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.listSandboxStats(req.GetFilter())}, nil
+	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.listSandboxStats(ctx, req.GetFilter())}, nil
 }
 
 // StreamPodSandboxStats is ListPodSandboxStats in batches.
 func (s *Service) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
-	items := s.listSandboxStats(req.GetFilter())
+	items := s.listSandboxStats(stream.Context(), req.GetFilter())
 	return server.SendBatches(items, func(b []*runtimeapi.PodSandboxStats) error {
 		return stream.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: b})
 	})
@@ -46,14 +47,14 @@ func (s *Service) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsReq
 
 // listSandboxStats, like listContainerStats, reports what it can of a pod
 // it cannot fully read instead of failing the list.
-func (s *Service) listSandboxStats(f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+func (s *Service) listSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
 	infos := s.src.Sandboxes(f)
 	out := make([]*runtimeapi.PodSandboxStats, 0, len(infos))
 	for _, sb := range infos {
-		ps, err := s.sandboxStats(sb)
+		ps, err := s.sandboxStats(ctx, sb)
 		if err != nil {
-			s.log.WithError(err).WithField("sandbox", sb.ID).Warn("pod sandbox stats")
-			ps = s.sandboxStatsFromContainers(sb)
+			logctx.G(ctx, s.log).WithError(err).WithField("sandbox", sb.ID).Warn("pod sandbox stats")
+			ps = s.sandboxStatsFromContainers(ctx, sb)
 		}
 		out = append(out, ps)
 	}
@@ -73,14 +74,14 @@ func (s *Service) listSandboxStats(f *runtimeapi.PodSandboxStatsFilter) []*runti
 // sandboxStats reads the pod cgroup when kubelet gave one: it holds every
 // container and the pod's overhead. Without one (or when it is gone) the
 // pod is the sum of its containers.
-func (s *Service) sandboxStats(sb SandboxInfo) (*runtimeapi.PodSandboxStats, error) {
+func (s *Service) sandboxStats(ctx context.Context, sb SandboxInfo) (*runtimeapi.PodSandboxStats, error) {
 	if sb.CgroupParent == "" {
-		return s.sandboxStatsFromContainers(sb), nil
+		return s.sandboxStatsFromContainers(ctx, sb), nil
 	}
 	cg, err := s.cgroups.Read(sb.CgroupParent)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		s.sandboxCPU.Forget(sb.ID)
-		return s.sandboxStatsFromContainers(sb), nil
+		return s.sandboxStatsFromContainers(ctx, sb), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stats of pod sandbox %s: %w", sb.ID, err)
@@ -90,17 +91,17 @@ func (s *Service) sandboxStats(sb SandboxInfo) (*runtimeapi.PodSandboxStats, err
 		Memory:  memoryUsage(cg.Time, cg.Memory, pressure(cg.PSI, memoryPSI)),
 		Process: processUsage(cg.Time, cg.Pids),
 		Io:      ioUsage(cg.Time, cg.PSI),
-		Network: s.networkStats(sb),
+		Network: s.networkStats(ctx, sb),
 	}
-	linux.Containers, _ = s.podContainers(sb)
+	linux.Containers, _ = s.podContainers(ctx, sb)
 	return &runtimeapi.PodSandboxStats{Attributes: sandboxAttributes(sb), Linux: linux}, nil
 }
 
 // sandboxStatsFromContainers sums the pod's containers. available_bytes is
 // left 0: the pod's limit is not known without its cgroup.
-func (s *Service) sandboxStatsFromContainers(sb SandboxInfo) *runtimeapi.PodSandboxStats {
+func (s *Service) sandboxStatsFromContainers(ctx context.Context, sb SandboxInfo) *runtimeapi.PodSandboxStats {
 	now := time.Now()
-	containers, procs := s.podContainers(sb)
+	containers, procs := s.podContainers(ctx, sb)
 	var cpu, cores uint64
 	var mem stats.Memory
 	for _, cs := range containers {
@@ -117,7 +118,7 @@ func (s *Service) sandboxStatsFromContainers(sb SandboxInfo) *runtimeapi.PodSand
 		Cpu:        cpuUsage(now, cpu, cores, nil),
 		Memory:     memoryUsage(now, &mem, nil),
 		Process:    processUsage(now, &procs),
-		Network:    s.networkStats(sb),
+		Network:    s.networkStats(ctx, sb),
 		Containers: containers,
 	}
 	return &runtimeapi.PodSandboxStats{Attributes: sandboxAttributes(sb), Linux: linux}
@@ -125,11 +126,11 @@ func (s *Service) sandboxStatsFromContainers(sb SandboxInfo) *runtimeapi.PodSand
 
 // podContainers is linux.containers, each container's own stats, and the
 // sum of their task counts.
-func (s *Service) podContainers(sb SandboxInfo) ([]*runtimeapi.ContainerStats, uint64) {
+func (s *Service) podContainers(ctx context.Context, sb SandboxInfo) ([]*runtimeapi.ContainerStats, uint64) {
 	out := make([]*runtimeapi.ContainerStats, 0, len(sb.Containers))
 	var pids uint64
 	for _, c := range sb.Containers {
-		cs, n := s.containerStatsOrZero(c)
+		cs, n := s.containerStatsOrZero(ctx, c)
 		out = append(out, cs)
 		pids += n
 	}
@@ -138,14 +139,14 @@ func (s *Service) podContainers(sb SandboxInfo) ([]*runtimeapi.ContainerStats, u
 
 // networkStats is nil for a host-network pod and for a pod whose namespace
 // cannot be read (stopped: its network is torn down).
-func (s *Service) networkStats(sb SandboxInfo) *runtimeapi.NetworkUsage {
+func (s *Service) networkStats(ctx context.Context, sb SandboxInfo) *runtimeapi.NetworkUsage {
 	if sb.NetNS == "" {
 		return nil
 	}
 	n, err := s.network(sb.NetNS)
 	if err != nil {
 		if !errors.Is(err, errdefs.ErrNotFound) {
-			s.log.WithError(err).WithField("sandbox", sb.ID).Warn("network stats")
+			logctx.G(ctx, s.log).WithError(err).WithField("sandbox", sb.ID).Warn("network stats")
 		}
 		return nil
 	}

@@ -99,8 +99,6 @@ func (f *fakeCgroups) Read(p string) (stats.Cgroup, error) {
 	return c, nil
 }
 
-func ptr[T any](v T) *T { return &v }
-
 const mountpoint = "/var/lib/berth/snapshots"
 
 func newTestService(src *fakeSource, cg *fakeCgroups, nets map[string]*stats.Network) *Service {

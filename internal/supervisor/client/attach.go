@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Attachment is a live view of a container's output (OpAttach). For a
@@ -40,7 +41,7 @@ func (c *Client) Attach(ctx context.Context, id string) (*Attachment, error) {
 		return nil, fmt.Errorf("supervisor attach %s: %w: %w", id, errdefs.ErrUnavailable, err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	req := &v1.Request{Version: v1.Version, Op: v1.OpAttach, ID: id}
+	req := &v1.Request{Version: v1.Version, Op: v1.OpAttach, ID: id, RequestID: logctx.RequestID(ctx)}
 	data, _ := json.Marshal(req)
 	r := bufio.NewReader(conn)
 	var resp v1.Response

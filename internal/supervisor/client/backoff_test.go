@@ -24,6 +24,13 @@ import (
 // supervisor shutting down does. It counts the connections accepted.
 func fakeSupervisor(t *testing.T, stateDir string, answer bool) *atomic.Int64 {
 	t.Helper()
+	return fakeSupervisorSeeing(t, stateDir, answer, nil)
+}
+
+// fakeSupervisorSeeing is fakeSupervisor also sending each request it
+// answers to seen (if not nil).
+func fakeSupervisorSeeing(t *testing.T, stateDir string, answer bool, seen chan<- v1.Request) *atomic.Int64 {
+	t.Helper()
 	sock := filepath.Join(stateDir, "supervisor", "supervisor.sock")
 	os.MkdirAll(filepath.Dir(sock), 0o700)
 	l, err := net.Listen("unix", sock)
@@ -45,8 +52,14 @@ func fakeSupervisor(t *testing.T, stateDir string, answer bool) *atomic.Int64 {
 			}
 			go func() {
 				defer conn.Close()
-				if _, err := bufio.NewReader(conn).ReadBytes('\n'); err != nil {
+				line, err := bufio.NewReader(conn).ReadBytes('\n')
+				if err != nil {
 					return
+				}
+				if seen != nil {
+					var req v1.Request
+					json.Unmarshal(line, &req)
+					seen <- req
 				}
 				b, _ := json.Marshal(v1.Response{Version: &v1.VersionInfo{BootID: "b"}})
 				conn.Write(append(b, '\n'))

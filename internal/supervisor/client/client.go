@@ -27,6 +27,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 )
 
 // Client talks to the supervisor of one state directory. It is safe for
@@ -59,6 +60,7 @@ func (c *Client) call(ctx context.Context, req *v1.Request) (*v1.Response, error
 // Attempts are spaced by c.retry while the supervisor is away.
 func (c *Client) callWith(ctx context.Context, req *v1.Request, between func(*net.UnixConn)) (*v1.Response, error) {
 	req.Version = v1.Version
+	req.RequestID = logctx.RequestID(ctx)
 	connectCtx, stop := connectContext(ctx)
 	defer stop()
 	for {

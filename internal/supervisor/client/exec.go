@@ -17,6 +17,7 @@ import (
 
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
+	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/proctree"
 )
 
@@ -50,7 +51,7 @@ func (c *Client) ExecCommand(ctx context.Context, id string, req v1.ExecRequest,
 }
 
 func (c *Client) exec(ctx context.Context, op v1.Op, id string, req v1.ExecRequest, files []*os.File) (*ExecSession, error) {
-	r := &v1.Request{Version: v1.Version, Op: op, ID: id, Exec: &req}
+	r := &v1.Request{Version: v1.Version, Op: op, ID: id, Exec: &req, RequestID: logctx.RequestID(ctx)}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode exec: %w", err)

@@ -22,14 +22,16 @@ import (
 // that normally answers within milliseconds (not the shared backoff).
 const pollInterval = 20 * time.Millisecond
 
+// spawnTimeout bounds how long EnsureRunning waits for the supervisor it
+// started to answer.
+const spawnTimeout = 10 * time.Second
+
 // Option tunes EnsureRunning.
 type Option func(*spawnOptions)
 
 type spawnOptions struct {
-	cgroup    string
-	scope     string
-	extraArgs []string
-	timeout   time.Duration
+	cgroup string
+	scope  string
 }
 
 // WithCgroup names the cgroup the supervisor moves into (below each
@@ -45,15 +47,6 @@ func WithSystemdScope(name string) Option {
 	return func(o *spawnOptions) { o.scope, o.cgroup = name, "" }
 }
 
-// WithArgs adds arguments to the supervisor's command line.
-func WithArgs(args ...string) Option {
-	return func(o *spawnOptions) { o.extraArgs = append(o.extraArgs, args...) }
-}
-
-// WithStartTimeout bounds how long EnsureRunning waits for a spawned
-// supervisor to answer (default 10s).
-func WithStartTimeout(d time.Duration) Option { return func(o *spawnOptions) { o.timeout = d } }
-
 // EnsureRunning returns a client for the supervisor of stateDir, starting
 // binPath first if none answers. The supervisor is detached (own session,
 // stdio to <stateDir>/supervisor/supervisor.log, or to the journal when
@@ -62,7 +55,7 @@ func WithStartTimeout(d time.Duration) Option { return func(o *spawnOptions) { o
 // callers racing here start at most one supervisor: the loser's process
 // finds the lock taken and exits, and both clients reach the winner.
 func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option) (*Client, error) {
-	o := spawnOptions{cgroup: "berth-supervisor", timeout: 10 * time.Second}
+	o := spawnOptions{cgroup: "berth-supervisor"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -87,7 +80,6 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 	if o.scope != "" {
 		args = append(args, "--systemd-scope", o.scope)
 	}
-	args = append(args, o.extraArgs...)
 	cmd := exec.Command(binPath, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
 	cmd.Dir = "/"
@@ -99,7 +91,7 @@ func EnsureRunning(ctx context.Context, binPath, stateDir string, opts ...Option
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	ctx, cancel := context.WithTimeout(ctx, spawnTimeout)
 	defer cancel()
 	for {
 		if c.answers(ctx) {

@@ -33,8 +33,9 @@ var (
 )
 
 // Binary returns the berthd under test: $BERTHD_BIN (the Makefile passes
-// bin/berthd), else berthd and berth-supervisor built once for this test
-// run, side by side as berthd looks for its supervisor.
+// bin/test/berthd, built with FaultTag), else berthd and berth-supervisor
+// built once for this test run with FaultTag, side by side as berthd looks
+// for its supervisor.
 func Binary(t testing.TB) string {
 	t.Helper()
 	if b := os.Getenv("BERTHD_BIN"); b != "" {
@@ -46,7 +47,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", dir+"/",
+		cmd := exec.Command("go", "build", "-tags", "seccomp,"+FaultTag, "-o", dir+"/",
 			"github.com/berth-cri/berth/cmd/berthd", "github.com/berth-cri/berth/cmd/berth-supervisor")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -116,15 +117,20 @@ socket_path = %q
 	return d
 }
 
+// Binary returns the berthd binary d runs.
+func (d *Daemon) Binary() string {
+	if d.Bin != "" {
+		return d.Bin
+	}
+	return Binary(d.t)
+}
+
 // Start runs berthd and waits until its socket answers.
 func (d *Daemon) Start() {
 	d.t.Helper()
 	logs := &SyncBuffer{}
 	d.Logs = logs
-	bin := d.Bin
-	if bin == "" {
-		bin = Binary(d.t)
-	}
+	bin := d.Binary()
 	d.Cmd = exec.Command(bin, "--config", d.Config)
 	if d.Env != nil {
 		d.Cmd.Env = append(os.Environ(), d.Env...)

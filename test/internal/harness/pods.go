@@ -59,6 +59,22 @@ func (c Counts) String() string {
 	return b.String()
 }
 
+// Differ reports whether c (counted after some work) differs from before
+// in a way that means a leak: any count changed, except berthd's
+// descriptors, which only may not grow (one open at the first count, such
+// as a client connection being set up, may since have closed).
+func (c Counts) Differ(before Counts) bool {
+	for k, n := range c {
+		if k == "berthd fds" && n <= before[k] {
+			continue
+		}
+		if n != before[k] {
+			return true
+		}
+	}
+	return len(c) != len(before)
+}
+
 // Resources counts what d's pods use of the host and of berthd. All but
 // cgroups are d's own: other berthds (other tests, a developer's own) work
 // meanwhile.
