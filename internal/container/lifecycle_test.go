@@ -10,14 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	configv1 "github.com/berth-cri/berth/api/config/v1"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -30,9 +26,8 @@ import (
 // fakes hold afterwards shows whether the rollback undid everything.
 
 const (
-	pauseRef = "pause:test"
-	appRef   = "app:test"
-	volRef   = "data:test"
+	appRef = "app:test"
+	volRef = "data:test"
 )
 
 var errInjected = errors.New("injected failure")
@@ -51,31 +46,25 @@ type harness struct {
 	root    string
 	state   string
 	pod     string // the ready sandbox containers are made in
+	set     *fakes.Set
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	rec := &fakes.Recorder{}
+	f := fakes.NewSet(t)
 	h := &harness{
-		rec: rec, images: &fakes.Images{R: rec}, snaps: &fakes.Snapshots{R: rec, Root: t.TempDir()},
-		sup: &fakes.Supervisor{R: rec}, records: &fakes.Records[Container]{R: rec}, nri: &fakeNRI{rec: rec},
+		rec: f.R, images: f.Images, snaps: f.Snapshots, sup: f.Supervisor, set: f, cfg: f.Config,
+		records: &fakes.Records[Container]{R: f.R}, nri: &fakeNRI{rec: f.R},
 		events: &recordedEvents{}, root: t.TempDir(), state: t.TempDir(),
 	}
-	for _, ref := range []string{pauseRef, appRef, volRef} {
+	for _, ref := range []string{appRef, volRef} {
 		h.images.Add(ref, fakes.NewImage(ref))
 	}
-	h.cfg = config.NewHolder(&configv1.Config{
-		DefaultRuntime: "runc", SandboxImage: pauseRef, Listen: filepath.Join(h.state, "berth.sock"),
-		Runtimes: map[string]configv1.Runtime{"runc": {Type: configv1.RuntimeOCI, RuntimePath: "/bin/true"}},
-	})
-	dir := t.TempDir()
-	hosts := sandbox.HostFiles{Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}
-	os.WriteFile(hosts.Hosts, []byte("127.0.0.1 localhost\n"), 0o644)
 	var err error
 	h.sb, err = sandbox.New(sandbox.Deps{
-		Config: h.cfg, Images: h.images, Snapshots: h.snaps, Network: &fakes.Network{R: rec}, Supervisor: h.sup,
-		NetNS: &fakes.NetNS{R: rec}, HostFiles: hosts, RootDir: h.root, StateDir: h.state, Log: nullLog(),
-		Records: &fakes.Records[sandbox.Sandbox]{R: rec},
+		Config: h.cfg, Images: h.images, Snapshots: h.snaps, Network: f.Network, Supervisor: h.sup, NetNS: f.NetNS,
+		RootDir: h.root, StateDir: h.state, Log: fakes.NullLog(),
+		Records: &fakes.Records[sandbox.Sandbox]{R: f.R},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +74,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.m = h.open(t)
-	rec.Reset()
+	h.rec.Reset()
 	t.Cleanup(func() {
 		// End the watches: every process the fake "runs" exits.
 		for id := range h.m.IDs() {
@@ -101,7 +90,7 @@ func (h *harness) open(t *testing.T) *Manager {
 	t.Helper()
 	m, err := New(Deps{
 		Config: h.cfg, Images: h.images, Snapshots: h.snaps, Sandboxes: h.sb, Supervisor: h.sup,
-		RootDir: h.root, StateDir: h.state, Log: nullLog(), Records: h.records,
+		RootDir: h.root, StateDir: h.state, Log: fakes.NullLog(), Records: h.records,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,11 +98,6 @@ func (h *harness) open(t *testing.T) *Manager {
 	m.SetNRI(h.nri)
 	m.SetEvents(h.events)
 	return m
-}
-
-func nullLog() *logrus.Logger {
-	l, _ := logtest.NewNullLogger()
-	return l
 }
 
 func podConfig() *runtimeapi.PodSandboxConfig {
@@ -164,41 +148,14 @@ func (h *harness) assertNoContainers(t *testing.T) {
 	if ids := h.records.IDs(); len(ids) != 0 {
 		t.Errorf("records left: %v", ids)
 	}
+	if left := h.set.Leftovers(func(id string) bool { return id == h.pod }); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
 	if ids := h.m.IDs(); len(ids) != 0 {
 		t.Errorf("containers still indexed: %v", ids)
 	}
-	for id, holders := range h.images.Held() {
-		for _, hl := range holders {
-			if strings.HasPrefix(hl, "container:") {
-				t.Errorf("image %s still held by %s", id, hl)
-			}
-		}
-	}
-	for key := range h.snaps.Keys() {
-		if key != h.pod {
-			t.Errorf("snapshot %s left", key)
-		}
-	}
-	for _, c := range h.rec.Calls() {
-		if id, ok := strings.CutPrefix(c, "Supervisor.Create "); ok && id != h.pod && h.sup.Has(id) {
-			t.Errorf("container %s left in the supervisor", id)
-		}
-	}
 	if dirs, _ := os.ReadDir(filepath.Join(h.state, "containers")); len(dirs) != 0 {
 		t.Errorf("bundles left: %v", dirs)
-	}
-}
-
-// failPutWhen fails the first record write of a container in which match
-// holds (a write fails once; the rollback's own writes go through).
-func (h *harness) failPutWhen(match func(c *Container) bool) {
-	failed := false
-	h.records.FailPut = func(id string, c *Container) error {
-		if !failed && match(c) {
-			failed = true
-			return errInjected
-		}
-		return nil
 	}
 }
 
@@ -224,7 +181,7 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 			c.DefaultRuntime = "gone"
 			h.cfg.Set(&c)
 		}},
-		{name: "first record", rolledBack: true, setup: func(h *harness) { h.failPutWhen(func(*Container) bool { return true }) }},
+		{name: "first record", rolledBack: true, setup: func(h *harness) { h.records.FailOnce(errInjected, func(*Container) bool { return true }) }},
 		{name: "rootfs", rolledBack: true, setup: func(h *harness) { h.rec.Fail("Snapshots.PrepareRootfs", errInjected) }},
 		{name: "rootfs mount", rolledBack: true, setup: func(h *harness) { h.rec.Fail("Snapshots.MountRootfs", errInjected) }},
 		{name: "image volume's image", rolledBack: true, config: withVolume, setup: func(h *harness) {
@@ -249,7 +206,7 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 			h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
 		}},
 		{name: "record of created", rolledBack: true, setup: func(h *harness) {
-			h.failPutWhen(func(c *Container) bool { return c.State == StateCreated })
+			h.records.FailOnce(errInjected, func(c *Container) bool { return c.State == StateCreated })
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -312,16 +269,10 @@ func TestCreateFailedRollback(t *testing.T) {
 	h := newHarness(t)
 	h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
 	h.rec.Fail("Snapshots.RemoveRootfs", errors.New("removal fails too"))
-	if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errInjected) {
-		t.Fatalf("Create: %v, want the supervisor's error", err)
-	}
-	ids := h.records.IDs()
-	if len(ids) != 1 || h.records.Get(ids[0]).State != StateCreating {
-		t.Fatalf("records %v, want the creating one kept for recovery", ids)
-	}
-	if l := h.m.List(Filter{}); len(l) != 0 {
-		t.Errorf("a container being rolled back is listed: %v", l)
-	}
+	fakes.CheckFailedRollbackKept(t, h.records, errInjected, func() error {
+		_, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig())
+		return err
+	}, func(c *Container) bool { return c.State == StateCreating }, func() int { return len(h.m.List(Filter{})) })
 }
 
 func TestCreateValidates(t *testing.T) {
@@ -366,12 +317,9 @@ func TestCreateSucceeds(t *testing.T) {
 	cfg := containerConfig("c")
 	withVolume(cfg)
 	id, err := h.m.Create(context.Background(), h.pod, cfg, podConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := h.m.Get(id)
-	if err != nil {
-		t.Fatal(err)
+	c, gerr := h.m.Get(id)
+	if err != nil || gerr != nil {
+		t.Fatal(err, gerr)
 	}
 	rec := h.records.Get(id)
 	if c.State != StateCreated || rec.State != StateCreated || !rec.Delivered || c.SandboxID != h.pod || c.ImageName != appRef {
@@ -399,65 +347,20 @@ func TestCreateSucceeds(t *testing.T) {
 	h.assertNoContainers(t)
 }
 
-// TestCreateRetried pins the name reservation: kubelet gives up on a slow
-// CreateContainer and retries with the same name. The retry gets the first
-// create's container (joining it while it runs, or finding it undelivered
-// once done) and marks it delivered; a create of a name a client already
-// got is AlreadyExists.
+// TestCreateRetried pins the name reservation of CreateContainer
+// (fakes.CheckRetriedCreate).
 func TestCreateRetried(t *testing.T) {
-	for _, joined := range []bool{false, true} {
-		t.Run(fmt.Sprintf("joined=%v", joined), func(t *testing.T) {
-			h := newHarness(t)
-			first, cancel := context.WithCancel(context.Background())
-			release := make(chan struct{})
-			h.rec.OnCall = func(call string) {
-				if strings.HasPrefix(call, "Supervisor.Create ") {
-					cancel() // kubelet's deadline passes during the create
-					if joined {
-						<-release
-					}
-				}
-			}
-			if id, err := h.m.Create(first, h.pod, containerConfig("c"), podConfig()); !errors.Is(err, context.Canceled) {
-				t.Fatalf("first Create = %q, %v; want it cancelled", id, err)
-			}
-			if !joined {
-				id, ok := h.records.WaitOne(func(c *Container) bool { return c.State == StateCreated })
-				if !ok {
-					t.Fatalf("records %v, want one created", h.records.IDs())
-				}
-				if h.records.Get(id).Delivered {
-					t.Fatal("a create whose client gave up is recorded as delivered")
-				}
-			}
-			done := make(chan error, 1)
-			var retried string
-			go func() {
-				var err error
-				retried, err = h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig())
-				done <- err
-			}()
-			if joined {
-				time.Sleep(20 * time.Millisecond) // let the retry join; it is correct either way
-				close(release)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("retry: %v", err)
-			}
-			if ids := h.records.IDs(); len(ids) != 1 || ids[0] != retried {
-				t.Fatalf("retry got %q, records %v: want the first create's container", retried, ids)
-			}
-			if n := h.rec.Count("Supervisor.Create "); n != 1 {
-				t.Errorf("%d supervisor creates, want 1", n)
-			}
-			if !h.records.Get(retried).Delivered {
-				t.Error("the retry's answer not recorded as delivered")
-			}
-			if _, err := h.m.Create(context.Background(), h.pod, containerConfig("c"), podConfig()); !errors.Is(err, errdefs.ErrAlreadyExists) {
-				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
-			}
-		})
-	}
+	fakes.CheckRetriedCreate(t, func(t *testing.T) fakes.RetryCase[Container] {
+		h := newHarness(t)
+		return fakes.RetryCase[Container]{
+			Rec: h.rec, Records: h.records, Step: "Supervisor.Create ",
+			Create: func(ctx context.Context) (string, error) {
+				return h.m.Create(ctx, h.pod, containerConfig("c"), podConfig())
+			},
+			Settled:   func(c *Container) bool { return c.State == StateCreated },
+			Delivered: func(c *Container) bool { return c.Delivered },
+		}
+	})
 }
 
 // recordedEvents keeps the events sent, from any goroutine (exits are

@@ -168,7 +168,7 @@ func TestRecordFiles(t *testing.T) {
 	root := t.TempDir()
 	open := func() *Manager {
 		m, err := New(Deps{Config: h.cfg, Images: h.images, Snapshots: h.snaps, Sandboxes: h.sb, Supervisor: h.sup,
-			RootDir: root, StateDir: h.state, Log: nullLog()})
+			RootDir: root, StateDir: h.state, Log: fakes.NullLog()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func TestStart(t *testing.T) {
 	t.Run("record of running", func(t *testing.T) {
 		h := newHarness(t)
 		id := h.create(t, "c")
-		h.failPutWhen(func(c *Container) bool { return c.State == StateRunning })
+		h.records.FailOnce(errInjected, func(c *Container) bool { return c.State == StateRunning })
 		if err := h.m.Start(context.Background(), id); !errors.Is(err, errInjected) {
 			t.Fatalf("Start: %v", err)
 		}

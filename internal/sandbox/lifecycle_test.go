@@ -8,14 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
-	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	configv1 "github.com/berth-cri/berth/api/config/v1"
-	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/testsupport/fakes"
 )
@@ -24,7 +19,7 @@ import (
 // process): every step of Run, Stop and Remove is failed in turn, and what
 // the fakes hold afterwards shows whether the rollback undid everything.
 
-const pauseRef = "pause:test"
+const pauseRef = fakes.PauseRef
 
 // errInjected is the failure the fakes are told to return.
 var errInjected = errors.New("injected failure")
@@ -43,27 +38,24 @@ type harness struct {
 	events  *recordedEvents
 	hosts   HostFiles
 	state   string
+	set     *fakes.Set
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	rec := &fakes.Recorder{}
+	f := fakes.NewSet(t)
 	h := &harness{
-		rec: rec, images: &fakes.Images{R: rec}, snaps: &fakes.Snapshots{R: rec, Root: t.TempDir()},
-		sup: &fakes.Supervisor{R: rec}, net: &fakes.Network{R: rec}, netns: &fakes.NetNS{R: rec},
-		records: &fakes.Records[Sandbox]{R: rec}, nri: &fakeNRI{rec: rec}, conts: &fakeContainers{rec: rec},
+		rec: f.R, images: f.Images, snaps: f.Snapshots, sup: f.Supervisor, net: f.Network, netns: f.NetNS, set: f,
+		records: &fakes.Records[Sandbox]{R: f.R}, nri: &fakeNRI{rec: f.R}, conts: &fakeContainers{rec: f.R},
 		events: &recordedEvents{}, state: t.TempDir(),
 	}
-	h.images.Add(pauseRef, fakes.NewImage(pauseRef))
 	dir := t.TempDir()
 	h.hosts = HostFiles{Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}
-	os.WriteFile(h.hosts.Hosts, []byte("127.0.0.1 localhost\n"), 0o644)
-	os.WriteFile(h.hosts.ResolvConf, []byte("nameserver 10.0.0.1\n"), 0o644)
 	h.m = h.open(t)
 	t.Cleanup(func() {
 		// End the pause watches: the fake's pauses "exit".
-		for _, s := range h.m.t.IDs() {
-			h.sup.Exit(fmt.Sprint(s), 0)
+		for id := range h.m.t.IDs() {
+			h.sup.Exit(id, 0)
 		}
 	})
 	return h
@@ -72,13 +64,9 @@ func newHarness(t *testing.T) *harness {
 // open makes a manager on the harness's fakes, as berthd does at start.
 func (h *harness) open(t *testing.T) *Manager {
 	t.Helper()
-	cfg := &configv1.Config{
-		DefaultRuntime: "runc", SandboxImage: pauseRef,
-		Runtimes: map[string]configv1.Runtime{"runc": {Type: configv1.RuntimeOCI, RuntimePath: "/bin/true"}},
-	}
 	m, err := New(Deps{
-		Config: config.NewHolder(cfg), Images: h.images, Snapshots: h.snaps, Network: h.net, Supervisor: h.sup,
-		NetNS: h.netns, Files: fakeFiles{h.rec}, HostFiles: h.hosts, RootDir: t.TempDir(), StateDir: h.state, Log: nullLog(), Records: h.records,
+		Config: h.set.Config, Images: h.images, Snapshots: h.snaps, Network: h.net, Supervisor: h.sup,
+		NetNS: h.netns, Files: fakeFiles{h.rec}, HostFiles: h.hosts, RootDir: t.TempDir(), StateDir: h.state, Log: fakes.NullLog(), Records: h.records,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,11 +75,6 @@ func (h *harness) open(t *testing.T) *Manager {
 	m.SetContainers(h.conts)
 	m.SetEvents(h.events)
 	return m
-}
-
-func nullLog() *logrus.Logger {
-	l, _ := logtest.NewNullLogger()
-	return l
 }
 
 // podConfig is a pod in its own network namespace (hostNetwork: the
@@ -124,25 +107,11 @@ func (h *harness) assertGone(t *testing.T) {
 	if ids := h.records.IDs(); len(ids) != 0 {
 		t.Errorf("records left: %v", ids)
 	}
-	if held := h.images.Held(); len(held) != 0 {
-		t.Errorf("images still held: %v", held)
+	if left := h.set.Leftovers(func(string) bool { return false }); len(left) != 0 {
+		t.Errorf("left: %v", left)
 	}
-	if keys := h.snaps.Keys(); len(keys) != 0 {
-		t.Errorf("snapshots left: %v", keys)
-	}
-	for _, id := range h.m.t.IDs() {
-		t.Errorf("sandbox %v still indexed", id)
-	}
-	if pods := h.net.Pods(); len(pods) != 0 {
-		t.Errorf("pod networks left: %v", pods)
-	}
-	if pins := h.netns.Pins(); len(pins) != 0 {
-		t.Errorf("netns pins left: %v", pins)
-	}
-	for _, c := range h.rec.Calls() {
-		if id, ok := cutCall(c, "Supervisor.Create "); ok && h.sup.Has(id) {
-			t.Errorf("pause %s left in the supervisor", id)
-		}
+	if ids := h.m.t.IDs(); len(ids) != 0 {
+		t.Errorf("sandboxes still indexed: %v", ids)
 	}
 	if dirs, _ := os.ReadDir(filepath.Join(h.state, "sandboxes")); len(dirs) != 0 {
 		t.Errorf("pod directories left: %v", dirs)
@@ -154,19 +123,6 @@ func cutCall(call, prefix string) (string, bool) {
 		return call[len(prefix):], true
 	}
 	return "", false
-}
-
-// failPutWhen fails the first record write of a sandbox in which match
-// holds (a write fails once; the rollback's own writes go through).
-func (h *harness) failPutWhen(match func(s *Sandbox) bool) {
-	failed := false
-	h.records.FailPut = func(id string, s *Sandbox) error {
-		if !failed && match(s) {
-			failed = true
-			return errInjected
-		}
-		return nil
-	}
 }
 
 func TestRunRollsBackEveryStep(t *testing.T) {
@@ -184,10 +140,10 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 			h.rec.Fail("Images.Pull", errInjected)
 		}},
 		{name: "pause image cannot be held", setup: func(h *harness) { h.rec.Fail("Images.Use", errInjected) }},
-		{name: "first record", setup: func(h *harness) { h.failPutWhen(func(*Sandbox) bool { return true }) }},
+		{name: "first record", setup: func(h *harness) { h.records.FailOnce(errInjected, func(*Sandbox) bool { return true }) }},
 		{name: "network namespace", setup: func(h *harness) { h.rec.Fail("NetNS.New", errInjected) }},
 		{name: "record of the network namespace", setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.NetNS != "" })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.NetNS != "" })
 		}},
 		{name: "bad bandwidth annotation", wantErr: errdefs.ErrInvalidArgument, annotations: map[string]string{
 			"kubernetes.io/ingress-bandwidth": "lots",
@@ -201,14 +157,14 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 		{name: "pause start, host network", hostNetwork: true, setup: func(h *harness) { h.rec.Fail("Supervisor.Start", errInjected) }},
 		{name: "pause ends as it starts", wantErr: errdefs.ErrUnavailable, setup: func(h *harness) { h.sup.Pid = 1 << 30 }},
 		{name: "record of the network", setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.NetworkReady })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.NetworkReady })
 		}},
 		{name: "record of the pause", setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.PausePID != 0 })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.PausePID != 0 })
 		}},
 		{name: "user namespace: netns pin", userns: true, setup: func(h *harness) { h.rec.Fail("NetNS.Pin", errInjected) }},
 		{name: "user namespace: record of the pin", userns: true, setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.NetNS != "" })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.NetNS != "" })
 		}},
 		{name: "user namespace: pod network", userns: true, setup: func(h *harness) { h.rec.Fail("Network.Setup", errInjected) }},
 		// Regression: the annotation is read once the pause runs; read
@@ -217,11 +173,11 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 		{name: "user namespace: bad bandwidth annotation", userns: true, wantErr: errdefs.ErrInvalidArgument,
 			annotations: map[string]string{"kubernetes.io/ingress-bandwidth": "lots"}},
 		{name: "user namespace: record of the network", userns: true, setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.NetworkReady })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.NetworkReady })
 		}},
 		{name: "an NRI plugin refuses", setup: func(h *harness) { h.rec.Fail("NRI.RunPodSandbox", errInjected) }},
 		{name: "record of ready", setup: func(h *harness) {
-			h.failPutWhen(func(s *Sandbox) bool { return s.State == StateReady })
+			h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.State == StateReady })
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,16 +215,10 @@ func TestRunFailedRollback(t *testing.T) {
 	h := newHarness(t)
 	h.rec.Fail("Network.Setup", errInjected)
 	h.rec.Fail("Network.Teardown", errors.New("teardown fails too"))
-	if _, err := h.m.Run(context.Background(), podConfig("p", false), ""); !errors.Is(err, errInjected) {
-		t.Fatalf("Run: %v, want the setup's error", err)
-	}
-	ids := h.records.IDs()
-	if len(ids) != 1 || h.records.Get(ids[0]).State != StateCreating {
-		t.Fatalf("records %v, want the creating one kept", ids)
-	}
-	if l := h.m.List(Filter{}); len(l) != 0 {
-		t.Errorf("a sandbox being rolled back is listed: %v", l)
-	}
+	fakes.CheckFailedRollbackKept(t, h.records, errInjected, func() error {
+		_, err := h.m.Run(context.Background(), podConfig("p", false), "")
+		return err
+	}, func(s *Sandbox) bool { return s.State == StateCreating }, func() int { return len(h.m.List(Filter{})) })
 }
 
 func TestRunSucceeds(t *testing.T) {
@@ -340,65 +290,20 @@ func TestRunValidates(t *testing.T) {
 	}
 }
 
-// TestRunRetried pins the name reservation: kubelet gives up on a slow
-// RunPodSandbox and retries with the same name. The retry gets the first
-// create's sandbox (joining it while it runs, or finding it undelivered
-// once done) and marks it delivered; a create of a name a client already
-// got is AlreadyExists.
+// TestRunRetried pins the name reservation of RunPodSandbox
+// (fakes.CheckRetriedCreate).
 func TestRunRetried(t *testing.T) {
-	for _, joined := range []bool{false, true} {
-		t.Run(fmt.Sprintf("joined=%v", joined), func(t *testing.T) {
-			h := newHarness(t)
-			first, cancel := context.WithCancel(context.Background())
-			release := make(chan struct{})
-			h.rec.OnCall = func(call string) {
-				if _, ok := cutCall(call, "Supervisor.Start "); ok {
-					cancel() // kubelet's deadline passes during the create
-					if joined {
-						<-release
-					}
-				}
-			}
-			if id, err := h.m.Run(first, podConfig("p", false), ""); !errors.Is(err, context.Canceled) {
-				t.Fatalf("first Run = %q, %v; want it cancelled", id, err)
-			}
-			if !joined {
-				id, ok := h.records.WaitOne(func(s *Sandbox) bool { return s.State == StateReady })
-				if !ok {
-					t.Fatalf("records %v, want one ready", h.records.IDs())
-				}
-				if h.records.Get(id).Delivered {
-					t.Fatal("a create whose client gave up is recorded as delivered")
-				}
-			}
-			done := make(chan error, 1)
-			var retried string
-			go func() {
-				var err error
-				retried, err = h.m.Run(context.Background(), podConfig("p", false), "")
-				done <- err
-			}()
-			if joined {
-				time.Sleep(20 * time.Millisecond) // let the retry join; it is correct either way
-				close(release)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("retry: %v", err)
-			}
-			if ids := h.records.IDs(); len(ids) != 1 || ids[0] != retried {
-				t.Fatalf("retry got %q, records %v: want the first create's sandbox", retried, ids)
-			}
-			if n := h.rec.Count("Supervisor.Create "); n != 1 {
-				t.Errorf("%d pauses created, want 1", n)
-			}
-			if !h.records.Get(retried).Delivered {
-				t.Error("the retry's answer not recorded as delivered")
-			}
-			if _, err := h.m.Run(context.Background(), podConfig("p", false), ""); !errors.Is(err, errdefs.ErrAlreadyExists) {
-				t.Errorf("a create of a delivered name: %v, want AlreadyExists", err)
-			}
-		})
-	}
+	fakes.CheckRetriedCreate(t, func(t *testing.T) fakes.RetryCase[Sandbox] {
+		h := newHarness(t)
+		return fakes.RetryCase[Sandbox]{
+			Rec: h.rec, Records: h.records, Step: "Supervisor.Start ",
+			Create: func(ctx context.Context) (string, error) {
+				return h.m.Run(ctx, podConfig("p", false), "")
+			},
+			Settled:   func(s *Sandbox) bool { return s.State == StateReady },
+			Delivered: func(s *Sandbox) bool { return s.Delivered },
+		}
+	})
 }
 
 // run makes a ready sandbox and forgets the calls that made it.
@@ -420,12 +325,14 @@ var stopSteps = []stopStep{
 	{"pause kill", func(h *harness) { h.rec.Fail("Supervisor.Kill", errInjected) }, false},
 	{"pause wait", func(h *harness) { h.rec.Fail("Supervisor.Wait", errInjected) }, false},
 	{"network teardown", func(h *harness) { h.rec.Fail("Network.Teardown", errInjected) }, false},
-	{"record of the network", func(h *harness) { h.failPutWhen(func(s *Sandbox) bool { return !s.NetworkReady }) }, false},
+	{"record of the network", func(h *harness) { h.records.FailOnce(errInjected, func(s *Sandbox) bool { return !s.NetworkReady }) }, false},
 	{"netns removal", func(h *harness) { h.rec.Fail("NetNS.Remove", errInjected) }, false},
 	// A failed write leaves the state changed in memory (Table.Update), so
 	// the retry finds the sandbox not ready and writes nothing: the record
 	// on disk says ready until recovery finds the pause gone.
-	{"record of not ready", func(h *harness) { h.failPutWhen(func(s *Sandbox) bool { return s.State == StateNotReady }) }, true},
+	{"record of not ready", func(h *harness) {
+		h.records.FailOnce(errInjected, func(s *Sandbox) bool { return s.State == StateNotReady })
+	}, true},
 }
 
 // failThenRetry makes a ready sandbox, fails op on it at step, checks the

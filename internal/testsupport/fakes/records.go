@@ -25,6 +25,19 @@ type Records[T any] struct {
 	data map[string][]byte
 }
 
+// FailOnce fails, with err, the first Put of a record match accepts (a
+// write fails once; the rollback's own writes go through).
+func (f *Records[T]) FailOnce(err error, match func(*T) bool) {
+	failed := false
+	f.FailPut = func(id string, v *T) error {
+		if !failed && match(v) {
+			failed = true
+			return err
+		}
+		return nil
+	}
+}
+
 // IDs returns the ids of the records kept.
 func (f *Records[T]) IDs() []string {
 	f.mu.Lock()
