@@ -61,8 +61,8 @@ func TestStart(t *testing.T) {
 			t.Errorf("exit code %d, want 3", c.ExitCode)
 		}
 		want := fmt.Sprint([]string{fmt.Sprintf("%d %s running", EventStarted, id), fmt.Sprintf("%d %s exited", EventStopped, id)})
-		if fmt.Sprint(h.events.all()) != want {
-			t.Errorf("events %v, want %v", h.events.all(), want)
+		if fmt.Sprint(h.events.All()) != want {
+			t.Errorf("events %v, want %v", h.events.All(), want)
 		}
 		if err := h.m.Start(context.Background(), id); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("start of an exited container: %v, want FailedPrecondition", err)
@@ -233,7 +233,7 @@ func TestRemove(t *testing.T) {
 		if _, err := h.m.Get(id); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("removed container: %v", err)
 		}
-		if ev := h.events.all(); len(ev) == 0 || ev[len(ev)-1] != fmt.Sprintf("%d %s exited", EventDeleted, id) {
+		if ev := h.events.All(); len(ev) == 0 || ev[len(ev)-1] != fmt.Sprintf("%d %s exited", EventDeleted, id) {
 			t.Errorf("events %v, want the deletion last", ev)
 		}
 	})

@@ -35,7 +35,7 @@ type harness struct {
 	records *fakes.Records[Sandbox]
 	nri     *fakeNRI
 	conts   *fakeContainers
-	events  *recordedEvents
+	events  *lockedEvents
 	hosts   HostFiles
 	state   string
 	set     *fakes.Set
@@ -47,7 +47,7 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{
 		rec: f.R, images: f.Images, snaps: f.Snapshots, sup: f.Supervisor, net: f.Network, netns: f.NetNS, set: f,
 		records: &fakes.Records[Sandbox]{R: f.R}, nri: &fakeNRI{rec: f.R}, conts: &fakeContainers{rec: f.R},
-		events: &recordedEvents{}, state: t.TempDir(),
+		events: &lockedEvents{}, state: t.TempDir(),
 	}
 	dir := t.TempDir()
 	h.hosts = HostFiles{Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"), Shm: filepath.Join(dir, "shm")}
@@ -199,8 +199,8 @@ func TestRunRollsBackEveryStep(t *testing.T) {
 				t.Fatalf("Run = %q, %v; want an error wrapping %v", id, err, want)
 			}
 			h.assertGone(t)
-			if len(*h.events) != 0 {
-				t.Errorf("events of a failed Run: %v", *h.events)
+			if len(h.events.All()) != 0 {
+				t.Errorf("events of a failed Run: %v", h.events.All())
 			}
 			if tc.name == "record of ready" && !h.rec.Called("NRI.RemovePodSandbox") {
 				t.Error("NRI plugins that accepted the pod not told of its removal")
@@ -264,9 +264,9 @@ func TestRunSucceeds(t *testing.T) {
 			if got := h.images.Holders(fakes.NewImage(pauseRef).ID.String()); !slices.Equal(got, []string{holder(id)}) {
 				t.Errorf("pause image holders %v", got)
 			}
-			want := recordedEvents{fmt.Sprintf("%d %s ready", EventCreated, id), fmt.Sprintf("%d %s ready", EventStarted, id)}
-			if fmt.Sprint(*h.events) != fmt.Sprint(want) {
-				t.Errorf("events %v, want %v", *h.events, want)
+			want := []string{fmt.Sprintf("%d %s ready", EventCreated, id), fmt.Sprintf("%d %s ready", EventStarted, id)}
+			if fmt.Sprint(h.events.All()) != fmt.Sprint(want) {
+				t.Errorf("events %v, want %v", h.events.All(), want)
 			}
 		})
 	}
@@ -314,7 +314,7 @@ func (h *harness) run(t *testing.T, hostNetwork bool) string {
 		t.Fatal(err)
 	}
 	h.rec.Reset()
-	*h.events = nil
+	h.events.Reset()
 	return id
 }
 
@@ -439,7 +439,7 @@ func TestRemove(t *testing.T) {
 			h := newHarness(t)
 			id := h.failThenRetry(t, tc, h.m.Remove)
 			h.assertGone(t)
-			if ev := *h.events; len(ev) == 0 || ev[len(ev)-1] != fmt.Sprintf("%d %s notready", EventDeleted, id) {
+			if ev := h.events.All(); len(ev) == 0 || ev[len(ev)-1] != fmt.Sprintf("%d %s notready", EventDeleted, id) {
 				t.Errorf("events %v, want the deletion last", ev)
 			}
 			if !h.rec.Called("NRI.RemovePodSandbox " + id) {
@@ -529,4 +529,11 @@ func (f fakeFiles) Cleanup(dir string) error {
 		return err
 	}
 	return os.RemoveAll(dir)
+}
+
+// lockedEvents keeps the events sent (pause ends come from the watches).
+type lockedEvents struct{ fakes.Events }
+
+func (r *lockedEvents) SandboxEvent(kind EventKind, s *Sandbox) {
+	r.Add("%d %s %s", kind, s.ID, s.State)
 }

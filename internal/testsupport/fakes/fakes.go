@@ -107,3 +107,31 @@ func (r *Recorder) Reset() {
 	r.calls = nil
 	r.mu.Unlock()
 }
+
+// Events keeps the lifecycle events a manager sent, as lines, from any
+// goroutine (exits and pause ends are recorded by watches).
+type Events struct {
+	mu sync.Mutex
+	ev []string
+}
+
+// Add records an event.
+func (e *Events) Add(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ev = append(e.ev, fmt.Sprintf(format, args...))
+}
+
+// All returns the events recorded so far.
+func (e *Events) All() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.ev)
+}
+
+// Reset forgets them.
+func (e *Events) Reset() {
+	e.mu.Lock()
+	e.ev = nil
+	e.mu.Unlock()
+}
