@@ -162,7 +162,7 @@ func serve(configPath string, loaded *config.Loaded) error {
 	host.AppArmorDefault = aa.DefaultProfile
 	p.supervisor = client.New(cfg.StateDir)
 	p.sandboxes, err = sandbox.New(sandbox.Deps{
-		Config: p.cfg, Images: p.images, Snapshots: snapshots, Network: net, Supervisor: p.supervisor,
+		Config: p.cfg, Images: p.images, Snapshots: snapshots, Network: net, Supervisor: p.supervisor, NetNS: sandbox.HostNetNS{}, Files: sandbox.HostFileMaker{},
 		Host: host, RootDir: cfg.RootDir, StateDir: cfg.StateDir, Log: log.WithField("part", "sandbox"),
 	})
 	if err != nil {

@@ -13,12 +13,14 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/oci"
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // State of a container: creating -> created -> running -> exited, and
 // creating -> (rolled back, gone). created -> exited happens when a
 // container never started is lost (reboot). Only created, running and
-// exited are visible through the CRI.
+// exited are visible through the CRI. The moves are checked by one rule
+// (transitions, transition.go).
 type State string
 
 const (
@@ -45,7 +47,7 @@ type Container struct {
 	Name string `json:"name"`
 	// ConfigJSON is the ContainerConfig as kubelet sent it (protojson):
 	// labels, annotations and mounts come back from it unaltered.
-	ConfigJSON []byte `json:"config"`
+	ConfigJSON store.RawJSON `json:"config"`
 	// ImageID is the image id (sha256:<config>), ImageRef the digested
 	// reference (name@sha256:<manifest>) reported as the pod's imageID.
 	ImageID  string `json:"image_id"`
@@ -86,6 +88,11 @@ type Container struct {
 	config    *runtimeapi.ContainerConfig
 	resources *runtimeapi.LinuxContainerResources
 }
+
+// configKeys are the fields of a container's record that no longer change
+// once it is created: written once, apart from its status (store.Records.Split).
+var configKeys = []string{"id", "sandbox_id", "name", "config", "image_id", "image_ref", "image_name", "volume_images",
+	"runtime", "runtime_kind", "runtime_path", "runtime_root", "created_at", "log_path", "cgroup_path", "user", "stop_signal", "restore"}
 
 // Config is the container's CRI config. Callers must not modify it.
 func (c *Container) Config() *runtimeapi.ContainerConfig { return c.config }

@@ -17,12 +17,14 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/cdi"
+	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/userns"
 )
@@ -80,7 +82,7 @@ func (m *Manager) create(ctx, caller context.Context, name string, sb *sandbox.S
 		return m.createImageRestored(ctx, caller, name, sb, cfg, img.ID.String())
 	}
 	c := &Container{
-		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
+		ID: store.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg, resources: cfg.GetLinux().GetResources(),
 	}
 	ctx = logctx.WithField(ctx, logctx.ContainerField, c.ID)
@@ -213,11 +215,11 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 	defer func() {
 		logctx.G(ctx, m.d.Log).WithField("container", c.ID).WithFields(t.fields()).Debug("create phases")
 	}()
-	h, err := sandbox.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
+	h, err := config.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
 	if err != nil {
 		return err
 	}
-	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
+	kind, rpath, root := config.SupervisorRuntime(h, m.d.StateDir)
 	c.RuntimeKind, c.RuntimePath, c.RuntimeRoot, c.LogPath = kind, rpath, root, in.logPath
 	// With the image's user files known from an earlier container, the
 	// bundle is written at once, and the supervisor reads it while it
@@ -270,7 +272,7 @@ func (m *Manager) setUp(ctx context.Context, c *Container, sb *sandbox.Sandbox, 
 // writeBundle mounts the image volumes, builds the spec (the image's user
 // files read through files), adds the CDI devices and NRI adjustments, and
 // writes the bundle.
-func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, h sandbox.Handler, files oci.ImageFiles, t *phases) error {
+func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.Sandbox, img image.Image, in checked, h config.Handler, files oci.ImageFiles, t *phases) error {
 	cfg := c.config
 	volumes, err := m.mountImageVolumes(c, in.vols)
 	if err != nil {
@@ -287,7 +289,7 @@ func (m *Manager) writeBundle(ctx context.Context, c *Container, sb *sandbox.San
 	res, err := oci.ContainerSpec(oci.ContainerInput{
 		ID: c.ID, Config: cfg, SandboxConfig: sb.Config(), SandboxID: sb.ID,
 		Namespaces: podNS, TargetPIDNS: targetNS, PodFiles: m.d.Sandboxes.PodFiles(sb),
-		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageFiles: files, ImageVolumes: volumes, Host: m.d.Host, Handler: sandbox.OCIHandler(h),
+		Image: img.Spec.Config, Rootfs: m.d.Snapshots.RootfsTarget(c.ID), ImageFiles: files, ImageVolumes: volumes, Host: m.d.Host, Handler: config.OCIHandler(h),
 	})
 	if err != nil {
 		return err

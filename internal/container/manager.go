@@ -17,13 +17,10 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/criu"
 	"github.com/berth-cri/berth/internal/flight"
-	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
-	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/store"
-	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // EventKind is a lifecycle event of a container: the kinds of a sandbox's,
@@ -70,10 +67,10 @@ type NRI interface {
 // Deps are the parts the container manager uses.
 type Deps struct {
 	Config     *config.Holder
-	Images     *image.Service
-	Snapshots  *snapshot.Store
-	Sandboxes  *sandbox.Manager
-	Supervisor *client.Client
+	Images     Images
+	Snapshots  Snapshots
+	Sandboxes  Sandboxes
+	Supervisor Supervisor
 	Host       oci.Host
 	// RootDir holds the records (RootDir/containers); StateDir the bundles
 	// (StateDir/containers/<id>/bundle).
@@ -88,6 +85,8 @@ type Deps struct {
 	CDI *cdi.Injector
 	// Criu is the CRIU found at start (checkpoint and restore).
 	Criu criu.Info
+	// Records keeps the container records; nil: files under RootDir.
+	Records store.Persister[Container]
 }
 
 // Manager owns the node's containers.
@@ -103,12 +102,16 @@ type Manager struct {
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
 	t, err := store.OpenTable(filepath.Join(d.RootDir, "containers"), store.TableOptions[Container]{
-		Kind:      "container",
-		ID:        func(c *Container) string { return c.ID },
-		Name:      func(c *Container) string { return c.Name },
-		Hidden:    func(c *Container) bool { return c.State == StateCreating },
-		Clone:     (*Container).clone,
-		Delivered: func(c *Container) *bool { return &c.Delivered },
+		Kind:       "container",
+		ID:         func(c *Container) string { return c.ID },
+		Name:       func(c *Container) string { return c.Name },
+		Hidden:     func(c *Container) bool { return c.State == StateCreating },
+		Clone:      (*Container).clone,
+		Delivered:  func(c *Container) *bool { return &c.Delivered },
+		Transition: transition,
+		Records:    d.Records,
+		ConfigKeys: configKeys,
+		Settled:    func(c *Container) bool { return c.State != StateCreating },
 	})
 	if err != nil {
 		return nil, err

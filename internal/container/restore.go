@@ -21,12 +21,14 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/archive"
+	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/logctx"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // Restore from a checkpoint archive, as CRI-O does it: CreateContainer
@@ -103,7 +105,7 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 		return "", err
 	}
 	c := &Container{
-		ID: sandbox.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
+		ID: store.NewID(), SandboxID: sb.ID, Name: name, Runtime: sb.Runtime,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(),
 	}
 	ctx = logctx.WithField(ctx, logctx.ContainerField, c.ID)
@@ -134,15 +136,15 @@ func (m *Manager) createRestored(ctx context.Context, caller context.Context, na
 	if err == nil && in.idmap != nil {
 		err = fmt.Errorf("restoring into a user-namespaced pod is not supported: %w", errdefs.ErrFailedPrecondition)
 	}
-	var h sandbox.Handler
+	var h config.Handler
 	if err == nil {
-		h, err = sandbox.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
+		h, err = config.ResolveHandler(m.d.Config.Get(), sb.RuntimeHandler)
 	}
 	if err != nil {
 		m.d.Images.Release(c.ImageID, holder(c.ID))
 		return fail(err)
 	}
-	kind, rpath, root := sandbox.SupervisorRuntime(h, m.d.StateDir)
+	kind, rpath, root := config.SupervisorRuntime(h, m.d.StateDir)
 	if kind != supv1.RuntimeLibcontainer {
 		m.d.Images.Release(c.ImageID, holder(c.ID))
 		return fail(fmt.Errorf("the pod's handler %q is of type %s: only libcontainer containers can be restored: %w", sb.RuntimeHandler, kind, errdefs.ErrFailedPrecondition))

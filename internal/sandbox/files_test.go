@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/testsupport"
 )
 
 func TestPrepareFiles(t *testing.T) {
@@ -45,6 +47,7 @@ func TestPrepareFiles(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			testsupport.Require(t, tc.wantHostShm || os.Geteuid() == 0, "mounting a pod's /dev/shm needs root")
 			dir := filepath.Join(t.TempDir(), "pod")
 			f, err := PrepareFiles(dir, tc.cfg, host)
 			if err != nil {

@@ -10,12 +10,8 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/flight"
-	"github.com/berth-cri/berth/internal/image"
-	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
-	"github.com/berth-cri/berth/internal/snapshot"
 	"github.com/berth-cri/berth/internal/store"
-	"github.com/berth-cri/berth/internal/supervisor/client"
 )
 
 // Containers is what sandboxes need of the container manager: a pod's
@@ -41,16 +37,22 @@ type NRI interface {
 // Deps are the parts the sandbox manager uses.
 type Deps struct {
 	Config     *config.Holder
-	Images     *image.Service
-	Snapshots  *snapshot.Store
-	Network    *network.Manager
-	Supervisor *client.Client
-	Host       oci.Host
-	HostFiles  HostFiles
+	Images     Images
+	Snapshots  Snapshots
+	Network    Network
+	Supervisor Supervisor
+	// NetNS pins the pods' network namespaces; nil: HostNetNS.
+	NetNS NetNS
+	// Files makes the pods' shared files; nil: HostFileMaker.
+	Files     FileMaker
+	Host      oci.Host
+	HostFiles HostFiles
 	// RootDir holds the records (RootDir/sandboxes); StateDir the netns
 	// pins (StateDir/netns) and per-pod files and bundles (StateDir/sandboxes).
 	RootDir, StateDir string
 	Log               logrus.FieldLogger
+	// Records keeps the sandbox records; nil: files under RootDir.
+	Records store.Persister[Sandbox]
 }
 
 // Manager owns the node's pod sandboxes.
@@ -66,18 +68,28 @@ type Manager struct {
 // New opens the records; Recover must run before the manager is used.
 func New(d Deps) (*Manager, error) {
 	t, err := store.OpenTable(filepath.Join(d.RootDir, "sandboxes"), store.TableOptions[Sandbox]{
-		Kind:      "pod sandbox",
-		ID:        func(s *Sandbox) string { return s.ID },
-		Name:      func(s *Sandbox) string { return s.Name },
-		Hidden:    func(s *Sandbox) bool { return s.State == StateCreating },
-		Clone:     (*Sandbox).clone,
-		Delivered: func(s *Sandbox) *bool { return &s.Delivered },
+		Kind:       "pod sandbox",
+		ID:         func(s *Sandbox) string { return s.ID },
+		Name:       func(s *Sandbox) string { return s.Name },
+		Hidden:     func(s *Sandbox) bool { return s.State == StateCreating },
+		Clone:      (*Sandbox).clone,
+		Delivered:  func(s *Sandbox) *bool { return &s.Delivered },
+		Transition: transition,
+		Records:    d.Records,
+		ConfigKeys: configKeys,
+		Settled:    func(s *Sandbox) bool { return s.State != StateCreating },
 	})
 	if err != nil {
 		return nil, err
 	}
 	if d.HostFiles == (HostFiles{}) {
 		d.HostFiles = DefaultHostFiles
+	}
+	if d.NetNS == nil {
+		d.NetNS = HostNetNS{}
+	}
+	if d.Files == nil {
+		d.Files = HostFileMaker{}
 	}
 	return &Manager{d: d, t: t, events: noEvents{}}, nil
 }

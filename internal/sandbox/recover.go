@@ -10,7 +10,6 @@ import (
 
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
-	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/proctree"
 )
@@ -100,7 +99,7 @@ func (m *Manager) recoverPause(ctx context.Context, s *Sandbox) {
 // logged as removed.
 func (m *Manager) sweep(ctx context.Context) {
 	known := m.t.IDs()
-	pins, err := netns.List(m.netnsDir())
+	pins, err := m.d.NetNS.List(m.netnsDir())
 	if err != nil {
 		m.d.Log.WithError(err).Error("list network namespace pins to sweep")
 	}
@@ -118,7 +117,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			log.WithError(err).Error("tear down the network of a network namespace no sandbox owns; kept for the next start")
 			continue
 		}
-		if err := netns.Remove(p); err != nil {
+		if err := m.d.NetNS.Remove(p); err != nil {
 			log.WithError(err).Error("remove a network namespace no sandbox owns")
 			continue
 		}
@@ -133,7 +132,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			continue
 		}
 		log := m.d.Log.WithField("sandbox", d.Name())
-		if err := CleanupFiles(m.podDir(d.Name())); err != nil {
+		if err := m.d.Files.Cleanup(m.podDir(d.Name())); err != nil {
 			log.WithError(err).Error("remove pod files no sandbox owns")
 			continue
 		}

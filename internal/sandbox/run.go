@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	configv1 "github.com/berth-cri/berth/api/config/v1"
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/config"
@@ -23,61 +20,13 @@ import (
 	"github.com/berth-cri/berth/internal/fault"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/logctx"
-	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/oci"
 	"github.com/berth-cri/berth/internal/proctree"
+	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/userns"
 )
-
-// NewID returns a fresh 64-hex object id, as containerd's.
-func NewID() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// Handler is a resolved RuntimeClass handler.
-type Handler struct {
-	Name    string // the configured name it resolved to
-	Runtime configv1.Runtime
-}
-
-// ResolveHandler maps the CRI runtime_handler ("" = default) to its
-// configuration; an unknown one is InvalidArgument listing the known ones.
-func ResolveHandler(cfg *configv1.Config, requested string) (Handler, error) {
-	name := requested
-	if name == "" {
-		name = cfg.DefaultRuntime
-	}
-	rt, ok := cfg.Runtimes[name]
-	if !ok {
-		return Handler{}, fmt.Errorf("runtime handler %q is not configured (configured: %s): %w",
-			requested, strings.Join(config.HandlerNames(cfg), ", "), errdefs.ErrInvalidArgument)
-	}
-	return Handler{Name: name, Runtime: rt}, nil
-}
-
-// SupervisorRuntime is how the supervisor runs containers of handler h.
-func SupervisorRuntime(h Handler, stateDir string) (kind supv1.RuntimeKind, path, root string) {
-	root = h.Runtime.RuntimeRoot
-	if root == "" {
-		root = filepath.Join(stateDir, "runtimes", h.Name)
-	}
-	if h.Runtime.Type == configv1.RuntimeOCI {
-		return supv1.RuntimeOCI, h.Runtime.RuntimePath, root
-	}
-	return supv1.RuntimeLibcontainer, "", root
-}
-
-// OCIHandler is the part of a handler's options that shape specs.
-func OCIHandler(h Handler) oci.Handler {
-	return oci.Handler{
-		PrivilegedWithoutHostDevices: h.Runtime.PrivilegedWithoutHostDevices,
-		AllowedAnnotations:           h.Runtime.AllowedAnnotations,
-	}
-}
 
 // Run creates and starts the sandbox of cfg and returns its id. A retry of
 // a create kubelet gave up on (same name) gets that sandbox's id; the work
@@ -95,7 +44,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if _, err := oci.UserNamespace(cfg); err != nil {
 		return "", err
 	}
-	h, err := ResolveHandler(m.d.Config.Get(), handler)
+	h, err := config.ResolveHandler(m.d.Config.Get(), handler)
 	if err != nil {
 		return "", err
 	}
@@ -116,7 +65,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 
 // run does the work of Run. ctx is never cancelled; caller is the client's
 // context, only asked whether anyone still waits.
-func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handler string, h Handler) (string, error) {
+func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handler string, h config.Handler) (string, error) {
 	if id, err := m.t.Reserved(name); id != "" || err != nil {
 		return id, err // a retry of a create kubelet stopped waiting for, or a taken name
 	}
@@ -131,7 +80,7 @@ func (m *Manager) run(ctx, caller context.Context, name string, cfg *runtimeapi.
 		pauseRef = h.Runtime.SandboxImage
 	}
 	s := &Sandbox{
-		ID: NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
+		ID: store.NewID(), Name: name, ConfigJSON: cfgJSON, RuntimeHandler: handler, Runtime: h.Name,
 		State: StateCreating, CreatedAt: time.Now().UnixNano(), config: cfg,
 	}
 	ctx = logctx.WithField(ctx, logctx.PodField, s.ID)
@@ -208,7 +157,7 @@ func (m *Manager) pauseImage(ctx context.Context, ref, handler, id string) (imag
 // and the rest (files, rootfs, pause) is made while it runs. In a pod user
 // namespace the pause creates the network namespace (see pinPauseNetwork),
 // so CNI ADD follows the start instead.
-func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Handler) error {
+func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h config.Handler) error {
 	cfg := s.config
 	idmap, err := oci.UserNamespace(cfg)
 	if err != nil {
@@ -228,7 +177,7 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 		if err != nil {
 			return err
 		}
-		if _, err := netns.New(m.netnsDir(), s.ID); err != nil {
+		if _, err := m.d.NetNS.New(m.netnsDir(), s.ID); err != nil {
 			return fmt.Errorf("pod network namespace: %w", err)
 		}
 		if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = netnsPath }); err != nil {
@@ -280,17 +229,21 @@ func (m *Manager) setUp(ctx context.Context, s *Sandbox, img image.Image, h Hand
 // be the host's. Should berthd die before the pin is recorded, recovery
 // sweeps the unowned pin; before the pin, the namespace dies with the pause.
 func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) error {
-	path, err := netns.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
+	// The pod's network description is checked before the pin is
+	// recorded: a bad one found after would fail the rollback's CNI DEL
+	// too, and the pod could never be removed.
+	pod, err := m.networkPod(s)
+	if err != nil {
+		return err
+	}
+	path, err := m.d.NetNS.Pin(m.netnsDir(), s.ID, fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return fmt.Errorf("pod network namespace: %w", err)
 	}
 	if err := m.t.Update(s, func(s *Sandbox) { s.NetNS = path }); err != nil {
 		return err
 	}
-	pod, err := m.networkPod(s)
-	if err != nil {
-		return err
-	}
+	pod.NetNS = path
 	res, err := m.d.Network.Setup(ctx, pod)
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
@@ -304,18 +257,18 @@ func (m *Manager) pinPauseNetwork(ctx context.Context, s *Sandbox, pid int) erro
 
 // makePause prepares the pause's rootfs, the pod files and the spec, then
 // creates and starts the pause.
-func (m *Manager) makePause(ctx context.Context, s *Sandbox, img image.Image, h Handler, idmap *userns.Mappings, netnsPath string) (int, error) {
+func (m *Manager) makePause(ctx context.Context, s *Sandbox, img image.Image, h config.Handler, idmap *userns.Mappings, netnsPath string) (int, error) {
 	mnt, err := m.d.Snapshots.PrepareRootfs(s.ID, img.ChainIDs)
 	if err != nil {
 		return 0, fmt.Errorf("sandbox rootfs: %w", err)
 	}
-	files, err := PrepareFiles(m.podDir(s.ID), s.config, m.d.HostFiles)
+	files, err := m.d.Files.Prepare(m.podDir(s.ID), s.config, m.d.HostFiles)
 	if err != nil {
 		return 0, err
 	}
 	spec, err := oci.SandboxSpec(oci.SandboxInput{
 		ID: s.ID, Config: s.config, Image: img.Spec.Config, Rootfs: mnt.Target, NetNSPath: netnsPath,
-		PodFiles: oci.PodFiles{Shm: files.Shm}, Host: m.d.Host, Handler: OCIHandler(h),
+		PodFiles: oci.PodFiles{Shm: files.Shm}, Host: m.d.Host, Handler: config.OCIHandler(h),
 	})
 	if err != nil {
 		return 0, err
@@ -325,7 +278,7 @@ func (m *Manager) makePause(ctx context.Context, s *Sandbox, img image.Image, h 
 
 // startPause mounts the pause rootfs (id-mapped for a pod user namespace),
 // writes its bundle and has the supervisor create and start it.
-func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handler, idmap *userns.Mappings) (int, error) {
+func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h config.Handler, idmap *userns.Mappings) (int, error) {
 	mount := func() (string, error) { return m.d.Snapshots.MountRootfs(s.ID) }
 	if idmap != nil {
 		mount = func() (string, error) { return m.d.Snapshots.MountRootfsMapped(s.ID, *idmap) }
@@ -344,7 +297,7 @@ func (m *Manager) startPause(ctx context.Context, s *Sandbox, spec any, h Handle
 	if err := atomicfile.WriteVolatile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return 0, err
 	}
-	kind, path, root := SupervisorRuntime(h, m.d.StateDir)
+	kind, path, root := config.SupervisorRuntime(h, m.d.StateDir)
 	if _, err := m.d.Supervisor.Create(ctx, s.ID, supv1.CreateRequest{Bundle: bundle, Kind: kind, RuntimePath: path, RuntimeRoot: root}); err != nil {
 		return 0, fmt.Errorf("create pause: %w", err)
 	}

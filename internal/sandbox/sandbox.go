@@ -6,12 +6,15 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // State of a sandbox. The machine is: creating -> ready -> notready, and
 // creating -> (rolled back, gone). Only ready and notready are ever visible
 // through the CRI; a record still "creating" at start-up is the trace of a
-// crash mid-RunPodSandbox and is rolled back.
+// crash mid-RunPodSandbox and is rolled back. The moves are checked by one
+// rule (transitions, transition.go).
 type State string
 
 const (
@@ -27,7 +30,7 @@ type Sandbox struct {
 	Name string `json:"name"`
 	// ConfigJSON is the PodSandboxConfig as kubelet sent it (protojson), so
 	// labels and annotations come back unaltered.
-	ConfigJSON []byte `json:"config"`
+	ConfigJSON store.RawJSON `json:"config"`
 	// RuntimeHandler is the handler as requested ("" = default), echoed in
 	// status; Runtime is the configured handler it resolved to.
 	RuntimeHandler string `json:"runtime_handler"`
@@ -53,6 +56,10 @@ type Sandbox struct {
 
 	config *runtimeapi.PodSandboxConfig
 }
+
+// configKeys are the fields of a sandbox's record that no longer change
+// once it is ready: written once, apart from its status (store.Records.Split).
+var configKeys = []string{"id", "name", "config", "runtime_handler", "runtime", "created_at", "image"}
 
 // Config is the pod's CRI config. Callers must not modify it.
 func (s *Sandbox) Config() *runtimeapi.PodSandboxConfig { return s.config }

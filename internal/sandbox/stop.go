@@ -13,7 +13,6 @@ import (
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/logctx"
-	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/oci"
 )
 
@@ -91,7 +90,7 @@ func (m *Manager) stopLocked(ctx context.Context, s *Sandbox) error {
 		}
 	}
 	if s.NetNS != "" {
-		if err := netns.Remove(s.NetNS); err != nil {
+		if err := m.d.NetNS.Remove(s.NetNS); err != nil {
 			return fmt.Errorf("remove the network namespace of pod %s: %w", s.ID, err)
 		}
 	}
@@ -157,7 +156,7 @@ func (m *Manager) tearDown(ctx context.Context, s *Sandbox) error {
 	if err := m.d.Snapshots.RemoveRootfs(s.ID); err != nil {
 		return fmt.Errorf("remove sandbox rootfs: %w", err)
 	}
-	if err := CleanupFiles(m.podDir(s.ID)); err != nil {
+	if err := m.d.Files.Cleanup(m.podDir(s.ID)); err != nil {
 		return err
 	}
 	if s.Image != "" {

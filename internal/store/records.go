@@ -20,6 +20,11 @@ import (
 type Records[T any] struct {
 	dir string
 	mu  sync.Mutex // serialises writes (a write is ~0.02 ms)
+
+	// Set by Split (split.go); configKeys nil: one file per record.
+	configKeys    map[string]bool
+	settled       func(*T) bool
+	configWritten map[string]bool // ids whose config file is written; guarded by mu
 }
 
 // Open creates dir if needed and removes temp files a crash left mid-write.
@@ -63,6 +68,9 @@ func (r *Records[T]) Put(id string, v *T) error {
 	// normally changed under its object's lock, but not every caller is.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.configKeys != nil && r.settled(v) {
+		return r.putSplit(id, p, data)
+	}
 	return atomicfile.WriteRecord(p, data, 0o600, atomicfile.FlushBehind)
 }
 
@@ -79,6 +87,15 @@ func (r *Records[T]) Get(id string) (*T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", id, err)
 	}
+	data, split, err := r.withConfig(id, data)
+	if err != nil {
+		return nil, err
+	}
+	if split {
+		r.mu.Lock()
+		r.configWritten[id] = true
+		r.mu.Unlock()
+	}
 	v := new(T)
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("record %s is corrupt: %w", id, err)
@@ -94,6 +111,15 @@ func (r *Records[T]) Delete(id string) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete record %s: %w", id, err)
+	}
+	if r.configKeys != nil {
+		// After the record file: a config file alone is a leftover.
+		if err := os.Remove(r.configPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete record %s: %w", id, err)
+		}
+		r.mu.Lock()
+		delete(r.configWritten, id)
+		r.mu.Unlock()
 	}
 	// Flushed behind too: a record a power cut brings back names things
 	// already gone, which recovery tolerates.
@@ -115,9 +141,11 @@ func (r *Records[T]) LoadAll() (records map[string]*T, damaged []Damaged, err er
 		return nil, nil, fmt.Errorf("load store %s: %w", r.dir, err)
 	}
 	records = map[string]*T{}
+	var names []string
 	for _, e := range entries {
+		names = append(names, e.Name())
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() || atomicfile.IsTemp(e.Name()) {
+		if !ok || e.IsDir() || atomicfile.IsTemp(e.Name()) || strings.HasSuffix(e.Name(), configSuffix) {
 			continue
 		}
 		v, err := r.Get(id)
@@ -127,5 +155,6 @@ func (r *Records[T]) LoadAll() (records map[string]*T, damaged []Damaged, err er
 		}
 		records[id] = v
 	}
+	r.migrate(records, names)
 	return records, damaged, nil
 }

@@ -17,13 +17,14 @@ import (
 // Update, and read one only through the copies Get and Each hand out (or
 // while holding its Lock, which excludes every writer).
 type Table[T any] struct {
-	kind      string
-	records   *Records[T]
-	id        func(*T) string
-	name      func(*T) string
-	hidden    func(*T) bool
-	clone     func(*T) *T
-	delivered func(*T) *bool
+	kind       string
+	records    Persister[T]
+	id         func(*T) string
+	name       func(*T) string
+	hidden     func(*T) bool
+	clone      func(*T) *T
+	delivered  func(*T) *bool
+	transition func(before, after *T) error
 
 	locks KeyedMutex
 	mu    sync.RWMutex
@@ -45,13 +46,41 @@ type TableOptions[T any] struct {
 	// Delivered points at the record's flag saying the create that made it
 	// answered a live client (see Reserved); nil: creates are not retried.
 	Delivered func(*T) *bool
+	// Transition is the object's state machine: it refuses (with an error
+	// wrapping an errdefs sentinel) an Update that would move a record
+	// from before's state to after's; nil: every change is allowed.
+	Transition func(before, after *T) error
+	// Records is where the records are kept; nil: the files under the
+	// table's dir (Open). Unit tests pass a fake that can fail a write.
+	Records Persister[T]
+	// ConfigKeys and Settled split the record files (Records.Split):
+	// ConfigKeys are the JSON keys written once, when Settled first
+	// holds; nil: one file per record.
+	ConfigKeys []string
+	Settled    func(*T) bool
+}
+
+// Persister keeps a Table's records: *Records in berthd.
+type Persister[T any] interface {
+	Put(id string, v *T) error
+	Delete(id string) error
+	LoadAll() (map[string]*T, []Damaged, error)
 }
 
 // OpenTable opens the records under dir; Load and Index fill the table.
 func OpenTable[T any](dir string, o TableOptions[T]) (*Table[T], error) {
-	recs, err := Open[T](dir)
-	if err != nil {
-		return nil, err
+	recs := o.Records
+	if recs == nil {
+		files, err := Open[T](dir)
+		if err != nil {
+			return nil, err
+		}
+		if o.ConfigKeys != nil {
+			if err := files.Split(o.ConfigKeys, o.Settled); err != nil {
+				return nil, err
+			}
+		}
+		recs = files
 	}
 	if o.Hidden == nil {
 		o.Hidden = func(*T) bool { return false }
@@ -60,7 +89,7 @@ func OpenTable[T any](dir string, o TableOptions[T]) (*Table[T], error) {
 		o.Clone = func(v *T) *T { c := *v; return &c }
 	}
 	return &Table[T]{
-		kind: o.Kind, records: recs, id: o.ID, name: o.Name, hidden: o.Hidden, clone: o.Clone, delivered: o.Delivered,
+		kind: o.Kind, records: recs, id: o.ID, name: o.Name, hidden: o.Hidden, clone: o.Clone, delivered: o.Delivered, transition: o.Transition,
 		byID: map[string]*T{}, names: map[string]string{},
 	}, nil
 }
@@ -92,10 +121,19 @@ func (t *Table[T]) Put(v *T) error {
 }
 
 // Update applies change to v under the table's lock and persists the
-// result. The caller holds v's Lock.
+// result. A change the table's Transition refuses leaves v as it was and
+// returns its error. The caller holds v's Lock.
 func (t *Table[T]) Update(v *T, change func(*T)) error {
 	t.mu.Lock()
+	before := *v
 	change(v)
+	if t.transition != nil {
+		if err := t.transition(&before, v); err != nil {
+			*v = before
+			t.mu.Unlock()
+			return err
+		}
+	}
 	snapshot := *v
 	t.mu.Unlock()
 	if err := t.records.Put(t.id(v), &snapshot); err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"testing"
 
@@ -135,5 +136,57 @@ func TestTableReservedAndDelivered(t *testing.T) {
 	}
 	if err := tab.MarkDelivered("missing"); err != nil {
 		t.Errorf("MarkDelivered of an unknown id: %v", err)
+	}
+}
+
+// TestTableTransition: an update the state machine refuses changes
+// nothing, in memory or on disk.
+func TestTableTransition(t *testing.T) {
+	tab, err := OpenTable(t.TempDir(), TableOptions[obj]{
+		Kind: "thing",
+		ID:   func(o *obj) string { return o.ID },
+		Name: func(o *obj) string { return o.Name },
+		Transition: func(before, after *obj) error {
+			if before.State == "done" && after.State != "done" {
+				return fmt.Errorf("%s -> %s: %w", before.State, after.State, errdefs.ErrFailedPrecondition)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &obj{ID: "a", Name: "a", State: "ready"}
+	if err := tab.Put(o); err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Update(o, func(o *obj) { o.State = "done" }); err != nil {
+		t.Fatalf("allowed update: %v", err)
+	}
+	if err := tab.Update(o, func(o *obj) { o.State, o.Name = "ready", "renamed" }); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("refused update: %v", err)
+	}
+	if o.State != "done" || o.Name != "a" {
+		t.Errorf("a refused update changed the record: %+v", o)
+	}
+	recs, _, err := tab.Load()
+	if err != nil || recs["a"].State != "done" {
+		t.Errorf("record on disk %+v, %v; want done", recs["a"], err)
+	}
+}
+
+func TestTransitionsCheck(t *testing.T) {
+	m := Transitions[string]{"a": {"b"}, "b": {"c"}}
+	for _, tc := range []struct {
+		from, to string
+		ok       bool
+	}{{"a", "b", true}, {"b", "c", true}, {"a", "a", true}, {"a", "c", false}, {"c", "a", false}, {"b", "a", false}} {
+		err := m.Check("thing", "x", tc.from, tc.to)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition)) {
+			t.Errorf("%s -> %s: %v, want allowed %v (else FailedPrecondition)", tc.from, tc.to, err, tc.ok)
+		}
+	}
+	if got := fmt.Sprint(m.Moves()); got != "[a -> b b -> c]" {
+		t.Errorf("moves %s", got)
 	}
 }
