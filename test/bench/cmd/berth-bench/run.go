@@ -92,9 +92,11 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 
 	r := &runner.Runner{Config: c, Targets: ts, Only: re, Log: os.Stderr}
+	load := report.WatchLoad(ctx, 5*time.Second)
 	res.Workloads = r.Run(ctx, workload.Table())
 	res.Duration = time.Since(start).Round(time.Second).String()
 	res.Machine.LoadEnd = report.LoadAverage()
+	res.Machine.Load1Mean, res.Machine.Load1Max = load()
 	res.Finish()
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
@@ -132,6 +134,10 @@ func withPreset(fs *flag.FlagSet, c, preset workload.Config) workload.Config {
 // version commands.
 func describe(ctx context.Context, t *target.Target) report.Runtime {
 	rt := report.Runtime{Name: t.Name, Endpoint: t.Endpoint}
+	if t.Unavailable != "" {
+		rt.Unavailable = t.Unavailable
+		return rt
+	}
 	if v, err := t.Runtime.Version(ctx, "v1"); err == nil {
 		rt.CRI = fmt.Sprintf("%s %s (CRI %s)", v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
 	} else {

@@ -17,6 +17,10 @@ type Figure struct {
 	ID    string `json:"id"` // stable key in results.json, e.g. "pull.cold"
 	Title string `json:"title"`
 	Unit  string `json:"unit"` // "ms", "MiB", "KiB", "count"
+	// Floor is the ID of the figure of the same workload that is this
+	// one's floor (the physical limit under it, measured in the same run):
+	// the report divides this figure by it, runtime by runtime.
+	Floor string `json:"floor,omitempty"`
 }
 
 // Recorder receives samples. It is safe for concurrent use.
