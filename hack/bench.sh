@@ -12,9 +12,11 @@
 # Environment:
 #   BENCH_QUICK=1          fewer samples and pods, no critest: for iterating (a few minutes)
 #   BENCH_ROUNDS=N         alternation rounds (light workloads and cold pulls)
-#   BENCH_CRITEST=0|1      run critest -benchmark against each runtime (default 1, 0 when quick)
+#   BENCH_CRITEST=0|1      run critest -benchmark against berth and containerd 2.3 (default 1, 0 when quick)
+#   BENCH_CRITEST_ALL=1    and against containerd 1.6 too (a few minutes more)
 #   BENCH_CRITEST_TIMEOUT  per runtime, seconds (default 420)
-#   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pod-start, memory...);
+#   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pull-large, pod-start,
+#                          node-burst, node-restart, memory...);
 #                          container-floor runs with container-lifecycle, whose floor it is
 #   BENCH_FLOOR_PERIOD     container-floor's pace: a duration between creates (30ms, 0 for back
 #                          to back) or auto, the default: berth's container-lifecycle cycle
@@ -93,9 +95,9 @@ start=$SECONDS
 step() { echo "bench: [$((SECONDS - start))s] $*"; }
 
 step "dependencies"
-containerd_install
-# A failed build is not fatal: that column is reported unavailable.
-ctrd2_built=1
+# A failed install or build is not fatal: that column is reported unavailable.
+ctrd16_installed=1 ctrd2_built=1
+containerd_install || ctrd16_installed=0
 containerd2_install || ctrd2_built=0
 "$harness/install-tools.sh" >/dev/null
 "$BENCH_TOP/hack/install-criu.sh" # the checkpoint workload
@@ -121,7 +123,10 @@ step "building the benchmark and its image"
 CGO_ENABLED=0 go build -C "$BENCH_TOP" -o "$BENCH_WORK/berth-bench" ./test/bench/cmd/berth-bench
 # libcontainer in-process, as berth's supervisor builds it (cgo, libseccomp).
 CGO_ENABLED=1 go build -C "$BENCH_TOP" -tags seccomp -o "$BENCH_WORK/libcontainer-floor" ./test/bench/cmd/libcontainer-floor
-"$BENCH_WORK/berth-bench" image -ref "$BENCH_REGISTRY/berth-bench/multilayer:5x40"
+# The pull images: 5 x 40 MiB, 1 GiB in one layer, 100 layers (built
+# once from fixed seeds, cached in /var/cache/berth-bench).
+"$BENCH_WORK/berth-bench" image -ref "$BENCH_REGISTRY/berth-bench/multilayer:5x40" \
+	-large "$BENCH_REGISTRY/berth-bench/large:1x1024" -layers "$BENCH_REGISTRY/berth-bench/layers:100x1"
 
 # start_peer NAME START TARGET: start a peer (in this shell: its pid
 # variable is set here) and add its targets.json entry; one that does not
@@ -145,7 +150,11 @@ if ((ctrd2_built)); then
 else
 	targets+=("$(unavailable_target "$CTRD2_NAME" "go install of containerd $CTRD2_VERSION or runc $RUNC13_VERSION failed: $(tail -3 "$BENCH_PEERS_CACHE"/*.log 2>/dev/null | tail -3)")")
 fi
-start_peer "$CTRD_NAME" containerd_start containerd_target
+if ((ctrd16_installed)); then
+	start_peer "$CTRD_NAME" containerd_start containerd_target
+else
+	targets+=("$(unavailable_target "$CTRD_NAME" "apt-get install containerd failed")")
+fi
 while read -r t; do
 	[[ -n $t ]] && targets+=("$t")
 done < <(peers_targets)
@@ -167,9 +176,11 @@ report=(-results "$out/results.json")
 if [[ $run_critest == 1 ]]; then
 	# The runtimes this script started and that answer (peers of
 	# BENCH_PEERS are not ours to run critest against).
+	# containerd 1.6 only with BENCH_CRITEST_ALL=1: three critest runs
+	# would take make bench past its 20 minutes.
 	critest_targets=("berth=$BERTH_SOCK")
 	[[ -n $CTRD2_PID ]] && kill -0 "$(daemon_pid "$CTRD2_DIR" "$CTRD2_PID")" 2>/dev/null && critest_targets+=("$CTRD2_NAME=$CTRD2_SOCK")
-	[[ -n $CTRD_PID ]] && kill -0 "$(daemon_pid "$CTRD_DIR" "$CTRD_PID")" 2>/dev/null && critest_targets+=("$CTRD_NAME=$CTRD_SOCK")
+	[[ ${BENCH_CRITEST_ALL:-0} == 1 && -n $CTRD_PID ]] && kill -0 "$(daemon_pid "$CTRD_DIR" "$CTRD_PID")" 2>/dev/null && critest_targets+=("$CTRD_NAME=$CTRD_SOCK")
 	for ct in "${critest_targets[@]}"; do
 		rt=${ct%%=*} sock=${ct#*=}
 		dir=$out/results/critest-$rt

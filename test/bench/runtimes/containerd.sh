@@ -12,8 +12,10 @@ containerd_install() {
 	dpkg-query -W -f='${Status}' containerd 2>/dev/null | grep -q "install ok installed" && return 0
 	echo "bench: installing Debian's containerd"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get -q install -y --no-install-recommends containerd >/dev/null ||
-		{ apt-get -q update >/dev/null && apt-get -q install -y --no-install-recommends containerd >/dev/null; }
+	# Another apt-get (a neighbour's install) may hold the lock: wait for it.
+	local apt=(apt-get -q -o DPkg::Lock::Timeout=300)
+	"${apt[@]}" install -y --no-install-recommends containerd >/dev/null ||
+		{ "${apt[@]}" update >/dev/null && "${apt[@]}" install -y --no-install-recommends containerd >/dev/null; }
 }
 
 containerd_start() {

@@ -112,9 +112,20 @@ func (r *Results) Finish() {
 	r.floorRatios()
 	for wi := range r.Workloads {
 		wl := &r.Workloads[wi]
+		floors := map[string]bool{}
+		for _, f := range wl.Figures {
+			if f.Floor != "" {
+				floors[f.Floor] = true
+			}
+		}
 		for fi := range wl.Figures {
 			f := &wl.Figures[fi]
-			f.Ratio = bestPeerRatio(f.Outcomes)
+			f.Ratio = nil
+			// A floor's runtimes differ only by the container or network
+			// it runs in: no peer to compare with.
+			if !floors[f.ID] {
+				f.Ratio = bestPeerRatio(f.Outcomes)
+			}
 			f.FloorRatios = nil
 			if f.Floor == "" {
 				continue
