@@ -67,6 +67,8 @@ containerd2_restart() {
 # service (CRI's default in 2.x): 3 layers downloaded at once (the
 # default) and 3 unpacked at once (parallel unpack; 1 by default). Pod
 # network namespaces are pinned in its state dir, not /var/run/netns.
+# Restoring a checkpoint by CreateContainer (the checkpoint workload) is
+# off by default: on, as for anyone who uses it.
 containerd2_configure() {
 	prepare_dirs "$CTRD2_DIR" "$CTRD2_NETWORK" "$CTRD2_BRIDGE" "$CTRD2_SUBNET" "$BENCH_REGISTRY"
 	cat >"$CTRD2_DIR/config.toml" <<-TOML
@@ -100,6 +102,7 @@ containerd2_configure() {
 		[plugins."io.containerd.cri.v1.runtime"]
 		  restrict_oom_score_adj = true
 		  netns_mounts_under_state_dir = true
+		  enable_experimental_restore_via_create = true
 		  [plugins."io.containerd.cri.v1.runtime".containerd]
 		    default_runtime_name = "runc"
 		    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
