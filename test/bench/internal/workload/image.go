@@ -172,12 +172,11 @@ func (w *largePull) Run(ctx context.Context, t *target.Target, rec Recorder) err
 		return err
 	}
 
-	cfg := newPodConfig(t, "large")
-	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	p, err := runPod(ctx, t, "large")
 	if err != nil {
-		return fmt.Errorf("RunPodSandbox: %w", err)
+		return err
 	}
-	w.pod = &pod{id: id, config: cfg}
+	w.pod = p
 	_, st, err := startContainer(ctx, t, w.pod, "first", w.ref, nil)
 	if err != nil {
 		return err
