@@ -9,9 +9,24 @@ BERTH_POLICY=$BERTH_DIR/policy/image-policy.toml
 BERTH_PID=
 
 berth_start() {
-	mkdir -p "$BERTH_DIR/logs"
-	write_mirrors "$BERTH_DIR/certs.d"
-	write_cni "$BERTH_DIR/net.d" "$BERTH_NETWORK" "$BERTH_BRIDGE" "$BERTH_SUBNET" "$BERTH_DIR/cni-networks"
+	berth_configure
+	berth_launch
+	wait_cri berthd "unix://$BERTH_SOCK" "$BERTH_PID" "$BERTH_DIR/berthd.log"
+}
+
+berth_launch() {
+	launch_daemon "$BERTH_DIR" berthd.log "$BERTHD" --config "$BERTH_DIR/berth.toml"
+	BERTH_PID=$LAUNCHED_PID
+}
+
+# berth_restart: for the node-restart workload (runtimes/restart.sh). The
+# supervisor and the containers stay; berthd recovers them at start.
+berth_restart() {
+	restart_daemon berthd "$(daemon_pid "$BERTH_DIR" "$BERTH_PID")" berth_launch BERTH_PID
+}
+
+berth_configure() {
+	prepare_dirs "$BERTH_DIR" "$BERTH_NETWORK" "$BERTH_BRIDGE" "$BERTH_SUBNET"
 	# Accept everything until the image-policy workload writes its own
 	# policy (a sigstore scope over its repository only) and sends SIGHUP.
 	mkdir -p "$BERTH_DIR/policy"
@@ -29,10 +44,6 @@ berth_start() {
 		conf_dir = "$BERTH_DIR/net.d"
 		bin_dirs = ["/usr/lib/cni"]
 	TOML
-	# setsid: see containerd_start.
-	setsid "$BERTHD" --config "$BERTH_DIR/berth.toml" >"$BERTH_DIR/berthd.log" 2>&1 &
-	BERTH_PID=$!
-	wait_cri berthd "unix://$BERTH_SOCK" "$BERTH_PID" "$BERTH_DIR/berthd.log"
 }
 
 # berth_target: this runtime's entry of targets.json. The supervisor is
@@ -50,6 +61,8 @@ berth_target() {
 		 "spec_path": "$BERTH_DIR/run/containers/{id}/bundle/config.json",
 		 "floor_dir": "$BERTH_DIR/run/bench-floor",
 		 "image_policy": "$BERTH_POLICY",
+		 "cni_conf_dir": "$BERTH_DIR/net.d",
+		 "restart": ["$BENCH_TOP/test/bench/runtimes/restart.sh", "berth"],
 		 "versions": [["$BERTHD", "--version"]]}
 	JSON
 }
@@ -58,6 +71,7 @@ berth_target() {
 # detached on purpose (it outlives berthd restarts) and so is ours to stop.
 berth_stop() {
 	local pid
+	BERTH_PID=$(daemon_pid "$BERTH_DIR" "$BERTH_PID")
 	if [[ -n $BERTH_PID ]] && kill -0 "$BERTH_PID" 2>/dev/null; then
 		remove_all_pods "unix://$BERTH_SOCK"
 		stop_pid berthd "$BERTH_PID"

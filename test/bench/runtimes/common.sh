@@ -36,6 +36,17 @@ write_cni() {
 	}
 }
 
+# prepare_dirs DIR NETWORK BRIDGE SUBNET [EXTRA_HOST...]: a runtime's
+# log dir, mirrors (DIR/certs.d) and CNI network (DIR/net.d, IPAM state
+# in DIR/cni-networks).
+prepare_dirs() {
+	local dir=$1 network=$2 bridge=$3 subnet=$4
+	shift 4
+	mkdir -p "$dir/logs"
+	write_mirrors "$dir/certs.d" "$@"
+	write_cni "$dir/net.d" "$network" "$bridge" "$subnet" "$dir/cni-networks"
+}
+
 # wait_cri NAME ENDPOINT PID LOG: wait until the runtime answers Version.
 # PID must be the daemon itself (setsid execs it in place when run in the
 # background): the memory figures are read from it.
@@ -109,4 +120,107 @@ remove_bridge() {
 			iptables -t nat -X "$chain" 2>/dev/null || true
 		fi
 	done < <(iptables -t nat -S POSTROUTING 2>/dev/null | grep -F "name: \\\"$network\\\"" || true)
+}
+
+# containerd keeps shim sockets and runc state under /run/containerd
+# whatever its state dir: remove those dirs at the end if we made them.
+CTRD_RUN_EXISTED=0
+[[ -e /run/containerd ]] && CTRD_RUN_EXISTED=1
+# containerd pins pod network namespaces in /var/run/netns/cni-* (1.6) or
+# in its state dir (2.3, netns_mounts_under_state_dir); removing a pod
+# unpins it. Those a crash left are the ones not there before.
+CTRD_NETNS_BEFORE=$(ls /var/run/netns 2>/dev/null || true)
+# With no cgroup parent, containers go to k8s.io/<id> in each hierarchy;
+# runc removes <id>, the k8s.io parents stay.
+CTRD_CGROUPS_EXISTED=0
+compgen -G "/sys/fs/cgroup/*/k8s.io" >/dev/null && CTRD_CGROUPS_EXISTED=1
+
+# stop_containerd_like PID SOCK BRIDGE NETWORK: what containerd_stop and
+# containerd2_stop share: remove every pod first (the shims would outlive
+# containerd, and CNI DEL needs it), stop the daemon, then any shim left
+# behind, leftover network namespaces, the bridge, and the dirs it made.
+stop_containerd_like() {
+	local pid=$1 sock=$2 bridge=$3 network=$4 ns
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+		remove_all_pods "unix://$sock"
+		stop_pid containerd "$pid"
+		wait "$pid" 2>/dev/null || true
+	fi
+	for pid in $(pids_matching containerd-shim "-address $sock"); do
+		echo "bench: stopping leftover containerd shim $pid" >&2
+		stop_pid containerd-shim "$pid"
+	done
+	for ns in /var/run/netns/cni-*; do
+		[[ -e $ns ]] && ! grep -qxF "${ns##*/}" <<<"$CTRD_NETNS_BEFORE" || continue
+		echo "bench: removing leftover network namespace $ns" >&2
+		umount "$ns" 2>/dev/null || true
+		rm -f "$ns"
+	done
+	remove_bridge "$bridge" "$network"
+	if ((!CTRD_RUN_EXISTED)); then
+		# rmdir: only what is empty, nothing another containerd uses.
+		rmdir /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/s /run/containerd 2>/dev/null || true
+	fi
+	if ((!CTRD_CGROUPS_EXISTED)); then
+		rmdir /sys/fs/cgroup/*/k8s.io 2>/dev/null || true
+	fi
+}
+
+# launch_daemon DIR LOG CMD...: start a daemon, appending its output to
+# DIR/LOG, and record its pid in LAUNCHED_PID and DIR/daemon.pid (which a
+# restart by runtimes/restart.sh, another process, rewrites). setsid: a
+# Ctrl-C of make bench must reach the benchmark, which then removes its
+# pods, not the daemon, which would leave them behind.
+launch_daemon() {
+	local dir=$1 log=$2
+	shift 2
+	setsid "$@" >>"$dir/$log" 2>&1 &
+	LAUNCHED_PID=$!
+	echo "$LAUNCHED_PID" >"$dir/daemon.pid"
+}
+
+# containerd_like_target NAME DIR PID RESTART_ARG CONTAINERD RUNC: the
+# targets.json entry of a containerd column.
+containerd_like_target() {
+	local name=$1 dir=$2 pid=$3 restart=$4 ctrd=$5 runc=$6
+	cat <<-JSON
+		{"name": "$name", "endpoint": "unix://$dir/containerd.sock", "daemon_pid": $pid,
+		 "helper_cmdline": ["containerd-shim", "-address $dir/containerd.sock"],
+		 "root_dir": "$dir/root", "log_dir": "$dir/logs",
+		 "cni_conf_dir": "$dir/net.d",
+		 "restart": ["$BENCH_TOP/test/bench/runtimes/restart.sh", "$restart"],
+		 "versions": [["$ctrd", "--version"], ["$runc", "--version"]]}
+	JSON
+}
+
+# daemon_pid DIR PID: the daemon's current pid: DIR/daemon.pid, which a
+# restart (runtimes/restart.sh, another process) rewrites, else PID.
+daemon_pid() {
+	local p
+	p=$(cat "$1/daemon.pid" 2>/dev/null || true)
+	echo "${p:-$2}"
+}
+
+# restart_daemon NAME PID LAUNCH VAR: the node-restart workload's restart,
+# run by runtimes/restart.sh with the runtime's pods left running: SIGTERM
+# to the daemon (its pods' processes stay: shims, berth's supervisor),
+# then LAUNCH, which starts it again and sets VAR to the new pid. Prints
+# one JSON line for berth-bench: the new pid and when it was launched
+# (unix ns), from which berth-bench times the recovery itself.
+restart_daemon() {
+	local name=$1 pid=$2 launch=$3 var=$4 t0
+	stop_pid "$name" "$pid"
+	# Not our child: wait until it is gone, not only signalled.
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+	t0=$(date +%s%N)
+	"$launch"
+	printf '{"pid": %d, "launched_ns": %s}\n' "${!var}" "$t0"
+}
+
+# unavailable_target NAME REASON: a targets.json entry for a runtime that
+# could not be built or started: the report shows its column as such.
+unavailable_target() {
+	local reason
+	reason=$(printf '%s' "$2" | tr '\n\t' '  ' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')
+	printf '{"name": "%s", "unavailable": "%s"}\n' "$1" "$reason"
 }

@@ -22,10 +22,12 @@ var (
 	full = workload.Config{
 		Rounds: 3, Samples: 30, ColdPulls: 5, ParallelPods: 10,
 		MemoryPods: 50, MemoryRounds: 1, ListContainers: 200,
+		LargePulls: 1, BurstPods: 110, BurstInFlight: 10, BurstHold: 10 * time.Second, RestartPods: 110,
 	}
 	quick = workload.Config{
 		Rounds: 2, Samples: 10, ColdPulls: 2, ParallelPods: 5,
 		MemoryPods: 10, MemoryRounds: 1, ListContainers: 50,
+		LargePulls: 1, BurstPods: 30, BurstInFlight: 5, BurstHold: 4 * time.Second, RestartPods: 30,
 	}
 )
 
@@ -43,7 +45,14 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MemoryPods, "memory-pods", full.MemoryPods, "running pods for the memory figures")
 	fs.IntVar(&c.MemoryRounds, "memory-rounds", full.MemoryRounds, "memory measurements per runtime")
 	fs.IntVar(&c.ListContainers, "list-containers", full.ListContainers, "running containers for the list figures")
+	fs.IntVar(&c.LargePulls, "large-pulls", full.LargePulls, "cold pulls of each large image per runtime")
+	fs.IntVar(&c.BurstPods, "burst-pods", full.BurstPods, "pods of node-burst")
+	fs.IntVar(&c.BurstInFlight, "burst-in-flight", full.BurstInFlight, "pods started (and removed) at once by node-burst and node-restart")
+	fs.DurationVar(&c.BurstHold, "burst-hold", full.BurstHold, "how long node-burst keeps its pods running, probed, after the last start")
+	fs.IntVar(&c.RestartPods, "restart-pods", full.RestartPods, "pods running at node-restart's restart")
 	fs.StringVar(&c.PullImage, "pull-image", defaultPullImage, "the multi-layer image")
+	fs.StringVar(&c.LargeImage, "large-image", defaultLargeImage, "the 1 GiB single-layer image")
+	fs.StringVar(&c.LayersImage, "layers-image", defaultLayersImage, "the 100-layer image")
 	fs.StringVar(&c.Image, "image", "127.0.0.1:5000/e2e-test-images/busybox:1.29-2", "container image")
 	fs.StringVar(&c.SandboxImage, "sandbox-image", "registry.k8s.io/pause:3.10", "the runtimes' sandbox image, pulled before pod figures")
 	fs.StringVar(&c.FloorBin, "floor", "", "the libcontainer-floor program (hack/bench.sh builds it); without it container-floor fails")
@@ -92,9 +101,11 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 
 	r := &runner.Runner{Config: c, Targets: ts, Only: re, Log: os.Stderr}
+	load := report.WatchLoad(ctx, 5*time.Second)
 	res.Workloads = r.Run(ctx, workload.Table())
 	res.Duration = time.Since(start).Round(time.Second).String()
 	res.Machine.LoadEnd = report.LoadAverage()
+	res.Machine.Load1Mean, res.Machine.Load1Max = load()
 	res.Finish()
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
@@ -125,6 +136,13 @@ func withPreset(fs *flag.FlagSet, c, preset workload.Config) workload.Config {
 	pick("memory-pods", &c.MemoryPods, preset.MemoryPods)
 	pick("memory-rounds", &c.MemoryRounds, preset.MemoryRounds)
 	pick("list-containers", &c.ListContainers, preset.ListContainers)
+	pick("large-pulls", &c.LargePulls, preset.LargePulls)
+	pick("burst-pods", &c.BurstPods, preset.BurstPods)
+	pick("burst-in-flight", &c.BurstInFlight, preset.BurstInFlight)
+	pick("restart-pods", &c.RestartPods, preset.RestartPods)
+	if !set["burst-hold"] {
+		c.BurstHold = preset.BurstHold
+	}
 	return c
 }
 
@@ -132,6 +150,10 @@ func withPreset(fs *flag.FlagSet, c, preset workload.Config) workload.Config {
 // version commands.
 func describe(ctx context.Context, t *target.Target) report.Runtime {
 	rt := report.Runtime{Name: t.Name, Endpoint: t.Endpoint}
+	if t.Unavailable != "" {
+		rt.Unavailable = t.Unavailable
+		return rt
+	}
 	if v, err := t.Runtime.Version(ctx, "v1"); err == nil {
 		rt.CRI = fmt.Sprintf("%s %s (CRI %s)", v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
 	} else {

@@ -8,6 +8,7 @@ package multilayer
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -32,11 +33,26 @@ type Shape struct {
 	RandomSize  int64 // bytes per random file
 	TextFiles   int   // per layer
 	TextSize    int64 // bytes per text file
+	// Pause adds PausePath (a tiny static program, see pauseELF) to the
+	// first layer and makes it the entrypoint: a container starts from
+	// the image alone.
+	Pause bool
 }
 
 // Default is 5 layers of 40 MiB: 4 random files of 5 MiB and 320 text
 // files of 64 KiB each, 200 MiB unpacked, about 125 MiB compressed.
 var Default = Shape{Layers: 5, RandomFiles: 4, RandomSize: 5 << 20, TextFiles: 320, TextSize: 64 << 10}
+
+// Large is one layer of 1 GiB: 64 random files of 8 MiB and 16384 text
+// files of 32 KiB, about 690 MiB compressed: the size of the images users
+// complain about (CUDA, ML frameworks), as a single layer, the case a
+// runtime cannot speed up by unpacking layers side by side.
+var Large = Shape{Layers: 1, RandomFiles: 64, RandomSize: 8 << 20, TextFiles: 16384, TextSize: 32 << 10, Pause: true}
+
+// Layers100 is 100 layers of 1 MiB (one random file of 512 KiB and 16
+// text files of 32 KiB each): 100 MiB unpacked, where the per-layer costs
+// (requests, snapshots, mounts of many lower dirs) dominate.
+var Layers100 = Shape{Layers: 100, RandomFiles: 1, RandomSize: 512 << 10, TextFiles: 16, TextSize: 32 << 10, Pause: true}
 
 // Ensure makes sure ref is in its registry: when it is not, it builds the
 // image (reusing the compressed layers cached in cacheDir) and pushes it.
@@ -70,7 +86,7 @@ func Build(shape Shape, cacheDir string) (v1.Image, error) {
 	}
 	var layers []v1.Layer
 	for i := range shape.Layers {
-		path := filepath.Join(cacheDir, fmt.Sprintf("layer-%d-of-%d-%d.tar.gz", i, shape.Layers, shape.layerSize()))
+		path := filepath.Join(cacheDir, shape.layerName(i))
 		if _, err := os.Stat(path); err != nil {
 			if err := writeLayer(path, shape, i); err != nil {
 				return nil, err
@@ -93,8 +109,24 @@ func Build(shape Shape, cacheDir string) (v1.Image, error) {
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", "amd64"
 	cfg.Config.Cmd = []string{"/bin/sh"}
+	if shape.Pause {
+		cfg.Config.Cmd, cfg.Config.Entrypoint = nil, []string{PausePath}
+	}
 	cfg.Config.Labels = map[string]string{"org.berth-cri.bench": "multilayer"}
 	return mutate.ConfigFile(img, cfg)
+}
+
+// layerName is layer i's file in the cache: its shape in the name, so
+// that two shapes never share a cached layer.
+func (s Shape) layerName(i int) string {
+	name := fmt.Sprintf("layer-%d-of-%d-%d", i, s.Layers, s.layerSize())
+	if s.Pause {
+		name += "-pause"
+	}
+	if s.TextSize != Default.TextSize || s.RandomSize != Default.RandomSize {
+		name += fmt.Sprintf("-r%d-t%d", s.RandomSize, s.TextSize)
+	}
+	return name + ".tar.gz"
 }
 
 func (s Shape) layerSize() int64 {
@@ -142,13 +174,18 @@ func writeTar(w io.Writer, shape Shape, i int) error {
 	dir := func(p string) error {
 		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX})
 	}
-	file := func(p string, size int64, content io.Reader) error {
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: 0o644, Size: size, ModTime: epoch, Format: tar.FormatPAX}
+	file := func(p string, mode, size int64, content io.Reader) error {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: mode, Size: size, ModTime: epoch, Format: tar.FormatPAX}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
 		_, err := io.CopyN(tw, content, size)
 		return err
+	}
+	if shape.Pause && i == 0 {
+		if err := file(PausePath[1:], 0o755, int64(len(pauseELF())), bytes.NewReader(pauseELF())); err != nil {
+			return err
+		}
 	}
 	root := fmt.Sprintf("bench/l%d", i)
 	for _, d := range []string{"bench", root, root + "/random", root + "/text"} {
@@ -157,7 +194,7 @@ func writeTar(w io.Writer, shape Shape, i int) error {
 		}
 	}
 	for j := range shape.RandomFiles {
-		if err := file(fmt.Sprintf("%s/random/r%d.bin", root, j), shape.RandomSize, random); err != nil {
+		if err := file(fmt.Sprintf("%s/random/r%d.bin", root, j), 0o644, shape.RandomSize, random); err != nil {
 			return err
 		}
 	}
@@ -170,7 +207,7 @@ func writeTar(w io.Writer, shape Shape, i int) error {
 				return err
 			}
 		}
-		if err := file(fmt.Sprintf("%s/t%d.txt", d, j), shape.TextSize, text); err != nil {
+		if err := file(fmt.Sprintf("%s/t%d.txt", d, j), 0o644, shape.TextSize, text); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,17 @@
 package multilayer
 
 import (
+	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -54,5 +61,82 @@ func TestTextCompressesRandomDoesNot(t *testing.T) {
 	}
 	if r := ratio(rand.NewChaCha8(seed("random", 0))); r > 1.01 {
 		t.Errorf("random data compresses %.2f:1", r)
+	}
+}
+
+// The pause program is a valid static x86-64 executable whose entry point
+// is its code, and it runs (and keeps running) where it can.
+func TestPauseELF(t *testing.T) {
+	b := pauseELF()
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC || f.Class != elf.ELFCLASS64 {
+		t.Fatalf("machine %v type %v class %v", f.Machine, f.Type, f.Class)
+	}
+	if len(f.Progs) != 1 || f.Progs[0].Filesz != uint64(len(b)) || f.Entry != f.Progs[0].Vaddr+120 {
+		t.Fatalf("segments %+v, entry %#x", f.Progs, f.Entry)
+	}
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skip("runs on linux/amd64 only")
+	}
+	path := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("pause exited: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cmd.Process.Kill()
+	<-done
+}
+
+// A shape with Pause has the program as its first file, executable, and
+// as the image's entrypoint; the cache names differ by shape.
+func TestPauseShape(t *testing.T) {
+	small := Shape{Layers: 2, RandomFiles: 1, RandomSize: 4096, TextFiles: 3, TextSize: 1000, Pause: true}
+	img, err := Build(small, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != PausePath || cfg.Config.Cmd != nil {
+		t.Errorf("entrypoint %q cmd %q", cfg.Config.Entrypoint, cfg.Config.Cmd)
+	}
+	layers, _ := img.Layers()
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h, err := tar.NewReader(rc).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Name != "pause" || h.Mode != 0o755 || h.Size != int64(len(pauseELF())) {
+		t.Errorf("first entry %q mode %o size %d", h.Name, h.Mode, h.Size)
+	}
+	names := map[string]bool{}
+	for _, s := range []Shape{Default, Large, Layers100, small, {Layers: 2, RandomFiles: 1, RandomSize: 4096, TextFiles: 3, TextSize: 1000}} {
+		n := s.layerName(0)
+		if names[n] {
+			t.Errorf("two shapes share the cache name %s", n)
+		}
+		names[n] = true
+	}
+	if Large.layerSize() != 1<<30 || Layers100.Layers != 100 {
+		t.Errorf("Large is %d bytes, Layers100 has %d layers", Large.layerSize(), Layers100.Layers)
 	}
 }

@@ -171,3 +171,55 @@ func Comm(pid int) string {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 	return strings.TrimSpace(string(b))
 }
+
+// CPUTracker adds up the CPU time a changing set of processes spends: each
+// pid's growth since it was first seen (from zero for one that appeared
+// after the start), kept after the process is gone. A containerd shim
+// that exits at a pod's teardown is reaped by no process of the runtime,
+// so its time would otherwise be lost; sampled often, a tracker loses
+// only what a process spent after its last sample.
+type CPUTracker struct {
+	base, last map[int]time.Duration
+	started    bool
+}
+
+// Observe records a sample: pid -> its CPU time (Usage.CPU) now.
+func (c *CPUTracker) Observe(cpu map[int]time.Duration) {
+	if c.base == nil {
+		c.base, c.last = map[int]time.Duration{}, map[int]time.Duration{}
+	}
+	for pid, v := range cpu {
+		if _, seen := c.last[pid]; !seen {
+			// Present at the first sample: only its growth from now counts.
+			// New later: all of it was spent meanwhile.
+			if !c.started {
+				c.base[pid] = v
+			}
+		}
+		if v >= c.last[pid] {
+			c.last[pid] = v
+		}
+	}
+	c.started = true
+}
+
+// Total is the CPU time spent since the first sample.
+func (c *CPUTracker) Total() time.Duration {
+	var t time.Duration
+	for pid, v := range c.last {
+		t += v - c.base[pid]
+	}
+	return t
+}
+
+// CPUOf reads each pid's CPU time (with its reaped children); pids gone
+// meanwhile are left out.
+func CPUOf(pids []int) map[int]time.Duration {
+	m := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		if v, err := cpuTime(filepath.Join("/proc", strconv.Itoa(pid), "stat")); err == nil {
+			m[pid] = v
+		}
+	}
+	return m
+}

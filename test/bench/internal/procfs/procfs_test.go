@@ -65,3 +65,20 @@ func TestFindByCmdline(t *testing.T) {
 		t.Errorf("found %v", pids)
 	}
 }
+
+// The tracker counts growth from the first sample, all of a process born
+// later, and keeps what a process that went away had spent.
+func TestCPUTracker(t *testing.T) {
+	var c CPUTracker
+	s := time.Second
+	c.Observe(map[int]time.Duration{1: 10 * s, 2: 5 * s})
+	c.Observe(map[int]time.Duration{1: 12 * s, 2: 6 * s, 3: 1 * s}) // 3 is new: its 1 s counts
+	c.Observe(map[int]time.Duration{1: 13 * s, 3: 3 * s})           // 2 is gone: its 1 s stays
+	if got, want := c.Total(), (3+1+3)*s; got != want {
+		t.Errorf("Total() = %v, want %v", got, want)
+	}
+	var empty CPUTracker
+	if empty.Total() != 0 {
+		t.Errorf("empty tracker: %v", empty.Total())
+	}
+}

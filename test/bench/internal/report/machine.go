@@ -26,6 +26,62 @@ type Machine struct {
 	// work on the machine makes every figure noisier.
 	LoadStart string `json:"load_start"`
 	LoadEnd   string `json:"load_end,omitempty"`
+	// Load1Mean and Load1Max are the 1-minute load average sampled during
+	// the workloads: above the CPU count, other work competed for them.
+	Load1Mean float64 `json:"load1_mean,omitempty"`
+	Load1Max  float64 `json:"load1_max,omitempty"`
+}
+
+// WatchLoad samples the 1-minute load average every period until ctx ends
+// or the returned function is called, which returns the samples' mean and
+// maximum.
+func WatchLoad(ctx context.Context, period time.Duration) func() (mean, max float64) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var samples []float64
+	sample := func() {
+		if f := strings.Fields(LoadAverage()); len(f) > 0 {
+			var v float64
+			if _, err := fmt.Sscanf(f[0], "%g", &v); err == nil {
+				samples = append(samples, v)
+			}
+		}
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		sample()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		cancel()
+		<-done
+		sample()
+		return loadSummary(samples)
+	}
+}
+
+// loadSummary is the mean and maximum of load samples, 0 for none.
+func loadSummary(samples []float64) (mean, max float64) {
+	if len(samples) == 0 {
+		return 0, 0
+	}
+	var sum float64
+	for _, v := range samples {
+		sum += v
+		if v > max {
+			max = v
+		}
+	}
+	return sum / float64(len(samples)), max
 }
 
 // LoadAverage is the 1, 5 and 15 minute load averages.

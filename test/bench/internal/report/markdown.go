@@ -26,6 +26,7 @@ func (r *Results) markdown(w io.Writer) {
 	fmt.Fprintf(w, "Measured by `make bench` on %s (%s mode, %s).\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.Mode, r.Duration)
 
 	r.howToRead(w, names)
+	r.unavailable(w)
 	r.tables(w, names)
 	r.notes(w)
 	r.critest(w)
@@ -33,76 +34,109 @@ func (r *Results) markdown(w io.Writer) {
 }
 
 func (r *Results) howToRead(w io.Writer, names []string) {
-	ratio := "ratio"
-	if len(names) >= 2 {
-		ratio = names[0] + "/" + names[1]
-	}
 	fmt.Fprintf(w, `## How to read this
 
 Every figure is a cost: lower is better. Each runtime ran the same workloads through the CRI (kubelet's
 own client, k8s.io/cri-client), one after the other on the same machine, alternating in rounds, with
-the other runtime idle. "median" and "p95" are over all samples of all rounds (n per runtime in the
-last column); %s is the ratio of the medians (below 1: %s is cheaper). A figure marked *skipped*
-is one the runtime answers with Unimplemented; *partial* or *failed* ones are explained under Notes.
+the other runtimes idle. "median", "p95" and "p99" are over all samples of all rounds (n per runtime in
+the last column; with few samples p99 is close to the maximum). %s compares %s with its best peer
+for that figure: the ratio of %[2]s's median to the lowest median of the other runtimes, whose name
+follows (below 1: %[2]s is cheaper). Where a figure has a floor (the physical limit under it, measured
+in the same run: exec of /bin/true in the container's namespaces for ExecSync, the registry's blobs read,
+decompressed on one core and written as files for a pull, the CNI plugin chain's own ADD/DEL for a
+sandbox), it is the row below it, and %[3]s is %[2]s's median over its floor's. A figure marked *skipped*
+is one the runtime answers with Unimplemented; *partial* or *failed* ones are explained under Notes; an
+*unavailable* runtime is one that could not be built or started (why: under Runtimes not measured).
 Latencies include the gRPC round trip over the unix socket. Memory figures are from /proc: RSS of the
 runtime's own processes (the daemon, plus containerd's shims or berth's supervisor), not of the pods'
 processes; PSS splits shared pages (the shim binary's text) among the processes using them. The
 "bytes read" figures are the daemon's rchar: the cold pull's shows the layers were really fetched, the
-re-pull's that no layer moved. Nothing here is asserted; a slow VM makes every number larger, so compare
-the runtimes with each other, not with other machines.
+re-pull's that no layer moved. Nothing here is asserted; a slow or busy machine makes every number
+larger (the load average is under Machine), so compare the runtimes with each other, not with other
+machines.
 
-`, "`"+ratio+"`", names[0])
+`, "`"+bestPeerColumn(names)+"`", names[0], "`"+floorColumn(names)+"`")
 }
+
+// bestPeerColumn and floorColumn are the two ratio columns' names.
+func bestPeerColumn(names []string) string { return names[0] + " ÷ best peer" }
+func floorColumn(names []string) string    { return names[0] + " ÷ floor" }
 
 func (r *Results) tables(w io.Writer, names []string) {
 	fmt.Fprintln(w, "## Results")
 	fmt.Fprintln(w)
-	var head, rule strings.Builder
-	head.WriteString("| figure | unit |")
-	rule.WriteString("| --- | --- |")
-	for _, n := range names {
-		fmt.Fprintf(&head, " %s median | %s p95 |", n, n)
-		rule.WriteString(" ---: | ---: |")
-	}
-	if len(names) >= 2 {
-		fmt.Fprintf(&head, " %s/%s | n |", names[0], names[1])
-		rule.WriteString(" ---: | --- |")
-	}
 	for _, wl := range r.Workloads {
 		if wl.FloorOf != nil {
 			r.floor(w, wl)
 			continue
 		}
 		fmt.Fprintf(w, "### %s\n\n%s (%d round(s) per runtime).\n\n", wl.Name, upperFirst(wl.Description), wl.Rounds)
-		fmt.Fprintln(w, head.String())
-		fmt.Fprintln(w, rule.String())
-		for _, f := range wl.Figures {
-			title := mdEscape(strings.TrimSpace(f.Title))
-			if strings.HasPrefix(f.Title, "  ") {
-				// A sub-figure (indented title): a part of the figure above.
-				title = "↳ " + title
-			}
-			fmt.Fprintf(w, "| %s | %s |", title, f.Unit)
-			var ns []string
-			for _, o := range f.Outcomes {
-				if o.Summary != nil {
-					fmt.Fprintf(w, " %s | %s |", num(o.Summary.Median), num(o.Summary.P95))
-					ns = append(ns, fmt.Sprint(o.Summary.N))
-				} else {
-					fmt.Fprintf(w, " %s | |", o.Status)
-					ns = append(ns, "0")
-				}
-			}
-			if len(names) >= 2 {
-				ratio := "–"
-				if f.Ratio != nil {
-					ratio = ratioString(f.Ratio.Median)
-				}
-				fmt.Fprintf(w, " %s | %s |", ratio, strings.Join(ns, "/"))
-			}
-			fmt.Fprintln(w)
-		}
+		writeTable(w, names, wl)
 		fmt.Fprintln(w)
+	}
+}
+
+// writeTable writes one workload's table: median, p95 and p99 of each
+// runtime, the first runtime over its best peer, over its floor when a
+// figure of the workload has one, and the sample counts.
+func writeTable(w io.Writer, names []string, wl WorkloadResult) {
+	floors := false
+	for _, f := range wl.Figures {
+		floors = floors || f.Floor != ""
+	}
+	var head, rule strings.Builder
+	head.WriteString("| figure | unit |")
+	rule.WriteString("| --- | --- |")
+	for _, n := range names {
+		fmt.Fprintf(&head, " %s median | p95 | p99 |", n)
+		rule.WriteString(" ---: | ---: | ---: |")
+	}
+	if len(names) >= 2 {
+		fmt.Fprintf(&head, " %s |", bestPeerColumn(names))
+		rule.WriteString(" ---: |")
+	}
+	if floors {
+		fmt.Fprintf(&head, " %s |", floorColumn(names))
+		rule.WriteString(" ---: |")
+	}
+	head.WriteString(" n |")
+	rule.WriteString(" --- |")
+	fmt.Fprintln(w, head.String())
+	fmt.Fprintln(w, rule.String())
+	for _, f := range wl.Figures {
+		title := mdEscape(strings.TrimSpace(f.Title))
+		if strings.HasPrefix(f.Title, "  ") {
+			// A sub-figure (indented title): a part of the figure above.
+			title = "↳ " + title
+		}
+		fmt.Fprintf(w, "| %s | %s |", title, f.Unit)
+		var ns []string
+		for _, o := range f.Outcomes {
+			if o.Summary != nil {
+				fmt.Fprintf(w, " %s | %s | %s |", num(o.Summary.Median), num(o.Summary.P95), num(o.Summary.P99))
+				ns = append(ns, fmt.Sprint(o.Summary.N))
+			} else {
+				fmt.Fprintf(w, " %s | | |", o.Status)
+				ns = append(ns, "0")
+			}
+		}
+		if len(names) >= 2 {
+			ratio := "–"
+			if f.Ratio != nil {
+				ratio = fmt.Sprintf("%s (%s)", ratioString(f.Ratio.Median), f.Ratio.Peer)
+			}
+			fmt.Fprintf(w, " %s |", ratio)
+		}
+		if floors {
+			ratio := "–"
+			if len(names) > 0 {
+				if fr := floorRatioOf(f.FloorRatios, names[0]); fr != nil {
+					ratio = ratioString(fr.Median)
+				}
+			}
+			fmt.Fprintf(w, " %s |", ratio)
+		}
+		fmt.Fprintf(w, " %s |\n", strings.Join(ns, "/"))
 	}
 }
 
@@ -228,6 +262,19 @@ func floorRatioOf(rs []FloorRatio, runtime string) *FloorRatio {
 	return nil
 }
 
+// unavailable says which runtimes could not be built or started, and why.
+func (r *Results) unavailable(w io.Writer) {
+	var lines []string
+	for _, rt := range r.Runtimes {
+		if rt.Unavailable != "" {
+			lines = append(lines, fmt.Sprintf("- **%s**: %s", rt.Name, rt.Unavailable))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "## Runtimes not measured\n\n%s\n\n", strings.Join(lines, "\n"))
+	}
+}
+
 // notes lists, once per workload and runtime, why figures are missing.
 func (r *Results) notes(w io.Writer) {
 	var lines []string
@@ -235,7 +282,7 @@ func (r *Results) notes(w io.Writer) {
 		seen := map[string]bool{}
 		for _, f := range wl.Figures {
 			for _, o := range f.Outcomes {
-				if o.Note == "" || o.Status == StatusNA || seen[o.Runtime+o.Note] {
+				if o.Note == "" || o.Status == StatusNA || o.Status == StatusUnavailable || seen[o.Runtime+o.Note] {
 					continue
 				}
 				seen[o.Runtime+o.Note] = true
@@ -272,7 +319,18 @@ func (r *Results) setup(w io.Writer) {
 	if m.LoadStart != "" {
 		fmt.Fprintf(w, "- load average (1, 5, 15 min) at the start: %s; at the end of the workloads: %s\n", m.LoadStart, m.LoadEnd)
 	}
+	if m.Load1Max > 0 {
+		fmt.Fprintf(w, "- 1-minute load average during the workloads: mean %.1f, max %.1f", m.Load1Mean, m.Load1Max)
+		if m.Load1Max > float64(m.CPUs) {
+			fmt.Fprintf(w, " for %d CPUs: other work shared the machine, so latencies are noisier and CPU-bound figures larger than on an idle node", m.CPUs)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, rt := range r.Runtimes {
+		if rt.Unavailable != "" {
+			fmt.Fprintf(w, "- %s: unavailable (%s)\n", rt.Name, rt.Unavailable)
+			continue
+		}
 		fmt.Fprintf(w, "- %s (`%s`): CRI Version says %s", rt.Name, rt.Endpoint, rt.CRI)
 		for _, v := range rt.Versions {
 			fmt.Fprintf(w, "; `%s`", v)
@@ -282,7 +340,9 @@ func (r *Results) setup(w io.Writer) {
 	c := r.Config
 	fmt.Fprintf(w, "- workloads: %d rounds, %d samples per small-operation figure, %d cold pulls, %d pods at once, %d pods for memory, %d containers for lists\n",
 		c.Rounds, c.Samples, c.ColdPulls, c.ParallelPods, c.MemoryPods, c.ListContainers)
-	fmt.Fprintf(w, "- images: pull `%s`, containers `%s`, sandbox `%s`\n", c.PullImage, c.Image, c.SandboxImage)
+	fmt.Fprintf(w, "- node scale: %d pods started %d at a time, held %s; %d pods running at the restart; %d cold pull(s) of each large image\n",
+		c.BurstPods, c.BurstInFlight, c.BurstHold, c.RestartPods, c.LargePulls)
+	fmt.Fprintf(w, "- images: pull `%s`, large `%s`, layers `%s`, containers `%s`, sandbox `%s`\n", c.PullImage, c.LargeImage, c.LayersImage, c.Image, c.SandboxImage)
 }
 
 // num prints 3 significant digits or so: more would be noise.

@@ -13,23 +13,39 @@ func summary(median, p95 float64) *stats.Summary {
 	return &stats.Summary{N: 3, Median: median, P95: p95}
 }
 
+func summary3(median, p95, p99 float64) *stats.Summary {
+	return &stats.Summary{N: 3, Median: median, P95: p95, P99: p99}
+}
+
+// The ratio is berth over its best peer: the other runtime with the lowest
+// median, figure by figure, skipping peers without samples.
 func TestFinishRatios(t *testing.T) {
 	tests := []struct {
-		name string
-		a, b *stats.Summary
-		want *Ratio
+		name   string
+		berth  *stats.Summary
+		ctrd2  *stats.Summary
+		ctrd16 *stats.Summary
+		want   *Ratio
 	}{
-		{"both measured", summary(1, 4), summary(2, 8), &Ratio{Of: "berth/containerd", Median: 0.5, P95: 0.5}},
-		{"one skipped", nil, summary(2, 8), nil},
-		{"negative growth", summary(-0.5, 0.1), summary(2, 8), nil},
-		{"zero denominator", summary(1, 1), summary(0, 0), nil},
+		{"best is the second", summary3(1, 4, 8), summary3(2, 8, 16), summary3(4, 8, 8), &Ratio{Of: "berth/containerd-2.3", Peer: "containerd-2.3", Median: 0.5, P95: 0.5, P99: 0.5}},
+		{"best is the third", summary3(1, 4, 8), summary3(4, 8, 16), summary3(2, 2, 2), &Ratio{Of: "berth/containerd-1.6", Peer: "containerd-1.6", Median: 0.5, P95: 2, P99: 4}},
+		{"a peer unavailable", summary3(1, 4, 8), nil, summary3(2, 8, 16), &Ratio{Of: "berth/containerd-1.6", Peer: "containerd-1.6", Median: 0.5, P95: 0.5, P99: 0.5}},
+		{"no p99 (an older run)", summary(1, 4), summary(2, 8), nil, &Ratio{Of: "berth/containerd-2.3", Peer: "containerd-2.3", Median: 0.5, P95: 0.5}},
+		{"berth skipped", nil, summary(2, 8), summary(2, 8), nil},
+		{"no peer measured", summary(1, 4), nil, nil, nil},
+		{"negative growth", summary(-0.5, 0.1), summary(2, 8), nil, nil},
+		{"zero peer", summary(1, 1), summary(0, 0), nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &Results{
-				Runtimes: []Runtime{{Name: "berth"}, {Name: "containerd"}},
+				Runtimes: []Runtime{{Name: "berth"}, {Name: "containerd-2.3"}, {Name: "containerd-1.6"}},
 				Workloads: []WorkloadResult{{Figures: []FigureResult{{
-					Outcomes: []Outcome{{Summary: tt.a}, {Summary: tt.b}},
+					Outcomes: []Outcome{
+						{Runtime: "berth", Summary: tt.berth},
+						{Runtime: "containerd-2.3", Summary: tt.ctrd2},
+						{Runtime: "containerd-1.6", Summary: tt.ctrd16},
+					},
 				}}}},
 			}
 			r.Finish()
@@ -38,6 +54,42 @@ func TestFinishRatios(t *testing.T) {
 				t.Errorf("ratio %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A figure with a floor gets each runtime's ratio to it, and the table a
+// column for berth's; an unavailable runtime is said so, with its reason.
+func TestFigureFloorAndUnavailable(t *testing.T) {
+	ok := func(rt string, s *stats.Summary) Outcome { return Outcome{Runtime: rt, Status: StatusOK, Summary: s} }
+	gone := Outcome{Runtime: "containerd-2.3", Status: StatusUnavailable, Note: "did not start"}
+	r := &Results{
+		Runtimes: []Runtime{{Name: "berth"}, {Name: "containerd-2.3", Unavailable: "did not start: boom"}, {Name: "containerd-1.6"}},
+		Workloads: []WorkloadResult{{Name: "exec-sync", Rounds: 1, Figures: []FigureResult{
+			{Figure: workload.Figure{ID: "exec.sync", Title: "ExecSync", Unit: "ms", Floor: "exec.floor"},
+				Outcomes: []Outcome{ok("berth", summary3(6, 8, 9)), gone, ok("containerd-1.6", summary3(12, 16, 18))}},
+			{Figure: workload.Figure{ID: "exec.floor", Title: "  floor", Unit: "ms"},
+				Outcomes: []Outcome{ok("berth", summary3(3, 4, 4.5)), gone, ok("containerd-1.6", summary3(3, 4, 6))}},
+		}}},
+	}
+	r.Finish()
+	want := []FloorRatio{{Runtime: "berth", Median: 2, P95: 2}, {Runtime: "containerd-1.6", Median: 4, P95: 4}}
+	if got := r.Workloads[0].Figures[0].FloorRatios; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("floor ratios %+v, want %+v", got, want)
+	}
+	var md strings.Builder
+	r.markdown(&md)
+	for _, want := range []string{
+		"| figure | unit | berth median | p95 | p99 | containerd-2.3 median | p95 | p99 | containerd-1.6 median | p95 | p99 | berth ÷ best peer | berth ÷ floor | n |",
+		"| ExecSync | ms | 6.00 | 8.00 | 9.00 | unavailable | | | 12.0 | 16.0 | 18.0 | 0.50 (containerd-1.6) | 2.00 | 3/0/3 |",
+		"| ↳ floor | ms | 3.00 | 4.00 | 4.50 | unavailable | | | 3.00 | 4.00 | 6.00 | – | – | 3/0/3 |",
+		"## Runtimes not measured\n\n- **containerd-2.3**: did not start: boom",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md.String())
+		}
+	}
+	if strings.Contains(md.String(), "## Notes") {
+		t.Errorf("an unavailable runtime is noted per figure:\n%s", md.String())
 	}
 }
 
@@ -66,7 +118,7 @@ func TestWriteAndLoad(t *testing.T) {
 	}
 	var md strings.Builder
 	back.markdown(&md)
-	for _, want := range []string{"| ExecSync | ms | skipped | | 18.0 | 29.0 | – | 0/3 |", "not supported by berth yet"} {
+	for _, want := range []string{"| ExecSync | ms | skipped | | | 18.0 | 29.0 | 0.00 | – | 0/3 |", "not supported by berth yet"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md.String())
 		}
@@ -118,5 +170,14 @@ func TestFloor(t *testing.T) {
 	}
 	if strings.Contains(md.String(), "not applicable") {
 		t.Errorf("results.md notes an n/a outcome:\n%s", md.String())
+	}
+}
+
+func TestLoadSummary(t *testing.T) {
+	if mean, max := loadSummary(nil); mean != 0 || max != 0 {
+		t.Errorf("no samples: %v, %v", mean, max)
+	}
+	if mean, max := loadSummary([]float64{1, 4, 1}); mean != 2 || max != 4 {
+		t.Errorf("mean %v max %v, want 2 and 4", mean, max)
 	}
 }

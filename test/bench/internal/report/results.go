@@ -19,6 +19,9 @@ const (
 	StatusSkipped = "skipped" // the runtime answers Unimplemented
 	StatusFailed  = "failed"
 	StatusNA      = "n/a" // the workload has no meaning for the runtime (see Note)
+	// StatusUnavailable: the runtime could not be built or started (see
+	// Note); its column says so in every table.
+	StatusUnavailable = "unavailable"
 )
 
 // Results is the whole of one run.
@@ -27,7 +30,8 @@ type Results struct {
 	Mode    string          `json:"mode"` // "full" or "quick"
 	Config  workload.Config `json:"config"`
 	Machine Machine         `json:"machine"`
-	// Runtimes are in target order; ratios are first / second.
+	// Runtimes are in target order; ratios are the first (berth) over the
+	// best of the others (its peers), figure by figure.
 	Runtimes  []Runtime        `json:"runtimes"`
 	Workloads []WorkloadResult `json:"workloads"`
 	Critest   []Critest        `json:"critest,omitempty"`
@@ -40,6 +44,8 @@ type Runtime struct {
 	Endpoint string   `json:"endpoint"`
 	CRI      string   `json:"cri_version"` // runtime_name runtime_version from Version
 	Versions []string `json:"versions"`    // outputs of the spec's version commands
+	// Unavailable says why the runtime could not be built or started.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // WorkloadResult is one workload's figures.
@@ -66,15 +72,21 @@ type FloorRatio struct {
 type FigureResult struct {
 	workload.Figure
 	Outcomes []Outcome `json:"outcomes"` // in Runtimes order
-	// Ratio is first runtime / second runtime, when both have samples.
+	// Ratio is the first runtime over its best peer: the other runtime
+	// with the lowest median, when both have samples.
 	Ratio *Ratio `json:"ratio,omitempty"`
+	// FloorRatios divide the figure by its floor (Figure.Floor, a figure
+	// of the same workload), runtime by runtime.
+	FloorRatios []FloorRatio `json:"floor_ratios,omitempty"`
 }
 
 // Ratio compares two runtimes' summaries.
 type Ratio struct {
-	Of     string  `json:"of"` // "berth/containerd"
+	Of     string  `json:"of"`   // "berth/containerd-2.3"
+	Peer   string  `json:"peer"` // the best peer: "containerd-2.3"
 	Median float64 `json:"median"`
 	P95    float64 `json:"p95"`
+	P99    float64 `json:"p99"`
 }
 
 // Outcome is a figure for one runtime.
@@ -95,32 +107,84 @@ type Critest struct {
 }
 
 // Finish computes the ratio of every figure from its outcomes' summaries,
-// and of every floor.
+// its ratios to its floor, and those of every floor workload.
 func (r *Results) Finish() {
 	r.floorRatios()
-	if len(r.Runtimes) < 2 {
-		return
-	}
-	of := r.Runtimes[0].Name + "/" + r.Runtimes[1].Name
 	for wi := range r.Workloads {
-		for fi := range r.Workloads[wi].Figures {
-			f := &r.Workloads[wi].Figures[fi]
+		wl := &r.Workloads[wi]
+		floors := map[string]bool{}
+		for _, f := range wl.Figures {
+			if f.Floor != "" {
+				floors[f.Floor] = true
+			}
+		}
+		for fi := range wl.Figures {
+			f := &wl.Figures[fi]
 			f.Ratio = nil
-			if len(f.Outcomes) < 2 || f.Outcomes[0].Summary == nil || f.Outcomes[1].Summary == nil {
+			// A floor's runtimes differ only by the container or network
+			// it runs in: no peer to compare with.
+			if !floors[f.ID] {
+				f.Ratio = bestPeerRatio(f.Outcomes)
+			}
+			f.FloorRatios = nil
+			if f.Floor == "" {
 				continue
 			}
-			a, b := f.Outcomes[0].Summary, f.Outcomes[1].Summary
-			// A ratio of costs means something only when both are positive:
-			// a memory growth within noise can come out negative.
-			if a.Median <= 0 || b.Median <= 0 || a.P95 <= 0 || b.P95 <= 0 {
+			floor := r.figure(wl.Name, f.Floor)
+			if floor == nil {
 				continue
 			}
-			med, p95 := stats.Ratio(a.Median, b.Median), stats.Ratio(a.P95, b.P95)
-			if isNum(med) && isNum(p95) {
-				f.Ratio = &Ratio{Of: of, Median: med, P95: p95}
+			for _, o := range f.Outcomes {
+				if fo := outcomeOf(floor, o.Runtime); fo != nil {
+					if fr, ok := divide(o.Summary, fo.Summary); ok {
+						f.FloorRatios = append(f.FloorRatios, FloorRatio{Runtime: o.Runtime, Median: fr.Median, P95: fr.P95})
+					}
+				}
 			}
 		}
 	}
+}
+
+// bestPeerRatio is the first outcome over the best of the others: the
+// one with the lowest positive median. Nil without two measured outcomes.
+func bestPeerRatio(outcomes []Outcome) *Ratio {
+	if len(outcomes) < 2 || outcomes[0].Summary == nil {
+		return nil
+	}
+	var best *Outcome
+	for i := 1; i < len(outcomes); i++ {
+		o := &outcomes[i]
+		if o.Summary == nil || o.Summary.Median <= 0 {
+			continue
+		}
+		if best == nil || o.Summary.Median < best.Summary.Median {
+			best = o
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	ratio, ok := divide(outcomes[0].Summary, best.Summary)
+	if !ok {
+		return nil
+	}
+	ratio.Of = outcomes[0].Runtime + "/" + best.Runtime
+	ratio.Peer = best.Runtime
+	return &ratio
+}
+
+// divide is a over b, quantile by quantile. A ratio of costs means
+// something only when both are positive: a memory growth within noise can
+// come out negative. A missing p99 (results of an older run) gives none.
+func divide(a, b *stats.Summary) (Ratio, bool) {
+	if a == nil || b == nil || a.Median <= 0 || b.Median <= 0 || a.P95 <= 0 || b.P95 <= 0 {
+		return Ratio{}, false
+	}
+	r := Ratio{Median: stats.Ratio(a.Median, b.Median), P95: stats.Ratio(a.P95, b.P95)}
+	if a.P99 > 0 && b.P99 > 0 {
+		r.P99 = stats.Ratio(a.P99, b.P99)
+	}
+	return r, isNum(r.Median) && isNum(r.P95) && isNum(r.P99)
 }
 
 // floorRatios divides, for each floor workload and runtime, the figure it

@@ -114,6 +114,10 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 	}
 	for round := 1; round <= rounds; round++ {
 		for i, t := range r.Targets {
+			if t.Unavailable != "" {
+				errs[i] = errUnavailable
+				continue
+			}
 			if errs[i] != nil || ctx.Err() != nil {
 				continue // it failed in an earlier round: do not retry each round
 			}
@@ -130,7 +134,11 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 	for _, f := range e.Figures {
 		fr := report.FigureResult{Figure: f}
 		for i, t := range r.Targets {
-			fr.Outcomes = append(fr.Outcomes, outcome(t.Name, recs[i].samples[f.ID], errs[i]))
+			o := outcome(t.Name, recs[i].samples[f.ID], errs[i])
+			if t.Unavailable != "" {
+				o.Note = t.Unavailable
+			}
+			fr.Outcomes = append(fr.Outcomes, o)
 		}
 		res.Figures = append(res.Figures, fr)
 	}
@@ -167,6 +175,8 @@ func outcome(name string, samples []float64, err error) report.Outcome {
 		o.Summary = &s
 	}
 	switch {
+	case errors.Is(err, errUnavailable):
+		o.Status = report.StatusUnavailable
 	case errors.Is(err, workload.ErrNotApplicable) && len(samples) == 0:
 		o.Status, o.Note = report.StatusNA, brief(err)
 	case err == nil && len(samples) > 0:
@@ -186,6 +196,10 @@ func outcome(name string, samples []float64, err error) report.Outcome {
 	}
 	return o
 }
+
+// errUnavailable marks a runtime that could not be built or started: no
+// workload runs against it, every figure says so.
+var errUnavailable = errors.New("unavailable")
 
 // unimplemented is true when err carries the gRPC code Unimplemented: the
 // runtime lacks an RPC, which the report shows as skipped, not failed.

@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-cri/berth/test/bench/internal/report"
+	"github.com/berth-cri/berth/test/bench/internal/target"
 	"github.com/berth-cri/berth/test/bench/internal/workload"
 )
 
@@ -99,5 +102,24 @@ func TestPace(t *testing.T) {
 	r.Config.FloorPeriod = "0"
 	if got := r.pace(e, "berth"); got != 0 {
 		t.Errorf("pace with period 0: %v", got)
+	}
+}
+
+// An unavailable runtime gets no round, and each figure says why.
+func TestUnavailableTarget(t *testing.T) {
+	var b strings.Builder
+	r := &Runner{Config: workload.Config{Rounds: 2}, Log: &b, Targets: []*target.Target{
+		{Spec: target.Spec{Name: "containerd-2.3", Unavailable: "go install failed"}},
+	}}
+	e := workload.Entry{
+		Name:    "w",
+		Figures: []workload.Figure{{ID: "f", Unit: "ms"}},
+		Rounds:  func(workload.Config) int { return 2 },
+		New:     func(workload.Config) workload.Workload { panic("a workload ran against an unavailable runtime") },
+	}
+	res := r.Run(context.Background(), []workload.Entry{e})
+	o := res[0].Figures[0].Outcomes[0]
+	if o.Status != report.StatusUnavailable || o.Note != "go install failed" {
+		t.Errorf("outcome %+v, want unavailable with the reason", o)
 	}
 }

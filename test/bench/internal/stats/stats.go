@@ -1,6 +1,6 @@
-// Package stats sums up benchmark samples. Medians and 95th percentiles, not
-// means: a VM's latencies have a long tail, and one stall must not move the
-// figure a reader compares.
+// Package stats sums up benchmark samples. Medians and 95th and 99th
+// percentiles, not means: a VM's latencies have a long tail, and one stall
+// must not move the figure a reader compares.
 package stats
 
 import (
@@ -13,6 +13,7 @@ type Summary struct {
 	N      int     `json:"n"`
 	Median float64 `json:"median"`
 	P95    float64 `json:"p95"`
+	P99    float64 `json:"p99"`
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
 	Mean   float64 `json:"mean"`
@@ -33,6 +34,7 @@ func Summarize(samples []float64) Summary {
 		N:      len(s),
 		Median: Quantile(s, 0.5),
 		P95:    Quantile(s, 0.95),
+		P99:    Quantile(s, 0.99),
 		Min:    s[0],
 		Max:    s[len(s)-1],
 		Mean:   sum / float64(len(s)),

@@ -47,9 +47,19 @@ type Spec struct {
 	// (berthd's registry.image_policy), which the image-policy workload
 	// rewrites and has re-read (SIGHUP). Empty: that workload is n/a.
 	ImagePolicy string `json:"image_policy,omitempty"`
+	// CNIConfDir is the runtime's CNI config directory: the CNI floor runs
+	// its plugin chain. Empty: no CNI floor for that runtime.
+	CNIConfDir string `json:"cni_conf_dir,omitempty"`
+	// Restart restarts the daemon with its pods left running and prints
+	// {"pid": N, "launched_ns": T} (runtimes/restart.sh): node-restart.
+	// Empty: that workload is n/a.
+	Restart []string `json:"restart,omitempty"`
 	// Versions are commands whose output the report quotes, e.g.
 	// ["containerd", "--version"].
 	Versions [][]string `json:"versions,omitempty"`
+	// Unavailable says why a runtime that should have been measured could
+	// not be built or started: its column reports that, nothing else.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // LoadSpecs reads a targets.json file: a JSON array of Spec.
@@ -63,7 +73,13 @@ func LoadSpecs(path string) ([]Spec, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i, s := range specs {
-		if s.Name == "" || s.Endpoint == "" || s.DaemonPID <= 0 {
+		if s.Name == "" {
+			return nil, fmt.Errorf("%s: target %d has no name", path, i)
+		}
+		if s.Unavailable != "" {
+			continue
+		}
+		if s.Endpoint == "" || s.DaemonPID <= 0 {
 			return nil, fmt.Errorf("%s: target %d needs name, endpoint and daemon_pid", path, i)
 		}
 	}
@@ -81,8 +97,12 @@ type Target struct {
 // RPC but PullImage): generous, a slow call must be measured, not cut.
 const callTimeout = 3 * time.Minute
 
-// Connect dials the runtime's endpoint for both services.
+// Connect dials the runtime's endpoint for both services. An unavailable
+// runtime gets a Target with no clients, which the runner reports as such.
 func Connect(ctx context.Context, s Spec) (*Target, error) {
+	if s.Unavailable != "" {
+		return &Target{Spec: s}, nil
+	}
 	// A nil tracer provider keeps the otel stats handler out of the path.
 	rt, err := remote.NewRemoteRuntimeService(ctx, s.Endpoint, callTimeout, nil, false)
 	if err != nil {
@@ -98,8 +118,24 @@ func Connect(ctx context.Context, s Spec) (*Target, error) {
 
 // Close closes both connections.
 func (t *Target) Close(ctx context.Context) {
-	t.Runtime.Close(ctx)
-	t.Images.Close(ctx)
+	if t.Runtime != nil {
+		t.Runtime.Close(ctx)
+		t.Images.Close(ctx)
+	}
+}
+
+// Reconnect replaces both connections by new ones, and the daemon's pid:
+// after a restart, the old connections would wait out gRPC's reconnect
+// backoff, which grew while the daemon was down.
+func (t *Target) Reconnect(ctx context.Context, pid int) error {
+	n, err := Connect(ctx, t.Spec)
+	if err != nil {
+		return err
+	}
+	t.Close(ctx)
+	t.Runtime, t.Images = n.Runtime, n.Images
+	t.DaemonPID = pid
+	return nil
 }
 
 // QuietContext returns ctx with a discarding logger: cri-client logs every

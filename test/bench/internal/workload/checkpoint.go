@@ -37,12 +37,11 @@ func (w *checkpointRestore) Setup(ctx context.Context, t *target.Target) error {
 	if w.dir, err = os.MkdirTemp("", "berth-bench-ckpt-"); err != nil {
 		return err
 	}
-	cfg := newPodConfig(t, "ckpt")
-	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	p, err := runPod(ctx, t, "ckpt")
 	if err != nil {
-		return fmt.Errorf("RunPodSandbox: %w", err)
+		return err
 	}
-	w.pod = &pod{id: id, config: cfg}
+	w.pod = p
 	// A pid namespace of its own, as kubelet gives every container of an
 	// ordinary pod: its restore into the same pod, beside the original,
 	// then needs no pid the original holds (CRIU restores the same pids).
@@ -50,7 +49,7 @@ func (w *checkpointRestore) Setup(ctx context.Context, t *target.Target) error {
 	ccfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
 		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 	}
-	if w.ctr, err = t.Runtime.CreateContainer(ctx, id, ccfg, cfg); err != nil {
+	if w.ctr, err = t.Runtime.CreateContainer(ctx, p.id, ccfg, p.config); err != nil {
 		return fmt.Errorf("CreateContainer: %w", err)
 	}
 	return t.Runtime.StartContainer(ctx, w.ctr)

@@ -45,12 +45,11 @@ func (w *lifecycle) Setup(ctx context.Context, t *target.Target) error {
 	if err := podSetup(ctx, t, w.cfg); err != nil {
 		return err
 	}
-	cfg := newPodConfig(t, "lifecycle")
-	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	p, err := runPod(ctx, t, "lifecycle")
 	if err != nil {
-		return fmt.Errorf("RunPodSandbox: %w", err)
+		return err
 	}
-	w.pod = &pod{id: id, config: cfg}
+	w.pod = p
 	return nil
 }
 

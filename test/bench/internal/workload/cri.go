@@ -92,6 +92,16 @@ func ensureImages(ctx context.Context, t *target.Target, refs ...string) error {
 	return nil
 }
 
+// runPod runs a pod named name (newPodConfig) with no container yet.
+func runPod(ctx context.Context, t *target.Target, name string) (*pod, error) {
+	cfg := newPodConfig(t, name)
+	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	if err != nil {
+		return nil, fmt.Errorf("RunPodSandbox: %w", err)
+	}
+	return &pod{id: id, config: cfg}, nil
+}
+
 // startTimes are the parts of one pod start.
 type startTimes struct {
 	run, create, start time.Duration

@@ -64,12 +64,11 @@ func (w *containerFloor) Setup(ctx context.Context, t *target.Target) error {
 	if err := podSetup(ctx, t, w.cfg); err != nil {
 		return err
 	}
-	cfg := newPodConfig(t, "floor")
-	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	p, err := runPod(ctx, t, "floor")
 	if err != nil {
-		return fmt.Errorf("RunPodSandbox: %w", err)
+		return err
 	}
-	w.pod = &pod{id: id, config: cfg}
+	w.pod = p
 	// The lifecycle's container, made the same way.
 	ctr, _, err := startContainer(ctx, t, w.pod, "floor-ref", w.cfg.SandboxImage, nil)
 	if err != nil {

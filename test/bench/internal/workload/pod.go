@@ -2,7 +2,9 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -11,10 +13,12 @@ import (
 
 var podStartFigures = []Figure{
 	{ID: "pod.start", Title: "warm pod start (RunPodSandbox + CreateContainer + StartContainer)", Unit: "ms"},
-	{ID: "pod.start.run", Title: "  RunPodSandbox (incl. CNI ADD)", Unit: "ms"},
+	{ID: "pod.start.run", Title: "  RunPodSandbox (incl. CNI ADD)", Unit: "ms", Floor: "pod.cni.add"},
+	{ID: "pod.cni.add", Title: "    floor: the runtime's CNI plugin chain's own ADD for a new namespace", Unit: "ms"},
 	{ID: "pod.start.create", Title: "  CreateContainer", Unit: "ms"},
 	{ID: "pod.start.start", Title: "  StartContainer", Unit: "ms"},
-	{ID: "pod.teardown", Title: "pod teardown (StopPodSandbox + RemovePodSandbox, incl. CNI DEL)", Unit: "ms"},
+	{ID: "pod.teardown", Title: "pod teardown (StopPodSandbox + RemovePodSandbox, incl. CNI DEL)", Unit: "ms", Floor: "pod.cni.del"},
+	{ID: "pod.cni.del", Title: "  floor: the CNI plugin chain's own DEL", Unit: "ms"},
 }
 
 var parallelFigures = []Figure{
@@ -33,9 +37,14 @@ func podSetup(ctx context.Context, t *target.Target, cfg Config) error {
 type podStart struct {
 	cfg  Config
 	pods []*pod // started and not yet removed
+	cni  *cniFloor
 }
 
 func (w *podStart) Setup(ctx context.Context, t *target.Target) error {
+	var err error
+	if w.cni, err = newCNIFloor(t, filepath.Join(w.cfg.FloorDir, "cni")); err != nil && !errors.Is(err, ErrNotApplicable) {
+		return err
+	}
 	return podSetup(ctx, t, w.cfg)
 }
 
@@ -59,6 +68,16 @@ func (w *podStart) Run(ctx context.Context, t *target.Target, rec Recorder) erro
 		}
 		w.pods = w.pods[:len(w.pods)-1]
 		rec.Record("pod.teardown", ms(d))
+
+		// The floor of each sample, right after it, on the same network.
+		if w.cni != nil {
+			add, del, err := w.cni.addDel(ctx)
+			if err != nil {
+				return err
+			}
+			rec.Record("pod.cni.add", ms(add))
+			rec.Record("pod.cni.del", ms(del))
+		}
 	}
 	return nil
 }

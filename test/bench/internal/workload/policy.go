@@ -92,12 +92,11 @@ func (w *imagePolicy) Setup(ctx context.Context, t *target.Target) error {
 	if err := podSetup(ctx, t, w.cfg); err != nil {
 		return err
 	}
-	cfg := newPodConfig(t, "policy")
-	id, err := t.Runtime.RunPodSandbox(ctx, cfg, "")
+	p, err := runPod(ctx, t, "policy")
 	if err != nil {
-		return fmt.Errorf("RunPodSandbox: %w", err)
+		return err
 	}
-	w.pod = &pod{id: id, config: cfg}
+	w.pod = p
 	return ensureImages(ctx, t, w.signed, w.accept)
 }
 

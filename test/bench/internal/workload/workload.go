@@ -17,6 +17,10 @@ type Figure struct {
 	ID    string `json:"id"` // stable key in results.json, e.g. "pull.cold"
 	Title string `json:"title"`
 	Unit  string `json:"unit"` // "ms", "MiB", "KiB", "count"
+	// Floor is the ID of the figure of the same workload that is this
+	// one's floor (the physical limit under it, measured in the same run):
+	// the report divides this figure by it, runtime by runtime.
+	Floor string `json:"floor,omitempty"`
 }
 
 // Recorder receives samples. It is safe for concurrent use.
@@ -75,8 +79,17 @@ type Config struct {
 	MemoryRounds   int    `json:"memory_rounds"`   // memory measurements per runtime
 	ListContainers int    `json:"list_containers"` // running containers for the list figures
 	PullImage      string `json:"pull_image"`      // the multi-layer image
-	Image          string `json:"image"`           // container image (busybox)
-	SandboxImage   string `json:"sandbox_image"`   // pre-pulled so pod starts are warm
+	LargeImage     string `json:"large_image"`     // the 1 GiB single-layer image
+	LayersImage    string `json:"layers_image"`    // the 100-layer image
+	LargePulls     int    `json:"large_pulls"`     // cold pulls of each large image per runtime
+	// The node-scale workloads: BurstPods pods started BurstInFlight at
+	// a time, held running BurstHold; RestartPods running at a restart.
+	BurstPods     int           `json:"burst_pods"`
+	BurstInFlight int           `json:"burst_in_flight"`
+	BurstHold     time.Duration `json:"burst_hold"`
+	RestartPods   int           `json:"restart_pods"`
+	Image         string        `json:"image"`         // container image (busybox)
+	SandboxImage  string        `json:"sandbox_image"` // pre-pulled so pod starts are warm
 	// FloorPeriod is the floor's pace: "auto" (the pace of the workload
 	// it is the floor of, runtime by runtime) or a duration between creates.
 	FloorPeriod string        `json:"floor_period"`
@@ -129,6 +142,20 @@ func Table() []Entry {
 			New:         func(c Config) Workload { return &rePull{cfg: c} },
 		},
 		{
+			Name:        "pull-large",
+			Description: "PullImage of a 1 GiB single-layer gzip image (64 random files of 8 MiB, 16384 text files of 32 KiB) after RemoveImage, beside its floor; then the first container from it",
+			Figures:     largePullFigures("pull.large", "1 GiB, one layer"),
+			Rounds:      func(c Config) int { return max(c.LargePulls, 1) },
+			New:         func(c Config) Workload { return &largePull{cfg: c, ref: c.LargeImage, prefix: "pull.large"} },
+		},
+		{
+			Name:        "pull-layers",
+			Description: "PullImage of a 100-layer gzip image (1 MiB per layer) after RemoveImage, beside its floor; then the first container from it",
+			Figures:     largePullFigures("pull.layers", "100 layers of 1 MiB"),
+			Rounds:      func(c Config) int { return max(c.LargePulls, 1) },
+			New:         func(c Config) Workload { return &largePull{cfg: c, ref: c.LayersImage, prefix: "pull.layers"} },
+		},
+		{
 			Name:        "pod-start",
 			Description: "RunPodSandbox + CreateContainer + StartContainer (busybox sleep), images present, one pod at a time; then StopPodSandbox + RemovePodSandbox",
 			Figures:     podStartFigures,
@@ -177,6 +204,20 @@ func Table() []Entry {
 			Figures:     policyFigures,
 			Rounds:      light,
 			New:         func(c Config) Workload { return &imagePolicy{cfg: c} },
+		},
+		{
+			Name:        "node-burst",
+			Description: "a node filling up: N pods (kubelet's default maxPods) started M at a time, each running pod probed by ExecSync every 2 s and the node relisted every second, held running a while, then torn down",
+			Figures:     burstFigures,
+			Rounds:      once,
+			New:         func(c Config) Workload { return &burst{cfg: c} },
+		},
+		{
+			Name:        "node-restart",
+			Description: "the daemon restarted (SIGTERM, then launched again) with N pods running: its recovery, timed from the new daemon's launch (n/a for a runtime without a restart command)",
+			Figures:     restartFigures,
+			Rounds:      once,
+			New:         func(c Config) Workload { return &restart{cfg: c} },
 		},
 		{
 			Name:        "list",

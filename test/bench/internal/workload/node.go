@@ -1,0 +1,345 @@
+package workload
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/bench/internal/procfs"
+	"github.com/berth-cri/berth/test/bench/internal/target"
+)
+
+// The node-scale workloads: a node filled to kubelet's default maxPods.
+
+var burstFigures = []Figure{
+	{ID: "burst.pod.start", Title: "pod start during the burst (RunPodSandbox + CreateContainer + StartContainer), each pod", Unit: "ms"},
+	{ID: "burst.wall", Title: "  wall time of the burst: first pod started to last pod running", Unit: "ms"},
+	{ID: "burst.exec", Title: "ExecSync /bin/true probe during the burst and hold (every running pod, every 2 s)", Unit: "ms"},
+	{ID: "burst.exec.failed", Title: "  probes that failed or timed out", Unit: "count"},
+	{ID: "burst.list.containers", Title: "ListContainers during the burst and hold (every second, as kubelet's relist)", Unit: "ms"},
+	{ID: "burst.list.sandboxes", Title: "ListPodSandbox during the burst and hold", Unit: "ms"},
+	{ID: "burst.teardown.wall", Title: "teardown of every pod (StopPodSandbox + RemovePodSandbox, N in flight), wall time", Unit: "ms"},
+	{ID: "burst.cpu", Title: "CPU time of the runtime's processes over burst, hold and teardown (with reaped children)", Unit: "s"},
+}
+
+var restartFigures = []Figure{
+	{ID: "restart.answer", Title: "daemon restart with N pods running: launch to first CRI answer (Version)", Unit: "ms"},
+	{ID: "restart.ready", Title: "  launch to every pod listed READY (ListPodSandbox)", Unit: "ms"},
+	{ID: "restart.newpod", Title: "  launch to a new pod's container running (ready + RunPodSandbox + CreateContainer + StartContainer)", Unit: "ms"},
+	{ID: "restart.stop", Title: "  SIGTERM to the old daemon's exit (not a recovery cost)", Unit: "ms"},
+}
+
+const (
+	// probePeriod is the ExecSync probe's period: a liveness probe of
+	// periodSeconds 2, the busiest kubelet's users commonly set.
+	probePeriod = 2 * time.Second
+	// relistPeriod is kubelet's PLEG relist period.
+	relistPeriod = time.Second
+	// cpuSamplePeriod is how often the burst reads the runtime's CPU: a
+	// shim's time after its last sample is lost when it exits.
+	cpuSamplePeriod = 250 * time.Millisecond
+)
+
+// startMany starts n pods (busybox sleep) with inFlight of them starting
+// at once, as kubelet's pod workers do, calling started (from the
+// starting goroutine) for each pod that runs. Started pods are kept in
+// *pods (under mu) even when a later one fails; the first error is
+// returned once every start has ended.
+func startMany(ctx context.Context, t *target.Target, cfg Config, prefix string, n, inFlight int, mu *sync.Mutex, pods *[]*pod, started func(p *pod, ctr string, st startTimes)) error {
+	sem := make(chan struct{}, max(inFlight, 1))
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p, ctr, st, err := startPod(ctx, t, fmt.Sprintf("%s-%d", prefix, i), cfg.Image, sleepCmd)
+			if p != nil {
+				mu.Lock()
+				*pods = append(*pods, p)
+				mu.Unlock()
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if started != nil {
+				started(p, ctr, st)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// removeMany removes pods with inFlight removals at once.
+func removeMany(ctx context.Context, t *target.Target, pods []*pod, inFlight int) error {
+	sem := make(chan struct{}, max(inFlight, 1))
+	errs := make([]error, len(pods))
+	var wg sync.WaitGroup
+	for i, p := range pods {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := removePod(ctx, t, p.id); err != nil {
+				errs[i] = fmt.Errorf("pod %s: %w", p.id, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// burst is a node filling up: BurstPods pods started BurstInFlight at a
+// time, every running pod probed by ExecSync every probePeriod and the
+// node relisted every second, as kubelet does; then BurstHold with all of
+// them running and probed, then every pod torn down. The runtime's CPU is
+// sampled throughout (CPUTracker: shims that exit keep their time).
+type burst struct {
+	cfg  Config
+	mu   sync.Mutex // guards pods
+	pods []*pod
+}
+
+func (w *burst) Setup(ctx context.Context, t *target.Target) error {
+	return podSetup(ctx, t, w.cfg)
+}
+
+func (w *burst) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	var cpu procfs.CPUTracker
+	sampleCPU := func() error {
+		pids, err := t.PIDs()
+		if err != nil {
+			return err
+		}
+		cpu.Observe(procfs.CPUOf(pids))
+		return nil
+	}
+	if err := sampleCPU(); err != nil {
+		return err
+	}
+	bg, stopBG := context.WithCancel(ctx)
+	var bgWG sync.WaitGroup
+	defer func() { stopBG(); bgWG.Wait() }()
+	every := func(period time.Duration, fn func()) {
+		bgWG.Go(func() {
+			tick := time.NewTicker(period)
+			defer tick.Stop()
+			for {
+				select {
+				case <-bg.Done():
+					return
+				case <-tick.C:
+					fn()
+				}
+			}
+		})
+	}
+	var cpuErr atomic.Value
+	every(cpuSamplePeriod, func() {
+		if err := sampleCPU(); err != nil {
+			cpuErr.Store(err)
+		}
+	})
+	every(relistPeriod, func() {
+		t0 := time.Now()
+		if _, err := t.Runtime.ListContainers(bg, nil); err == nil {
+			rec.Record("burst.list.containers", ms(time.Since(t0)))
+		}
+		t1 := time.Now()
+		if _, err := t.Runtime.ListPodSandbox(bg, nil); err == nil {
+			rec.Record("burst.list.sandboxes", ms(time.Since(t1)))
+		}
+	})
+	var failed atomic.Int64
+	probe := func(ctr string) {
+		// One probe at a time per container, as kubelet's probe worker.
+		every(probePeriod, func() {
+			t0 := time.Now()
+			if _, _, err := t.Runtime.ExecSync(bg, ctr, []string{"/bin/true"}, execTimeout); err != nil {
+				if bg.Err() == nil {
+					failed.Add(1)
+				}
+				return
+			}
+			rec.Record("burst.exec", ms(time.Since(t0)))
+		})
+	}
+
+	n := max(w.cfg.BurstPods, 1)
+	t0 := time.Now()
+	err := startMany(ctx, t, w.cfg, "burst", n, w.cfg.BurstInFlight, &w.mu, &w.pods, func(_ *pod, ctr string, st startTimes) {
+		rec.Record("burst.pod.start", ms(st.total()))
+		probe(ctr)
+	})
+	if err != nil {
+		return err
+	}
+	rec.Record("burst.wall", ms(time.Since(t0)))
+	select {
+	case <-time.After(w.cfg.BurstHold):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	stopBG()
+	bgWG.Wait()
+	rec.Record("burst.exec.failed", float64(failed.Load()))
+
+	w.mu.Lock()
+	pods := w.pods
+	w.pods = nil
+	w.mu.Unlock()
+	t1 := time.Now()
+	if err := removeMany(ctx, t, pods, w.cfg.BurstInFlight); err != nil {
+		w.pods = pods // Teardown tries again
+		return err
+	}
+	rec.Record("burst.teardown.wall", ms(time.Since(t1)))
+	if err := sampleCPU(); err != nil {
+		return err
+	}
+	if err, _ := cpuErr.Load().(error); err != nil {
+		return fmt.Errorf("CPU samples: %w", err)
+	}
+	rec.Record("burst.cpu", cpu.Total().Seconds())
+	return nil
+}
+
+func (w *burst) Teardown(ctx context.Context, t *target.Target) error {
+	return removeMany(ctx, t, w.pods, w.cfg.BurstInFlight)
+}
+
+// restart restarts the daemon with RestartPods pods running (the
+// runtime's restart command, runtimes/restart.sh: SIGTERM, then the same
+// daemon launched again) and times, from the new daemon's launch, its
+// first answer, every pod listed READY again, and a new pod running: what
+// a node's upgrade of the runtime costs its pods and kubelet.
+type restart struct {
+	cfg  Config
+	mu   sync.Mutex // guards pods
+	pods []*pod
+}
+
+// restartTimeout bounds the whole recovery; a runtime that has not
+// recovered by then is reported failed.
+const restartTimeout = 5 * time.Minute
+
+func (w *restart) Setup(ctx context.Context, t *target.Target) error {
+	if len(t.Restart) == 0 {
+		return fmt.Errorf("%w: no restart command for %s in targets.json", ErrNotApplicable, t.Name)
+	}
+	if err := podSetup(ctx, t, w.cfg); err != nil {
+		return err
+	}
+	return startMany(ctx, t, w.cfg, "restart", max(w.cfg.RestartPods, 1), w.cfg.BurstInFlight, &w.mu, &w.pods, nil)
+}
+
+// restarted is what the restart command prints.
+type restarted struct {
+	PID        int   `json:"pid"`
+	LaunchedNS int64 `json:"launched_ns"`
+}
+
+func (w *restart) Run(ctx context.Context, t *target.Target, rec Recorder) error {
+	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
+	defer cancel()
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, t.Restart[0], t.Restart[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("restart command: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var r restarted
+	if err := json.Unmarshal(lastLine(out.Bytes()), &r); err != nil || r.PID <= 0 {
+		return fmt.Errorf("restart command printed %q: want {\"pid\": N, \"launched_ns\": T}", out.String())
+	}
+	launched := time.Unix(0, r.LaunchedNS)
+	rec.Record("restart.stop", ms(launched.Sub(t0)))
+
+	// A new connection per attempt: an old one would wait out gRPC's
+	// reconnect backoff.
+	for {
+		err := t.Reconnect(ctx, r.PID)
+		if err == nil {
+			if _, err = t.Runtime.Version(ctx, "v1"); err == nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("no answer after the restart: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rec.Record("restart.answer", ms(time.Since(launched)))
+
+	want := map[string]bool{}
+	w.mu.Lock()
+	for _, p := range w.pods {
+		want[p.id] = true
+	}
+	w.mu.Unlock()
+	for {
+		ready, err := readyPods(ctx, t, want)
+		if err == nil && ready == len(want) {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d pods READY after the restart (%v): %w", ready, len(want), err, ctx.Err())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rec.Record("restart.ready", ms(time.Since(launched)))
+
+	p, _, _, err := startPod(ctx, t, "restart-new", w.cfg.Image, sleepCmd)
+	if p != nil {
+		w.mu.Lock()
+		w.pods = append(w.pods, p)
+		w.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("a new pod after the restart: %w", err)
+	}
+	rec.Record("restart.newpod", ms(time.Since(launched)))
+	return nil
+}
+
+// readyPods counts the pods of want that ListPodSandbox lists READY.
+func readyPods(ctx context.Context, t *target.Target, want map[string]bool) (int, error) {
+	sandboxes, err := t.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
+		LabelSelector: map[string]string{Label: "1"},
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range sandboxes {
+		if want[s.Id] && s.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// lastLine is the last non-empty line of b.
+func lastLine(b []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	return lines[len(lines)-1]
+}
+
+func (w *restart) Teardown(ctx context.Context, t *target.Target) error {
+	return removeMany(ctx, t, w.pods, w.cfg.BurstInFlight)
+}
