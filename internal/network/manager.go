@@ -1,7 +1,8 @@
 // Package network attaches pod network namespaces to CNI networks through
-// libcni: loopback plus the default network (the first config in the conf
-// dir, as containerd picks it), with the Kubernetes CNI_ARGS and the
-// portMappings, bandwidth and ipRanges capabilities.
+// libcni: the default network (the first config in the conf dir, as
+// containerd picks it), with the Kubernetes CNI_ARGS and the portMappings,
+// bandwidth and ipRanges capabilities. Loopback is brought up in-process
+// (upLoopback), not by the loopback plugin.
 package network
 
 import (
@@ -37,8 +38,7 @@ type Manager struct {
 	log  logrus.FieldLogger
 	// cni execs the plugins; SetBinDirs swaps it whole, so an operation in
 	// flight finishes with the plugin dirs it started with.
-	cni      atomic.Pointer[libcni.CNIConfig]
-	loopback *libcni.NetworkConfigList
+	cni atomic.Pointer[libcni.CNIConfig]
 	// watchEvery is Watch's poll interval (watchInterval; shorter in tests).
 	watchEvery time.Duration
 
@@ -52,10 +52,6 @@ type Manager struct {
 	ipRanges   [][]map[string]string // ipRanges capability from the pod CIDR; nil when unset
 }
 
-// loopbackConfig brings lo up in every pod; it is built in so that pods work
-// without a loopback config in the conf dir.
-const loopbackConfig = `{"cniVersion":"1.0.0","name":"cni-loopback","plugins":[{"type":"loopback"}]}`
-
 // New returns a Manager with the configs found in opts.ConfDir now. A missing
 // or empty conf dir is not an error: the Manager is then not ready (Status)
 // until Watch sees a config.
@@ -66,14 +62,9 @@ func New(opts Options, log logrus.FieldLogger) (*Manager, error) {
 	if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CNI cache dir: %w", err)
 	}
-	lo, err := libcni.ConfListFromBytes([]byte(loopbackConfig))
-	if err != nil {
-		return nil, fmt.Errorf("parse loopback config: %w", err)
-	}
 	m := &Manager{
-		opts:     opts,
-		log:      log,
-		loopback: lo,
+		opts: opts,
+		log:  log,
 
 		watchEvery: watchInterval,
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/errdefs"
 	"github.com/berth-cri/berth/internal/logctx"
@@ -26,7 +27,7 @@ type attachment struct {
 	rt   *libcni.RuntimeConf
 }
 
-// Setup attaches the pod's network namespace to loopback and to the loaded
+// Setup brings the pod's loopback up and attaches its network namespace to the loaded
 // networks (eth0 for the default one, eth1... for more when PluginMaxConfNum
 // allows), and returns the pod's addresses. On failure, everything attached
 // is detached again (and DEL is also sent for the network whose ADD failed,
@@ -41,15 +42,15 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (Result, error) {
 		return Result{}, err
 	}
 	args, caps := p.cniArgs(), p.capabilityArgs(ipRanges)
-	lo := attachment{m.loopback, m.runtimeConf(p.ID, p.NetNS, "lo", args, nil)}
 
-	// Loopback goes up concurrently: it only touches lo, and its plugin
-	// exec costs about as much as the default network's.
-	loDone := make(chan error, 1)
-	go func() {
-		_, err := m.cni.Load().AddNetworkList(ctx, lo.list, lo.rt)
-		loDone <- err
-	}()
+	// Loopback goes up here, not through the loopback plugin: all that
+	// plugin does is set lo up (its result is not used), and its exec, a Go
+	// program started for one ioctl, cost a pod start about 4% of its CPU
+	// (docs/architecture.md, "Where a pod start's CPU goes"). Nothing to
+	// undo: lo goes with the namespace.
+	if err := upLoopback(p.NetNS); err != nil {
+		return Result{}, fmt.Errorf("bring up loopback of pod %s: %w", p.ID, err)
+	}
 
 	var res Result
 	var tried []attachment
@@ -72,14 +73,11 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (Result, error) {
 			break
 		}
 	}
-	if err := <-loDone; err != nil && addErr == nil {
-		addErr = fmt.Errorf("bring up loopback of pod %s: %w", p.ID, err)
-	}
 	if addErr == nil && len(res.IPs) == 0 {
 		addErr = fmt.Errorf("network %q gave pod %s no address", nets[0].Name, p.ID)
 	}
 	if addErr != nil {
-		m.rollback(ctx, p.ID, append(tried, lo))
+		m.rollback(ctx, p.ID, tried)
 		return Result{}, addErr
 	}
 	return res, nil
@@ -176,9 +174,9 @@ func (m *Manager) teardownPlan(ctx context.Context, p Pod) []attachment {
 		for i, n := range current {
 			plan = append(plan, attachment{n, m.runtimeConf(p.ID, path, fmt.Sprintf("eth%d", i), args, caps)})
 		}
-		plan = append(plan, attachment{m.loopback, m.runtimeConf(p.ID, path, "lo", args, nil)})
 	}
-	// Loopback last, then highest interface first: the reverse of Setup.
+	// Loopback last (cached for pods set up by a berthd that ran the
+	// loopback plugin), then highest interface first: the reverse of Setup.
 	sort.SliceStable(plan, func(i, j int) bool {
 		li, lj := plan[i].rt.IfName == "lo", plan[j].rt.IfName == "lo"
 		if li != lj {
@@ -225,4 +223,36 @@ func (m *Manager) runtimeConf(id, netnsPath, ifName string, args [][2]string, ca
 		Args:           args,
 		CapabilityArgs: caps,
 	}
+}
+
+// upLoopback sets lo up in the network namespace at path, as the CNI
+// loopback plugin's ADD does. The socket the ioctls go through belongs to
+// the namespace it was made in.
+func upLoopback(path string) error {
+	return netns.Do(path, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		defer unix.Close(fd)
+		ifr, err := unix.NewIfreq("lo")
+		if err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("get lo flags: %w", err)
+		}
+		flags := ifr.Uint16()
+		if flags&unix.IFF_UP != 0 {
+			return nil
+		}
+		ifr.SetUint16(flags | unix.IFF_UP)
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("set lo up: %w", err)
+		}
+		return nil
+	})
 }

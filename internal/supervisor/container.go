@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	v1 "github.com/berth-cri/berth/api/supervisor/v1"
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/crilog"
@@ -72,6 +74,9 @@ type container struct {
 	deleting bool
 	// attachers receive the live output (OpAttach), see attachers.go.
 	attachers map[*attacher]struct{}
+	// execBase is the process of the container's spec, for execs; nil
+	// until the first (specProcess). Shared by execs: never changed.
+	execBase *specs.Process
 }
 
 func newContainer(dir string, rec record) *container {

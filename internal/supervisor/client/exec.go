@@ -123,6 +123,9 @@ func readFirstLine(conn *net.UnixConn) (line, rest []byte, fd *os.File, err erro
 	oob := make([]byte, unix.CmsgSpace(4*2))
 	for {
 		n, oobn, _, _, rerr := conn.ReadMsgUnix(buf, oob)
+		// recvmsg's -1 comes through on some errors (a reset connection
+		// under load did it): nothing was read.
+		n, oobn = max(n, 0), max(oobn, 0)
 		if oobn > 0 {
 			if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
 				for i := range msgs {
