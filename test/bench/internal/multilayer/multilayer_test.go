@@ -79,6 +79,7 @@ func TestPauseELF(t *testing.T) {
 		t.Fatalf("segments %+v, entry %#x", f.Progs, f.Entry)
 	}
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		// skip: a platform fact, not a capability: the program is x86-64 Linux code.
 		t.Skip("runs on linux/amd64 only")
 	}
 	path := filepath.Join(t.TempDir(), "pause")
