@@ -50,10 +50,14 @@ func (d *daemon) count(seen *ids) harness.Counts {
 
 // slack is how far each count may stay above its start after the churn:
 // none for what pods own; a little for what a Go process keeps (threads
-// are never given back, the heap is returned lazily).
+// are never given back, the heap is returned lazily). A thread is made for
+// each call blocked in a syscall at once, so the peak is bounded by the 20
+// calls in flight, not by the cycle count, and one warm-up burst does not
+// always reach it: the supervisor went from 10 to 19 once in CI. A leak of
+// one per cycle would show 100.
 var slack = map[string]int{
-	"berthd fds": 5, "berthd threads": 16, "berthd RSS MiB": 24, "berthd goroutines": 10,
-	"supervisor fds": 5, "supervisor threads": 8, "keeper fds": 2,
+	"berthd fds": 5, "berthd threads": 20, "berthd RSS MiB": 24, "berthd goroutines": 10,
+	"supervisor fds": 5, "supervisor threads": 20, "keeper fds": 2,
 }
 
 // within reports whether after is back within slack of before.
