@@ -22,7 +22,7 @@
 #                          to back) or auto, the default: berth's container-lifecycle cycle
 #   BENCH_OUT              where results.md/.json and results/ go (default bench/)
 #   BENCH_WORK             private dirs (default /tmp/berth-bench; emptied at start and end)
-#   HARNESS                the cri-harness (default ../shared/cri-harness)
+#   HARNESS                the cri-harness (default test/conformance/harness, the repo's own)
 #   BERTHD                 berthd binary (default bin/berthd)
 #   BENCH_PEERS            runtimes started by hand, as more columns:
 #                          "NAME=ENDPOINT[,root=DIR][,helpers=STRING] ..." (test/bench/runtimes/peers.sh)
@@ -34,7 +34,7 @@ set -euo pipefail
 BENCH_TOP=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_WORK=${BENCH_WORK:-/tmp/berth-bench}
 BENCH_REGISTRY=127.0.0.1:5000
-harness=${HARNESS:-$BENCH_TOP/../shared/cri-harness}
+harness=${HARNESS:-$BENCH_TOP/test/conformance/harness}
 out=${BENCH_OUT:-$BENCH_TOP/bench}
 quick=${BENCH_QUICK:-0}
 [[ $quick == 1 ]] && critest_default=0 || critest_default=1
