@@ -23,6 +23,11 @@ func TestFailedCreateLinesCarryTheRequestID(t *testing.T) {
 	supLog := filepath.Join(e.d.Dir, "run", "supervisor", "supervisor.log")
 	berthdFrom := len(e.d.Logs.String())
 	supFrom := len(readFile(t, supLog))
+	// berthd's stderr reaches the harness through a pipe, so lines of the
+	// pod's own requests may still arrive after berthdFrom was taken (CI saw
+	// RunPodSandbox's "done" line there). Lines stamped before the call are
+	// not the create's.
+	callStart := time.Now()
 
 	s := e.createErr(t, e.containerConfig("missing", "/no-such-command"))
 
@@ -36,8 +41,8 @@ func TestFailedCreateLinesCarryTheRequestID(t *testing.T) {
 	testsupport.PollUntil(t, "berthd's line for the failed request", 5*time.Second, func() bool {
 		return anyLineHasAll(newLines(e.d.Logs.String(), berthdFrom), []string{"msg=failed", "request_id=" + id})
 	})
-	berthdLines := newLines(e.d.Logs.String(), berthdFrom)
-	supLines := newLines(readFile(t, supLog), supFrom)
+	berthdLines := since(newLines(e.d.Logs.String(), berthdFrom), callStart)
+	supLines := since(newLines(readFile(t, supLog), supFrom), callStart)
 	want := "request_id=" + id
 	for name, lines := range map[string][]string{"berthd": berthdLines, "supervisor": supLines} {
 		if len(lines) == 0 {
@@ -84,6 +89,23 @@ func newLines(log string, from int) []string {
 		if strings.TrimSpace(l) != "" {
 			out = append(out, l)
 		}
+	}
+	return out
+}
+
+var logTime = regexp.MustCompile(`^time="([^"]+)"`)
+
+// since drops the lines whose logrus timestamp is before t. A line without
+// one is kept, so it is still checked.
+func since(lines []string, t time.Time) []string {
+	var out []string
+	for _, l := range lines {
+		if m := logTime.FindStringSubmatch(l); m != nil {
+			if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && at.Before(t) {
+				continue
+			}
+		}
+		out = append(out, l)
 	}
 	return out
 }
