@@ -21,8 +21,8 @@ type Records[T any] struct {
 	dir string
 	mu  sync.Mutex // serialises writes (a write is ~0.02 ms)
 
-	// Set by Split (split.go); configKeys nil: one file per record.
-	configKeys    map[string]bool
+	// Set by Split (split.go); codec nil: one file per record.
+	codec         *splitCodec
 	settled       func(*T) bool
 	configWritten map[string]bool // ids whose config file is written; guarded by mu
 }
@@ -60,16 +60,16 @@ func (r *Records[T]) Put(id string, v *T) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode record %s: %w", id, err)
-	}
 	// One writer per file at a time (WriteRecord's rule): a record is
 	// normally changed under its object's lock, but not every caller is.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.configKeys != nil && r.settled(v) {
-		return r.putSplit(id, p, data)
+	if r.codec != nil && r.settled(v) {
+		return r.putSplit(id, p, v)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", id, err)
 	}
 	return atomicfile.WriteRecord(p, data, 0o600, atomicfile.FlushBehind)
 }
@@ -112,7 +112,7 @@ func (r *Records[T]) Delete(id string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete record %s: %w", id, err)
 	}
-	if r.configKeys != nil {
+	if r.codec != nil {
 		// After the record file: a config file alone is a leftover.
 		if err := os.Remove(r.configPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("delete record %s: %w", id, err)

@@ -36,43 +36,85 @@ const configSuffix = ".config.json"
 // T), settled reports a record whose config is final. Call it before the
 // records are used.
 func (r *Records[T]) Split(configKeys []string, settled func(*T) bool) error {
-	fields := map[string]bool{}
-	typ := reflect.TypeFor[T]()
-	for i := range typ.NumField() {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-		fields[name] = true
-	}
-	r.configKeys = map[string]bool{}
+	keys := map[string]bool{}
 	for _, k := range configKeys {
-		if !fields[k] {
-			return fmt.Errorf("store %s: config key %q is no field of the record", r.dir, k)
-		}
-		r.configKeys[k] = true
+		keys[k] = true
 	}
+	codec, err := newSplitCodec(reflect.TypeFor[T](), keys)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", r.dir, err)
+	}
+	r.codec = codec
 	r.settled = settled
 	r.configWritten = map[string]bool{}
 	return nil
+}
+
+// splitCodec encodes a record's config and status parts directly from the
+// record: each part is a struct type made (once) of the record's fields
+// that belong to it, with their JSON tags, so a status change encodes only
+// the status fields, not the whole record with its CRI config.
+type splitCodec struct {
+	config, status part
+}
+
+type part struct {
+	typ    reflect.Type
+	fields []int // the record's field index for each field of typ
+}
+
+func newSplitCodec(rec reflect.Type, configKeys map[string]bool) (*splitCodec, error) {
+	var config, status []reflect.StructField
+	c := &splitCodec{}
+	found := map[string]bool{}
+	for i := range rec.NumField() {
+		f := rec.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue // encoding/json skips these too
+		}
+		if f.Anonymous {
+			return nil, fmt.Errorf("record field %s is embedded: a split record lists its fields itself", f.Name)
+		}
+		if name == "" {
+			name = f.Name
+		}
+		f.Index, f.Offset = nil, 0
+		if configKeys[name] {
+			found[name] = true
+			config = append(config, f)
+			c.config.fields = append(c.config.fields, i)
+		} else {
+			status = append(status, f)
+			c.status.fields = append(c.status.fields, i)
+		}
+	}
+	for k := range configKeys {
+		if !found[k] {
+			return nil, fmt.Errorf("config key %q is no field of the record", k)
+		}
+	}
+	c.config.typ, c.status.typ = reflect.StructOf(config), reflect.StructOf(status)
+	return c, nil
+}
+
+// value copies p's fields of rec into a value of p's type.
+func (p part) value(rec reflect.Value) any {
+	v := reflect.New(p.typ).Elem()
+	for i, idx := range p.fields {
+		v.Field(i).Set(rec.Field(idx))
+	}
+	return v.Addr().Interface()
 }
 
 func (r *Records[T]) configPath(id string) string { return filepath.Join(r.dir, id+configSuffix) }
 
 // putSplit writes a settled record as config (once) and status. The
 // caller holds r.mu.
-func (r *Records[T]) putSplit(id, statusPath string, data []byte) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return fmt.Errorf("encode record %s: %w", id, err)
-	}
-	config, status := map[string]json.RawMessage{}, map[string]json.RawMessage{}
-	for k, v := range fields {
-		if r.configKeys[k] {
-			config[k] = v
-		} else {
-			status[k] = v
-		}
-	}
+func (r *Records[T]) putSplit(id, statusPath string, v *T) error {
+	rec := reflect.ValueOf(v).Elem()
 	if !r.configWritten[id] {
-		b, err := json.MarshalIndent(config, "", "  ")
+		b, err := json.MarshalIndent(r.codec.config.value(rec), "", "  ")
 		if err != nil {
 			return fmt.Errorf("encode record %s: %w", id, err)
 		}
@@ -84,7 +126,7 @@ func (r *Records[T]) putSplit(id, statusPath string, data []byte) error {
 		atomicfile.SyncBehind(p, r.dir)
 		r.configWritten[id] = true
 	}
-	b, err := json.Marshal(status)
+	b, err := json.Marshal(r.codec.status.value(rec))
 	if err != nil {
 		return fmt.Errorf("encode record %s: %w", id, err)
 	}
@@ -94,7 +136,7 @@ func (r *Records[T]) putSplit(id, statusPath string, data []byte) error {
 // withConfig adds the config of record id, if it has one, to its status
 // data (status fields win: after a crash mid-migration both hold them).
 func (r *Records[T]) withConfig(id string, status []byte) ([]byte, bool, error) {
-	if r.configKeys == nil {
+	if r.codec == nil {
 		return status, false, nil
 	}
 	config, err := os.ReadFile(r.configPath(id))
@@ -122,7 +164,7 @@ func (r *Records[T]) withConfig(id string, status []byte) ([]byte, bool, error) 
 // fails is split at its next Put. It also removes config files whose
 // record file is gone.
 func (r *Records[T]) migrate(records map[string]*T, names []string) {
-	if r.configKeys == nil {
+	if r.codec == nil {
 		return
 	}
 	for _, name := range names {

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,47 @@ func TestRawJSON(t *testing.T) {
 	var d doc
 	if err := json.Unmarshal([]byte(`{"config":null}`), &d); err != nil || d.Config != nil {
 		t.Errorf("null: %q %v", d.Config, err)
+	}
+}
+
+type benchRec struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	ConfigJSON RawJSON `json:"config"`
+	Image      string  `json:"image"`
+	State      string  `json:"state"`
+	StartedAt  int64   `json:"started_at,omitempty"`
+	Pid        int     `json:"pid,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	hidden     int
+}
+
+// BenchmarkPutSettled is a state change of a settled record with a
+// kubelet-sized CRI config (~4 KiB of JSON): what every start, stop and
+// exit of a container costs in encoding and writing.
+func BenchmarkPutSettled(b *testing.B) {
+	r, err := Open[benchRec](b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Split([]string{"id", "name", "config", "image"}, func(v *benchRec) bool { return v.State != "creating" }); err != nil {
+		b.Fatal(err)
+	}
+	env := make([]string, 0, 60)
+	for i := range 60 {
+		env = append(env, fmt.Sprintf(`{"key":"SERVICE_%d_PORT","value":"tcp://10.96.0.%d:443"}`, i, i))
+	}
+	cfg := RawJSON(`{"metadata":{"name":"app"},"image":{"image":"registry.example/app:1"},"envs":[` + strings.Join(env, ",") + `]}`)
+	v := &benchRec{ID: "c1", Name: "app_pod_ns_uid_0", ConfigJSON: cfg, Image: "sha256:0123", State: "created"}
+	if err := r.Put("c1", v); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		v.Pid = i
+		v.State = []string{"running", "exited"}[i%2]
+		if err := r.Put("c1", v); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
