@@ -122,7 +122,12 @@ func (t *Table[T]) Put(v *T) error {
 
 // Update applies change to v under the table's lock and persists the
 // result. A change the table's Transition refuses leaves v as it was and
-// returns its error. The caller holds v's Lock.
+// returns its error. A change whose write fails stays in memory and the
+// error is returned: the changes recorded here report what already
+// happened to the object (a process started, exited, was killed), so
+// undoing it in memory would make the table lie about it; the next
+// successful write stores it, and a restart before that reconciles the
+// older record with the supervisor (recovery). The caller holds v's Lock.
 func (t *Table[T]) Update(v *T, change func(*T)) error {
 	t.mu.Lock()
 	before := *v
