@@ -150,9 +150,15 @@ func (e *env) natRules() []string {
 	return rules
 }
 
-func countVeths(t *testing.T) int {
+// countVeths counts the veths on bridge: the host ends of this test's pods.
+// Not every veth of the host: tests of other packages, run at the same
+// time, make and remove their own. A bridge not made yet has none.
+func countVeths(t *testing.T, bridge string) int {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); os.IsNotExist(err) {
+		return 0
+	}
+	out, err := exec.Command("ip", "-o", "link", "show", "master", bridge, "type", "veth").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

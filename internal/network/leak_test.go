@@ -23,7 +23,7 @@ func TestSetupTeardownLeaks(t *testing.T) {
 	}
 	countPins := func() int { ids, _ := netns.List(e.netnsDn); return len(ids) }
 	cached := func() int { f, _ := filepath.Glob(filepath.Join(e.m.opts.CacheDir, "results", "*")); return len(f) }
-	vethsBefore, pinsBefore := countVeths(t), countPins()
+	vethsBefore, pinsBefore := countVeths(t, e.bridge), countPins()
 
 	ctx := context.Background()
 	start := time.Now()
@@ -58,7 +58,7 @@ func TestSetupTeardownLeaks(t *testing.T) {
 		t.Errorf("netns pins = %d, want %d", n, pinsBefore)
 	}
 	// Veths of a freed namespace go asynchronously.
-	testsupport.PollUntil(t, "veths back to start", 10*time.Second, func() bool { return countVeths(t) == vethsBefore })
+	testsupport.PollUntil(t, "veths back to start", 10*time.Second, func() bool { return countVeths(t, e.bridge) == vethsBefore })
 	if got := e.allocated(); len(got) != 0 {
 		t.Errorf("host-local allocations left: %v", got)
 	}
