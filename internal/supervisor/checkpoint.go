@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -317,7 +318,12 @@ func criuLogErrors(path string) string {
 }
 
 // criuForkTaken is CRIU's restore error when a checkpointed pid is taken.
-var criuForkTaken = regexp.MustCompile(`Error \([^)]*\): Can't fork for ([0-9]+): File exists`)
+// Compiled at first use, not at package initialisation: every container
+// init and every exec starts this binary (libcontainer re-executes it),
+// and only a failed restore reads a CRIU log.
+var criuForkTaken = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`Error \([^)]*\): Can't fork for ([0-9]+): File exists`)
+})
 
 // criuPidTaken is the pid the CRIU restore log at path failed to take
 // because another process held it, or 0.
@@ -326,7 +332,7 @@ func criuPidTaken(path string) int {
 	if err != nil {
 		return 0
 	}
-	m := criuForkTaken.FindSubmatch(data)
+	m := criuForkTaken().FindSubmatch(data)
 	if m == nil {
 		return 0
 	}
