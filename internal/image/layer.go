@@ -104,24 +104,30 @@ func (s *Service) streamLayer(ctx context.Context, ref reference.Ref, auth *regi
 	if err != nil {
 		return err
 	}
-	compressed := desc.Digest.Algorithm().Digester()
+	// Both digests are computed in goroutines of their own (hashbehind.go).
+	compressed := newHashBehind(desc.Digest.Algorithm())
 	counter := &countWriter{}
 	// Everything read from the body is hashed, whatever the decompressor
 	// consumes, so the compressed digest covers every byte.
-	raw := bufio.NewReaderSize(io.TeeReader(watch.reader(fault.Reader("image.mid-layer-download", body)), io.MultiWriter(compressed.Hash(), counter)), 128<<10)
+	raw := bufio.NewReaderSize(io.TeeReader(watch.reader(fault.Reader("image.mid-layer-download", body)), io.MultiWriter(compressed, counter)), 128<<10)
 	tarStream, closeDecompressor, err := decompress(raw)
 	if err != nil {
 		body.Close()
+		compressed.Stop()
 		return err
 	}
-	uncompressed := diffID.Algorithm().Digester()
-	g := &guard{r: io.TeeReader(tarStream, uncompressed.Hash())}
+	uncompressed := newHashBehind(diffID.Algorithm())
+	g := &guard{r: io.TeeReader(tarStream, uncompressed)}
 	// Unpack returns as soon as ctx ends, while its extraction may still be
 	// reading g or calling commit: closing the body unblocks a read, and the
 	// guard keeps the decompressor and digesters from being used after that.
 	defer func() {
 		body.Close()
-		g.close(closeDecompressor)
+		g.close(func() {
+			closeDecompressor()
+			compressed.Stop()
+			uncompressed.Stop()
+		})
 		// Every byte received counts, from a failed download too: the
 		// metric is registry traffic. No read touches counter after close.
 		s.metrics.ImagePullBytes(counter.n)
