@@ -1,6 +1,8 @@
 package image
 
 import (
+	"sync"
+
 	"github.com/opencontainers/go-digest"
 )
 
@@ -15,13 +17,23 @@ import (
 
 const (
 	// hashChunk is how many bytes a Write gathers before handing them to
-	// the hashing goroutine: small writes (tar headers) cost no channel
-	// operation each.
-	hashChunk = 256 << 10
-	// hashChunks in flight besides the one being filled: enough to let
-	// the writer run ahead of a hash that is briefly descheduled.
-	hashChunks = 2
+	// the hashing goroutine. Measured (a 256 MiB gzip layer pulled from an
+	// in-process registry into tmpfs, 14 pulls each, 2 vCPUs): with 256
+	// KiB chunks the pull took 8% less time but 26% more CPU (a wake-up of
+	// each side per chunk); with 1 MiB, 30% less time (median 540 -> 380
+	// ms) at the same CPU (~600 ms).
+	hashChunk = 1 << 20
+	// hashChunks in flight besides the one being filled: one more chunk
+	// measured the same.
+	hashChunks = 1
 )
+
+// hashBufs keeps the chunks of finished hashes: a 100-layer image would
+// otherwise allocate 2 MiB per layer and digest.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, hashChunk); return &b }}
+
+func getHashBuf() []byte  { return (*hashBufs.Get().(*[]byte))[:0] }
+func putHashBuf(b []byte) { hashBufs.Put(&b) }
 
 // hashBehind is an io.Writer whose bytes are hashed by its own goroutine.
 // Like hash.Hash it is used by one goroutine at a time; Digest or Stop
@@ -39,14 +51,14 @@ type hashBehind struct {
 func newHashBehind(alg digest.Algorithm) *hashBehind {
 	h := &hashBehind{
 		digester: alg.Digester(),
-		fill:     make([]byte, 0, hashChunk),
+		fill:     getHashBuf(),
 		full:     make(chan []byte, hashChunks),
 		// Room for every chunk: after finish the writer holds none.
 		free: make(chan []byte, hashChunks+1),
 		done: make(chan struct{}),
 	}
 	for range hashChunks {
-		h.free <- make([]byte, 0, hashChunk)
+		h.free <- getHashBuf()
 	}
 	go h.run()
 	return h
@@ -86,10 +98,16 @@ func (h *hashBehind) finish() {
 	h.finished = true
 	if len(h.fill) > 0 {
 		h.full <- h.fill
-		h.fill = nil
+	} else {
+		putHashBuf(h.fill)
 	}
+	h.fill = nil
 	close(h.full)
 	<-h.done
+	// Every chunk is back in free now, and nothing sends there any more.
+	for len(h.free) > 0 {
+		putHashBuf(<-h.free)
+	}
 }
 
 // Digest is the digest of everything written; no Write may follow.
