@@ -60,16 +60,27 @@ func (r *Records[T]) Put(id string, v *T) error {
 	if err != nil {
 		return err
 	}
+	// Encoded before the lock: only the writes need it. A settled record
+	// of a split store writes its status here and its config once
+	// (split.go).
+	split := r.codec != nil && r.settled(v)
+	var data []byte
+	if split {
+		data, err = r.codec.encodeStatus(v)
+	} else {
+		data, err = json.Marshal(v)
+	}
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", id, err)
+	}
 	// One writer per file at a time (WriteRecord's rule): a record is
 	// normally changed under its object's lock, but not every caller is.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.codec != nil && r.settled(v) {
-		return r.putSplit(id, p, v)
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode record %s: %w", id, err)
+	if split {
+		if err := r.writeConfigOnce(id, v); err != nil {
+			return err
+		}
 	}
 	return atomicfile.WriteRecord(p, data, 0o600, atomicfile.FlushBehind)
 }

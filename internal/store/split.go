@@ -109,28 +109,29 @@ func (p part) value(rec reflect.Value) any {
 
 func (r *Records[T]) configPath(id string) string { return filepath.Join(r.dir, id+configSuffix) }
 
-// putSplit writes a settled record as config (once) and status. The
-// caller holds r.mu.
-func (r *Records[T]) putSplit(id, statusPath string, v *T) error {
-	rec := reflect.ValueOf(v).Elem()
-	if !r.configWritten[id] {
-		b, err := json.MarshalIndent(r.codec.config.value(rec), "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode record %s: %w", id, err)
-		}
-		// Flushed behind, like the record file: see Put.
-		p := r.configPath(id)
-		if err := atomicfile.WriteVolatile(p, append(b, '\n'), 0o600); err != nil {
-			return err
-		}
-		atomicfile.SyncBehind(p, r.dir)
-		r.configWritten[id] = true
+// encodeStatus is the status part of record v, a *T.
+func (c *splitCodec) encodeStatus(v any) ([]byte, error) {
+	return json.Marshal(c.status.value(reflect.ValueOf(v).Elem()))
+}
+
+// writeConfigOnce writes the config file of settled record id unless it
+// is written already. The caller holds r.mu.
+func (r *Records[T]) writeConfigOnce(id string, v *T) error {
+	if r.configWritten[id] {
+		return nil
 	}
-	b, err := json.Marshal(r.codec.status.value(rec))
+	b, err := json.MarshalIndent(r.codec.config.value(reflect.ValueOf(v).Elem()), "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode record %s: %w", id, err)
 	}
-	return atomicfile.WriteRecord(statusPath, b, 0o600, atomicfile.FlushBehind)
+	// Flushed behind, like the record file: see Put.
+	p := r.configPath(id)
+	if err := atomicfile.WriteVolatile(p, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	atomicfile.SyncBehind(p, r.dir)
+	r.configWritten[id] = true
+	return nil
 }
 
 // withConfig adds the config of record id, if it has one, to its status

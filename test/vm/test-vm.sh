@@ -34,12 +34,9 @@ rm -rf "$stage"
 mkdir -p "$stage/registry-build"
 export CGO_ENABLED=1
 # What the node runs (critest, kubelet), and for the integration tests the
-# same with the fault points (make test-bin).
-# The supervisor statically linked, as the Makefile builds it (STATIC_TAGS).
-go build -tags seccomp -o "$stage/" ./cmd/berthd
-go build -tags seccomp,netgo,osusergo -ldflags '-extldflags -static' -o "$stage/" ./cmd/berth-supervisor
-go build -tags seccomp,faultinject -o "$stage/test/" ./cmd/berthd
-go build -tags seccomp,faultinject,netgo,osusergo -ldflags '-extldflags -static' -o "$stage/test/" ./cmd/berth-supervisor
+# same with the fault points: the Makefile's own builds (the supervisor
+# linked statically), into the stage.
+make -s build test-bin BIN="$stage" >/dev/null
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$stage/pause" ./test/internal/harness/testdata/pause
 # Test binaries of the packages whose behaviour depends on the platform.
 for pkg in internal/stats internal/snapshot internal/supervisor internal/oci internal/userns internal/server/runtimeinfo internal/server/stats test/integration test/kubelet $(
