@@ -3,10 +3,12 @@ package report
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +32,14 @@ type Machine struct {
 	// the workloads: above the CPU count, other work competed for them.
 	Load1Mean float64 `json:"load1_mean,omitempty"`
 	Load1Max  float64 `json:"load1_max,omitempty"`
+	// ExecMs and HashMBps are the machine's own speed, measured at the
+	// start while the runtimes are idle: the median time to run /bin/true
+	// from Go (fork, exec, wait) and SHA-256 throughput on one core. The
+	// same VM size has been 2-4x apart from one day to the next here
+	// (kernel work more than arithmetic), so runs compare only when these
+	// agree.
+	ExecMs   float64 `json:"exec_ms,omitempty"`
+	HashMBps float64 `json:"hash_mbps,omitempty"`
 }
 
 // WatchLoad samples the 1-minute load average every period until ctx ends
@@ -109,7 +119,35 @@ func Describe() Machine {
 	m.OS = strings.Trim(firstValue("/etc/os-release", "PRETTY_NAME"), `"`)
 	m.Cgroups = cgroupMode()
 	m.LoadStart = LoadAverage()
+	m.ExecMs, m.HashMBps = speed()
 	return m
+}
+
+// speed measures the machine's exec and hashing speed (Machine.ExecMs,
+// HashMBps); a failed exec leaves ExecMs 0.
+func speed() (execMs, hashMBps float64) {
+	var ds []float64
+	for range 41 {
+		t0 := time.Now()
+		if exec.Command("/bin/true").Run() != nil {
+			break
+		}
+		ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
+	}
+	if len(ds) > 0 {
+		slices.Sort(ds)
+		execMs = ds[len(ds)/2]
+	}
+	buf := make([]byte, 16<<20)
+	for range 3 {
+		h := sha256.New()
+		t0 := time.Now()
+		for range 4 {
+			h.Write(buf)
+		}
+		hashMBps = max(hashMBps, 64/time.Since(t0).Seconds())
+	}
+	return execMs, hashMBps
 }
 
 // humanKiB turns meminfo's "24684092 kB" into "23.5 GiB".

@@ -322,9 +322,12 @@ func (r *Results) setup(w io.Writer) {
 	if m.Load1Max > 0 {
 		fmt.Fprintf(w, "- 1-minute load average during the workloads: mean %.1f, max %.1f", m.Load1Mean, m.Load1Max)
 		if m.Load1Max > float64(m.CPUs) {
-			fmt.Fprintf(w, " for %d CPUs: other work shared the machine, so latencies are noisier and CPU-bound figures larger than on an idle node", m.CPUs)
+			fmt.Fprintf(w, " for %d CPUs: the CPUs were saturated at times (the node-scale workloads do it themselves, the slower runtimes with 100 and more processes at once; other work may have too), so latencies are noisier and CPU-bound figures larger than on an idle node", m.CPUs)
 		}
 		fmt.Fprintln(w)
+	}
+	if m.ExecMs > 0 {
+		fmt.Fprintf(w, "- machine speed at the start, the runtimes idle: /bin/true run from Go (fork, exec, wait) %.2f ms (median of 41), SHA-256 on one core %.0f MB/s; figures of runs on other days compare only when these agree\n", m.ExecMs, m.HashMBps)
 	}
 	for _, rt := range r.Runtimes {
 		if rt.Unavailable != "" {
