@@ -76,6 +76,10 @@ type Server struct {
 
 	// kmsg is the kernel log's account of OOM kills (kmsgoom.go).
 	kmsg *kernelOOMs
+	// ownMaxProcs is the GOMAXPROCS variable the supervisor started with
+	// (nil: none), for an upgrade's new supervisor: the process's
+	// environment now has the inits' (oneProcInits).
+	ownMaxProcs *string
 	// keeper is the hold channel to the keeper above us (nil: none, and
 	// then nothing outlives a crash of ours); exits is where it records
 	// the exits of the processes it reaped.
@@ -108,6 +112,12 @@ func New(cfg Config) (*Server, error) {
 		kmsg:       newKernelOOMs(),
 		keeper:     keeper.ConnFromEnv(),
 		exits:      keeper.ExitsDir(cfg.StateDir),
+	}
+	if v, ok := os.LookupEnv(maxProcsEnv); ok {
+		s.ownMaxProcs = &v
+	}
+	if err := oneProcInits(); err != nil {
+		return nil, err
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
 		v1.RuntimeLibcontainer: &libcontainerRuntime{dir: s.containerDir},

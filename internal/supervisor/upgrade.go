@@ -166,7 +166,7 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 	// Every descriptor to inherit, close-on-exec cleared below and set again
 	// if the exec fails.
 	inherit := []int{lnFD, lockFD}
-	env := append(os.Environ(), UpgradeEnv+"=1")
+	env := append(withOwnMaxProcs(os.Environ(), s.ownMaxProcs), UpgradeEnv+"=1")
 	if fd := s.keeper.FD(); fd >= 0 {
 		inherit = append(inherit, fd)
 		env = append(env, fmt.Sprintf("%s=%d", keeper.FDEnv, fd))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +69,21 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 	const lines = 150
 	id := e.run(t, e.containerConfig("counter", "sh", "-c", fmt.Sprintf("for i in $(seq 1 %d); do echo n $i; sleep 0.01; done; exit 7", lines)))
 	pidBefore := supervisorPid(t, d)
+	// A created container's init (libcontainer's, waiting to be started)
+	// runs with one P; its command will not see the variable.
+	created, err := e.rt.CreateContainer(ctx, pod, e.containerConfig("created", "env"), e.podCfg)
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, d.Logs)
+	}
+	if env := procEnviron(t, waitingInit(t, pidBefore)); !slices.Contains(env, "GOMAXPROCS=1") {
+		t.Errorf("the init's environment %q has no GOMAXPROCS=1", env)
+	}
+	if err := e.rt.StartContainer(ctx, created); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.waitExit(t, created); st.ExitCode != 0 || slices.Contains(logLines(t, st.LogPath), "stdout GOMAXPROCS=1") {
+		t.Errorf("the container's command saw the inits' GOMAXPROCS (exit %d): %q", st.ExitCode, logLines(t, st.LogPath))
+	}
 
 	// A package upgrade: new supervisor binary on disk, berthd restarted.
 	copyFile(t, filepath.Join(binDir, "berth-supervisor"), filepath.Join(binDir, "berth-supervisor"))
@@ -79,6 +95,11 @@ func TestSupervisorUpgradeKeepsContainers(t *testing.T) {
 	}
 	if pid := supervisorPid(t, d); pid != pidBefore {
 		t.Errorf("supervisor pid %d after upgrade, was %d", pid, pidBefore)
+	}
+	// The upgraded supervisor has its own GOMAXPROCS (none here), not the
+	// one its predecessor set for the inits.
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set && slices.ContainsFunc(procEnviron(t, pidBefore), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }) {
+		t.Errorf("the upgraded supervisor started with the inits' GOMAXPROCS: %q", procEnviron(t, pidBefore))
 	}
 	e.rt = d.RuntimeClient()
 	st := e.waitExit(t, id)
@@ -176,4 +197,41 @@ func TestOCIRuntimeHandler(t *testing.T) {
 	if err := rt.RemovePodSandbox(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// procEnviron is the environment process pid was executed with.
+func procEnviron(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// waitingInit is the pid of the one child of the supervisor that is still
+// libcontainer's init ("berth-supervisor init"): a created container's.
+func waitingInit(t *testing.T, supervisor int) int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var found []int
+	for _, p := range stats {
+		var pid, ppid int
+		var comm, state string
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if _, err := fmt.Sscanf(string(b), "%d %s %s %d", &pid, &comm, &state, &ppid); err != nil || ppid != supervisor {
+			continue
+		}
+		args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if a := strings.Split(string(args), "\x00"); len(a) > 1 && a[1] == "init" {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one waiting init below supervisor %d, found %v", supervisor, found)
+	}
+	return found[0]
 }
