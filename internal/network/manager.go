@@ -68,7 +68,7 @@ func New(opts Options, log logrus.FieldLogger) (*Manager, error) {
 
 		watchEvery: watchInterval,
 	}
-	m.cni.Store(libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil))
+	m.cni.Store(newCNI(opts.BinDirs, opts.CacheDir))
 	m.reload()
 	return m, nil
 }
@@ -80,7 +80,7 @@ func (m *Manager) SetBinDirs(dirs []string) error {
 	if len(dirs) == 0 {
 		return fmt.Errorf("CNI plugin dirs must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
-	m.cni.Store(libcni.NewCNIConfigWithCacheDir(slices.Clone(dirs), m.opts.CacheDir, nil))
+	m.cni.Store(newCNI(slices.Clone(dirs), m.opts.CacheDir))
 	return nil
 }
 

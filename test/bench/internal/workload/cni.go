@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/berth-cri/berth/internal/netns"
+	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/test/bench/internal/target"
 )
 
@@ -45,7 +46,9 @@ func newCNIFloor(t *target.Target, dir string) (*cniFloor, error) {
 		return nil, err
 	}
 	return &cniFloor{
-		cni:  libcni.NewCNIConfigWithCacheDir([]string{cniBinDir}, filepath.Join(dir, "cache"), nil),
+		// The plugins run as berthd runs them (GOMAXPROCS=1): the floor
+		// is the cheapest run of the same chain.
+		cni:  libcni.NewCNIConfigWithCacheDir([]string{cniBinDir}, filepath.Join(dir, "cache"), network.PluginExec()),
 		list: list,
 		dir:  dir,
 	}, nil
