@@ -44,6 +44,13 @@ test-bin: deps
 	$(GO) build -tags '$(TEST_TAGS)' -ldflags '$(LDFLAGS)' -o $(TEST_BIN)/ $(addprefix ./cmd/,$(filter-out berth-supervisor,$(CMDS)))
 	$(GO) build -tags '$(TEST_TAGS),$(STATIC_TAGS)' -ldflags '$(LDFLAGS) $(STATIC_LDFLAGS)' -o $(TEST_BIN)/ ./cmd/berth-supervisor
 
+# The bench's in-process libcontainer floor (hack/bench.sh), built as the
+# supervisor is, so that its inits start no dearer than the supervisor's.
+FLOOR_BIN ?= $(BIN)/libcontainer-floor
+.PHONY: bench-floor
+bench-floor: deps
+	$(GO) build -tags '$(TAGS),$(STATIC_TAGS)' -ldflags '$(STATIC_LDFLAGS)' -o $(FLOOR_BIN) ./test/bench/cmd/libcontainer-floor
+
 # Serves in the foreground with the embedded defaults (or CONFIG=file).
 run: build
 	$(BIN)/berthd $(if $(CONFIG),--config $(CONFIG))

@@ -121,11 +121,9 @@ mkdir -p "$BENCH_WORK" "$out/results"
 
 step "building the benchmark and its image"
 CGO_ENABLED=0 go build -C "$BENCH_TOP" -o "$BENCH_WORK/berth-bench" ./test/bench/cmd/berth-bench
-# libcontainer in-process, built as berth's supervisor is (cgo, libseccomp,
-# linked statically: the Makefile's STATIC_TAGS), so that its inits start
-# no dearer than the supervisor's.
-CGO_ENABLED=1 go build -C "$BENCH_TOP" -tags seccomp,netgo,osusergo -ldflags '-extldflags -static' \
-	-o "$BENCH_WORK/libcontainer-floor" ./test/bench/cmd/libcontainer-floor
+# libcontainer in-process, built as berth's supervisor is (the Makefile's
+# bench-floor: cgo, libseccomp, linked statically).
+make -s -C "$BENCH_TOP" bench-floor FLOOR_BIN="$BENCH_WORK/libcontainer-floor"
 # The pull images: 5 x 40 MiB, 1 GiB in one layer, 100 layers (built
 # once from fixed seeds, cached in /var/cache/berth-bench).
 "$BENCH_WORK/berth-bench" image -ref "$BENCH_REGISTRY/berth-bench/multilayer:5x40" \
