@@ -153,6 +153,7 @@ func run(log *logrus.Logger, exe, stateDir, cgroup, scope string) error {
 		// Read now, from the path: this process runs from a sealed copy.
 		ExecutableFile: v1.FileID(exe),
 		Logger:         log,
+		OneProcInits:   true,
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,11 @@ type Config struct {
 	// Logger receives the supervisor's lines (nil: logrus's standard
 	// logger). Lines of a request carry its fields (see requestContext).
 	Logger logrus.FieldLogger
+	// OneProcInits has every init start with one P: GOMAXPROCS=1 in the
+	// process's environment (oneProcInits). The binary sets it; tests that
+	// run a Server inside their own process leave it off, so the processes
+	// they start after it keep their environment.
+	OneProcInits bool
 }
 
 // Server is the supervisor.
@@ -77,8 +82,8 @@ type Server struct {
 	// kmsg is the kernel log's account of OOM kills (kmsgoom.go).
 	kmsg *kernelOOMs
 	// ownMaxProcs is the GOMAXPROCS variable the supervisor started with
-	// (nil: none), for an upgrade's new supervisor: the process's
-	// environment now has the inits' (oneProcInits).
+	// (nil: none), for an upgrade's new supervisor when the process's
+	// environment has the inits' (Config.OneProcInits).
 	ownMaxProcs *string
 	// keeper is the hold channel to the keeper above us (nil: none, and
 	// then nothing outlives a crash of ours); exits is where it records
@@ -113,11 +118,13 @@ func New(cfg Config) (*Server, error) {
 		keeper:     keeper.ConnFromEnv(),
 		exits:      keeper.ExitsDir(cfg.StateDir),
 	}
-	if v, ok := os.LookupEnv(maxProcsEnv); ok {
-		s.ownMaxProcs = &v
-	}
-	if err := oneProcInits(); err != nil {
-		return nil, err
+	if cfg.OneProcInits {
+		if v, ok := os.LookupEnv(maxProcsEnv); ok {
+			s.ownMaxProcs = &v
+		}
+		if err := oneProcInits(); err != nil {
+			return nil, err
+		}
 	}
 	s.rt = map[v1.RuntimeKind]runtime{
 		v1.RuntimeLibcontainer: &libcontainerRuntime{dir: s.containerDir},

@@ -109,14 +109,22 @@ func TestSupervisorKilled(t *testing.T) {
 	if err != nil || st2.Exit == nil || *st2.Exit != *e {
 		t.Fatalf("state %+v %v", st2, err)
 	}
-	// The init's record is consumed with its exit. Records of other
-	// processes the dead supervisor left (ending after the new one's sweep
-	// at start) wait for the next sweep (keeperSweepInterval).
-	left, _ := os.ReadDir(filepath.Join(stateDir, "supervisor", "exits"))
-	for _, r := range left {
-		if strings.HasPrefix(r.Name(), strconv.Itoa(st.Pid)+"-") {
-			t.Errorf("the re-adopted init's keeper exit record is left: %s", r.Name())
+	// The init's record is consumed with its exit: removed once the exit
+	// is recorded and published (watch), so a moment after the caller sees
+	// it. Records of other processes the dead supervisor left (ending after
+	// the new one's sweep at start) wait for the next sweep
+	// (keeperSweepInterval).
+	initRecord := func() string {
+		left, _ := os.ReadDir(filepath.Join(stateDir, "supervisor", "exits"))
+		for _, r := range left {
+			if strings.HasPrefix(r.Name(), strconv.Itoa(st.Pid)+"-") {
+				return r.Name()
+			}
 		}
+		return ""
+	}
+	if !testsupport.Poll(testsupport.Slow(2*time.Second), 5*time.Millisecond, func() bool { return initRecord() == "" }) {
+		t.Errorf("the re-adopted init's keeper exit record is left: %s", initRecord())
 	}
 }
 

@@ -166,7 +166,11 @@ func (s *Server) execSelf(conn net.Conn, cs []*container) error {
 	// Every descriptor to inherit, close-on-exec cleared below and set again
 	// if the exec fails.
 	inherit := []int{lnFD, lockFD}
-	env := append(withOwnMaxProcs(os.Environ(), s.ownMaxProcs), UpgradeEnv+"=1")
+	env := os.Environ()
+	if s.cfg.OneProcInits {
+		env = withOwnMaxProcs(env, s.ownMaxProcs)
+	}
+	env = append(env, UpgradeEnv+"=1")
 	if fd := s.keeper.FD(); fd >= 0 {
 		inherit = append(inherit, fd)
 		env = append(env, fmt.Sprintf("%s=%d", keeper.FDEnv, fd))
