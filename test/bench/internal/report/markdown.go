@@ -327,7 +327,7 @@ func (r *Results) setup(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if m.ExecMs > 0 {
-		fmt.Fprintf(w, "- machine speed at the start, the runtimes idle: /bin/true run from Go (fork, exec, wait) %.2f ms (median of 41), SHA-256 on one core %.0f MB/s; figures of runs on other days compare only when these agree\n", m.ExecMs, m.HashMBps)
+		fmt.Fprintf(w, "- machine speed at the start, the runtimes idle: /bin/true run from Go (fork, exec, wait) %.2f ms (median of %d), SHA-256 on one core %.0f MB/s; figures of runs on other days compare only when these agree\n", m.ExecMs, speedExecs, m.HashMBps)
 	}
 	for _, rt := range r.Runtimes {
 		if rt.Unavailable != "" {
