@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -49,9 +51,31 @@ type harness struct {
 	state   string
 	pod     string // the ready sandbox containers are made in
 	set     *fakes.Set
+	// endPause, with withOwnPause, ends the process the pod's pause is.
+	endPause func()
 }
 
-func newHarness(t *testing.T) *harness {
+// withOwnPause makes the pod's pause (and every process the fake
+// supervisor starts) a real child the test can end, not the test process.
+func withOwnPause(t *testing.T) func(*harness) {
+	return func(h *harness) {
+		cmd := exec.Command("sleep", "600")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		h.endPause = func() {
+			once.Do(func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			})
+		}
+		t.Cleanup(h.endPause)
+		h.sup.Pid = cmd.Process.Pid
+	}
+}
+
+func newHarness(t *testing.T, opts ...func(*harness)) *harness {
 	t.Helper()
 	f := fakes.NewSet(t)
 	h := &harness{
@@ -61,6 +85,9 @@ func newHarness(t *testing.T) *harness {
 	}
 	for _, ref := range []string{appRef, volRef} {
 		h.images.Add(ref, fakes.NewImage(ref))
+	}
+	for _, o := range opts {
+		o(h)
 	}
 	var err error
 	h.sb, err = sandbox.New(sandbox.Deps{
@@ -170,6 +197,7 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 		// The create had begun (its first record on the way): it is
 		// rolled back, and NRI told to undo it.
 		rolledBack bool
+		ownPause   bool // the pod's pause is a real process the test can end
 	}{
 		{name: "image absent", wantErr: errdefs.ErrNotFound, config: func(c *runtimeapi.ContainerConfig) { c.Image.Image = "absent:1" }},
 		{name: "image cannot be held", setup: func(h *harness) { h.rec.Fail("Images.Use", errInjected) }},
@@ -210,12 +238,40 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 		{name: "supervisor create", rolledBack: true, setup: func(h *harness) {
 			h.rec.FailIf("Supervisor.Create", errInjected, func(args []string) bool { return args[0] != h.pod })
 		}},
+		{name: "bundle cannot be written", rolledBack: true, wantErr: errAny, setup: func(h *harness) {
+			// A file where the container's bundle directory goes.
+			h.rec.OnCall = func(call string) {
+				if id, ok := strings.CutPrefix(call, "Snapshots.MountRootfs "); ok {
+					dir := filepath.Join(h.state, "containers", id)
+					if err := os.MkdirAll(dir, 0o700); err != nil {
+						panic(err)
+					}
+					if err := os.WriteFile(filepath.Join(dir, "bundle"), nil, 0o600); err != nil {
+						panic(err)
+					}
+				}
+			}
+		}},
+		{name: "the pause ends while the supervisor creates", ownPause: true, rolledBack: true, wantErr: errdefs.ErrFailedPrecondition, setup: func(h *harness) {
+			// The spec named the pause's namespaces by pid: a create
+			// that outlived the pause cannot know what it joined.
+			h.rec.OnCall = func(call string) {
+				if strings.HasPrefix(call, "Supervisor.Create ") && !strings.Contains(call, h.pod) {
+					h.endPause()
+				}
+			}
+		}},
 		{name: "record of created", rolledBack: true, setup: func(h *harness) {
 			h.records.FailOnce(errInjected, func(c *Container) bool { return c.State == StateCreated })
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
+			var h *harness
+			if tc.ownPause {
+				h = newHarness(t, withOwnPause(t))
+			} else {
+				h = newHarness(t)
+			}
 			cfg := containerConfig("c")
 			if tc.config != nil {
 				tc.config(cfg)

@@ -118,13 +118,6 @@ func (h *harness) assertGone(t *testing.T) {
 	}
 }
 
-func cutCall(call, prefix string) (string, bool) {
-	if len(call) > len(prefix) && call[:len(prefix)] == prefix {
-		return call[len(prefix):], true
-	}
-	return "", false
-}
-
 func TestRunRollsBackEveryStep(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
