@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/keeper"
 	"github.com/berth-cri/berth/internal/supervisor"
@@ -29,7 +26,7 @@ const exitKeeperRunning = 0
 
 // runKeeper runs the keeper until SIGTERM; it returns the exit code.
 func runKeeper(o options) int {
-	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-keeper\x00")[0])), 0, 0, 0)
+	setProcessName("berth-keeper")
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth-keeper: find own executable: %v\n", err)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
@@ -90,7 +89,7 @@ func runSealed() (string, error) {
 		os.Unsetenv(sealedFromEnv)
 		// Executed from /proc/self/fd/N, the kernel named the process "N":
 		// give it its name back for ps, top and pgrep.
-		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-supervisor\x00")[0])), 0, 0, 0)
+		setProcessName("berth-supervisor")
 		return from, nil // sealed, or tried: either way, go on
 	}
 	exe, err := os.Executable()

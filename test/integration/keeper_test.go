@@ -62,7 +62,7 @@ func testSupervisorCrash(t *testing.T, killBerthd bool) {
 
 	keeper, sup := e.d.KeeperPID(), supervisorPid(t, e.d)
 	if keeper == 0 {
-		t.Fatal("no keeper above the supervisor")
+		t.Fatalf("no keeper above the supervisor: %s", e.d.DescribeSupervisors())
 	}
 	if killBerthd {
 		e.d.Cmd.Process.Signal(syscall.SIGKILL)

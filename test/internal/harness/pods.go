@@ -145,6 +145,29 @@ func (d *Daemon) KeeperPID() int {
 	return d.lockHolder("keeper.lock", true)
 }
 
+// DescribeSupervisors says, for a failure message, which of d's
+// supervisor processes run (pid, parent, name) and what its lock files
+// hold.
+func (d *Daemon) DescribeSupervisors() string {
+	var b strings.Builder
+	for _, pid := range d.supervisors() {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		ppid := "?"
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+				ppid = f[1]
+			}
+		}
+		fmt.Fprintf(&b, "pid %d (parent %s) named %q; ", pid, ppid, strings.TrimSpace(string(comm)))
+	}
+	for _, name := range []string{"keeper.lock", "supervisor.lock"} {
+		c, err := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", name))
+		fmt.Fprintf(&b, "%s: %q %v; ", name, strings.TrimSpace(string(c)), err)
+	}
+	return b.String()
+}
+
 // lockHolder reads the pid in <state dir>/supervisor/<name> and returns it
 // if it is one of d's supervisor processes (a keeper or not, as keeper
 // says), else the first such process found (0 if none).
