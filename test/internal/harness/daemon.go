@@ -147,6 +147,12 @@ func (d *Daemon) Start() {
 		if d.RaceCheck {
 			d.checkRaces(logs)
 		}
+		if d.t.Failed() {
+			// What a failure in the emulated guest leaves to go on.
+			sup, _ := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", "supervisor.log"))
+			d.t.Logf("this berthd's log, last %d lines:\n%s\nthe supervisor's log, last %d lines:\n%s",
+				failureLogLines, lastLines(logs.String(), failureLogLines), failureLogLines, lastLines(string(sup), failureLogLines))
+		}
 	})
 	deadline := time.Now().Add(testsupport.Slow(20 * time.Second))
 	for {
@@ -162,6 +168,16 @@ func (d *Daemon) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// failureLogLines is how much of berthd's and the supervisor's logs a
+// failed test shows.
+const failureLogLines = 60
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // checkRaces reports the race detector's findings in logs (this start's)
