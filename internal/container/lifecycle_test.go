@@ -266,12 +266,11 @@ func TestCreateRollsBackEveryStep(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var h *harness
+			var opts []func(*harness)
 			if tc.ownPause {
-				h = newHarness(t, withOwnPause(t))
-			} else {
-				h = newHarness(t)
+				opts = append(opts, withOwnPause(t))
 			}
+			h := newHarness(t, opts...)
 			cfg := containerConfig("c")
 			if tc.config != nil {
 				tc.config(cfg)

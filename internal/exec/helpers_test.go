@@ -19,6 +19,7 @@ import (
 
 	// Linked for libcontainer's re-exec of the test binary, as in berthd.
 	supv1 "github.com/berth-cri/berth/api/supervisor/v1"
+	"github.com/berth-cri/berth/internal/proctree"
 	"github.com/berth-cri/berth/internal/supervisor/client"
 	"github.com/berth-cri/berth/internal/testsupport"
 )
@@ -180,29 +181,11 @@ func childCount(pid int) int {
 		if err != nil {
 			continue
 		}
-		if ppid, ok := parentOf(p); ok && ppid == pid {
+		if ppid, ok := proctree.ParentOf(p); ok && ppid == pid {
 			n++
 		}
 	}
 	return n
-}
-
-// parentOf reads the ppid from /proc/<pid>/stat.
-func parentOf(pid int) (int, bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	return ppid, err == nil
 }
 
 func fdCount() int {

@@ -38,7 +38,7 @@ func Kill(root int) {
 			}
 			// Still the process the scan saw: root itself, or a child of
 			// a member (whose pid is pinned by its own pidfd, or is root).
-			if ppid, ok := parentOf(m.pid); m.pid != root && (!ok || ppid != m.parent) {
+			if ppid, ok := ParentOf(m.pid); m.pid != root && (!ok || ppid != m.parent) {
 				unix.Close(fd)
 				continue
 			}
@@ -82,15 +82,16 @@ func childrenByParent() map[int][]int {
 		if err != nil {
 			continue
 		}
-		if ppid, ok := parentOf(pid); ok {
+		if ppid, ok := ParentOf(pid); ok {
 			children[ppid] = append(children[ppid], pid)
 		}
 	}
 	return children
 }
 
-// parentOf reads the ppid from /proc/<pid>/stat (field 4).
-func parentOf(pid int) (int, bool) {
+// ParentOf reads the ppid from /proc/<pid>/stat (field 4); ok is false
+// when no process has that pid.
+func ParentOf(pid int) (int, bool) {
 	fields, ok := statFields(pid)
 	if !ok || len(fields) < 2 {
 		return 0, false

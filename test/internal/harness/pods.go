@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-cri/berth/internal/proctree"
 	"github.com/berth-cri/berth/internal/snapshot"
 )
 
@@ -152,14 +153,8 @@ func (d *Daemon) DescribeSupervisors() string {
 	var b strings.Builder
 	for _, pid := range d.supervisors() {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		ppid := "?"
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 {
-			if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
-				ppid = f[1]
-			}
-		}
-		fmt.Fprintf(&b, "pid %d (parent %s) named %q; ", pid, ppid, strings.TrimSpace(string(comm)))
+		ppid, _ := proctree.ParentOf(pid)
+		fmt.Fprintf(&b, "pid %d (parent %d) named %q; ", pid, ppid, strings.TrimSpace(string(comm)))
 	}
 	for _, name := range []string{"keeper.lock", "supervisor.lock"} {
 		c, err := os.ReadFile(filepath.Join(d.Dir, "run", "supervisor", name))
