@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -195,16 +196,36 @@ type logRecord struct {
 	stream, tag, msg string
 }
 
-// readLog parses a CRI log file strictly.
+// readLog parses a CRI log file strictly: every record, the last included,
+// is whole. Use it once the writer is done with the file.
 func readLog(t *testing.T, path string) []logRecord {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	return parseLog(t, data)
+}
+
+// readLiveLog parses a log the supervisor may be writing: it leaves out an
+// unterminated last record. Each record is one write(2), but the kernel
+// copies a write into the page cache a page at a time and grows the file
+// after each page, so a reader can see the first part of a record that
+// crosses a page boundary (as kubelet's log reader can; it waits for the
+// newline too).
+func readLiveLog(t *testing.T, path string) []logRecord {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseLog(t, data[:bytes.LastIndexByte(data, '\n')+1])
+}
+
+func parseLog(t *testing.T, data []byte) []logRecord {
+	t.Helper()
 	var out []logRecord
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), " ", 4)
@@ -263,7 +284,7 @@ func waitLines(t *testing.T, path string, n int) {
 	t.Helper()
 	if !testsupport.Poll(testsupport.Slow(10*time.Second), 10*time.Millisecond, func() bool {
 		_, err := os.Stat(path)
-		return err == nil && len(messages(readLog(t, path), "stdout")) >= n
+		return err == nil && len(messages(readLiveLog(t, path), "stdout")) >= n
 	}) {
 		t.Fatalf("log %s never reached %d lines", path, n)
 	}

@@ -39,7 +39,7 @@ func TestUpgradeKeepsExactExitAndEveryLogLine(t *testing.T) {
 	if after.Pid != before.Pid || after.BootID == before.BootID || after.KeeperPid == 0 || after.KeeperPid != before.KeeperPid {
 		t.Fatalf("upgrade: before %+v after %+v", before, after)
 	}
-	n := len(messages(readLog(t, logPath), "stdout"))
+	n := len(messages(readLiveLog(t, logPath), "stdout"))
 	waitLines(t, logPath, n+20)
 	now, err := c.State(ctx, "upg")
 	if err != nil || now.Status != v1.StatusRunning || now.Pid != st.Pid {
@@ -94,7 +94,7 @@ func TestSupervisorKilled(t *testing.T) {
 	if err != nil || now.Status != v1.StatusRunning || now.Pid != st.Pid {
 		t.Fatalf("re-adopted state %+v %v", now, err)
 	}
-	n := len(messages(readLog(t, logPath), "stdout"))
+	n := len(messages(readLiveLog(t, logPath), "stdout"))
 	waitLines(t, logPath, n+10) // the output flows again
 	if err := c2.Kill(ctx, "crash", syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)

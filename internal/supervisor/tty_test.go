@@ -152,7 +152,7 @@ func TestTerminalUpgradeKeepsEveryLogLine(t *testing.T) {
 	if _, err := c.Upgrade(ctx); err != nil {
 		t.Fatalf("upgrade: %v", err)
 	}
-	n := len(messages(readLog(t, logPath), "stdout"))
+	n := len(messages(readLiveLog(t, logPath), "stdout"))
 	waitLines(t, logPath, n+20)
 	// The master was handed over, not duplicated or leaked.
 	if after, err := c.Stats(ctx); err != nil || after.OpenFDs > before.OpenFDs {
@@ -259,7 +259,7 @@ func TestTerminalFailedUpgradeResumes(t *testing.T) {
 	if _, err := c.Upgrade(ctx); err == nil {
 		t.Fatal("upgrade without a binary succeeded")
 	}
-	n := len(messages(readLog(t, logPath), "stdout"))
+	n := len(messages(readLiveLog(t, logPath), "stdout"))
 	waitLines(t, logPath, n+10)
 	if err := c.Kill(ctx, "tty-resume", syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -109,17 +110,21 @@ func (e *podEnv) waitExit(t *testing.T, id string) *runtimeapi.ContainerStatus {
 }
 
 // logLines parses a CRI log file into "stream message" lines, joining
-// partial records as kubelet does.
+// partial records as kubelet does. Many callers poll a log that is still
+// being written, so an unterminated last record is left out, as kubelet's
+// reader waits for its newline: each record is one write(2), but the kernel
+// grows the file a page at a time, so a record that crosses a page boundary
+// can be seen half-written.
 func logLines(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
 	var out []string
 	var partial strings.Builder
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), " ", 4)
