@@ -16,7 +16,7 @@
 #   BENCH_CRITEST_ALL=1    and against containerd 1.6 too (a few minutes more)
 #   BENCH_CRITEST_TIMEOUT  per runtime, seconds (default 420)
 #   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pull-large, pod-start,
-#                          node-burst, node-restart, memory...);
+#                          node-burst, list, memory...);
 #                          container-floor runs with container-lifecycle, whose floor it is
 #   BENCH_FLOOR_PERIOD     container-floor's pace: a duration between creates (30ms, 0 for back
 #                          to back) or auto, the default: berth's container-lifecycle cycle
@@ -41,7 +41,7 @@ quick=${BENCH_QUICK:-0}
 run_critest=${BENCH_CRITEST:-$critest_default}
 critest_timeout=${BENCH_CRITEST_TIMEOUT:-420}
 export BENCH_TOP BENCH_WORK BENCH_REGISTRY
-# runtimes/restart.sh (node-restart) sources the runtime scripts again.
+# runtimes/restart.sh (node-burst's restart) sources the runtime scripts again.
 [[ -z ${BERTHD:-} ]] || export BERTHD
 
 # shellcheck source=/dev/null

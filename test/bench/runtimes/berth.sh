@@ -19,7 +19,7 @@ berth_launch() {
 	BERTH_PID=$LAUNCHED_PID
 }
 
-# berth_restart: for the node-restart workload (runtimes/restart.sh). The
+# berth_restart: for node-burst's restart (runtimes/restart.sh). The
 # supervisor and the containers stay; berthd recovers them at start.
 berth_restart() {
 	restart_daemon berthd "$(daemon_pid "$BERTH_DIR" "$BERTH_PID")" berth_launch BERTH_PID

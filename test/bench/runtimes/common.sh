@@ -201,7 +201,7 @@ daemon_pid() {
 	echo "${p:-$2}"
 }
 
-# restart_daemon NAME PID LAUNCH VAR: the node-restart workload's restart,
+# restart_daemon NAME PID LAUNCH VAR: node-burst's restart,
 # run by runtimes/restart.sh with the runtime's pods left running: SIGTERM
 # to the daemon (its pods' processes stay: shims, berth's supervisor),
 # then LAUNCH, which starts it again and sets VAR to the new pid. Prints

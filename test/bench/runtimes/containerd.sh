@@ -29,7 +29,7 @@ containerd_launch() {
 	CTRD_PID=$LAUNCHED_PID
 }
 
-# containerd_restart: for the node-restart workload (runtimes/restart.sh).
+# containerd_restart: for node-burst's restart (runtimes/restart.sh).
 containerd_restart() {
 	restart_daemon containerd "$(daemon_pid "$CTRD_DIR" "$CTRD_PID")" containerd_launch CTRD_PID
 }

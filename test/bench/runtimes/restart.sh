@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # restart.sh NAME: restart one runtime of a running hack/bench.sh with its
-# pods left running, for berth-bench's node-restart workload (the restart
+# pods left running, for berth-bench's node-burst workload (the restart
 # command of targets.json): SIGTERM to the daemon, and once it is gone,
 # the same daemon on the same config again, without waiting for it. Prints
 # {"pid": NEW_PID, "launched_ns": UNIX_NS}. The environment is the one

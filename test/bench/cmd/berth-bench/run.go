@@ -22,12 +22,12 @@ var (
 	full = workload.Config{
 		Rounds: 3, Samples: 30, ColdPulls: 5, ParallelPods: 10,
 		MemoryPods: 50, MemoryRounds: 1, ListContainers: 200,
-		LargePulls: 1, BurstPods: 110, BurstInFlight: 10, BurstHold: 10 * time.Second, RestartPods: 110,
+		LargePulls: 1, BurstPods: 110, BurstInFlight: 10, BurstHold: 10 * time.Second,
 	}
 	quick = workload.Config{
 		Rounds: 2, Samples: 10, ColdPulls: 2, ParallelPods: 5,
 		MemoryPods: 10, MemoryRounds: 1, ListContainers: 50,
-		LargePulls: 1, BurstPods: 30, BurstInFlight: 5, BurstHold: 4 * time.Second, RestartPods: 30,
+		LargePulls: 1, BurstPods: 30, BurstInFlight: 5, BurstHold: 4 * time.Second,
 	}
 )
 
@@ -47,9 +47,8 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&c.ListContainers, "list-containers", full.ListContainers, "running containers for the list figures")
 	fs.IntVar(&c.LargePulls, "large-pulls", full.LargePulls, "cold pulls of each large image per runtime")
 	fs.IntVar(&c.BurstPods, "burst-pods", full.BurstPods, "pods of node-burst")
-	fs.IntVar(&c.BurstInFlight, "burst-in-flight", full.BurstInFlight, "pods started (and removed) at once by node-burst and node-restart")
-	fs.DurationVar(&c.BurstHold, "burst-hold", full.BurstHold, "how long node-burst keeps its pods running, probed, after the last start")
-	fs.IntVar(&c.RestartPods, "restart-pods", full.RestartPods, "pods running at node-restart's restart")
+	fs.IntVar(&c.BurstInFlight, "burst-in-flight", full.BurstInFlight, "pods started (and removed) at once by node-burst")
+	fs.DurationVar(&c.BurstHold, "burst-hold", full.BurstHold, "how long node-burst keeps its pods running, probed, after the last start (then it restarts the daemon)")
 	fs.StringVar(&c.PullImage, "pull-image", defaultPullImage, "the multi-layer image")
 	fs.StringVar(&c.LargeImage, "large-image", defaultLargeImage, "the 1 GiB single-layer image")
 	fs.StringVar(&c.LayersImage, "layers-image", defaultLayersImage, "the 100-layer image")
@@ -139,7 +138,6 @@ func withPreset(fs *flag.FlagSet, c, preset workload.Config) workload.Config {
 	pick("large-pulls", &c.LargePulls, preset.LargePulls)
 	pick("burst-pods", &c.BurstPods, preset.BurstPods)
 	pick("burst-in-flight", &c.BurstInFlight, preset.BurstInFlight)
-	pick("restart-pods", &c.RestartPods, preset.RestartPods)
 	if !set["burst-hold"] {
 		c.BurstHold = preset.BurstHold
 	}

@@ -51,7 +51,7 @@ type Spec struct {
 	// its plugin chain. Empty: no CNI floor for that runtime.
 	CNIConfDir string `json:"cni_conf_dir,omitempty"`
 	// Restart restarts the daemon with its pods left running and prints
-	// {"pid": N, "launched_ns": T} (runtimes/restart.sh): node-restart.
+	// {"pid": N, "launched_ns": T} (runtimes/restart.sh): node-burst's restart.
 	// Empty: that workload is n/a.
 	Restart []string `json:"restart,omitempty"`
 	// Versions are commands whose output the report quotes, e.g.

@@ -29,6 +29,12 @@ type checkpointRestore struct {
 	n   int
 }
 
+// checkpointTimeout bounds one CheckpointContainer of a busybox sleep,
+// which takes berth about a second here. containerd 2.3 never answered
+// one in this benchmark (its CRI's 3-minute call deadline ran out, three
+// minutes of make bench); a checkpoint that takes a minute has failed.
+const checkpointTimeout = time.Minute
+
 func (w *checkpointRestore) Setup(ctx context.Context, t *target.Target) error {
 	if err := podSetup(ctx, t, w.cfg); err != nil {
 		return err
@@ -59,8 +65,11 @@ func (w *checkpointRestore) Run(ctx context.Context, t *target.Target, rec Recor
 	for range w.cfg.perRound(max(w.cfg.Samples/10, 1)) {
 		w.n++
 		location := filepath.Join(w.dir, fmt.Sprintf("c%d.tar", w.n))
+		cctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
 		t0 := time.Now()
-		if err := t.Runtime.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: w.ctr, Location: location}); err != nil {
+		err := t.Runtime.CheckpointContainer(cctx, &runtimeapi.CheckpointContainerRequest{ContainerId: w.ctr, Location: location})
+		cancel()
+		if err != nil {
 			return fmt.Errorf("CheckpointContainer: %w", err)
 		}
 		rec.Record("ckpt.checkpoint", ms(time.Since(t0)))

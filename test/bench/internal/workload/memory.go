@@ -110,7 +110,7 @@ func (w *memory) runHelpers(ctx context.Context, t *target.Target, rec Recorder)
 }
 
 func (w *memory) Teardown(ctx context.Context, t *target.Target) error {
-	return removePods(ctx, t, w.pods)
+	return removeMany(ctx, t, w.pods, w.cfg.BurstInFlight)
 }
 
 // startMemory reads the runtimes' memory before any other workload: the

@@ -6,6 +6,7 @@ package workload
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/berth-cri/berth/test/bench/internal/target"
@@ -82,12 +83,11 @@ type Config struct {
 	LargeImage     string `json:"large_image"`     // the 1 GiB single-layer image
 	LayersImage    string `json:"layers_image"`    // the 100-layer image
 	LargePulls     int    `json:"large_pulls"`     // cold pulls of each large image per runtime
-	// The node-scale workloads: BurstPods pods started BurstInFlight at
-	// a time, held running BurstHold; RestartPods running at a restart.
+	// The node-scale workload: BurstPods pods started BurstInFlight at a
+	// time, held running BurstHold, running at the daemon's restart.
 	BurstPods     int           `json:"burst_pods"`
 	BurstInFlight int           `json:"burst_in_flight"`
 	BurstHold     time.Duration `json:"burst_hold"`
-	RestartPods   int           `json:"restart_pods"`
 	Image         string        `json:"image"`         // container image (busybox)
 	SandboxImage  string        `json:"sandbox_image"` // pre-pulled so pod starts are warm
 	// FloorPeriod is the floor's pace: "auto" (the pace of the workload
@@ -207,17 +207,10 @@ func Table() []Entry {
 		},
 		{
 			Name:        "node-burst",
-			Description: "a node filling up: N pods (kubelet's default maxPods) started M at a time, each running pod probed by ExecSync every 2 s and the node relisted every second, held running a while, then torn down",
-			Figures:     burstFigures,
+			Description: "a node filling up: N pods (kubelet's default maxPods) started M at a time, each running pod probed by ExecSync every 2 s and the node relisted every second, held running a while; then, probes stopped, the daemon restarted (SIGTERM, then launched again) with the N pods running and its recovery timed from the new daemon's launch (n/a for a runtime without a restart command); then every pod torn down",
+			Figures:     append(slices.Clone(burstFigures), restartFigures...),
 			Rounds:      once,
 			New:         func(c Config) Workload { return &burst{cfg: c} },
-		},
-		{
-			Name:        "node-restart",
-			Description: "the daemon restarted (SIGTERM, then launched again) with N pods running: its recovery, timed from the new daemon's launch (n/a for a runtime without a restart command)",
-			Figures:     restartFigures,
-			Rounds:      once,
-			New:         func(c Config) Workload { return &restart{cfg: c} },
 		},
 		{
 			Name:        "list",
