@@ -298,6 +298,9 @@ func serve(configPath string, loaded *config.Loaded) error {
 			log.WithField("signal", sig.String()).Info("stopping")
 			daemon.SdNotify(false, daemon.SdNotifyStopping)
 			stopGracefully(grpcServer, 10*time.Second)
+			// Layers still waiting for their flush would be dropped at
+			// the next start if a reboot followed (snapshot.Store.Flush).
+			snapshots.Flush()
 			return nil
 		}
 	}

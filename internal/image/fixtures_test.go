@@ -294,6 +294,9 @@ func (e *testEnv) reopen(t *testing.T) {
 	if e.snap, err = snapshot.Open(filepath.Join(e.root, "snapshots")); err != nil {
 		t.Fatal(err)
 	}
+	// As berthd's stop does: the layers' flush behind the pulls would
+	// otherwise outlive the test by up to its quiet time.
+	t.Cleanup(e.snap.Flush)
 	opts := e.opts
 	opts.Resolver, opts.Snapshots = res, e.snap
 	if e.svc, err = New(opts); err != nil {

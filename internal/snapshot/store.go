@@ -5,6 +5,7 @@
 //
 //	layers/<algo>-<hex>/diff        one layer's changes, in overlay form
 //	layers/<algo>-<hex>/usage.json  its Usage, computed at unpack
+//	layers/<algo>-<hex>/unsynced    until its files are flushed (syncbehind.go)
 //	rootfs/<key>/{upper,work,merged,lowers.json}
 //	tmp/                            extractions in progress, removals
 //
@@ -57,6 +58,8 @@ type Store struct {
 
 	spares spares // see spares_linux.go
 
+	syncer syncBehind // see syncbehind.go
+
 	// lowerdirPlus reports whether the kernel's overlay takes lowerdir+
 	// (see mount_linux.go), probed once; tests replace it to force the
 	// mount(2) fallback of older kernels.
@@ -71,6 +74,10 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("snapshot root %s: %w", root, err)
 	}
 	s := &Store{root: abs, usage: map[digest.Digest]Usage{}}
+	s.syncer.boot = readBootID()
+	s.syncer.idle = sync.NewCond(&s.syncer.mu)
+	s.syncer.quiet, s.syncer.maxWait = flushQuiet, flushMaxWait
+	s.syncer.wake = make(chan struct{}, 1)
 	s.flights.CancelAbandoned = true
 	s.lowerdirPlus = sync.OnceValue(func() bool { return ProbeLowerdirPlus(s.tmpDir()) })
 	for _, d := range []string{abs, s.layersDir(), s.tmpDir(), s.rootfsDir()} {
@@ -86,6 +93,9 @@ func Open(root string) (*Store, error) {
 		if err := os.RemoveAll(filepath.Join(s.tmpDir(), e.Name())); err != nil {
 			return nil, fmt.Errorf("remove crash leftover: %w", err)
 		}
+	}
+	if err := s.settleUnsynced(); err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	return s, nil
 }

@@ -75,10 +75,15 @@ func (s *Store) unpack(ctx context.Context, chainID digest.Digest, r io.Reader, 
 	if err := atomicfile.WriteJSON(filepath.Join(tmp, usageFile), u, 0o644); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
-	// Flush the layer's files before the rename publishes it: a layer that
-	// exists is never fetched again, so after a power cut it must not be a
-	// directory of empty files.
-	if err := syncfs(tmp); err != nil {
+	// A layer that exists is never fetched again, so after a power cut it
+	// must not be a directory of empty files: its files are flushed behind
+	// (syncbehind.go), or before the rename where the boot has no id.
+	token := ""
+	if s.syncer.boot == "" {
+		if err := syncfs(tmp); err != nil {
+			return fmt.Errorf("unpack layer %s: %w", chainID, err)
+		}
+	} else if token, err = s.markUnsynced(tmp); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", chainID, err)
 	}
 	if err := os.Rename(tmp, s.layerDir(chainID)); err != nil {
@@ -89,6 +94,9 @@ func (s *Store) unpack(ctx context.Context, chainID digest.Digest, r io.Reader, 
 	}
 	if err := atomicfile.SyncDir(s.layersDir()); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", chainID, err)
+	}
+	if token != "" {
+		s.syncLater(chainID, token)
 	}
 	s.mu.Lock()
 	s.usage[chainID] = u

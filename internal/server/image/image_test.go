@@ -49,6 +49,7 @@ func newTestService(t *testing.T) (*Service, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(snaps.Flush) // the layers' flush, as berthd's stop
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	svc, err := image.New(image.Options{Root: root, Resolver: res, Snapshots: snaps, Log: l,
