@@ -223,3 +223,22 @@ func CPUOf(pids []int) map[int]time.Duration {
 	}
 	return m
 }
+
+// RunningTasks is the number of tasks runnable on the machine now
+// (procs_running of /proc/stat, the reading included).
+func RunningTasks() (int, error) {
+	return runningTasks("/proc/stat")
+}
+
+func runningTasks(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "procs_running "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("%s: no procs_running", path)
+}

@@ -82,3 +82,13 @@ func TestCPUTracker(t *testing.T) {
 		t.Errorf("empty tracker: %v", empty.Total())
 	}
 }
+
+func TestRunningTasks(t *testing.T) {
+	n, err := RunningTasks()
+	if err != nil || n < 1 { // the reading task itself runs
+		t.Fatalf("RunningTasks() = %d, %v", n, err)
+	}
+	if _, err := runningTasks("/proc/self/status"); err == nil {
+		t.Fatal("a file without procs_running was read")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,11 @@ var burstFigures = []Figure{
 
 var restartFigures = []Figure{
 	{ID: "restart.answer", Title: "daemon restart with N pods running: launch to first CRI answer (Version)", Unit: "ms"},
-	{ID: "restart.ready", Title: "  launch to every pod listed READY (ListPodSandbox)", Unit: "ms"},
+	{ID: "restart.ready", Title: "  launch to every pod listed READY (ListPodSandbox; none if some never are, below)", Unit: "ms"},
+	{ID: "restart.lost", Title: "  pods not listed READY again a minute after the launch (kubelet would start them again)", Unit: "count"},
 	{ID: "restart.newpod", Title: "  launch to a new pod's container running (ready + RunPodSandbox + CreateContainer + StartContainer)", Unit: "ms"},
 	{ID: "restart.stop", Title: "  SIGTERM to the old daemon's exit (not a recovery cost)", Unit: "ms"},
+	{ID: "restart.settle", Title: "  before it, the machine settling once the probes stop: at most one runnable task per CPU for 1 s (not a recovery cost)", Unit: "ms"},
 }
 
 const (
@@ -184,6 +187,16 @@ func (w *burst) Run(ctx context.Context, t *target.Target, rec Recorder) error {
 	}
 
 	if len(t.Restart) > 0 {
+		// The probes' last execs, cancelled by the client, still run in
+		// the runtime: restarted into that load, containerd 1.6 timed out
+		// asking its shims for their state and listed none of 110 pods
+		// READY again within 5 minutes. What is timed is the recovery, so
+		// the restart waits for the machine to settle first.
+		t2 := time.Now()
+		if err := settle(ctx); err != nil {
+			return err
+		}
+		rec.Record("restart.settle", ms(time.Since(t2)))
 		if err := restartDaemon(ctx, t, w.cfg, &w.mu, &w.pods, rec); err != nil {
 			return err
 		}
@@ -284,6 +297,49 @@ func (s *cpuSampler) stop() (time.Duration, error) {
 	return s.tracker.Total(), nil
 }
 
+// settleTimeout bounds settle; settleWindow is how long the machine must
+// have been settled.
+const (
+	settleTimeout = 2 * time.Minute
+	settleWindow  = time.Second
+)
+
+// settle waits until the machine's runnable tasks (procs_running, sampled
+// every 100 ms) have stayed at most one per CPU for settleWindow, or
+// settleTimeout has passed (then it goes on: a machine busy with other
+// work is noted in the report's load average, not a failure).
+func settle(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	calm := time.Time{}
+	for {
+		n, err := procfs.RunningTasks()
+		if err != nil {
+			return err
+		}
+		switch {
+		case n > runtime.NumCPU():
+			calm = time.Time{}
+		case calm.IsZero():
+			calm = time.Now()
+		case time.Since(calm) >= settleWindow:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readyTimeout is how long after the restart every pod has to be listed
+// READY again; those that are not by then are counted as lost.
+const readyTimeout = time.Minute
+
 // restartTimeout bounds the whole recovery; a runtime that has not
 // recovered by then is reported failed.
 const restartTimeout = 5 * time.Minute
@@ -338,17 +394,33 @@ func restartDaemon(ctx context.Context, t *target.Target, cfg Config, mu *sync.M
 		want[p.id] = true
 	}
 	mu.Unlock()
+	// A pod the restarted daemon lists NOTREADY, kubelet kills and starts
+	// again: containerd 1.6, restarted after the burst, lost 6 of 110 that
+	// way (their sandboxes' shims did not answer its recovery in time; the
+	// containers ran on). Those are counted, and the restart goes on.
+	readyBy, stopReady := context.WithTimeout(ctx, readyTimeout)
+	defer stopReady()
+	allReady := false
 	for {
-		ready, err := readyPods(ctx, t, want)
+		ready, err := readyPods(readyBy, t, want)
 		if err == nil && ready == len(want) {
+			rec.Record("restart.ready", ms(time.Since(launched)))
+			rec.Record("restart.lost", 0)
+			allReady = true
 			break
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%d of %d pods READY after the restart (%v): %w", ready, len(want), err, ctx.Err())
+		if readyBy.Err() != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%d of %d pods READY after the restart (%v): %w", ready, len(want), err, ctx.Err())
+			}
+			if ready, err = readyPods(ctx, t, want); err != nil {
+				return fmt.Errorf("ListPodSandbox after the restart: %w", err)
+			}
+			rec.Record("restart.lost", float64(len(want)-ready))
+			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	rec.Record("restart.ready", ms(time.Since(launched)))
 
 	p, _, _, err := startPod(ctx, t, "restart-new", cfg.Image, sleepCmd)
 	if p != nil {
@@ -359,7 +431,9 @@ func restartDaemon(ctx context.Context, t *target.Target, cfg Config, mu *sync.M
 	if err != nil {
 		return fmt.Errorf("a new pod after the restart: %w", err)
 	}
-	rec.Record("restart.newpod", ms(time.Since(launched)))
+	if allReady { // else the time would be the wait for the lost pods'
+		rec.Record("restart.newpod", ms(time.Since(launched)))
+	}
 	return nil
 }
 
