@@ -6,12 +6,16 @@ import "sort"
 // createdAt: the order the CRI list calls answer in. Records created in the
 // same nanosecond come in no particular order.
 func (t *Table[T]) List(keep func(*T) bool, createdAt func(*T) int64) []*T {
+	// keep reads the records in place, under the read lock: only the kept
+	// ones are copied.
 	var out []*T
-	t.Each(func(v *T) {
-		if keep(v) {
-			out = append(out, v)
+	t.mu.RLock()
+	for _, v := range t.byID {
+		if !t.hidden(v) && keep(v) {
+			out = append(out, t.clone(v))
 		}
-	})
+	}
+	t.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return createdAt(out[i]) < createdAt(out[j]) })
 	return out
 }

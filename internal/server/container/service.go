@@ -14,15 +14,19 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/container"
+	"github.com/berth-cri/berth/internal/server"
 )
 
 // Service serves the container RPCs.
 type Service struct {
-	m *container.Manager
+	m    *container.Manager
+	wire *server.WireList[container.State] // ListContainers' encoded entries
 }
 
 // New returns the service.
-func New(m *container.Manager) *Service { return &Service{m: m} }
+func New(m *container.Manager) *Service {
+	return &Service{m: m, wire: server.NewWireList[container.State](&runtimeapi.ListContainersResponse{}, "containers")}
+}
 
 // Status is the CRI status of c.
 func Status(c *container.Container) *runtimeapi.ContainerStatus {

@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/server"
 )
 
 // ContainerStatuses gives the statuses of a pod's containers, which
@@ -21,9 +22,10 @@ type ContainerStatuses interface {
 type Service struct {
 	m          *sandbox.Manager
 	containers ContainerStatuses
+	wire       *server.WireList[runtimeapi.PodSandboxState] // ListPodSandbox's encoded entries
 }
 
 // New returns the service; containers may be nil until containers exist.
 func New(m *sandbox.Manager, containers ContainerStatuses) *Service {
-	return &Service{m: m, containers: containers}
+	return &Service{m: m, containers: containers, wire: server.NewWireList[runtimeapi.PodSandboxState](&runtimeapi.ListPodSandboxResponse{}, "items")}
 }

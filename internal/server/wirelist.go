@@ -1,0 +1,105 @@
+package server
+
+import (
+	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// WireList keeps every entry of a List reply (ListContainers,
+// ListPodSandbox) already encoded, so a reply is the concatenation of
+// encoded entries rather than a fresh marshal of every object.
+//
+// Why: kubelet lists every container and every sandbox each second, and an
+// entry changes only with its object's state (ids, metadata, labels,
+// annotations and images are fixed at creation). With 200 containers,
+// encoding the reply was the largest part of berthd's CPU per
+// ListContainers (~0.35 of its ~1.2 ms, mostly the label and annotation
+// maps, which marshal entry by entry through reflection), and each reply
+// left ~800 allocations to the collector.
+//
+// The entries travel in the reply message's unknown fields: the wire form
+// of a repeated message field is its entries one after the other, so a
+// gRPC client decodes them into the field as if it had been set. A reply
+// built this way must therefore be read through its encoding (as a gRPC
+// client does, or with proto.Marshal and Unmarshal), not through the field.
+type WireList[V comparable] struct {
+	field protowire.Number
+
+	mu      sync.Mutex // guards entries
+	entries map[string]wireEntry[V]
+}
+
+type wireEntry[V comparable] struct {
+	version V
+	raw     []byte // tag, length and message: one entry of the field
+}
+
+// NewWireList returns a cache for the entries of reply's repeated message
+// field named field. It panics if reply has no such field: a programming
+// error, found at start.
+func NewWireList[V comparable](reply proto.Message, field protoreflect.Name) *WireList[V] {
+	fd := reply.ProtoReflect().Descriptor().Fields().ByName(field)
+	if fd == nil || !fd.IsList() || fd.Kind() != protoreflect.MessageKind {
+		panic(fmt.Sprintf("%s has no repeated message field %s", reply.ProtoReflect().Descriptor().FullName(), field))
+	}
+	return &WireList[V]{field: fd.Number(), entries: map[string]wireEntry[V]{}}
+}
+
+// WireItem is one object of a listing: its id, the version of it that its
+// entry shows (the entry is encoded again when this changes), and how to
+// build the entry.
+type WireItem[V comparable] struct {
+	ID      string
+	Version V
+	Build   func() proto.Message
+}
+
+// Encode returns the encoded entries of items, in order, for
+// SetEntries. complete says items are every object there is (an unfiltered
+// listing): the entries of objects no longer listed are then dropped.
+func (w *WireList[V]) Encode(items []WireItem[V], complete bool) (protoreflect.RawFields, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	raws := make([][]byte, len(items))
+	size := 0
+	for i, it := range items {
+		e, ok := w.entries[it.ID]
+		if !ok || e.version != it.Version {
+			msg, err := proto.Marshal(it.Build())
+			if err != nil {
+				return nil, fmt.Errorf("encode list entry %s: %w", it.ID, err)
+			}
+			raw := protowire.AppendTag(make([]byte, 0, len(msg)+12), w.field, protowire.BytesType)
+			e = wireEntry[V]{version: it.Version, raw: protowire.AppendBytes(raw, msg)}
+			w.entries[it.ID] = e
+		}
+		raws[i] = e.raw
+		size += len(e.raw)
+	}
+	if complete && len(w.entries) > len(items) {
+		listed := make(map[string]struct{}, len(items))
+		for _, it := range items {
+			listed[it.ID] = struct{}{}
+		}
+		for id := range w.entries {
+			if _, ok := listed[id]; !ok {
+				delete(w.entries, id)
+			}
+		}
+	}
+	out := make([]byte, 0, size)
+	for _, r := range raws {
+		out = append(out, r...)
+	}
+	return out, nil
+}
+
+// SetEntries puts encoded entries into reply, where its encoding carries
+// them as the field they were encoded for.
+func SetEntries(reply proto.Message, entries protoreflect.RawFields) {
+	reply.ProtoReflect().SetUnknown(entries)
+}

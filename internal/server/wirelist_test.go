@@ -1,0 +1,103 @@
+package server
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestWireListReplyDecodesAsTheField(t *testing.T) {
+	type obj struct {
+		id    string
+		state runtimeapi.ContainerState
+	}
+	build := func(o obj, calls map[string]int) func() proto.Message {
+		return func() proto.Message {
+			calls[o.id]++
+			return &runtimeapi.Container{Id: o.id, State: o.state, Labels: map[string]string{"app": o.id}, Annotations: map[string]string{"a": "b"}}
+		}
+	}
+	a := obj{"a", runtimeapi.ContainerState_CONTAINER_CREATED}
+	b := obj{"b", runtimeapi.ContainerState_CONTAINER_RUNNING}
+	aRunning := obj{"a", runtimeapi.ContainerState_CONTAINER_RUNNING}
+	// Each step lists objs on the same WireList; builds is how many times
+	// each id's entry is encoded by that step, kept the entries held after it.
+	steps := []struct {
+		name     string
+		objs     []obj
+		complete bool
+		builds   map[string]int
+		kept     int
+	}{
+		{"first listing encodes every entry", []obj{a, b}, true, map[string]int{"a": 1, "b": 1}, 2},
+		{"unchanged entries are not encoded again", []obj{a, b}, true, map[string]int{}, 2},
+		{"a state change encodes that entry again", []obj{aRunning, b}, true, map[string]int{"a": 1}, 2},
+		{"a filtered listing keeps the others", []obj{b}, false, map[string]int{}, 2},
+		{"a complete listing drops the gone", []obj{b}, true, map[string]int{}, 1},
+		{"an empty complete listing drops all", nil, true, map[string]int{}, 0},
+	}
+	w := NewWireList[runtimeapi.ContainerState](&runtimeapi.ListContainersResponse{}, "containers")
+	for _, st := range steps {
+		calls := map[string]int{}
+		var items []WireItem[runtimeapi.ContainerState]
+		var want []*runtimeapi.Container
+		for _, o := range st.objs {
+			items = append(items, WireItem[runtimeapi.ContainerState]{ID: o.id, Version: o.state, Build: build(o, calls)})
+			want = append(want, build(o, map[string]int{})().(*runtimeapi.Container))
+		}
+		entries, err := w.Encode(items, st.complete)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		reply := &runtimeapi.ListContainersResponse{}
+		SetEntries(reply, entries)
+		wire, err := proto.Marshal(reply)
+		if err != nil {
+			t.Fatalf("%s: marshal: %v", st.name, err)
+		}
+		var got runtimeapi.ListContainersResponse
+		if err := proto.Unmarshal(wire, &got); err != nil {
+			t.Fatalf("%s: unmarshal: %v", st.name, err)
+		}
+		if !proto.Equal(&got, &runtimeapi.ListContainersResponse{Containers: want}) {
+			t.Errorf("%s: decoded %v, want %v", st.name, got.GetContainers(), want)
+		}
+		for id, n := range calls {
+			if n != st.builds[id] {
+				t.Errorf("%s: %s encoded %d times, want %d", st.name, id, n, st.builds[id])
+			}
+		}
+		for id, n := range st.builds {
+			if calls[id] != n {
+				t.Errorf("%s: %s encoded %d times, want %d", st.name, id, calls[id], n)
+			}
+		}
+		if len(w.entries) != st.kept {
+			t.Errorf("%s: %d entries kept, want %d", st.name, len(w.entries), st.kept)
+		}
+	}
+}
+
+func TestNewWireListRefusesAFieldThatIsNotARepeatedMessage(t *testing.T) {
+	for _, tc := range []struct {
+		reply proto.Message
+		field protoreflect.Name
+	}{
+		{&runtimeapi.ListContainersResponse{}, "nope"},         // no such field
+		{&runtimeapi.ContainerStatusRequest{}, "container_id"}, // a scalar
+		{&runtimeapi.ContainerStatusResponse{}, "status"},      // a single message
+		{&runtimeapi.ContainerStatusResponse{}, "info"},        // a map
+		{&runtimeapi.ListContainersRequest{}, "filter"},        // a single message
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewWireList(%T, %q) did not panic", tc.reply, tc.field)
+				}
+			}()
+			NewWireList[int](tc.reply, tc.field)
+		}()
+	}
+}
