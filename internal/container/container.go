@@ -122,8 +122,11 @@ func (c *Container) clone() *Container {
 }
 
 // CRIState is the CRI state of c.
-func (c *Container) CRIState() runtimeapi.ContainerState {
-	switch c.State {
+func (c *Container) CRIState() runtimeapi.ContainerState { return ToCRIState(c.State) }
+
+// ToCRIState maps a state to the CRI's; creating has no CRI state.
+func ToCRIState(s State) runtimeapi.ContainerState {
+	switch s {
 	case StateCreated:
 		return runtimeapi.ContainerState_CONTAINER_CREATED
 	case StateRunning:

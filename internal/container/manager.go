@@ -176,10 +176,22 @@ type Filter struct {
 
 // List returns copies of the containers matching f, oldest first.
 func (m *Manager) List(f Filter) []*Container {
-	return m.t.List(func(c *Container) bool {
-		return (f.ID == "" || strings.HasPrefix(c.ID, f.ID)) && (f.SandboxID == "" || strings.HasPrefix(c.SandboxID, f.SandboxID)) &&
-			(f.State == nil || c.State == *f.State) && store.LabelsMatch(c.config.GetLabels(), f.Labels)
-	}, func(c *Container) int64 { return c.CreatedAt })
+	return m.t.List(f.matches, func(c *Container) int64 { return c.CreatedAt })
+}
+
+// Select calls fn with each container matching f, in no particular order,
+// under the table's read lock (store.Table.Select): fn reads the record
+// itself, copies what it needs and must not call the manager.
+func (m *Manager) Select(f Filter, fn func(*Container)) { m.t.Select(f.matches, fn) }
+
+// IsEmpty says f lets every container through.
+func (f Filter) IsEmpty() bool {
+	return f.ID == "" && f.SandboxID == "" && f.State == nil && len(f.Labels) == 0
+}
+
+func (f Filter) matches(c *Container) bool {
+	return (f.ID == "" || strings.HasPrefix(c.ID, f.ID)) && (f.SandboxID == "" || strings.HasPrefix(c.SandboxID, f.SandboxID)) &&
+		(f.State == nil || c.State == *f.State) && store.LabelsMatch(c.config.GetLabels(), f.Labels)
 }
 
 // FromCRIState maps a CRI state filter.

@@ -29,8 +29,16 @@ import (
 type WireList[V comparable] struct {
 	field protowire.Number
 
-	mu      sync.Mutex // guards entries
+	mu      sync.Mutex // guards entries and last
 	entries map[string]wireEntry[V]
+	// last is the previous reply and what it listed: a listing of the
+	// same objects at the same versions in the same order (a settled
+	// node's relist) gets those bytes again, not a copy of every entry.
+	last struct {
+		ids      []string
+		versions []V
+		raw      protoreflect.RawFields
+	}
 }
 
 type wireEntry[V comparable] struct {
@@ -59,11 +67,18 @@ type WireItem[V comparable] struct {
 }
 
 // Encode returns the encoded entries of items, in order, for
-// SetEntries. complete says items are every object there is (an unfiltered
+// SetEntries; the bytes are shared between replies and must not be
+// modified. complete says items are every object there is (an unfiltered
 // listing): the entries of objects no longer listed are then dropped.
 func (w *WireList[V]) Encode(items []WireItem[V], complete bool) (protoreflect.RawFields, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if complete && len(w.entries) > len(items) {
+		w.drop(items)
+	}
+	if w.isLast(items) {
+		return w.last.raw, nil
+	}
 	raws := make([][]byte, len(items))
 	size := 0
 	for i, it := range items {
@@ -80,22 +95,42 @@ func (w *WireList[V]) Encode(items []WireItem[V], complete bool) (protoreflect.R
 		raws[i] = e.raw
 		size += len(e.raw)
 	}
-	if complete && len(w.entries) > len(items) {
-		listed := make(map[string]struct{}, len(items))
-		for _, it := range items {
-			listed[it.ID] = struct{}{}
-		}
-		for id := range w.entries {
-			if _, ok := listed[id]; !ok {
-				delete(w.entries, id)
-			}
-		}
-	}
 	out := make([]byte, 0, size)
 	for _, r := range raws {
 		out = append(out, r...)
 	}
+	w.last.ids, w.last.versions, w.last.raw = w.last.ids[:0], w.last.versions[:0], out
+	for _, it := range items {
+		w.last.ids = append(w.last.ids, it.ID)
+		w.last.versions = append(w.last.versions, it.Version)
+	}
 	return out, nil
+}
+
+// isLast says items are what the last reply listed.
+func (w *WireList[V]) isLast(items []WireItem[V]) bool {
+	if w.last.raw == nil || len(items) != len(w.last.ids) {
+		return false
+	}
+	for i, it := range items {
+		if it.ID != w.last.ids[i] || it.Version != w.last.versions[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// drop forgets the entries of objects not among items.
+func (w *WireList[V]) drop(items []WireItem[V]) {
+	listed := make(map[string]struct{}, len(items))
+	for _, it := range items {
+		listed[it.ID] = struct{}{}
+	}
+	for id := range w.entries {
+		if _, ok := listed[id]; !ok {
+			delete(w.entries, id)
+		}
+	}
 }
 
 // SetEntries puts encoded entries into reply, where its encoding carries

@@ -23,21 +23,25 @@ func TestWireListReplyDecodesAsTheField(t *testing.T) {
 	b := obj{"b", runtimeapi.ContainerState_CONTAINER_RUNNING}
 	aRunning := obj{"a", runtimeapi.ContainerState_CONTAINER_RUNNING}
 	// Each step lists objs on the same WireList; builds is how many times
-	// each id's entry is encoded by that step, kept the entries held after it.
+	// each id's entry is encoded by that step, kept the entries held after
+	// it, reused whether the reply is the last one's bytes.
 	steps := []struct {
 		name     string
 		objs     []obj
 		complete bool
 		builds   map[string]int
 		kept     int
+		reused   bool
 	}{
-		{"first listing encodes every entry", []obj{a, b}, true, map[string]int{"a": 1, "b": 1}, 2},
-		{"unchanged entries are not encoded again", []obj{a, b}, true, map[string]int{}, 2},
-		{"a state change encodes that entry again", []obj{aRunning, b}, true, map[string]int{"a": 1}, 2},
-		{"a filtered listing keeps the others", []obj{b}, false, map[string]int{}, 2},
-		{"a complete listing drops the gone", []obj{b}, true, map[string]int{}, 1},
-		{"an empty complete listing drops all", nil, true, map[string]int{}, 0},
+		{"first listing encodes every entry", []obj{a, b}, true, map[string]int{"a": 1, "b": 1}, 2, false},
+		{"the same listing again is the last reply", []obj{a, b}, true, map[string]int{}, 2, true},
+		{"another order is a new reply of the same entries", []obj{b, a}, true, map[string]int{}, 2, false},
+		{"a state change encodes that entry again", []obj{aRunning, b}, true, map[string]int{"a": 1}, 2, false},
+		{"a filtered listing keeps the others", []obj{b}, false, map[string]int{}, 2, false},
+		{"a complete listing drops the gone, even as the last reply", []obj{b}, true, map[string]int{}, 1, true},
+		{"an empty complete listing drops all", nil, true, map[string]int{}, 0, false},
 	}
+	var last []byte
 	w := NewWireList[runtimeapi.ContainerState](&runtimeapi.ListContainersResponse{}, "containers")
 	for _, st := range steps {
 		calls := map[string]int{}
@@ -51,6 +55,10 @@ func TestWireListReplyDecodesAsTheField(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
+		if reused := len(entries) > 0 && len(last) > 0 && &entries[0] == &last[0]; reused != st.reused {
+			t.Errorf("%s: reply reused the last one's bytes: %v, want %v", st.name, reused, st.reused)
+		}
+		last = entries
 		reply := &runtimeapi.ListContainersResponse{}
 		SetEntries(reply, entries)
 		wire, err := proto.Marshal(reply)

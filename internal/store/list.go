@@ -6,18 +6,26 @@ import "sort"
 // createdAt: the order the CRI list calls answer in. Records created in the
 // same nanosecond come in no particular order.
 func (t *Table[T]) List(keep func(*T) bool, createdAt func(*T) int64) []*T {
-	// keep reads the records in place, under the read lock: only the kept
-	// ones are copied.
+	// Only the kept records are copied.
 	var out []*T
-	t.mu.RLock()
-	for _, v := range t.byID {
-		if !t.hidden(v) && keep(v) {
-			out = append(out, t.clone(v))
-		}
-	}
-	t.mu.RUnlock()
+	t.Select(keep, func(v *T) { out = append(out, t.clone(v)) })
 	sort.Slice(out, func(i, j int) bool { return createdAt(out[i]) < createdAt(out[j]) })
 	return out
+}
+
+// Select calls fn with every visible record keep accepts, in no particular
+// order. keep and fn see the records themselves, under the table's read
+// lock: they must only read them, copy what they keep, and not call back
+// into the table. For hot readers that need a few fields of many records
+// (a list reply) and not a copy of each.
+func (t *Table[T]) Select(keep func(*T) bool, fn func(*T)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, v := range t.byID {
+		if !t.hidden(v) && keep(v) {
+			fn(v)
+		}
+	}
 }
 
 // LabelsMatch reports whether have holds every label of want with the same

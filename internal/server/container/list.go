@@ -1,7 +1,9 @@
 package container
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -13,15 +15,20 @@ import (
 )
 
 // ListContainers lists containers matching the filter. The reply carries
-// them already encoded (server.WireList): kubelet asks every second.
+// them already encoded (server.WireList): kubelet asks every second. The
+// containers are read in place (Manager.Select), not copied: a copy of
+// every record was most of the handler's allocations.
 func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	f := req.GetFilter()
-	found := s.m.List(toFilter(f))
+	filter := toFilter(req.GetFilter())
+	var found []listed
+	s.m.Select(filter, func(c *container.Container) { found = append(found, listedOf(c)) })
+	slices.SortFunc(found, func(a, b listed) int { return cmp.Compare(a.CreatedAt, b.CreatedAt) })
 	items := make([]server.WireItem[container.State], len(found))
-	for i, c := range found {
-		items[i] = server.WireItem[container.State]{ID: c.ID, Version: c.State, Build: func() proto.Message { return toCRI(c) }}
+	for i := range found {
+		l := &found[i]
+		items[i] = server.WireItem[container.State]{ID: l.ID, Version: l.State, Build: func() proto.Message { return toCRI(l) }}
 	}
-	entries, err := s.wire.Encode(items, isEmpty(f))
+	entries, err := s.wire.Encode(items, filter.IsEmpty())
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +48,8 @@ func (s *Service) StreamContainers(req *runtimeapi.StreamContainersRequest, stre
 func (s *Service) list(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	var out []*runtimeapi.Container
 	for _, c := range s.m.List(toFilter(f)) {
-		out = append(out, toCRI(c))
+		l := listedOf(c)
+		out = append(out, toCRI(&l))
 	}
 	return out
 }
@@ -55,18 +63,25 @@ func toFilter(f *runtimeapi.ContainerFilter) container.Filter {
 	return filter
 }
 
-// isEmpty says f lets every container through.
-func isEmpty(f *runtimeapi.ContainerFilter) bool {
-	return f.GetId() == "" && f.GetPodSandboxId() == "" && f.GetState() == nil && len(f.GetLabelSelector()) == 0
+// listed is what a list entry shows of a container, copied out of its
+// record. Only State changes after creation: server.WireList re-encodes
+// an entry on that alone.
+type listed struct {
+	ID, SandboxID, ImageName, ImageRef, ImageID string
+	State                                       container.State
+	CreatedAt                                   int64
+	config                                      *runtimeapi.ContainerConfig // never modified once decoded
 }
 
-// toCRI is c's entry in a list. Only its state changes after creation:
-// server.WireList re-encodes it on that alone.
-func toCRI(c *container.Container) *runtimeapi.Container {
-	cfg := c.Config()
+func listedOf(c *container.Container) listed {
+	return listed{ID: c.ID, SandboxID: c.SandboxID, ImageName: c.ImageName, ImageRef: c.ImageRef, ImageID: c.ImageID,
+		State: c.State, CreatedAt: c.CreatedAt, config: c.Config()}
+}
+
+func toCRI(l *listed) *runtimeapi.Container {
 	return &runtimeapi.Container{
-		Id: c.ID, PodSandboxId: c.SandboxID, Metadata: cfg.GetMetadata(), Image: imageSpec(c),
-		ImageRef: c.ImageRef, ImageId: c.ImageID, State: c.CRIState(), CreatedAt: c.CreatedAt,
-		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+		Id: l.ID, PodSandboxId: l.SandboxID, Metadata: l.config.GetMetadata(), Image: imageSpecOf(l.ImageName, l.config),
+		ImageRef: l.ImageRef, ImageId: l.ImageID, State: container.ToCRIState(l.State), CreatedAt: l.CreatedAt,
+		Labels: l.config.GetLabels(), Annotations: l.config.GetAnnotations(),
 	}
 }

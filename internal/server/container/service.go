@@ -80,9 +80,15 @@ func statusMounts(c *container.Container) []*runtimeapi.Mount {
 }
 
 func imageSpec(c *container.Container) *runtimeapi.ImageSpec {
-	asked := c.Config().GetImage()
+	return imageSpecOf(c.ImageName, c.Config())
+}
+
+// imageSpecOf is the image a container of config cfg runs, name as the
+// user named it.
+func imageSpecOf(name string, cfg *runtimeapi.ContainerConfig) *runtimeapi.ImageSpec {
+	asked := cfg.GetImage()
 	return &runtimeapi.ImageSpec{
-		Image:              c.ImageName,
+		Image:              name,
 		Annotations:        asked.GetAnnotations(),
 		UserSpecifiedImage: asked.GetUserSpecifiedImage(),
 		RuntimeHandler:     asked.GetRuntimeHandler(),
