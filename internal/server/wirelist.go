@@ -29,6 +29,9 @@ import (
 type WireList[V comparable] struct {
 	field protowire.Number
 
+	// maxEntries bounds entries between complete listings.
+	maxEntries int
+
 	mu      sync.Mutex // guards entries and last
 	entries map[string]wireEntry[V]
 	// last is the previous reply and what it listed: a listing of the
@@ -40,6 +43,10 @@ type WireList[V comparable] struct {
 		raw      protoreflect.RawFields
 	}
 }
+
+// maxWireEntries is far above the objects a node holds (kubelet's default
+// 110 pods with a few containers each, and the exited ones it keeps).
+const maxWireEntries = 1 << 14
 
 type wireEntry[V comparable] struct {
 	version V
@@ -54,7 +61,7 @@ func NewWireList[V comparable](reply proto.Message, field protoreflect.Name) *Wi
 	if fd == nil || !fd.IsList() || fd.Kind() != protoreflect.MessageKind {
 		panic(fmt.Sprintf("%s has no repeated message field %s", reply.ProtoReflect().Descriptor().FullName(), field))
 	}
-	return &WireList[V]{field: fd.Number(), entries: map[string]wireEntry[V]{}}
+	return &WireList[V]{field: fd.Number(), entries: map[string]wireEntry[V]{}, maxEntries: maxWireEntries}
 }
 
 // WireItem is one object of a listing: its id, the version of it that its
@@ -73,8 +80,13 @@ type WireItem[V comparable] struct {
 func (w *WireList[V]) Encode(items []WireItem[V], complete bool) (protoreflect.RawFields, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if complete && len(w.entries) > len(items) {
+	switch {
+	case complete && len(w.entries) > len(items):
 		w.drop(items)
+	case len(w.entries) > w.maxEntries:
+		// Only complete listings find the entries of objects gone; a
+		// client that only ever filters must not grow the map forever.
+		clear(w.entries)
 	}
 	if w.isLast(items) {
 		return w.last.raw, nil

@@ -88,6 +88,27 @@ func TestWireListReplyDecodesAsTheField(t *testing.T) {
 	}
 }
 
+// Only complete listings find the entries of objects gone: filtered ones
+// must not grow the cache past its bound.
+func TestWireListFilteredListingsStayBounded(t *testing.T) {
+	w := NewWireList[int](&runtimeapi.ListContainersResponse{}, "containers")
+	w.maxEntries = 2
+	for i, id := range []string{"a", "b", "c", "d", "e"} {
+		item := WireItem[int]{ID: id, Build: func() proto.Message { return &runtimeapi.Container{Id: id} }}
+		entries, err := w.Encode([]WireItem[int]{item}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got runtimeapi.ListContainersResponse
+		if err := proto.Unmarshal(entries, &got); err != nil || len(got.Containers) != 1 || got.Containers[0].Id != id {
+			t.Fatalf("listing %s: decoded %v (%v)", id, got.GetContainers(), err)
+		}
+		if len(w.entries) > w.maxEntries+1 {
+			t.Fatalf("after %d filtered listings: %d entries, bound %d", i+1, len(w.entries), w.maxEntries)
+		}
+	}
+}
+
 func TestNewWireListRefusesAFieldThatIsNotARepeatedMessage(t *testing.T) {
 	for _, tc := range []struct {
 		reply proto.Message
