@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,22 +104,32 @@ func fields(path string) (map[string]int64, error) {
 	return m, nil
 }
 
-// cpuTime is utime+stime+cutime+cstime of /proc/<pid>/stat.
-func cpuTime(path string) (time.Duration, error) {
+// statFields reads /proc/<pid>/stat from field 3 (state) on, at least
+// want of them.
+func statFields(path string, want int) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: fields
 	// are counted after its last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%s: malformed", path)
+		return nil, fmt.Errorf("%s: malformed", path)
 	}
 	f := strings.Fields(string(b[i+1:]))
+	if len(f) < want {
+		return nil, fmt.Errorf("%s: %d fields", path, len(f))
+	}
+	return f, nil
+}
+
+// cpuTime is utime+stime+cutime+cstime of /proc/<pid>/stat.
+func cpuTime(path string) (time.Duration, error) {
 	// f[0] is field 3 (state); utime..cstime are fields 14..17.
-	if len(f) < 15 {
-		return 0, fmt.Errorf("%s: %d fields", path, len(f))
+	f, err := statFields(path, 15)
+	if err != nil {
+		return 0, err
 	}
 	var ticks int64
 	for _, s := range f[11:15] {
@@ -222,6 +233,57 @@ func CPUOf(pids []int) map[int]time.Duration {
 		}
 	}
 	return m
+}
+
+// WithDescendants returns roots followed by every live descendant of
+// theirs (children, their children...), each once. A runtime's container
+// processes began as its inits (runc init, libcontainer's): their CPU
+// before the exec of the command stays theirs, uncounted by their parent
+// until it reaps them, so a pod start's CPU is the whole tree's.
+func WithDescendants(roots []int) ([]int, error) {
+	return withDescendants("/proc", roots)
+}
+
+func withDescendants(proc string, roots []int) ([]int, error) {
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return nil, err
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, err := parentOf(filepath.Join(proc, e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		children[ppid] = append(children[ppid], pid)
+	}
+	seen := map[int]bool{}
+	var out []int
+	queue := slices.Clone(roots)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return out, nil
+}
+
+// parentOf is the ppid of /proc/<pid>/stat (field 4).
+func parentOf(path string) (int, error) {
+	f, err := statFields(path, 2)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[1])
 }
 
 // RunningTasks is the number of tasks runnable on the machine now

@@ -1,8 +1,11 @@
 package procfs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -90,5 +93,43 @@ func TestRunningTasks(t *testing.T) {
 	}
 	if _, err := runningTasks("/proc/self/status"); err == nil {
 		t.Fatal("a file without procs_running was read")
+	}
+}
+
+func TestWithDescendants(t *testing.T) {
+	// pid -> ppid of a fake /proc: 10 and 20 are roots; 11, 12 under 10, 13
+	// under 11; 21 under 20; 30 and 31 belong to neither.
+	procs := map[int]int{1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1, 21: 20, 30: 1, 31: 30}
+	proc := t.TempDir()
+	for pid, ppid := range procs {
+		dir := filepath.Join(proc, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stat := fmt.Sprintf("%d (a (b) c) S %d %d 0 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0", pid, ppid, pid)
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(proc, "uptime"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		roots, want []int
+	}{
+		{[]int{10, 20}, []int{10, 11, 12, 13, 20, 21}},
+		{[]int{11}, []int{11, 13}},
+		{[]int{10, 11}, []int{10, 11, 12, 13}}, // a root under another counts once
+		{[]int{99}, []int{99}},                 // a root gone is still returned; Sum skips it
+	}
+	for _, tt := range tests {
+		got, err := withDescendants(proc, tt.roots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("withDescendants(%v) = %v, want %v", tt.roots, got, tt.want)
+		}
 	}
 }

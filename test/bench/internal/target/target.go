@@ -163,6 +163,22 @@ func (t *Target) PIDs() ([]int, error) {
 	return pids, nil
 }
 
+// TreeCPU reads the CPU time (with reaped children) of the daemon, its
+// helpers and every live process under them, the pods' included, by pid:
+// for a procfs.CPUTracker, which counts a process that appeared from zero
+// and one that went away as having spent nothing more.
+func (t *Target) TreeCPU() (map[int]time.Duration, error) {
+	pids, err := t.PIDs()
+	if err != nil {
+		return nil, err
+	}
+	tree, err := procfs.WithDescendants(pids)
+	if err != nil {
+		return nil, err
+	}
+	return procfs.CPUOf(tree), nil
+}
+
 // HelperUsage returns what the helpers named comm (/proc/<pid>/comm) hold;
 // Procs is 0 when none runs.
 func (t *Target) HelperUsage(comm string) (procfs.Usage, error) {

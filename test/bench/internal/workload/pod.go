@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-cri/berth/test/bench/internal/procfs"
 	"github.com/berth-cri/berth/test/bench/internal/target"
 )
 
@@ -17,6 +18,7 @@ var podStartFigures = []Figure{
 	{ID: "pod.cni.add", Title: "    floor: the runtime's CNI plugin chain's own ADD for a new namespace", Unit: "ms"},
 	{ID: "pod.start.create", Title: "  CreateContainer", Unit: "ms"},
 	{ID: "pod.start.start", Title: "  StartContainer", Unit: "ms"},
+	{ID: "pod.start.cpu", Title: "  CPU of every runtime process per pod start (daemon, shims/supervisor, CNI plugins, the pod's inits; with reaped children)", Unit: "ms"},
 	{ID: "pod.teardown", Title: "pod teardown (StopPodSandbox + RemovePodSandbox, incl. CNI DEL)", Unit: "ms", Floor: "pod.cni.del"},
 	{ID: "pod.cni.del", Title: "  floor: the CNI plugin chain's own DEL", Unit: "ms"},
 }
@@ -48,8 +50,20 @@ func (w *podStart) Setup(ctx context.Context, t *target.Target) error {
 	return podSetup(ctx, t, w.cfg)
 }
 
+// Run times each pod start, then its teardown and the CNI floor. The CPU
+// of the runtime's process tree is read around each start only and added
+// up over the round, one sample per round: the kernel reports it in 10 ms
+// ticks, and a start costs ~10 of them spread over a dozen processes.
 func (w *podStart) Run(ctx context.Context, t *target.Target, rec Recorder) error {
-	for i := range w.cfg.perRound(w.cfg.Samples) {
+	n := w.cfg.perRound(w.cfg.Samples)
+	var cpu time.Duration
+	for i := range n {
+		var tr procfs.CPUTracker
+		before, err := t.TreeCPU()
+		if err != nil {
+			return err
+		}
+		tr.Observe(before)
 		p, _, st, err := startPod(ctx, t, fmt.Sprintf("start-%d", i), w.cfg.Image, sleepCmd)
 		if p != nil {
 			w.pods = append(w.pods, p)
@@ -57,6 +71,12 @@ func (w *podStart) Run(ctx context.Context, t *target.Target, rec Recorder) erro
 		if err != nil {
 			return err
 		}
+		after, err := t.TreeCPU()
+		if err != nil {
+			return err
+		}
+		tr.Observe(after)
+		cpu += tr.Total()
 		rec.Record("pod.start", ms(st.total()))
 		rec.Record("pod.start.run", ms(st.run))
 		rec.Record("pod.start.create", ms(st.create))
@@ -79,6 +99,7 @@ func (w *podStart) Run(ctx context.Context, t *target.Target, rec Recorder) erro
 			rec.Record("pod.cni.del", ms(del))
 		}
 	}
+	rec.Record("pod.start.cpu", ms(cpu)/float64(max(n, 1)))
 	return nil
 }
 
