@@ -193,7 +193,7 @@ func (w *burst) Run(ctx context.Context, t *target.Target, rec Recorder) error {
 		// READY again within 5 minutes. What is timed is the recovery, so
 		// the restart waits for the machine to settle first.
 		t2 := time.Now()
-		if err := settle(ctx); err != nil {
+		if err := settle(ctx, restartSettle); err != nil {
 			return err
 		}
 		rec.Record("restart.settle", ms(time.Since(t2)))
@@ -297,19 +297,19 @@ func (s *cpuSampler) stop() (time.Duration, error) {
 	return s.tracker.Total(), nil
 }
 
-// settleTimeout bounds settle; settleWindow is how long the machine must
-// have been settled.
+// settleWindow is how long the machine must have been settled.
+// restartSettle bounds the wait before the restart.
 const (
-	settleTimeout = 2 * time.Minute
 	settleWindow  = time.Second
+	restartSettle = 2 * time.Minute
 )
 
 // settle waits until the machine's runnable tasks (procs_running, sampled
 // every 100 ms) have stayed at most one per CPU for settleWindow, or
-// settleTimeout has passed (then it goes on: a machine busy with other
-// work is noted in the report's load average, not a failure).
-func settle(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+// timeout has passed (then it goes on: a machine busy with other work is
+// noted in the report's load average, not a failure).
+func settle(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	calm := time.Time{}
 	for {
