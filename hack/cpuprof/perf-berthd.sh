@@ -4,4 +4,8 @@
 # supervisor, the container inits), so that `perf report --sort comm`
 # splits a workload's CPU by program. BERTHD=hack/cpuprof/perf-berthd.sh
 # hack/cpuprof/burst.sh; CPUPROF_PERF_OUT names the data file.
-exec perf record -F 997 -g -o "${CPUPROF_PERF_OUT:-/tmp/cpuprof.perf.data}" -- "$(dirname "$0")/../../bin/berthd" "$@"
+berthd="$(dirname "$0")/../../bin/berthd"
+# berth.sh asks the binary its version too: that call must not overwrite
+# the daemon's data file.
+case " $* " in *" --version "*) exec "$berthd" "$@" ;; esac
+exec perf record -F 997 -g -o "${CPUPROF_PERF_OUT:-/tmp/cpuprof.perf.data}" -- "$berthd" "$@"
