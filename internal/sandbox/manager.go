@@ -117,6 +117,9 @@ type Filter struct {
 	Labels map[string]string
 }
 
+// IsEmpty says f lets every sandbox through.
+func (f Filter) IsEmpty() bool { return f.ID == "" && f.State == nil && len(f.Labels) == 0 }
+
 // List returns copies of the sandboxes matching f, oldest first.
 func (m *Manager) List(f Filter) []*Sandbox {
 	return m.t.List(func(s *Sandbox) bool {

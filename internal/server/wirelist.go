@@ -73,11 +73,23 @@ type WireItem[V comparable] struct {
 	Build   func() proto.Message
 }
 
-// Encode returns the encoded entries of items, in order, for
-// SetEntries; the bytes are shared between replies and must not be
-// modified. complete says items are every object there is (an unfiltered
-// listing): the entries of objects no longer listed are then dropped.
-func (w *WireList[V]) Encode(items []WireItem[V], complete bool) (protoreflect.RawFields, error) {
+// Fill puts the entries of items, in order, into reply (a message of the
+// type the WireList was made for), where its encoding carries them as the
+// repeated field. complete says items are every object there is (an
+// unfiltered listing): the entries of objects no longer listed are then
+// dropped.
+func (w *WireList[V]) Fill(reply proto.Message, items []WireItem[V], complete bool) error {
+	entries, err := w.encode(items, complete)
+	if err != nil {
+		return err
+	}
+	reply.ProtoReflect().SetUnknown(entries)
+	return nil
+}
+
+// encode returns the encoded entries of items, in order; the bytes are
+// shared between replies and must not be modified.
+func (w *WireList[V]) encode(items []WireItem[V], complete bool) (protoreflect.RawFields, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
@@ -143,10 +155,4 @@ func (w *WireList[V]) drop(items []WireItem[V]) {
 			delete(w.entries, id)
 		}
 	}
-}
-
-// SetEntries puts encoded entries into reply, where its encoding carries
-// them as the field they were encoded for.
-func SetEntries(reply proto.Message, entries protoreflect.RawFields) {
-	reply.ProtoReflect().SetUnknown(entries)
 }

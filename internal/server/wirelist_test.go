@@ -51,7 +51,7 @@ func TestWireListReplyDecodesAsTheField(t *testing.T) {
 			items = append(items, WireItem[runtimeapi.ContainerState]{ID: o.id, Version: o.state, Build: build(o, calls)})
 			want = append(want, build(o, map[string]int{})().(*runtimeapi.Container))
 		}
-		entries, err := w.Encode(items, st.complete)
+		entries, err := w.encode(items, st.complete)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
@@ -60,7 +60,7 @@ func TestWireListReplyDecodesAsTheField(t *testing.T) {
 		}
 		last = entries
 		reply := &runtimeapi.ListContainersResponse{}
-		SetEntries(reply, entries)
+		reply.ProtoReflect().SetUnknown(entries)
 		wire, err := proto.Marshal(reply)
 		if err != nil {
 			t.Fatalf("%s: marshal: %v", st.name, err)
@@ -95,7 +95,7 @@ func TestWireListFilteredListingsStayBounded(t *testing.T) {
 	w.maxEntries = 2
 	for i, id := range []string{"a", "b", "c", "d", "e"} {
 		item := WireItem[int]{ID: id, Build: func() proto.Message { return &runtimeapi.Container{Id: id} }}
-		entries, err := w.Encode([]WireItem[int]{item}, false)
+		entries, err := w.encode([]WireItem[int]{item}, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,8 @@ import (
 // flushes the filesystem behind the pulls and then removes the markers.
 // Only a new boot can have lost unflushed data (a crash of berthd leaves
 // the page cache alone), so Open drops every layer whose marker names
-// another boot, or cannot be read, and flushes those of this boot; the
+// another boot, or cannot be read, and queues those of this boot for the
+// flush again (settleUnsynced); the
 // image service then drops the records of images that lost a layer
 // (Service.recover), and they are pulled again when needed.
 //

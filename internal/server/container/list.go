@@ -28,12 +28,10 @@ func (s *Service) ListContainers(ctx context.Context, req *runtimeapi.ListContai
 		l := &found[i]
 		items[i] = server.WireItem[container.State]{ID: l.ID, Version: l.State, Build: func() proto.Message { return toCRI(l) }}
 	}
-	entries, err := s.wire.Encode(items, filter.IsEmpty())
-	if err != nil {
+	reply := &runtimeapi.ListContainersResponse{}
+	if err := s.wire.Fill(reply, items, filter.IsEmpty()); err != nil {
 		return nil, err
 	}
-	reply := &runtimeapi.ListContainersResponse{}
-	server.SetEntries(reply, entries)
 	return reply, nil
 }
 

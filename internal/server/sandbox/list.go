@@ -13,22 +13,19 @@ import (
 )
 
 // ListPodSandbox lists sandboxes matching the filter (id prefix, state,
-// labels).
-// The reply carries them already encoded (server.WireList): kubelet asks
-// every second.
+// labels). The reply carries them already encoded (server.WireList):
+// kubelet asks every second.
 func (s *Service) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	f := req.GetFilter()
-	found := s.m.List(toFilter(f))
+	filter := toFilter(req.GetFilter())
+	found := s.m.List(filter)
 	items := make([]server.WireItem[runtimeapi.PodSandboxState], len(found))
 	for i, sb := range found {
 		items[i] = server.WireItem[runtimeapi.PodSandboxState]{ID: sb.ID, Version: sb.CRIState(), Build: func() proto.Message { return toCRI(sb) }}
 	}
-	entries, err := s.wire.Encode(items, f.GetId() == "" && f.GetState() == nil && len(f.GetLabelSelector()) == 0)
-	if err != nil {
+	reply := &runtimeapi.ListPodSandboxResponse{}
+	if err := s.wire.Fill(reply, items, filter.IsEmpty()); err != nil {
 		return nil, err
 	}
-	reply := &runtimeapi.ListPodSandboxResponse{}
-	server.SetEntries(reply, entries)
 	return reply, nil
 }
 
