@@ -21,12 +21,12 @@ import (
 var (
 	full = workload.Config{
 		Rounds: 3, Samples: 30, ColdPulls: 5, ParallelPods: 10,
-		MemoryPods: 50, MemoryRounds: 1, ListContainers: 200,
+		MemoryPods: 50, MemoryRounds: 1,
 		LargePulls: 1, BurstPods: 110, BurstInFlight: 10, BurstHold: 10 * time.Second,
 	}
 	quick = workload.Config{
 		Rounds: 2, Samples: 10, ColdPulls: 2, ParallelPods: 5,
-		MemoryPods: 10, MemoryRounds: 1, ListContainers: 50,
+		MemoryPods: 10, MemoryRounds: 1,
 		LargePulls: 1, BurstPods: 30, BurstInFlight: 5, BurstHold: 4 * time.Second,
 	}
 )
@@ -44,7 +44,6 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&c.ParallelPods, "parallel-pods", full.ParallelPods, "pods started at once")
 	fs.IntVar(&c.MemoryPods, "memory-pods", full.MemoryPods, "running pods for the memory figures")
 	fs.IntVar(&c.MemoryRounds, "memory-rounds", full.MemoryRounds, "memory measurements per runtime")
-	fs.IntVar(&c.ListContainers, "list-containers", full.ListContainers, "running containers for the list figures")
 	fs.IntVar(&c.LargePulls, "large-pulls", full.LargePulls, "cold pulls of each large image per runtime")
 	fs.IntVar(&c.BurstPods, "burst-pods", full.BurstPods, "pods of node-burst")
 	fs.IntVar(&c.BurstInFlight, "burst-in-flight", full.BurstInFlight, "pods started (and removed) at once by node-burst")
@@ -134,7 +133,6 @@ func withPreset(fs *flag.FlagSet, c, preset workload.Config) workload.Config {
 	pick("parallel-pods", &c.ParallelPods, preset.ParallelPods)
 	pick("memory-pods", &c.MemoryPods, preset.MemoryPods)
 	pick("memory-rounds", &c.MemoryRounds, preset.MemoryRounds)
-	pick("list-containers", &c.ListContainers, preset.ListContainers)
 	pick("large-pulls", &c.LargePulls, preset.LargePulls)
 	pick("burst-pods", &c.BurstPods, preset.BurstPods)
 	pick("burst-in-flight", &c.BurstInFlight, preset.BurstInFlight)

@@ -341,9 +341,9 @@ func (r *Results) setup(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	c := r.Config
-	fmt.Fprintf(w, "- workloads: %d rounds, %d samples per small-operation figure, %d cold pulls, %d pods at once, %d pods for memory, %d containers for lists\n",
-		c.Rounds, c.Samples, c.ColdPulls, c.ParallelPods, c.MemoryPods, c.ListContainers)
-	fmt.Fprintf(w, "- node scale: %d pods started %d at a time, held %s, running at the restart; %d cold pull(s) of each large image\n",
+	fmt.Fprintf(w, "- workloads: %d rounds, %d samples per small-operation figure, %d cold pulls, %d pods at once, %d pods for memory\n",
+		c.Rounds, c.Samples, c.ColdPulls, c.ParallelPods, c.MemoryPods)
+	fmt.Fprintf(w, "- node scale: %d pods started %d at a time, held %s, running at the lists and the restart; %d cold pull(s) of each large image\n",
 		c.BurstPods, c.BurstInFlight, c.BurstHold, c.LargePulls)
 	fmt.Fprintf(w, "- images: pull `%s`, large `%s`, layers `%s`, containers `%s`, sandbox `%s`\n", c.PullImage, c.LargeImage, c.LayersImage, c.Image, c.SandboxImage)
 }

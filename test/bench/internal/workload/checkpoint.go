@@ -32,8 +32,9 @@ type checkpointRestore struct {
 // checkpointTimeout bounds one CheckpointContainer of a busybox sleep,
 // which takes berth about a second here. containerd 2.3 never answered
 // one in this benchmark (its CRI's 3-minute call deadline ran out, three
-// minutes of make bench); a checkpoint that takes a minute has failed.
-const checkpointTimeout = time.Minute
+// minutes of make bench); one that takes 30 s, thirty times berth's on a
+// slow day, has failed.
+const checkpointTimeout = 30 * time.Second
 
 func (w *checkpointRestore) Setup(ctx context.Context, t *target.Target) error {
 	if err := podSetup(ctx, t, w.cfg); err != nil {

@@ -72,17 +72,16 @@ type FloorOf struct {
 // Config sizes the workloads; hack/bench.sh passes the full or the quick
 // set through flags.
 type Config struct {
-	Rounds         int    `json:"rounds"`          // alternations for light workloads
-	Samples        int    `json:"samples"`         // samples per small-operation figure, over all rounds
-	ColdPulls      int    `json:"cold_pulls"`      // cold pulls per runtime (one per round)
-	ParallelPods   int    `json:"parallel_pods"`   // pods started at once
-	MemoryPods     int    `json:"memory_pods"`     // running pods for the memory figures
-	MemoryRounds   int    `json:"memory_rounds"`   // memory measurements per runtime
-	ListContainers int    `json:"list_containers"` // running containers for the list figures
-	PullImage      string `json:"pull_image"`      // the multi-layer image
-	LargeImage     string `json:"large_image"`     // the 1 GiB single-layer image
-	LayersImage    string `json:"layers_image"`    // the 100-layer image
-	LargePulls     int    `json:"large_pulls"`     // cold pulls of each large image per runtime
+	Rounds       int    `json:"rounds"`        // alternations for light workloads
+	Samples      int    `json:"samples"`       // samples per small-operation figure, over all rounds
+	ColdPulls    int    `json:"cold_pulls"`    // cold pulls per runtime (one per round)
+	ParallelPods int    `json:"parallel_pods"` // pods started at once
+	MemoryPods   int    `json:"memory_pods"`   // running pods for the memory figures
+	MemoryRounds int    `json:"memory_rounds"` // memory measurements per runtime
+	PullImage    string `json:"pull_image"`    // the multi-layer image
+	LargeImage   string `json:"large_image"`   // the 1 GiB single-layer image
+	LayersImage  string `json:"layers_image"`  // the 100-layer image
+	LargePulls   int    `json:"large_pulls"`   // cold pulls of each large image per runtime
 	// The node-scale workload: BurstPods pods started BurstInFlight at a
 	// time, held running BurstHold, running at the daemon's restart.
 	BurstPods     int           `json:"burst_pods"`
@@ -207,17 +206,10 @@ func Table() []Entry {
 		},
 		{
 			Name:        "node-burst",
-			Description: "a node filling up: N pods (kubelet's default maxPods) started M at a time, each running pod probed by ExecSync every 2 s and the node relisted every second, held running a while; then, probes stopped, the daemon restarted (SIGTERM, then launched again) with the N pods running and its recovery timed from the new daemon's launch (n/a for a runtime without a restart command); then every pod torn down",
-			Figures:     append(slices.Clone(burstFigures), restartFigures...),
+			Description: "a node filling up: N pods (kubelet's default maxPods) started M at a time, each running pod probed by ExecSync every 2 s and the node relisted every second, held running a while; then, probes stopped and the machine settled, ListContainers and ListContainerStats timed with the N pods running, and the daemon restarted (SIGTERM, then launched again) with them and its recovery timed from the new daemon's launch (n/a for a runtime without a restart command); then every pod torn down",
+			Figures:     slices.Concat(burstFigures, settledFigures, restartFigures),
 			Rounds:      once,
 			New:         func(c Config) Workload { return &burst{cfg: c} },
-		},
-		{
-			Name:        "list",
-			Description: "ListContainers and ListContainerStats with many running containers",
-			Figures:     listFigures,
-			Rounds:      once,
-			New:         func(c Config) Workload { return &list{cfg: c} },
 		},
 		{
 			Name:        "memory",
