@@ -30,7 +30,49 @@ func (r *Results) markdown(w io.Writer) {
 	r.tables(w, names)
 	r.notes(w)
 	r.critest(w)
+	r.timeSpent(w, names)
 	r.setup(w)
+}
+
+// timeSpent is the wall time each workload took each runtime, with the
+// totals: which runtime's rounds make the run as long as it is.
+func (r *Results) timeSpent(w io.Writer, names []string) {
+	totals := make([]float64, len(names))
+	var rows []string
+	for _, wl := range r.Workloads {
+		if len(wl.Seconds) == 0 {
+			continue
+		}
+		cells := make([]string, len(names))
+		for i, n := range names {
+			sec, ok := wl.Seconds[n]
+			if !ok {
+				cells[i] = "–"
+				continue
+			}
+			totals[i] += sec
+			cells[i] = fmt.Sprintf("%.0f", sec)
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s |", wl.Name, strings.Join(cells, " | ")))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## Where the run's time went")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Wall time of each workload against each runtime, every round with its setup and teardown, in seconds")
+	fmt.Fprintln(w, "(the run's own set-up, critest and clean-up are outside it).")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| workload | %s |\n", strings.Join(names, " | "))
+	fmt.Fprintf(w, "| --- |%s\n", strings.Repeat(" ---: |", len(names)))
+	for _, row := range rows {
+		fmt.Fprintln(w, row)
+	}
+	cells := make([]string, len(names))
+	for i, t := range totals {
+		cells[i] = fmt.Sprintf("**%.0f** (%.1f min)", t, t/60)
+	}
+	fmt.Fprintf(w, "| **all** | %s |\n\n", strings.Join(cells, " | "))
 }
 
 func (r *Results) howToRead(w io.Writer, names []string) {

@@ -181,3 +181,55 @@ func TestLoadSummary(t *testing.T) {
 		t.Errorf("mean %v max %v, want 2 and 4", mean, max)
 	}
 }
+
+// The time table has a row per workload that recorded its seconds, a dash
+// for a runtime it did not run against, and the totals; a run without
+// seconds (an older results.json) has no table.
+func TestTimeSpent(t *testing.T) {
+	names := []string{"berth", "containerd"}
+	cases := []struct {
+		name      string
+		workloads []WorkloadResult
+		want      []string
+		absent    []string
+	}{
+		{
+			name: "seconds",
+			workloads: []WorkloadResult{
+				{Name: "pod-start", Seconds: map[string]float64{"berth": 14.6, "containerd": 31.2}},
+				{Name: "container-floor", Seconds: map[string]float64{"berth": 3.3}},
+				{Name: "node-burst", Seconds: map[string]float64{"berth": 84, "containerd": 580}},
+			},
+			want: []string{
+				"## Where the run's time went",
+				"| workload | berth | containerd |",
+				"| pod-start | 15 | 31 |",
+				"| container-floor | 3 | – |",
+				"| node-burst | 84 | 580 |",
+				"| **all** | **102** (1.7 min) | **611** (10.2 min) |",
+			},
+		},
+		{
+			name:      "no seconds",
+			workloads: []WorkloadResult{{Name: "pod-start"}},
+			absent:    []string{"time went"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Results{Workloads: tc.workloads}
+			var md strings.Builder
+			r.timeSpent(&md, names)
+			for _, want := range tc.want {
+				if !strings.Contains(md.String(), want) {
+					t.Errorf("lacks %q:\n%s", want, md.String())
+				}
+			}
+			for _, no := range tc.absent {
+				if strings.Contains(md.String(), no) {
+					t.Errorf("has %q:\n%s", no, md.String())
+				}
+			}
+		})
+	}
+}

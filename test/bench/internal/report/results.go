@@ -58,6 +58,9 @@ type WorkloadResult struct {
 	// it names by the floor's, runtime by runtime.
 	FloorOf     *workload.FloorOf `json:"floor_of,omitempty"`
 	FloorRatios []FloorRatio      `json:"floor_ratios,omitempty"`
+	// Seconds is the wall time the workload took each runtime, every
+	// round with its setup and teardown: where make bench's time goes.
+	Seconds map[string]float64 `json:"seconds,omitempty"`
 }
 
 // FloorRatio is how far a runtime's figure is above its floor: the

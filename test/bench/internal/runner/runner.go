@@ -112,6 +112,7 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 	for i := range recs {
 		recs[i] = &recorder{samples: map[string][]float64{}}
 	}
+	seconds := map[string]float64{}
 	for round := 1; round <= rounds; round++ {
 		for i, t := range r.Targets {
 			if t.Unavailable != "" {
@@ -127,10 +128,11 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 			}
 			t0 := time.Now()
 			errs[i] = r.once(ctx, e, cfg, t, recs[i])
+			seconds[t.Name] += time.Since(t0).Seconds()
 			r.logf("%-20s round %d/%d %-10s %6.1fs %s", e.Name, round, rounds, t.Name, time.Since(t0).Seconds(), brief(errs[i]))
 		}
 	}
-	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds, FloorOf: e.Floor}
+	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds, FloorOf: e.Floor, Seconds: seconds}
 	for _, f := range e.Figures {
 		fr := report.FigureResult{Figure: f}
 		for i, t := range r.Targets {

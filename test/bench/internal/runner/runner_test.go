@@ -122,4 +122,7 @@ func TestUnavailableTarget(t *testing.T) {
 	if o.Status != report.StatusUnavailable || o.Note != "go install failed" {
 		t.Errorf("outcome %+v, want unavailable with the reason", o)
 	}
+	if _, ok := res[0].Seconds["containerd-2.3"]; ok {
+		t.Errorf("an unavailable runtime has a time: %v", res[0].Seconds)
+	}
 }
