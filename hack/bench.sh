@@ -16,7 +16,7 @@
 #   BENCH_CRITEST_ALL=1    and against containerd 1.6 too (a few minutes more)
 #   BENCH_CRITEST_TIMEOUT  per runtime, seconds (default 420)
 #   BENCH_ONLY=REGEXP      run only the matching workloads (pull-cold, pull-large, pod-start,
-#                          node-burst, list, memory...);
+#                          node-burst, memory...);
 #                          container-floor runs with container-lifecycle, whose floor it is
 #   BENCH_FLOOR_PERIOD     container-floor's pace: a duration between creates (30ms, 0 for back
 #                          to back) or auto, the default: berth's container-lifecycle cycle
