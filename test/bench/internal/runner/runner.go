@@ -128,8 +128,9 @@ func (r *Runner) runEntry(ctx context.Context, e workload.Entry) report.Workload
 			}
 			t0 := time.Now()
 			errs[i] = r.once(ctx, e, cfg, t, recs[i])
-			seconds[t.Name] += time.Since(t0).Seconds()
-			r.logf("%-20s round %d/%d %-10s %6.1fs %s", e.Name, round, rounds, t.Name, time.Since(t0).Seconds(), brief(errs[i]))
+			took := time.Since(t0).Seconds()
+			seconds[t.Name] += took
+			r.logf("%-20s round %d/%d %-10s %6.1fs %s", e.Name, round, rounds, t.Name, took, brief(errs[i]))
 		}
 	}
 	res := report.WorkloadResult{Name: e.Name, Description: e.Description, Rounds: rounds, FloorOf: e.Floor, Seconds: seconds}

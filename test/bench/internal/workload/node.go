@@ -43,7 +43,7 @@ var restartFigures = []Figure{
 // stopped and the machine has settled, before the restart.
 var settledFigures = []Figure{
 	{ID: "restart.settle", Title: "the machine settling once the probes stop: at most one runnable task per CPU for 1 s (not a recovery cost)", Unit: "ms"},
-	{ID: "list.containers", Title: "ListContainers with the N pods running, settled (after 30 untimed calls)", Unit: "ms"},
+	{ID: "list.containers", Title: fmt.Sprintf("ListContainers with the N pods running, settled (after %d untimed calls)", listWarmup), Unit: "ms"},
 	{ID: "list.stats", Title: "ListContainerStats with the N pods running, settled", Unit: "ms"},
 }
 
@@ -201,7 +201,7 @@ func (w *burst) Run(ctx context.Context, t *target.Target, rec Recorder) error {
 	// within 5 minutes. What is timed next is a settled node's (its
 	// relist, its recovery), so the machine settles first.
 	t2 := time.Now()
-	if err := settle(ctx, restartSettle); err != nil {
+	if err := settle(ctx); err != nil {
 		return err
 	}
 	rec.Record("restart.settle", ms(time.Since(t2)))
@@ -310,20 +310,20 @@ func (s *cpuSampler) stop() (time.Duration, error) {
 }
 
 // settleWindow is how long the machine must have been settled.
-// restartSettle bounds the wait after the burst's probes stop: berth and
-// containerd 1.6 settled in about 24 s on a slow day, containerd 2.3 not
-// within 2 minutes, so a longer bound only made make bench longer.
+// settleTimeout bounds the wait: berth and containerd 1.6 settled in 3 to
+// 24 s after the burst on slow days, containerd 2.3 (110 shims waking up)
+// not within 2 minutes, so a longer bound only made make bench longer.
 const (
 	settleWindow  = time.Second
-	restartSettle = time.Minute
+	settleTimeout = time.Minute
 )
 
 // settle waits until the machine's runnable tasks (procs_running, sampled
 // every 100 ms) have stayed at most one per CPU for settleWindow, or
-// timeout has passed (then it goes on: a machine busy with other work is
-// noted in the report's load average, not a failure).
-func settle(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// settleTimeout has passed (then it goes on: a machine busy with other
+// work is noted in the report's load average, not a failure).
+func settle(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
 	calm := time.Time{}
 	for {

@@ -83,7 +83,8 @@ type Config struct {
 	LayersImage  string `json:"layers_image"`  // the 100-layer image
 	LargePulls   int    `json:"large_pulls"`   // cold pulls of each large image per runtime
 	// The node-scale workload: BurstPods pods started BurstInFlight at a
-	// time, held running BurstHold, running at the daemon's restart.
+	// time, held running BurstHold, listed and running at the daemon's
+	// restart.
 	BurstPods     int           `json:"burst_pods"`
 	BurstInFlight int           `json:"burst_in_flight"`
 	BurstHold     time.Duration `json:"burst_hold"`
